@@ -1,0 +1,328 @@
+//! The `ferry` command line: a thin adapter over `services`. Human output by default, `--json` for scripts.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::datagen::{SeedOptions, seed_account};
+use crate::demo::{DemoState, ensure_demo};
+use crate::domain::{ChannelType, Role};
+use crate::services::{CreateInbox, CreateUser, Ferry};
+use crate::startup::{Application, shutdown_signal};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "Moves WhatsApp-like customer conversations without losing a message")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP API (and its background worker)
+    Serve {
+        /// Fill an empty data directory with a demo account first and print how to sign in
+        #[arg(long)]
+        demo: bool,
+        /// Serve HTTP only; run `ferry worker` processes separately
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Database schema
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Accounts (tenants)
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Users and their role in an account
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Personal API tokens
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Inboxes of an account
+    Inboxes {
+        #[command(subcommand)]
+        command: InboxesCommand,
+    },
+    /// Demo data
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending schema migrations (also done at every start)
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The account's id in the legacy system (capability C)
+        #[arg(long)]
+        legacy_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "FERRY_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// May run installation-wide operations (the legacy cut-over)
+        #[arg(long)]
+        installation_admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxesCommand {
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_channel_type)]
+        channel_type: ChannelType,
+        #[arg(long)]
+        phone_number: Option<String>,
+        /// Provider settings as a JSON object; stored encrypted
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Generate a realistic account into the configured database
+    Seed {
+        /// Conversations of the Evolution inbox (the other inboxes are sized relative to it)
+        #[arg(long, default_value_t = 300)]
+        conversations: u64,
+        /// Share of Evolution contacts that also exist in the Cloud inbox
+        #[arg(long, default_value_t = 0.2)]
+        merge_ratio: f64,
+        #[arg(long, default_value = "Clínica Sorriso")]
+        name: String,
+        /// Random seed: the same seed gives the same data
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_channel_type(s: &str) -> Result<ChannelType, String> {
+    ChannelType::parse(s).map_err(|e| e.to_string())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::telemetry::init(&cli.config.log, cli.config.log_format);
+    let ferry = Ferry::open(cli.config.clone()).await?;
+    match cli.command {
+        Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
+        Command::Db { command: DbCommand::Migrate { json } } => {
+            // Ferry::open has applied every pending migration.
+            if json {
+                print_json(&json!({"migrated": true, "backend": ferry.store.backend()}));
+            } else {
+                println!("schema is up to date ({})", ferry.store.backend().as_str());
+            }
+            Ok(())
+        }
+        Command::Accounts { command: AccountsCommand::Create { name, legacy_ref, json } } => {
+            let account = ferry.create_account(&name, legacy_ref.as_deref()).await?;
+            if json {
+                print_json(&json!(account));
+            } else {
+                println!("account {} created: {}", account.id, account.name);
+            }
+            Ok(())
+        }
+        Command::Users { command: UsersCommand::Create { account, email, password, name, role, installation_admin, json } } => {
+            let user = ferry
+                .create_user(CreateUser {
+                    account_id: account,
+                    name: name.as_deref(),
+                    email: &email,
+                    password: &password,
+                    role,
+                    installation_admin,
+                })
+                .await?;
+            if json {
+                print_json(&json!({"id": user.id, "email": user.email, "name": user.name, "account_id": account,
+                    "role": role, "installation_admin": user.installation_admin}));
+            } else {
+                println!("user {} created: {} ({} of account {account})", user.id, user.email, role);
+            }
+            Ok(())
+        }
+        Command::Tokens { command: TokensCommand::Create { email, name, json } } => {
+            let (user, token) = ferry.create_token(&email, &name).await?;
+            if json {
+                print_json(&json!({"token": token.expose(), "user_id": user.id}));
+            } else {
+                println!("{}", token.expose());
+            }
+            Ok(())
+        }
+        Command::Inboxes { command } => inboxes(ferry, command).await,
+        Command::Demo { command: DemoCommand::Seed { conversations, merge_ratio, name, seed, json } } => {
+            let opts = SeedOptions { account_name: name, conversations, merge_ratio, seed };
+            let report = seed_account(&ferry, &opts).await?;
+            if json {
+                print_json(&json!(report));
+            } else {
+                println!(
+                    "account {}: {} conversations, {} messages, {} attachments, {} contacts ({} shared) in {:.1}s ({:.0} messages/s)",
+                    report.account_id, report.conversations, report.messages, report.attachments, report.contacts,
+                    report.shared_contacts, report.seconds, report.messages_per_second
+                );
+                for i in &report.inboxes {
+                    println!("  inbox {:>4}  {:<16} {:>8} conversations  {}", i.id, i.channel_type.as_str(), i.conversations, i.name);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
+    match command {
+        InboxesCommand::Create { account, name, channel_type, phone_number, config, json } => {
+            let provider_config = config
+                .map(|c| serde_json::from_str::<serde_json::Value>(&c))
+                .transpose()
+                .context("--config is not valid JSON")?;
+            let inbox = ferry
+                .create_inbox(
+                    CreateInbox {
+                        account_id: account,
+                        name,
+                        channel_type,
+                        phone_number,
+                        provider_config,
+                        lock_to_single_conversation: false,
+                    },
+                    None,
+                )
+                .await?;
+            if json {
+                print_json(&json!({"id": inbox.id, "account_id": inbox.account_id, "name": inbox.name,
+                    "channel_type": inbox.channel_type, "phone_number": inbox.phone_number}));
+            } else {
+                println!("inbox {} created: {} ({})", inbox.id, inbox.name, inbox.channel_type);
+            }
+        }
+        InboxesCommand::List { account, json } => {
+            ferry.store.get_account(account).await?;
+            let inboxes = ferry.store.list_inboxes(account).await?;
+            if json {
+                print_json(&json!(inboxes.iter().map(|i| json!({"id": i.id, "name": i.name,
+                    "channel_type": i.channel_type, "phone_number": i.phone_number,
+                    "conversations_count": i.conversations_count})).collect::<Vec<_>>()));
+            } else {
+                for i in inboxes {
+                    println!("{:>5}  {:<16} {:>8} conversations  {}", i.id, i.channel_type, i.conversations_count, i.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> {
+    let app = Application::bind(ferry.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", ferry.config.bind))?;
+    let url = format!("http://{}", app.local_addr());
+    if demo {
+        match ensure_demo(&ferry).await? {
+            DemoState::Created { login, report } => {
+                println!("demo account {} created: {} conversations, {} messages", login.account_id, report.conversations, report.messages);
+                print_login(&url, &login);
+            }
+            DemoState::Existing(Some(login)) => {
+                println!("using the existing data in {}", ferry.config.data_dir.display());
+                print_login(&url, &login);
+            }
+            DemoState::Existing(None) => {
+                println!("using the existing data in {} (not created by --demo: no demo login to show)", ferry.config.data_dir.display());
+            }
+        }
+    }
+    if no_worker {
+        tracing::info!("worker disabled (--no-worker)");
+    }
+    println!("ferry is listening on {url}");
+    tracing::info!(%url, backend = ferry.store.backend().as_str(), "listening");
+    app.run_until(shutdown_signal()).await.context("server failed")?;
+    ferry.store.close().await;
+    Ok(())
+}
+
+fn print_login(url: &str, login: &crate::demo::DemoLogin) {
+    println!("  sign in:   {url}/login   email {}   password {}", login.email, login.password);
+    println!("  API token: {}", login.api_token);
+    println!("  try:       curl -H \"api_access_token: {}\" {url}/api/v1/accounts/{}/inboxes", login.api_token, login.account_id);
+}

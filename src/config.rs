@@ -1,0 +1,131 @@
+//! The one typed configuration. Every option is a flag and a `FERRY_*` environment variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, clap::Args)]
+pub struct Config {
+    /// `postgres://…` for PostgreSQL, `sqlite://…` for a SQLite file; default: DATA_DIR/ferry.db
+    #[arg(long, env = "FERRY_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where the embedded mode keeps its database, attachments and secret key
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = "./ferry-data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Address the HTTP server listens on
+    #[arg(long, env = "FERRY_BIND", default_value = "127.0.0.1:3000", global = true)]
+    pub bind: SocketAddr,
+
+    /// 32-byte key (base64 or hex) encrypting secrets at rest; default: DATA_DIR/secret.key, created once
+    #[arg(long, env = "FERRY_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Redis for the shared token cache (multi-node deployments)
+    #[arg(long, env = "FERRY_REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// The URL providers reach this server at; webhook URLs are built from it
+    #[arg(long, env = "FERRY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Log filter, e.g. `info` or `ferry=debug,sqlx=warn`
+    #[arg(long, env = "FERRY_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// Largest accepted request body, in bytes
+    #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// A configuration for tests and tools: everything under `data_dir`, port 0.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: None,
+            data_dir: data_dir.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret_key: None,
+            redis_url: None,
+            public_url: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+
+    /// The database URL in effect: the configured one, or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => format!("sqlite://{}", self.data_dir.join("ferry.db").display()),
+        }
+    }
+
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.data_dir.join("attachments")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+}
+
+/// A URL with its password replaced, for logs and `config show`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.effective_database_url()))
+            .field("data_dir", &self.data_dir)
+            .field("bind", &self.bind)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "****"))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("public_url", &self.public_url)
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_the_embedded_sqlite_file_and_redacts_secrets() {
+        let mut c = Config::for_data_dir("/tmp/x");
+        assert_eq!(c.effective_database_url(), "sqlite:///tmp/x/ferry.db");
+        c.database_url = Some("postgres://ferry:hunter2@db/ferry".into());
+        c.secret_key = Some("c2VjcmV0".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("postgres://ferry:****@db/ferry"));
+    }
+}

@@ -1,0 +1,11 @@
+//! Validated domain types. Each is built with `parse()` and is therefore valid wherever it appears.
+
+mod api_token;
+mod channel_type;
+mod role;
+mod whatsapp_identity;
+
+pub use api_token::{ApiToken, ApiTokenError};
+pub use channel_type::{ChannelType, ChannelTypeError};
+pub use role::{Role, RoleError};
+pub use whatsapp_identity::{IdentityError, WhatsAppIdentity};

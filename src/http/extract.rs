@@ -1,0 +1,148 @@
+//! Extractors that answer bad input in the API's error shape, and the authentication / authorization ones.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::domain::{ApiToken, Role};
+use crate::services::Ferry;
+use crate::store::User;
+
+/// JSON body: 400 for malformed JSON, 413 for an oversized body, 415 without a JSON content type, 422 for
+/// unknown fields or wrong types.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", strip_axum_prefix(&text))
+        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", strip_axum_prefix(&text)),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        other => ApiError::bad_request("bad_request", other.body_text()),
+    }
+}
+
+fn strip_axum_prefix(text: &str) -> String {
+    text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text).to_owned()
+}
+
+/// Path parameters: 400 when an id is not a number.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
+    }
+}
+
+/// Query string: 400 when a parameter has the wrong type.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// The user behind the `api_access_token` header or `Authorization: Bearer`.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<Ferry> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let raw = match (header("api_access_token"), header("authorization")) {
+            (Some(token), _) => token,
+            (None, Some(auth)) => auth
+                .strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+                .map(str::trim)
+                .ok_or_else(|| ApiError::invalid_token("use Authorization: Bearer <token>"))?,
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "send your API token in the api_access_token header or as Authorization: Bearer",
+                ));
+            }
+        };
+        let token = ApiToken::parse(raw).map_err(|e| ApiError::invalid_token(e.to_string()))?;
+        match ferry.authenticate(&token).await? {
+            Some(user) => Ok(CurrentUser(user)),
+            None => Err(ApiError::invalid_token("this API token is not valid")),
+        }
+    }
+}
+
+/// A user with a role in the path's `{account_id}`. A user of another account learns nothing: 404.
+pub struct AccountAccess {
+    pub user: User,
+    pub account_id: i64,
+    pub role: Role,
+}
+
+impl AccountAccess {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Administrator => Ok(()),
+            Role::Agent => Err(ApiError::forbidden("this action needs the administrator role in this account")),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Administrator
+    }
+}
+
+impl FromRequestParts<Ferry> for AccountAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, ferry).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, ferry)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        let raw = params
+            .iter()
+            .find(|(k, _)| *k == "account_id")
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(|| ApiError::internal(&"route without {account_id} uses AccountAccess"))?;
+        let account_id: i64 = raw.parse().map_err(|_| ApiError::bad_request("invalid_path", "account_id must be a number"))?;
+        match ferry.store.account_role(account_id, user.id).await? {
+            Some(role) => Ok(AccountAccess { user, account_id, role }),
+            None => Err(ApiError::not_found("account")),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP API: a thin adapter over `services` and `store`. Each resource module exposes `router()`.
+
+mod accounts;
+mod conversations;
+pub mod error;
+pub mod extract;
+mod health;
+mod inboxes;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tower_http::trace::TraceLayer;
+
+use crate::services::Ferry;
+use crate::store::Page;
+use error::ApiError;
+
+pub fn router(ferry: Ferry) -> Router {
+    let max_body = ferry.config.max_body_bytes;
+    let api = Router::new().merge(accounts::router()).merge(inboxes::router()).merge(conversations::router());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(health::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(ferry)
+}
+
+/// `?limit=&before=`: keyset pagination, newest first.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub before: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(25);
+        if !(1..=Page::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::validation("limit", format!("must be between 1 and {}", Page::MAX_LIMIT)));
+        }
+        Ok(Page { before: self.before, limit })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Listing<T> {
+    pub data: Vec<T>,
+    pub meta: ListingMeta,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListingMeta {
+    pub limit: i64,
+    /// Pass as `before` to get the next page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+impl<T> Listing<T> {
+    pub fn new(data: Vec<T>, page: Page, id_of: impl Fn(&T) -> i64) -> Self {
+        let next_before = (data.len() as i64 == page.limit).then(|| data.last().map(&id_of)).flatten();
+        Self { data, meta: ListingMeta { limit: page.limit, next_before } }
+    }
+}

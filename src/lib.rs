@@ -1,0 +1,21 @@
+//! ferry: moves WhatsApp-like customer conversations without losing a message.
+//!
+//! Capabilities live in their own modules (`inbox_migration`, `webhooks`, `account_import`); `http` and `cli`
+//! are thin adapters over them and over `store`.
+
+pub mod account_import;
+pub mod attachments;
+pub mod cli;
+pub mod config;
+pub mod datagen;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod inbox_migration;
+pub mod password;
+pub mod secrets;
+pub mod services;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod webhooks;

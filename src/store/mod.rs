@@ -1,0 +1,155 @@
+//! Storage: one trait, one implementation per database (`sqlite`, `pg`), each owning its migrations.
+//!
+//! SQL that both dialects accept is written once (`common.rs`, expanded for each pool type); SQL that differs
+//! lives side by side in `queries/sqlite/…` and `queries/pg/…`.
+
+mod common;
+mod models;
+mod pg;
+pub mod seed;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use models::*;
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::secrets::{Cipher, SecretsError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique constraint refused the write; `constraint` names it so callers can explain.
+    #[error("already exists ({constraint})")]
+    Conflict { constraint: String },
+    /// A check or foreign-key constraint refused the write.
+    #[error("refused by the database: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("unsupported database URL {0:?}: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                // PostgreSQL names the constraint; SQLite names the columns in its message.
+                let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| {
+                    db.message().trim_start_matches("UNIQUE constraint failed: ").to_owned()
+                });
+                return StoreError::Conflict { constraint };
+            }
+            if db.is_check_violation() || db.is_foreign_key_violation() {
+                return StoreError::Invalid(db.message().to_owned());
+            }
+        }
+        if matches!(e, sqlx::Error::RowNotFound) {
+            return StoreError::NotFound("row");
+        }
+        StoreError::Database(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Seals a secret for the row it is written to, once that row's id is known.
+pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+    async fn close(&self);
+
+    // accounts and users
+    async fn create_account(&self, new: &NewAccount) -> Result<Account>;
+    async fn get_account(&self, id: i64) -> Result<Account>;
+    async fn count_accounts(&self) -> Result<i64>;
+    async fn create_user(&self, new: &NewUser) -> Result<User>;
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn set_account_role(&self, account_id: i64, user_id: i64, role: crate::domain::Role) -> Result<()>;
+    async fn account_role(&self, account_id: i64, user_id: i64) -> Result<Option<crate::domain::Role>>;
+    async fn create_access_token(&self, user_id: i64, name: &str, token_hash: &[u8], prefix: &str) -> Result<i64>;
+    async fn user_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<User>>;
+    async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
+    async fn list_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>>;
+
+    // inboxes
+    async fn list_inboxes(&self, account_id: i64) -> Result<Vec<Inbox>>;
+    async fn get_inbox(&self, account_id: i64, inbox_id: i64) -> Result<Inbox>;
+    async fn create_inbox(&self, new: &NewInbox, seal: Option<Sealer<'_>>) -> Result<Inbox>;
+    async fn update_inbox(&self, account_id: i64, inbox_id: i64, patch: &InboxPatch, seal: Option<Sealer<'_>>)
+    -> Result<Inbox>;
+    async fn add_inbox_member(&self, inbox_id: i64, user_id: i64) -> Result<()>;
+
+    // contacts, conversations, messages
+    async fn list_contacts(&self, account_id: i64, page: Page) -> Result<Vec<Contact>>;
+    async fn contact_inboxes_of(&self, contact_ids: &[i64]) -> Result<Vec<ContactInbox>>;
+    async fn list_conversations(&self, account_id: i64, inbox_id: i64, page: Page) -> Result<Vec<Conversation>>;
+    async fn get_conversation(&self, account_id: i64, conversation_id: i64) -> Result<Conversation>;
+    async fn list_messages(&self, account_id: i64, conversation_id: i64, page: Page) -> Result<Vec<Message>>;
+    async fn attachments_of(&self, message_ids: &[i64]) -> Result<Vec<Attachment>>;
+    async fn inbox_counts(&self, inbox_id: i64) -> Result<InboxCounts>;
+
+    // data generator and legacy layout
+    async fn reserve_display_ids(&self, account_id: i64, n: i64) -> Result<i64>;
+    async fn seed_batch(&self, batch: &seed::SeedBatch) -> Result<()>;
+    async fn insert_organization(&self, organization_id: &str, account_id: i64, name: &str) -> Result<()>;
+    async fn insert_evolution_instance(&self, row: &seed::LegacyEvolutionInstance) -> Result<i64>;
+    async fn insert_business_config(&self, row: &seed::LegacyBusinessConfig) -> Result<i64>;
+}
+
+/// Opens the database named by `url` (`postgres://` or `sqlite://`) and applies its migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PgStore::connect(url).await?)
+    } else if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else {
+        return Err(StoreError::UnsupportedUrl(crate::config::redact_url(url)));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Decrypts an inbox's provider config (it is bound to the inbox row).
+pub fn open_provider_config(cipher: &Cipher, inbox: &Inbox) -> Result<Option<serde_json::Value>, SecretsError> {
+    inbox
+        .provider_config
+        .as_deref()
+        .map(|env| cipher.decrypt_json(env, provider_config_binding(inbox.id)))
+        .transpose()
+}
+
+pub fn provider_config_binding(inbox_id: i64) -> crate::secrets::RowBinding<'static> {
+    crate::secrets::RowBinding { table: "inboxes", column: "provider_config", row_id: inbox_id }
+}

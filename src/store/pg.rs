@@ -1,0 +1,50 @@
+//! PostgreSQL: the multi-node deployment. Any number of processes share one database.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::common::*;
+use super::*;
+use crate::domain::Role;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const BACKEND: Backend = Backend::Postgres;
+
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/pg").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
+    async fn allocate_ids(tx: &mut Transaction<'static, Postgres>, table: &'static str, n: usize) -> Result<Vec<i64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(include_str!("queries/pg/allocate_ids.sql"))
+            .bind(table)
+            .bind(n as i64)
+            .fetch_all(&mut **tx)
+            .await?)
+    }
+}
+
+impl_store!(PgStore, Postgres);
