@@ -322,7 +322,7 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
 }
 
 fn print_login(url: &str, login: &crate::demo::DemoLogin) {
-    println!("  sign in:   {url}/login   email {}   password {}", login.email, login.password);
+    println!("  administrator: email {}   password {}", login.email, login.password);
     println!("  API token: {}", login.api_token);
     println!("  try:       curl -H \"api_access_token: {}\" {url}/api/v1/accounts/{}/inboxes", login.api_token, login.account_id);
 }

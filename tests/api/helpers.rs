@@ -1,0 +1,222 @@
+//! `spawn_app()`: the real application on port 0 with a fresh database of its own (a temporary SQLite file or
+//! a new PostgreSQL database), plus typed request helpers and fixtures.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use ferry::config::Config;
+use ferry::domain::Role;
+use ferry::secrets::SecretKey;
+use ferry::services::{CreateUser, Ferry};
+use ferry::startup::Application;
+use libtest_mimic::Failed;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        }
+    }
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("FERRY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Databases created by this process, dropped when the run ends.
+static CREATED_DATABASES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub fn postgres_available() -> Result<(), String> {
+    let url = postgres_admin_url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let connect = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(&url);
+        match connect.await {
+            Ok(pool) => {
+                pool.close().await;
+                Ok(())
+            }
+            Err(e) => Err(format!("no PostgreSQL at {} ({e})", ferry::config::redact_url(&url))),
+        }
+    })
+}
+
+async fn fresh_postgres_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("ferry_test_{:016x}", rand::thread_rng().r#gen::<u64>());
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&admin).await.expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+    pool.close().await;
+    CREATED_DATABASES.lock().unwrap().push(name.clone());
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
+
+pub fn drop_created_databases() {
+    let names = std::mem::take(&mut *CREATED_DATABASES.lock().unwrap());
+    if names.is_empty() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        if let Ok(pool) = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await {
+            for name in names {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&pool)
+                    .await;
+            }
+        }
+    });
+}
+
+pub fn run(db: Db, test: crate::TestFn) -> Result<(), Failed> {
+    run_plain(test(db))
+}
+
+pub fn run_plain(test: impl Future<Output = ()>) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(test);
+    Ok(())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub ferry: Ferry,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub secret_key: String,
+    pub dir: TempDir,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match db {
+        Db::Sqlite => format!("sqlite://{}", dir.path().join("ferry.db").display()),
+        Db::Postgres => fresh_postgres_database().await,
+    };
+    let secret_key = SecretKey::generate().encode().to_string();
+    let mut config = Config::for_data_dir(dir.path());
+    config.database_url = Some(database_url.clone());
+    config.secret_key = Some(secret_key.clone());
+    config.max_body_bytes = 64 * 1024;
+    if std::env::var("TEST_LOG").is_ok() {
+        ferry::telemetry::init("debug,sqlx=warn", ferry::config::LogFormat::Text);
+    }
+    let ferry = Ferry::open(config).await.expect("open ferry");
+    let app = Application::bind(ferry.clone()).await.expect("bind");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp { base, ferry, client: reqwest::Client::new(), database_url, secret_key, dir }
+}
+
+/// Two accounts: the first with an administrator and an agent, the second with its own administrator.
+pub struct Fixture {
+    pub account_id: i64,
+    pub admin_token: String,
+    pub agent_token: String,
+    pub other_account_id: i64,
+    pub other_admin_token: String,
+}
+
+impl TestApp {
+    pub async fn user_with_token(&self, account_id: i64, email: &str, role: Role, installation_admin: bool) -> String {
+        self.ferry
+            .create_user(CreateUser {
+                account_id,
+                name: None,
+                email,
+                password: "correct horse battery",
+                role,
+                installation_admin,
+            })
+            .await
+            .unwrap();
+        self.ferry.create_token(email, "test").await.unwrap().1.expose().to_owned()
+    }
+
+    pub async fn fixture(&self) -> Fixture {
+        let account = self.ferry.create_account("Acme", None).await.unwrap();
+        let other = self.ferry.create_account("Other Co", None).await.unwrap();
+        Fixture {
+            account_id: account.id,
+            admin_token: self.user_with_token(account.id, "admin@acme.test", Role::Administrator, false).await,
+            agent_token: self.user_with_token(account.id, "agent@acme.test", Role::Agent, false).await,
+            other_account_id: other.id,
+            other_admin_token: self.user_with_token(other.id, "admin@other.test", Role::Administrator, false).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("api_access_token", t);
+        }
+        into_parts(req.send().await.expect("request")).await
+    }
+
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            req = req.header("api_access_token", t);
+        }
+        into_parts(req.send().await.expect("request")).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, token, body).await
+    }
+
+    pub async fn patch_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::PATCH, path, token, body).await
+    }
+
+    pub async fn post_raw(&self, path: &str, token: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).header("api_access_token", token).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        into_parts(req.send().await.expect("request")).await
+    }
+
+    /// Runs the real `ferry` binary against this app's database and key.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("FERRY_DATABASE_URL", &self.database_url)
+            .env("FERRY_DATA_DIR", self.dir.path())
+            .env("FERRY_SECRET_KEY", &self.secret_key)
+            .env("FERRY_LOG", "warn")
+            .output()
+            .expect("run ferry")
+    }
+}
+
+async fn into_parts(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = resp.bytes().await.expect("body");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+    (status, body)
+}
+
+/// Asserts the SPEC 6.1 error shape with this status and code.
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "body: {}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "body: {}", got.1);
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", got.1);
+}
