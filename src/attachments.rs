@@ -33,7 +33,11 @@ impl AttachmentStore {
         let storage_key = format!("{}/{}/{}", &checksum[..2], &checksum[2..4], checksum);
         let path = self.root.join(&storage_key);
         if tokio::fs::try_exists(&path).await? {
-            return Ok(StoredBlob { storage_key, checksum, byte_size: bytes.len() as i64 });
+            return Ok(StoredBlob {
+                storage_key,
+                checksum,
+                byte_size: bytes.len() as i64,
+            });
         }
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
@@ -41,12 +45,19 @@ impl AttachmentStore {
         let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, &path).await?;
-        Ok(StoredBlob { storage_key, checksum, byte_size: bytes.len() as i64 })
+        Ok(StoredBlob {
+            storage_key,
+            checksum,
+            byte_size: bytes.len() as i64,
+        })
     }
 
     pub async fn get(&self, storage_key: &str) -> std::io::Result<Vec<u8>> {
         if storage_key.contains("..") || storage_key.starts_with('/') {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad storage key"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "bad storage key",
+            ));
         }
         tokio::fs::read(self.root.join(storage_key)).await
     }
@@ -65,7 +76,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.byte_size, 5);
         assert_eq!(store.get(&a.storage_key).await.unwrap(), b"hello");
-        assert_ne!(store.put(b"other").await.unwrap().storage_key, a.storage_key);
+        assert_ne!(
+            store.put(b"other").await.unwrap().storage_key,
+            a.storage_key
+        );
         assert!(store.get("../secret.key").await.is_err());
     }
 }

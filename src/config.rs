@@ -13,15 +13,30 @@ pub enum LogFormat {
 #[derive(Clone, clap::Args)]
 pub struct Config {
     /// `postgres://…` for PostgreSQL, `sqlite://…` for a SQLite file; default: DATA_DIR/ferry.db
-    #[arg(long, env = "FERRY_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FERRY_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Where the embedded mode keeps its database, attachments and secret key
-    #[arg(long, env = "FERRY_DATA_DIR", default_value = "./ferry-data", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_DATA_DIR",
+        default_value = "./ferry-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Address the HTTP server listens on
-    #[arg(long, env = "FERRY_BIND", default_value = "127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_BIND",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
     pub bind: SocketAddr,
 
     /// 32-byte key (base64 or hex) encrypting secrets at rest; default: DATA_DIR/secret.key, created once
@@ -40,7 +55,13 @@ pub struct Config {
     #[arg(long, env = "FERRY_LOG", default_value = "info", global = true)]
     pub log: String,
 
-    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Largest accepted request body, in bytes
@@ -125,7 +146,10 @@ mod tests {
         c.database_url = Some("postgres://ferry:hunter2@db/ferry".into());
         c.secret_key = Some("c2VjcmV0".into());
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
         assert!(shown.contains("postgres://ferry:****@db/ferry"));
     }
 }

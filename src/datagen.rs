@@ -35,7 +35,12 @@ pub struct SeedOptions {
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        Self { account_name: "Clínica Sorriso".into(), conversations: 300, merge_ratio: 0.2, seed: 42 }
+        Self {
+            account_name: "Clínica Sorriso".into(),
+            conversations: 300,
+            merge_ratio: 0.2,
+            seed: 42,
+        }
     }
 }
 
@@ -97,10 +102,30 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
     let account = ferry.create_account(&opts.account_name, None).await?;
     let n = opts.conversations;
     let specs: [(&str, ChannelType, Option<&str>, u64); 5] = [
-        ("WhatsApp Principal (Evolution)", ChannelType::Evolution, Some("+551140028922"), n),
-        ("WhatsApp Oficial (Cloud API)", ChannelType::WhatsappCloud, Some("+551140028922"), n / 4),
-        ("WhatsApp Filial Rio (360dialog)", ChannelType::Dialog360, Some("+552130034000"), n / 20),
-        ("WhatsApp EUA (Twilio)", ChannelType::TwilioWhatsapp, Some("+14155550100"), n / 10),
+        (
+            "WhatsApp Principal (Evolution)",
+            ChannelType::Evolution,
+            Some("+551140028922"),
+            n,
+        ),
+        (
+            "WhatsApp Oficial (Cloud API)",
+            ChannelType::WhatsappCloud,
+            Some("+551140028922"),
+            n / 4,
+        ),
+        (
+            "WhatsApp Filial Rio (360dialog)",
+            ChannelType::Dialog360,
+            Some("+552130034000"),
+            n / 20,
+        ),
+        (
+            "WhatsApp EUA (Twilio)",
+            ChannelType::TwilioWhatsapp,
+            Some("+14155550100"),
+            n / 10,
+        ),
         ("Chat do site", ChannelType::WebWidget, None, n / 20),
     ];
     let mut plans = Vec::new();
@@ -118,7 +143,12 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
                 None,
             )
             .await?;
-        plans.push(InboxPlan { id: inbox.id, channel, target, made: 0 });
+        plans.push(InboxPlan {
+            id: inbox.id,
+            channel,
+            target,
+            made: 0,
+        });
     }
     let samples = write_sample_blobs(ferry).await?;
     let mut g = Generator {
@@ -141,11 +171,21 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
             }
             let identity = g.next_identity(true);
             let contact = g.contact(&mut batch, &identity);
-            evolution.made += g.conversations_for(&mut batch, contact, &identity, evolution, evolution.target - evolution.made);
+            evolution.made += g.conversations_for(
+                &mut batch,
+                contact,
+                &identity,
+                evolution,
+                evolution.target - evolution.made,
+            );
             if g.rng.gen_bool(opts.merge_ratio) && !identity.is_lid() {
                 // The same person reached the Cloud number too, as a contact of its own, in Cloud's format —
                 // often without the Brazilian ninth digit.
-                let twin_identity = if g.rng.gen_bool(0.4) { drop_ninth_digit(&identity) } else { identity.clone() };
+                let twin_identity = if g.rng.gen_bool(0.4) {
+                    drop_ninth_digit(&identity)
+                } else {
+                    identity.clone()
+                };
                 let twin = g.contact(&mut batch, &twin_identity);
                 cloud.made += g.conversations_for(&mut batch, twin, &twin_identity, cloud, 2);
                 g.totals.shared += 1;
@@ -162,7 +202,13 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
                 }
                 let identity = g.next_identity(false);
                 let contact = g.contact(&mut batch, &identity);
-                plan.made += g.conversations_for(&mut batch, contact, &identity, plan, plan.target - plan.made);
+                plan.made += g.conversations_for(
+                    &mut batch,
+                    contact,
+                    &identity,
+                    plan,
+                    plan.target - plan.made,
+                );
             }
             g.flush(ferry, batch).await?;
         }
@@ -224,14 +270,21 @@ struct Generator {
 
 impl Generator {
     fn batch(&self) -> SeedBatch {
-        SeedBatch { account_id: self.account_id, ..SeedBatch::default() }
+        SeedBatch {
+            account_id: self.account_id,
+            ..SeedBatch::default()
+        }
     }
 
     /// Unique Brazilian mobile numbers (`55 DD 9XXXX XXXX`), and now and then a LID-only Evolution sender.
     fn next_identity(&mut self, allow_lid: bool) -> WhatsAppIdentity {
         self.phone_counter += 1;
         if allow_lid && self.rng.gen_ratio(1, 50) {
-            return WhatsAppIdentity::parse(&format!("{}@lid", 100_000_000_000_000 + self.phone_counter)).expect("lid");
+            return WhatsAppIdentity::parse(&format!(
+                "{}@lid",
+                100_000_000_000_000 + self.phone_counter
+            ))
+            .expect("lid");
         }
         let areas = [11, 21, 31, 41, 51, 61, 71, 81, 85, 19];
         let area = areas[(self.phone_counter % areas.len() as u64) as usize];
@@ -245,14 +298,25 @@ impl Generator {
         let with_email = self.rng.gen_bool(0.3);
         let index = batch.contacts.len();
         let email = with_email.then(|| {
-            format!("{}.{}.{}@example.com", first.to_lowercase(), last.to_lowercase(), self.totals.contacts + 1)
+            format!(
+                "{}.{}.{}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase(),
+                self.totals.contacts + 1
+            )
         });
         let mut attrs = serde_json::Map::new();
         if self.rng.gen_bool(0.5) {
-            attrs.insert("city".into(), json!(CITIES[self.rng.gen_range(0..CITIES.len())]));
+            attrs.insert(
+                "city".into(),
+                json!(CITIES[self.rng.gen_range(0..CITIES.len())]),
+            );
         }
         if self.rng.gen_bool(0.2) {
-            attrs.insert("plan".into(), json!(["basic", "premium", "family"][self.rng.gen_range(0..3)]));
+            attrs.insert(
+                "plan".into(),
+                json!(["basic", "premium", "family"][self.rng.gen_range(0..3)]),
+            );
         }
         batch.contacts.push(SeedContact {
             name: format!("{first} {last}"),
@@ -262,10 +326,14 @@ impl Generator {
             created_at: self.base_time + Duration::minutes(self.rng.gen_range(0..60 * 24 * 30)),
         });
         if self.rng.gen_bool(0.2) {
-            batch.contact_labels.push((index, LABELS[self.rng.gen_range(0..LABELS.len())].into()));
+            batch
+                .contact_labels
+                .push((index, LABELS[self.rng.gen_range(0..LABELS.len())].into()));
         }
         if self.rng.gen_bool(0.05) {
-            batch.contact_notes.push((index, "Prefere contato pela manhã.".into()));
+            batch
+                .contact_notes
+                .push((index, "Prefere contato pela manhã.".into()));
         }
         self.totals.contacts += 1;
         index
@@ -282,19 +350,40 @@ impl Generator {
     ) -> u64 {
         let source_id = match inbox.channel {
             ChannelType::WebWidget => format!("web-{:016x}", self.rng.r#gen::<u64>()),
-            c => identity.to_source_id(c).unwrap_or_else(|_| format!("{}@lid", identity.canonical())),
+            c => identity
+                .to_source_id(c)
+                .unwrap_or_else(|_| format!("{}@lid", identity.canonical())),
         };
-        let wa_identity = inbox.channel.is_whatsapp_like().then(|| identity.canonical());
+        let wa_identity = inbox
+            .channel
+            .is_whatsapp_like()
+            .then(|| identity.canonical());
         let contact_inbox = batch.contact_inboxes.len();
-        batch.contact_inboxes.push(SeedContactInbox { contact, inbox_id: inbox.id, source_id, wa_identity });
-        let count = if room > 1 && self.rng.gen_bool(0.15) { 2 } else { 1 };
+        batch.contact_inboxes.push(SeedContactInbox {
+            contact,
+            inbox_id: inbox.id,
+            source_id,
+            wa_identity,
+        });
+        let count = if room > 1 && self.rng.gen_bool(0.15) {
+            2
+        } else {
+            1
+        };
         for k in 0..count {
             self.conversation(batch, contact, contact_inbox, inbox, k + 1 == count);
         }
         count
     }
 
-    fn conversation(&mut self, batch: &mut SeedBatch, contact: usize, contact_inbox: usize, inbox: &InboxPlan, latest: bool) {
+    fn conversation(
+        &mut self,
+        batch: &mut SeedBatch,
+        contact: usize,
+        contact_inbox: usize,
+        inbox: &InboxPlan,
+        latest: bool,
+    ) {
         let conversation = batch.conversations.len();
         let created_at = self.base_time + Duration::minutes(self.rng.gen_range(0..60 * 24 * 170));
         // Skewed towards short conversations: 1 + 49·u^4.4 has a mean near 10.
@@ -310,7 +399,9 @@ impl Generator {
                 OUTGOING[self.rng.gen_range(0..OUTGOING.len())]
             };
             let source_id = self.provider_message_id(inbox.channel);
-            let dedupe_key = source_id.as_ref().map(|s| format!("{}:{}:{}", self.account_id, inbox.channel, s));
+            let dedupe_key = source_id
+                .as_ref()
+                .map(|s| format!("{}:{}:{}", self.account_id, inbox.channel, s));
             let message = batch.messages.len();
             batch.messages.push(SeedMessage {
                 conversation,
@@ -318,7 +409,11 @@ impl Generator {
                 content: content.to_owned(),
                 source_id,
                 dedupe_key,
-                status: if incoming { "read" } else { ["sent", "delivered", "read"][self.rng.gen_range(0..3)] },
+                status: if incoming {
+                    "read"
+                } else {
+                    ["sent", "delivered", "read"][self.rng.gen_range(0..3)]
+                },
                 created_at: at,
             });
             if with_attachment && (i == messages / 2 || (i == 0 && self.rng.gen_bool(0.3))) {
@@ -337,7 +432,13 @@ impl Generator {
         }
         self.totals.messages += messages as u64;
         self.totals.conversations += 1;
-        let status = if latest && self.rng.gen_bool(0.35) { "open" } else if latest && self.rng.gen_bool(0.1) { "pending" } else { "resolved" };
+        let status = if latest && self.rng.gen_bool(0.35) {
+            "open"
+        } else if latest && self.rng.gen_bool(0.1) {
+            "pending"
+        } else {
+            "resolved"
+        };
         batch.conversations.push(SeedConversation {
             inbox_id: inbox.id,
             contact,
@@ -355,7 +456,12 @@ impl Generator {
         });
         if status == "resolved" {
             let seconds = (at - created_at).num_seconds() as f64;
-            batch.reporting_events.push(SeedReportingEvent { conversation, name: "conversation_resolved", value: seconds, created_at: at });
+            batch.reporting_events.push(SeedReportingEvent {
+                conversation,
+                name: "conversation_resolved",
+                value: seconds,
+                created_at: at,
+            });
         }
     }
 
@@ -364,7 +470,9 @@ impl Generator {
         let b: u64 = self.rng.r#gen();
         match channel {
             ChannelType::Evolution => Some(format!("3EB0{a:016X}")),
-            ChannelType::WhatsappCloud | ChannelType::Dialog360 => Some(format!("wamid.HBgN{a:016x}{b:08x}")),
+            ChannelType::WhatsappCloud | ChannelType::Dialog360 => {
+                Some(format!("wamid.HBgN{a:016x}{b:08x}"))
+            }
             ChannelType::TwilioWhatsapp => Some(format!("SM{a:016x}{b:016x}")),
             _ => None,
         }
@@ -374,7 +482,10 @@ impl Generator {
         if batch.conversations.is_empty() {
             return Ok(());
         }
-        let first = ferry.store.reserve_display_ids(self.account_id, batch.conversations.len() as i64).await?;
+        let first = ferry
+            .store
+            .reserve_display_ids(self.account_id, batch.conversations.len() as i64)
+            .await?;
         for (i, c) in batch.conversations.iter_mut().enumerate() {
             c.display_id = first + i as i64;
         }
@@ -390,10 +501,16 @@ fn drop_ninth_digit(identity: &WhatsAppIdentity) -> WhatsAppIdentity {
 
 fn sample_provider_config(channel: ChannelType) -> serde_json::Value {
     match channel {
-        ChannelType::Evolution => json!({"base_url": "http://127.0.0.1:8080", "api_key": "demo-evolution-api-key-0001"}),
-        ChannelType::WhatsappCloud => json!({"phone_number_id": "109876543210987", "access_token": "EAAG-demo-access-token-0001", "app_secret": "demo-app-secret-0001"}),
+        ChannelType::Evolution => {
+            json!({"base_url": "http://127.0.0.1:8080", "api_key": "demo-evolution-api-key-0001"})
+        }
+        ChannelType::WhatsappCloud => {
+            json!({"phone_number_id": "109876543210987", "access_token": "EAAG-demo-access-token-0001", "app_secret": "demo-app-secret-0001"})
+        }
         ChannelType::Dialog360 => json!({"api_key": "demo-360dialog-key-0001"}),
-        ChannelType::TwilioWhatsapp => json!({"account_sid": "AC00000000000000000000000000000001", "auth_token": "demo-twilio-auth-token-0001"}),
+        ChannelType::TwilioWhatsapp => {
+            json!({"account_sid": "AC00000000000000000000000000000001", "auth_token": "demo-twilio-auth-token-0001"})
+        }
         _ => json!({"widget_color": "#1f93ff"}),
     }
 }
@@ -409,9 +526,29 @@ async fn write_sample_blobs(ferry: &Ferry) -> Result<Vec<SampleBlob>, SeedError>
         );
         let files: [(&str, &str, &str, Vec<u8>); 4] = [
             ("image", "image/svg+xml", "foto.svg", svg.into_bytes()),
-            ("audio", "audio/wav", "audio.wav", wav_tone(440 + variant * 110)),
-            ("file", "application/pdf", "documento.pdf", tiny_pdf(&format!("Recibo {}", variant + 1))),
-            ("file", "text/plain", "recibo.txt", format!("Recibo nº {}\nValor: R$ {},00\n", 1000 + variant, 150 + variant * 25).into_bytes()),
+            (
+                "audio",
+                "audio/wav",
+                "audio.wav",
+                wav_tone(440 + variant * 110),
+            ),
+            (
+                "file",
+                "application/pdf",
+                "documento.pdf",
+                tiny_pdf(&format!("Recibo {}", variant + 1)),
+            ),
+            (
+                "file",
+                "text/plain",
+                "recibo.txt",
+                format!(
+                    "Recibo nº {}\nValor: R$ {},00\n",
+                    1000 + variant,
+                    150 + variant * 25
+                )
+                .into_bytes(),
+            ),
         ];
         for (file_type, content_type, file_name, bytes) in files {
             let blob = ferry.attachments.put(&bytes).await?;
@@ -432,7 +569,12 @@ async fn write_sample_blobs(ferry: &Ferry) -> Result<Vec<SampleBlob>, SeedError>
 fn wav_tone(frequency: u32) -> Vec<u8> {
     let rate = 8000u32;
     let samples: Vec<u8> = (0..rate / 5)
-        .map(|i| (128.0 + 100.0 * (2.0 * std::f64::consts::PI * frequency as f64 * i as f64 / rate as f64).sin()) as u8)
+        .map(|i| {
+            (128.0
+                + 100.0
+                    * (2.0 * std::f64::consts::PI * frequency as f64 * i as f64 / rate as f64)
+                        .sin()) as u8
+        })
         .collect();
     let mut w = Vec::with_capacity(44 + samples.len());
     w.extend_from_slice(b"RIFF");
@@ -468,29 +610,67 @@ fn tiny_pdf(text: &str) -> Vec<u8> {
         pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
-    pdf.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
     pdf
 }
 
 async fn seed_legacy(ferry: &Ferry, account_id: i64) -> Result<(u64, u64), SeedError> {
     let org = format!("org-{account_id}");
-    ferry.store.insert_organization(&org, account_id, "Clínica Sorriso").await?;
+    ferry
+        .store
+        .insert_organization(&org, account_id, "Clínica Sorriso")
+        .await?;
     let instances = [
-        (format!("clinica-{account_id}-principal"), org.as_str(), "open", Some("+551140028922"), None),
-        (format!("clinica-{account_id}-recepcao"), org.as_str(), "connecting", Some("+551140028923"), None),
-        (format!("clinica-{account_id}-backup"), org.as_str(), "close", Some("+551140028924"), None),
-        (format!("clinica-{account_id}-antigo"), org.as_str(), "error", None, Some("QR code expired")),
+        (
+            format!("clinica-{account_id}-principal"),
+            org.as_str(),
+            "open",
+            Some("+551140028922"),
+            None,
+        ),
+        (
+            format!("clinica-{account_id}-recepcao"),
+            org.as_str(),
+            "connecting",
+            Some("+551140028923"),
+            None,
+        ),
+        (
+            format!("clinica-{account_id}-backup"),
+            org.as_str(),
+            "close",
+            Some("+551140028924"),
+            None,
+        ),
+        (
+            format!("clinica-{account_id}-antigo"),
+            org.as_str(),
+            "error",
+            None,
+            Some("QR code expired"),
+        ),
     ];
     let unmapped = format!("org-unmapped-{account_id}");
     let mut count = 0;
-    for (name, organization, status, phone, error) in instances
-        .into_iter()
-        .chain([(format!("orfa-{account_id}"), unmapped.as_str(), "open", Some("+551140028925"), None)])
-    {
+    for (name, organization, status, phone, error) in instances.into_iter().chain([(
+        format!("orfa-{account_id}"),
+        unmapped.as_str(),
+        "open",
+        Some("+551140028925"),
+        None,
+    )]) {
         ferry
             .store
             .insert_evolution_instance(&LegacyEvolutionInstance {
@@ -507,8 +687,16 @@ async fn seed_legacy(ferry: &Ferry, account_id: i64) -> Result<(u64, u64), SeedE
         count += 1;
     }
     let configs = [
-        ("whatsapp_cloud", format!("1098765{account_id:08}"), "+551140028922"),
-        ("dialog360", format!("3603600{account_id:08}"), "+552130034000"),
+        (
+            "whatsapp_cloud",
+            format!("1098765{account_id:08}"),
+            "+551140028922",
+        ),
+        (
+            "dialog360",
+            format!("3603600{account_id:08}"),
+            "+552130034000",
+        ),
     ];
     for (provider, phone_number_id, phone) in &configs {
         ferry
@@ -530,15 +718,36 @@ async fn seed_legacy(ferry: &Ferry, account_id: i64) -> Result<(u64, u64), SeedE
 }
 
 const FIRST_NAMES: [&str; 24] = [
-    "Ana", "Bruno", "Carla", "Diego", "Eduarda", "Felipe", "Gabriela", "Henrique", "Isabela", "João", "Karina",
-    "Lucas", "Mariana", "Nicolas", "Olívia", "Pedro", "Quésia", "Rafael", "Sofia", "Thiago", "Ursula", "Vitor",
-    "Yasmin", "Zeca",
+    "Ana", "Bruno", "Carla", "Diego", "Eduarda", "Felipe", "Gabriela", "Henrique", "Isabela",
+    "João", "Karina", "Lucas", "Mariana", "Nicolas", "Olívia", "Pedro", "Quésia", "Rafael",
+    "Sofia", "Thiago", "Ursula", "Vitor", "Yasmin", "Zeca",
 ];
 const LAST_NAMES: [&str; 16] = [
-    "Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira", "Lima", "Gomes", "Costa",
-    "Ribeiro", "Martins", "Carvalho", "Almeida", "Lopes",
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Souza",
+    "Rodrigues",
+    "Ferreira",
+    "Alves",
+    "Pereira",
+    "Lima",
+    "Gomes",
+    "Costa",
+    "Ribeiro",
+    "Martins",
+    "Carvalho",
+    "Almeida",
+    "Lopes",
 ];
-const CITIES: [&str; 6] = ["São Paulo", "Rio de Janeiro", "Belo Horizonte", "Curitiba", "Porto Alegre", "Recife"];
+const CITIES: [&str; 6] = [
+    "São Paulo",
+    "Rio de Janeiro",
+    "Belo Horizonte",
+    "Curitiba",
+    "Porto Alegre",
+    "Recife",
+];
 const LABELS: [&str; 5] = ["vip", "lead", "paciente", "retorno", "orcamento"];
 const INCOMING: [&str; 10] = [
     "Olá, gostaria de agendar uma consulta",
@@ -571,10 +780,21 @@ mod tests {
     fn the_sample_pdf_has_a_valid_xref_offset() {
         let pdf = tiny_pdf("x");
         let text = String::from_utf8(pdf.clone()).unwrap();
-        let startxref: usize = text.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
+        let startxref: usize = text
+            .rsplit("startxref\n")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(text[startxref..].starts_with("xref"));
         let wav = wav_tone(440);
         assert_eq!(&wav[..4], b"RIFF");
-        assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize, wav.len() - 8);
+        assert_eq!(
+            u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize,
+            wav.len() - 8
+        );
     }
 }

@@ -23,7 +23,10 @@ const LOGIN_FILE: &str = "demo-login.json";
 
 #[derive(Debug)]
 pub enum DemoState {
-    Created { login: DemoLogin, report: Box<SeedReport> },
+    Created {
+        login: DemoLogin,
+        report: Box<SeedReport>,
+    },
     Existing(Option<DemoLogin>),
 }
 
@@ -65,7 +68,10 @@ pub async fn ensure_demo(ferry: &Ferry) -> anyhow::Result<DemoState> {
         api_token: token.expose().to_owned(),
     };
     write_login(ferry, &login)?;
-    Ok(DemoState::Created { login, report: Box::new(report) })
+    Ok(DemoState::Created {
+        login,
+        report: Box::new(report),
+    })
 }
 
 fn read_login(ferry: &Ferry) -> Option<DemoLogin> {
@@ -79,12 +85,18 @@ fn write_login(ferry: &Ferry, login: &DemoLogin) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(ferry.config.data_dir.join(LOGIN_FILE))?;
-    file.write_all(serde_json::to_string_pretty(login).expect("serializable").as_bytes())
+    file.write_all(
+        serde_json::to_string_pretty(login)
+            .expect("serializable")
+            .as_bytes(),
+    )
 }
 
 fn random_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
-    (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }

@@ -8,7 +8,11 @@ async fn main() {
         Err(e) => {
             // clap's usage errors span several lines; scripts get one.
             let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
             eprintln!("error: {first} (see --help)");
             std::process::exit(2);
         }

@@ -32,7 +32,10 @@ pub enum SecretsError {
     #[error("FERRY_SECRET_KEY must be 32 bytes as base64 or 64 hex characters")]
     BadKey,
     #[error("cannot read or create the secret key file {path}: {source}")]
-    KeyFile { path: String, source: std::io::Error },
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The 256-bit key. Zeroed on drop and never printed.
@@ -67,10 +70,16 @@ impl SecretKey {
         let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(s).ok()
         } else {
-            STANDARD.decode(s).ok().or_else(|| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+            STANDARD
+                .decode(s)
+                .ok()
+                .or_else(|| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
         };
         let bytes = Zeroizing::new(bytes.ok_or(SecretsError::BadKey)?);
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SecretsError::BadKey)?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SecretsError::BadKey)?;
         Ok(Self::from_bytes(Zeroizing::new(array)))
     }
 
@@ -89,7 +98,10 @@ impl SecretKey {
             return Self::parse(k);
         }
         let path = data_dir.join("secret.key");
-        let io = |source| SecretsError::KeyFile { path: path.display().to_string(), source };
+        let io = |source| SecretsError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -152,7 +164,13 @@ impl Cipher {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = at.aad();
         let ciphertext = aead
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
         out.push(VERSION);
@@ -162,19 +180,29 @@ impl Cipher {
         out
     }
 
-    pub fn decrypt(&self, envelope: &[u8], at: RowBinding<'_>) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
+    pub fn decrypt(
+        &self,
+        envelope: &[u8],
+        at: RowBinding<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
         if envelope.len() < HEADER_LEN + 16 || envelope[0] != VERSION {
             return Err(SecretsError::Format(at.to_string()));
         }
         let key_id = &envelope[1..5];
         if key_id != self.key.id {
-            return Err(SecretsError::WrongKey { expected: self.key.id_hex(), found: hex::encode(key_id) });
+            return Err(SecretsError::WrongKey {
+                expected: self.key.id_hex(),
+                found: hex::encode(key_id),
+            });
         }
         let aead = XChaCha20Poly1305::new(self.key.key.as_ref().into());
         let aad = at.aad();
         aead.decrypt(
             XNonce::from_slice(&envelope[5..HEADER_LEN]),
-            Payload { msg: &envelope[HEADER_LEN..], aad: aad.as_bytes() },
+            Payload {
+                msg: &envelope[HEADER_LEN..],
+                aad: aad.as_bytes(),
+            },
         )
         .map(Zeroizing::new)
         .map_err(|_| SecretsError::Tampered(at.to_string()))
@@ -185,7 +213,11 @@ impl Cipher {
         self.encrypt(&plaintext, at)
     }
 
-    pub fn decrypt_json(&self, envelope: &[u8], at: RowBinding<'_>) -> Result<serde_json::Value, SecretsError> {
+    pub fn decrypt_json(
+        &self,
+        envelope: &[u8],
+        at: RowBinding<'_>,
+    ) -> Result<serde_json::Value, SecretsError> {
         let plaintext = self.decrypt(envelope, at)?;
         serde_json::from_slice(&plaintext).map_err(|_| SecretsError::Format(at.to_string()))
     }
@@ -195,7 +227,11 @@ impl Cipher {
 mod tests {
     use super::*;
 
-    const AT: RowBinding<'static> = RowBinding { table: "inboxes", column: "provider_config", row_id: 7 };
+    const AT: RowBinding<'static> = RowBinding {
+        table: "inboxes",
+        column: "provider_config",
+        row_id: 7,
+    };
 
     #[test]
     fn round_trips_and_uses_a_fresh_nonce_each_time() {
@@ -212,21 +248,38 @@ mod tests {
         let cipher = Cipher::new(SecretKey::generate());
         let env = cipher.encrypt(b"secret", AT);
         let other_row = RowBinding { row_id: 8, ..AT };
-        let other_column = RowBinding { column: "token_ciphertext", ..AT };
-        assert!(matches!(cipher.decrypt(&env, other_row), Err(SecretsError::Tampered(_))));
-        assert!(matches!(cipher.decrypt(&env, other_column), Err(SecretsError::Tampered(_))));
+        let other_column = RowBinding {
+            column: "token_ciphertext",
+            ..AT
+        };
+        assert!(matches!(
+            cipher.decrypt(&env, other_row),
+            Err(SecretsError::Tampered(_))
+        ));
+        assert!(matches!(
+            cipher.decrypt(&env, other_column),
+            Err(SecretsError::Tampered(_))
+        ));
         let mut flipped = env.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(matches!(cipher.decrypt(&flipped, AT), Err(SecretsError::Tampered(_))));
+        assert!(matches!(
+            cipher.decrypt(&flipped, AT),
+            Err(SecretsError::Tampered(_))
+        ));
     }
 
     #[test]
     fn a_wrong_key_is_named_never_garbage() {
         let env = Cipher::new(SecretKey::generate()).encrypt(b"secret", AT);
-        let err = Cipher::new(SecretKey::generate()).decrypt(&env, AT).unwrap_err();
+        let err = Cipher::new(SecretKey::generate())
+            .decrypt(&env, AT)
+            .unwrap_err();
         assert!(matches!(err, SecretsError::WrongKey { .. }));
         assert!(err.to_string().contains("FERRY_SECRET_KEY"));
-        assert!(matches!(Cipher::new(SecretKey::generate()).decrypt(b"\x01abc", AT), Err(SecretsError::Format(_))));
+        assert!(matches!(
+            Cipher::new(SecretKey::generate()).decrypt(b"\x01abc", AT),
+            Err(SecretsError::Format(_))
+        ));
     }
 
     #[test]
@@ -236,8 +289,14 @@ mod tests {
         assert_eq!(SecretKey::parse(&b64).unwrap().id_hex(), key.id_hex());
         let hex = hex::encode(STANDARD.decode(b64.as_str()).unwrap());
         assert_eq!(SecretKey::parse(&hex).unwrap().id_hex(), key.id_hex());
-        assert!(matches!(SecretKey::parse("c2hvcnQ="), Err(SecretsError::BadKey)));
-        assert!(matches!(SecretKey::parse("not base64 at all!"), Err(SecretsError::BadKey)));
+        assert!(matches!(
+            SecretKey::parse("c2hvcnQ="),
+            Err(SecretsError::BadKey)
+        ));
+        assert!(matches!(
+            SecretKey::parse("not base64 at all!"),
+            Err(SecretsError::BadKey)
+        ));
         assert!(!format!("{key:?}").contains(b64.as_str()));
     }
 
@@ -250,7 +309,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("secret.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let explicit = SecretKey::generate();

@@ -11,13 +11,17 @@ use crate::domain::{ApiToken, ChannelType, Role, WhatsAppIdentity};
 use crate::password;
 use crate::secrets::{Cipher, SecretKey, SecretsError};
 use crate::store::{
-    self, Account, Inbox, InboxPatch, NewAccount, NewAuditEvent, NewInbox, NewUser, Store, StoreError, User,
+    self, Account, Inbox, InboxPatch, NewAccount, NewAuditEvent, NewInbox, NewUser, Store,
+    StoreError, User,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{field}: {message}")]
-    Validation { field: &'static str, message: String },
+    Validation {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -41,7 +45,10 @@ impl From<StoreError> for ServiceError {
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::Validation { field, message: message.into() }
+    ServiceError::Validation {
+        field,
+        message: message.into(),
+    }
 }
 
 /// Everything a request, a CLI command or a job needs. Cheap to clone.
@@ -68,7 +75,10 @@ impl Ferry {
         let url = config.effective_database_url();
         let store = store::connect(&url)
             .await
-            .map_err(|source| OpenError::Store { url: crate::config::redact_url(&url), source })?;
+            .map_err(|source| OpenError::Store {
+                url: crate::config::redact_url(&url),
+                source,
+            })?;
         Ok(Self {
             store,
             cipher: Cipher::new(key),
@@ -77,8 +87,21 @@ impl Ferry {
         })
     }
 
-    pub async fn audit(&self, account_id: Option<i64>, user_id: Option<i64>, action: &str, subject: String, details: Value) {
-        let event = NewAuditEvent { account_id, user_id, action: action.to_owned(), subject, details };
+    pub async fn audit(
+        &self,
+        account_id: Option<i64>,
+        user_id: Option<i64>,
+        action: &str,
+        subject: String,
+        details: Value,
+    ) {
+        let event = NewAuditEvent {
+            account_id,
+            user_id,
+            action: action.to_owned(),
+            subject,
+            details,
+        };
         if let Err(e) = self.store.record_audit(&event).await {
             // The action itself succeeded; losing its audit line must be loud but not undo it.
             tracing::error!(error = %e, action, "failed to write audit event");
@@ -87,12 +110,28 @@ impl Ferry {
 
     pub async fn create_account(&self, name: &str, legacy_ref: Option<&str>) -> Result<Account> {
         let name = required_name("name", name)?;
-        let legacy_ref = legacy_ref.map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
-        let account = self.store.create_account(&NewAccount { name, legacy_ref }).await.map_err(|e| match e {
-            StoreError::Conflict { .. } => ServiceError::Conflict("an account with this legacy_ref exists".into()),
-            other => other.into(),
-        })?;
-        self.audit(Some(account.id), None, "account.created", format!("account:{}", account.id), json!({})).await;
+        let legacy_ref = legacy_ref
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        let account = self
+            .store
+            .create_account(&NewAccount { name, legacy_ref })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => {
+                    ServiceError::Conflict("an account with this legacy_ref exists".into())
+                }
+                other => other.into(),
+            })?;
+        self.audit(
+            Some(account.id),
+            None,
+            "account.created",
+            format!("account:{}", account.id),
+            json!({}),
+        )
+        .await;
         Ok(account)
     }
 
@@ -102,22 +141,39 @@ impl Ferry {
         if !looks_like_email(&email) {
             return Err(invalid("email", "is not an email address"));
         }
-        let password_hash = password::hash(new.password).map_err(|e| invalid("password", e.to_string()))?;
+        let password_hash =
+            password::hash(new.password).map_err(|e| invalid("password", e.to_string()))?;
         let name = match new.name {
             Some(n) => required_name("name", n)?,
             None => email.split('@').next().unwrap_or("user").to_owned(),
         };
         let user = self
             .store
-            .create_user(&NewUser { name, email, password_hash, installation_admin: new.installation_admin })
+            .create_user(&NewUser {
+                name,
+                email,
+                password_hash,
+                installation_admin: new.installation_admin,
+            })
             .await
             .map_err(|e| match e {
-                StoreError::Conflict { .. } => ServiceError::Conflict("a user with this email exists".into()),
+                StoreError::Conflict { .. } => {
+                    ServiceError::Conflict("a user with this email exists".into())
+                }
                 other => other.into(),
             })?;
-        self.store.set_account_role(new.account_id, user.id, new.role).await?;
+        self.store
+            .set_account_role(new.account_id, user.id, new.role)
+            .await?;
         let details = json!({"role": new.role, "installation_admin": new.installation_admin});
-        self.audit(Some(new.account_id), None, "user.created", format!("user:{}", user.id), details).await;
+        self.audit(
+            Some(new.account_id),
+            None,
+            "user.created",
+            format!("user:{}", user.id),
+            details,
+        )
+        .await;
         Ok(user)
     }
 
@@ -128,8 +184,17 @@ impl Ferry {
             .await?
             .ok_or(ServiceError::NotFound("user"))?;
         let token = ApiToken::generate();
-        self.store.create_access_token(user.id, name, &token.hash(), &token.display_prefix()).await?;
-        self.audit(None, Some(user.id), "token.created", format!("user:{}", user.id), json!({"name": name})).await;
+        self.store
+            .create_access_token(user.id, name, &token.hash(), &token.display_prefix())
+            .await?;
+        self.audit(
+            None,
+            Some(user.id),
+            "token.created",
+            format!("user:{}", user.id),
+            json!({"name": name}),
+        )
+        .await;
         Ok((user, token))
     }
 
@@ -141,8 +206,15 @@ impl Ferry {
     pub async fn create_inbox(&self, input: CreateInbox, actor: Option<i64>) -> Result<Inbox> {
         self.store.get_account(input.account_id).await?;
         let name = required_name("name", &input.name)?;
-        let phone_number = input.phone_number.as_deref().map(normalize_phone).transpose()?;
-        let config = input.provider_config.map(validate_provider_config).transpose()?;
+        let phone_number = input
+            .phone_number
+            .as_deref()
+            .map(normalize_phone)
+            .transpose()?;
+        let config = input
+            .provider_config
+            .map(validate_provider_config)
+            .transpose()?;
         let new = NewInbox {
             account_id: input.account_id,
             name,
@@ -159,12 +231,29 @@ impl Ferry {
             None => self.store.create_inbox(&new, None).await?,
         };
         let details = json!({"channel_type": inbox.channel_type, "name": inbox.name});
-        self.audit(Some(inbox.account_id), actor, "inbox.created", format!("inbox:{}", inbox.id), details).await;
+        self.audit(
+            Some(inbox.account_id),
+            actor,
+            "inbox.created",
+            format!("inbox:{}", inbox.id),
+            details,
+        )
+        .await;
         Ok(inbox)
     }
 
-    pub async fn update_inbox(&self, account_id: i64, inbox_id: i64, input: UpdateInbox, actor: Option<i64>) -> Result<Inbox> {
-        let name = input.name.as_deref().map(|n| required_name("name", n)).transpose()?;
+    pub async fn update_inbox(
+        &self,
+        account_id: i64,
+        inbox_id: i64,
+        input: UpdateInbox,
+        actor: Option<i64>,
+    ) -> Result<Inbox> {
+        let name = input
+            .name
+            .as_deref()
+            .map(|n| required_name("name", n))
+            .transpose()?;
         let phone_number = match input.phone_number {
             Some(Some(p)) => Some(Some(normalize_phone(&p)?)),
             Some(None) => Some(None),
@@ -186,11 +275,26 @@ impl Ferry {
             .as_ref()
             .map(|c| move |id: i64| cipher.encrypt_json(c, store::provider_config_binding(id)));
         let inbox = match &seal {
-            Some(s) => self.store.update_inbox(account_id, inbox_id, &patch, Some(s)).await?,
-            None => self.store.update_inbox(account_id, inbox_id, &patch, None).await?,
+            Some(s) => {
+                self.store
+                    .update_inbox(account_id, inbox_id, &patch, Some(s))
+                    .await?
+            }
+            None => {
+                self.store
+                    .update_inbox(account_id, inbox_id, &patch, None)
+                    .await?
+            }
         };
         let details = json!({"fields": input.changed_fields});
-        self.audit(Some(account_id), actor, "inbox.updated", format!("inbox:{inbox_id}"), details).await;
+        self.audit(
+            Some(account_id),
+            actor,
+            "inbox.updated",
+            format!("inbox:{inbox_id}"),
+            details,
+        )
+        .await;
         Ok(inbox)
     }
 
@@ -237,9 +341,15 @@ fn required_name(field: &'static str, name: &str) -> Result<String> {
 }
 
 fn looks_like_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        && email.len() <= 254 && !email.chars().any(char::is_whitespace)
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
 }
 
 /// An inbox number is stored as `+digits`.
@@ -247,7 +357,12 @@ fn normalize_phone(raw: &str) -> Result<String> {
     WhatsAppIdentity::parse(raw)
         .ok()
         .and_then(|id| id.e164())
-        .ok_or_else(|| invalid("phone_number", format!("{raw:?} is not a phone number in international format")))
+        .ok_or_else(|| {
+            invalid(
+                "phone_number",
+                format!("{raw:?} is not a phone number in international format"),
+            )
+        })
 }
 
 const MAX_CONFIG_BYTES: usize = 16 * 1024;
@@ -256,8 +371,15 @@ fn validate_provider_config(config: Value) -> Result<Value> {
     if !config.is_object() {
         return Err(invalid("provider_config", "must be a JSON object"));
     }
-    if serde_json::to_vec(&config).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CONFIG_BYTES {
-        return Err(invalid("provider_config", format!("must be at most {MAX_CONFIG_BYTES} bytes")));
+    if serde_json::to_vec(&config)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+        > MAX_CONFIG_BYTES
+    {
+        return Err(invalid(
+            "provider_config",
+            format!("must be at most {MAX_CONFIG_BYTES} bytes"),
+        ));
     }
     Ok(config)
 }
@@ -266,11 +388,19 @@ fn validate_provider_config(config: Value) -> Result<Value> {
 /// configured without the API ever returning it.
 pub fn mask_values(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), mask_values(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), mask_values(v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(mask_values).collect()),
         Value::String(s) => {
             let chars: Vec<char> = s.chars().collect();
-            let tail: String = if chars.len() > 8 { chars[chars.len() - 4..].iter().collect() } else { String::new() };
+            let tail: String = if chars.len() > 8 {
+                chars[chars.len() - 4..].iter().collect()
+            } else {
+                String::new()
+            };
             Value::String(format!("****{tail}"))
         }
         other => other.clone(),
@@ -283,15 +413,27 @@ mod tests {
 
     #[test]
     fn masking_hides_every_string_but_a_short_tail() {
-        let masked = mask_values(&json!({"api_key": "sk_live_1234567890abcd", "pin": "1234", "port": 8080, "n": [ "abc" ]}));
-        assert_eq!(masked, json!({"api_key": "****abcd", "pin": "****", "port": 8080, "n": ["****"]}));
+        let masked = mask_values(
+            &json!({"api_key": "sk_live_1234567890abcd", "pin": "1234", "port": 8080, "n": [ "abc" ]}),
+        );
+        assert_eq!(
+            masked,
+            json!({"api_key": "****abcd", "pin": "****", "port": 8080, "n": ["****"]})
+        );
     }
 
     #[test]
     fn phones_and_emails_are_validated() {
-        assert_eq!(normalize_phone("+55 11 4002-8922").unwrap(), "+551140028922");
+        assert_eq!(
+            normalize_phone("+55 11 4002-8922").unwrap(),
+            "+551140028922"
+        );
         assert!(normalize_phone("call me").is_err());
         assert!(looks_like_email("ana@example.com"));
-        assert!(!looks_like_email("ana@localhost") && !looks_like_email("@x.com") && !looks_like_email("a b@x.com"));
+        assert!(
+            !looks_like_email("ana@localhost")
+                && !looks_like_email("@x.com")
+                && !looks_like_email("a b@x.com")
+        );
     }
 }

@@ -12,7 +12,11 @@ use crate::services::{CreateInbox, CreateUser, Ferry};
 use crate::startup::{Application, shutdown_signal};
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Moves WhatsApp-like customer conversations without losing a message")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves WhatsApp-like customer conversations without losing a message"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -172,7 +176,10 @@ fn parse_channel_type(s: &str) -> Result<ChannelType, String> {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -180,7 +187,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ferry = Ferry::open(cli.config.clone()).await?;
     match cli.command {
         Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
-        Command::Db { command: DbCommand::Migrate { json } } => {
+        Command::Db {
+            command: DbCommand::Migrate { json },
+        } => {
             // Ferry::open has applied every pending migration.
             if json {
                 print_json(&json!({"migrated": true, "backend": ferry.store.backend()}));
@@ -189,7 +198,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Accounts { command: AccountsCommand::Create { name, legacy_ref, json } } => {
+        Command::Accounts {
+            command:
+                AccountsCommand::Create {
+                    name,
+                    legacy_ref,
+                    json,
+                },
+        } => {
             let account = ferry.create_account(&name, legacy_ref.as_deref()).await?;
             if json {
                 print_json(&json!(account));
@@ -198,7 +214,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Users { command: UsersCommand::Create { account, email, password, name, role, installation_admin, json } } => {
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    account,
+                    email,
+                    password,
+                    name,
+                    role,
+                    installation_admin,
+                    json,
+                },
+        } => {
             let user = ferry
                 .create_user(CreateUser {
                     account_id: account,
@@ -210,14 +237,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             if json {
-                print_json(&json!({"id": user.id, "email": user.email, "name": user.name, "account_id": account,
-                    "role": role, "installation_admin": user.installation_admin}));
+                print_json(
+                    &json!({"id": user.id, "email": user.email, "name": user.name, "account_id": account,
+                    "role": role, "installation_admin": user.installation_admin}),
+                );
             } else {
-                println!("user {} created: {} ({} of account {account})", user.id, user.email, role);
+                println!(
+                    "user {} created: {} ({} of account {account})",
+                    user.id, user.email, role
+                );
             }
             Ok(())
         }
-        Command::Tokens { command: TokensCommand::Create { email, name, json } } => {
+        Command::Tokens {
+            command: TokensCommand::Create { email, name, json },
+        } => {
             let (user, token) = ferry.create_token(&email, &name).await?;
             if json {
                 print_json(&json!({"token": token.expose(), "user_id": user.id}));
@@ -227,19 +261,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
-        Command::Demo { command: DemoCommand::Seed { conversations, merge_ratio, name, seed, json } } => {
-            let opts = SeedOptions { account_name: name, conversations, merge_ratio, seed };
+        Command::Demo {
+            command:
+                DemoCommand::Seed {
+                    conversations,
+                    merge_ratio,
+                    name,
+                    seed,
+                    json,
+                },
+        } => {
+            let opts = SeedOptions {
+                account_name: name,
+                conversations,
+                merge_ratio,
+                seed,
+            };
             let report = seed_account(&ferry, &opts).await?;
             if json {
                 print_json(&json!(report));
             } else {
                 println!(
                     "account {}: {} conversations, {} messages, {} attachments, {} contacts ({} shared) in {:.1}s ({:.0} messages/s)",
-                    report.account_id, report.conversations, report.messages, report.attachments, report.contacts,
-                    report.shared_contacts, report.seconds, report.messages_per_second
+                    report.account_id,
+                    report.conversations,
+                    report.messages,
+                    report.attachments,
+                    report.contacts,
+                    report.shared_contacts,
+                    report.seconds,
+                    report.messages_per_second
                 );
                 for i in &report.inboxes {
-                    println!("  inbox {:>4}  {:<16} {:>8} conversations  {}", i.id, i.channel_type.as_str(), i.conversations, i.name);
+                    println!(
+                        "  inbox {:>4}  {:<16} {:>8} conversations  {}",
+                        i.id,
+                        i.channel_type.as_str(),
+                        i.conversations,
+                        i.name
+                    );
                 }
             }
             Ok(())
@@ -249,7 +309,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
     match command {
-        InboxesCommand::Create { account, name, channel_type, phone_number, config, json } => {
+        InboxesCommand::Create {
+            account,
+            name,
+            channel_type,
+            phone_number,
+            config,
+            json,
+        } => {
             let provider_config = config
                 .map(|c| serde_json::from_str::<serde_json::Value>(&c))
                 .transpose()
@@ -268,22 +335,35 @@ async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if json {
-                print_json(&json!({"id": inbox.id, "account_id": inbox.account_id, "name": inbox.name,
-                    "channel_type": inbox.channel_type, "phone_number": inbox.phone_number}));
+                print_json(
+                    &json!({"id": inbox.id, "account_id": inbox.account_id, "name": inbox.name,
+                    "channel_type": inbox.channel_type, "phone_number": inbox.phone_number}),
+                );
             } else {
-                println!("inbox {} created: {} ({})", inbox.id, inbox.name, inbox.channel_type);
+                println!(
+                    "inbox {} created: {} ({})",
+                    inbox.id, inbox.name, inbox.channel_type
+                );
             }
         }
         InboxesCommand::List { account, json } => {
             ferry.store.get_account(account).await?;
             let inboxes = ferry.store.list_inboxes(account).await?;
             if json {
-                print_json(&json!(inboxes.iter().map(|i| json!({"id": i.id, "name": i.name,
+                print_json(&json!(
+                    inboxes
+                        .iter()
+                        .map(|i| json!({"id": i.id, "name": i.name,
                     "channel_type": i.channel_type, "phone_number": i.phone_number,
-                    "conversations_count": i.conversations_count})).collect::<Vec<_>>()));
+                    "conversations_count": i.conversations_count}))
+                        .collect::<Vec<_>>()
+                ));
             } else {
                 for i in inboxes {
-                    println!("{:>5}  {:<16} {:>8} conversations  {}", i.id, i.channel_type, i.conversations_count, i.name);
+                    println!(
+                        "{:>5}  {:<16} {:>8} conversations  {}",
+                        i.id, i.channel_type, i.conversations_count, i.name
+                    );
                 }
             }
         }
@@ -299,15 +379,24 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
     if demo {
         match ensure_demo(&ferry).await? {
             DemoState::Created { login, report } => {
-                println!("demo account {} created: {} conversations, {} messages", login.account_id, report.conversations, report.messages);
+                println!(
+                    "demo account {} created: {} conversations, {} messages",
+                    login.account_id, report.conversations, report.messages
+                );
                 print_login(&url, &login);
             }
             DemoState::Existing(Some(login)) => {
-                println!("using the existing data in {}", ferry.config.data_dir.display());
+                println!(
+                    "using the existing data in {}",
+                    ferry.config.data_dir.display()
+                );
                 print_login(&url, &login);
             }
             DemoState::Existing(None) => {
-                println!("using the existing data in {} (not created by --demo: no demo login to show)", ferry.config.data_dir.display());
+                println!(
+                    "using the existing data in {} (not created by --demo: no demo login to show)",
+                    ferry.config.data_dir.display()
+                );
             }
         }
     }
@@ -316,13 +405,21 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
     }
     println!("ferry is listening on {url}");
     tracing::info!(%url, backend = ferry.store.backend().as_str(), "listening");
-    app.run_until(shutdown_signal()).await.context("server failed")?;
+    app.run_until(shutdown_signal())
+        .await
+        .context("server failed")?;
     ferry.store.close().await;
     Ok(())
 }
 
 fn print_login(url: &str, login: &crate::demo::DemoLogin) {
-    println!("  administrator: email {}   password {}", login.email, login.password);
+    println!(
+        "  administrator: email {}   password {}",
+        login.email, login.password
+    );
     println!("  API token: {}", login.api_token);
-    println!("  try:       curl -H \"api_access_token: {}\" {url}/api/v1/accounts/{}/inboxes", login.api_token, login.account_id);
+    println!(
+        "  try:       curl -H \"api_access_token: {}\" {url}/api/v1/accounts/{}/inboxes",
+        login.api_token, login.account_id
+    );
 }

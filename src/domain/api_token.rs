@@ -34,7 +34,10 @@ impl ApiToken {
         if body.len() != Self::BODY_LEN {
             return Err(ApiTokenError::Length);
         }
-        if !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(ApiTokenError::Alphabet);
         }
         Ok(Self(s.to_owned()))
@@ -79,8 +82,14 @@ mod tests {
     #[test]
     fn malformed_tokens_are_rejected_with_a_reason() {
         let good = ApiToken::generate();
-        assert_eq!(ApiToken::parse(&good.expose()[4..]), Err(ApiTokenError::Prefix));
-        assert_eq!(ApiToken::parse(&good.expose()[..40]), Err(ApiTokenError::Length));
+        assert_eq!(
+            ApiToken::parse(&good.expose()[4..]),
+            Err(ApiTokenError::Prefix)
+        );
+        assert_eq!(
+            ApiToken::parse(&good.expose()[..40]),
+            Err(ApiTokenError::Length)
+        );
         let mut bad = good.expose().to_owned();
         bad.replace_range(10..11, "!");
         assert_eq!(ApiToken::parse(&bad), Err(ApiTokenError::Alphabet));

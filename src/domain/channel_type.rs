@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn exactly_the_four_whatsapp_providers_are_whatsapp_like() {
-        let like: Vec<_> = ChannelType::ALL.into_iter().filter(|t| t.is_whatsapp_like()).collect();
+        let like: Vec<_> = ChannelType::ALL
+            .into_iter()
+            .filter(|t| t.is_whatsapp_like())
+            .collect();
         assert_eq!(
             like,
             [

@@ -46,7 +46,9 @@ impl WhatsAppIdentity {
             // `5511988887777:12@s.whatsapp.net` names device 12 of that number.
             let user = user.split(':').next().unwrap_or_default();
             return match server.to_ascii_lowercase().as_str() {
-                "s.whatsapp.net" | "c.us" => phone_digits(user, input).map(|d| Self(Kind::Phone(d))),
+                "s.whatsapp.net" | "c.us" => {
+                    phone_digits(user, input).map(|d| Self(Kind::Phone(d)))
+                }
                 "lid" if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()) => {
                     Ok(Self(Kind::Lid(user.to_owned())))
                 }
@@ -61,7 +63,10 @@ impl WhatsAppIdentity {
 
     /// Evolution (Baileys) names a sender by `remoteJid` and, when that is a LID, may add the phone JID as
     /// `remoteJidAlt`: prefer the phone so that the same person matches across providers.
-    pub fn from_evolution(remote_jid: &str, remote_jid_alt: Option<&str>) -> Result<Self, IdentityError> {
+    pub fn from_evolution(
+        remote_jid: &str,
+        remote_jid_alt: Option<&str>,
+    ) -> Result<Self, IdentityError> {
         let primary = Self::parse(remote_jid)?;
         if primary.is_lid()
             && let Some(alt) = remote_jid_alt.and_then(|a| Self::parse(a).ok())
@@ -121,7 +126,9 @@ impl WhatsAppIdentity {
     /// written with the ninth digit (`55 11 9xxxx-xxxx`) and without it (`55 11 xxxx-xxxx`) get one key.
     pub fn match_key(&self, merge_brazil_ninth_digit: bool) -> String {
         match &self.0 {
-            Kind::Phone(d) if merge_brazil_ninth_digit => brazil_without_ninth_digit(d).unwrap_or_else(|| d.clone()),
+            Kind::Phone(d) if merge_brazil_ninth_digit => {
+                brazil_without_ninth_digit(d).unwrap_or_else(|| d.clone())
+            }
             _ => self.canonical(),
         }
     }
@@ -200,10 +207,22 @@ mod tests {
     #[test]
     fn native_source_ids_per_channel() {
         let p = id("5511988887777");
-        assert_eq!(p.to_source_id(ChannelType::Evolution).unwrap(), "5511988887777@s.whatsapp.net");
-        assert_eq!(p.to_source_id(ChannelType::WhatsappCloud).unwrap(), "5511988887777");
-        assert_eq!(p.to_source_id(ChannelType::Dialog360).unwrap(), "5511988887777");
-        assert_eq!(p.to_source_id(ChannelType::TwilioWhatsapp).unwrap(), "whatsapp:+5511988887777");
+        assert_eq!(
+            p.to_source_id(ChannelType::Evolution).unwrap(),
+            "5511988887777@s.whatsapp.net"
+        );
+        assert_eq!(
+            p.to_source_id(ChannelType::WhatsappCloud).unwrap(),
+            "5511988887777"
+        );
+        assert_eq!(
+            p.to_source_id(ChannelType::Dialog360).unwrap(),
+            "5511988887777"
+        );
+        assert_eq!(
+            p.to_source_id(ChannelType::TwilioWhatsapp).unwrap(),
+            "whatsapp:+5511988887777"
+        );
         assert_eq!(
             p.to_source_id(ChannelType::WebWidget),
             Err(IdentityError::NotWhatsApp(ChannelType::WebWidget))
@@ -217,25 +236,38 @@ mod tests {
         assert!(lid.is_lid());
         assert_eq!(lid.canonical(), "123456789012345@lid");
         assert_eq!(lid.phone_digits(), None);
-        assert_eq!(lid.to_source_id(ChannelType::Evolution).unwrap(), "123456789012345@lid");
+        assert_eq!(
+            lid.to_source_id(ChannelType::Evolution).unwrap(),
+            "123456789012345@lid"
+        );
         assert_eq!(
             lid.to_source_id(ChannelType::WhatsappCloud),
             Err(IdentityError::LidNotAddressable(ChannelType::WhatsappCloud))
         );
-        let resolved =
-            WhatsAppIdentity::from_evolution("123456789012345@lid", Some("5511988887777@s.whatsapp.net")).unwrap();
+        let resolved = WhatsAppIdentity::from_evolution(
+            "123456789012345@lid",
+            Some("5511988887777@s.whatsapp.net"),
+        )
+        .unwrap();
         assert_eq!(resolved.canonical(), "5511988887777");
         let unresolved = WhatsAppIdentity::from_evolution("123456789012345@lid", None).unwrap();
         assert_eq!(unresolved, lid);
         let phone_first =
-            WhatsAppIdentity::from_evolution("5511988887777@s.whatsapp.net", Some("99@lid")).unwrap();
+            WhatsAppIdentity::from_evolution("5511988887777@s.whatsapp.net", Some("99@lid"))
+                .unwrap();
         assert_eq!(phone_first.canonical(), "5511988887777");
     }
 
     #[test]
     fn groups_broadcasts_and_junk_are_not_contacts() {
-        assert!(matches!(WhatsAppIdentity::parse("120363025246125486@g.us"), Err(IdentityError::Group(_))));
-        assert!(matches!(WhatsAppIdentity::parse("status@broadcast"), Err(IdentityError::Broadcast(_))));
+        assert!(matches!(
+            WhatsAppIdentity::parse("120363025246125486@g.us"),
+            Err(IdentityError::Group(_))
+        ));
+        assert!(matches!(
+            WhatsAppIdentity::parse("status@broadcast"),
+            Err(IdentityError::Broadcast(_))
+        ));
         assert_eq!(WhatsAppIdentity::parse("  "), Err(IdentityError::Empty));
         for bad in [
             "abc",

@@ -15,9 +15,18 @@ use crate::services::Ferry;
 pub fn router() -> Router<Ferry> {
     Router::new()
         .route("/accounts/{account_id}/contacts", get(contacts))
-        .route("/accounts/{account_id}/inboxes/{inbox_id}/conversations", get(conversations))
-        .route("/accounts/{account_id}/conversations/{conversation_id}", get(conversation))
-        .route("/accounts/{account_id}/conversations/{conversation_id}/messages", get(messages))
+        .route(
+            "/accounts/{account_id}/inboxes/{inbox_id}/conversations",
+            get(conversations),
+        )
+        .route(
+            "/accounts/{account_id}/conversations/{conversation_id}",
+            get(conversation),
+        )
+        .route(
+            "/accounts/{account_id}/conversations/{conversation_id}/messages",
+            get(messages),
+        )
 }
 
 async fn contacts(
@@ -40,7 +49,9 @@ async fn contacts(
             v
         })
         .collect();
-    Ok(Json(Listing::new(data, page, |v: &Value| v["id"].as_i64().unwrap_or_default())))
+    Ok(Json(Listing::new(data, page, |v: &Value| {
+        v["id"].as_i64().unwrap_or_default()
+    })))
 }
 
 async fn conversations(
@@ -52,7 +63,10 @@ async fn conversations(
     let page = q.page()?;
     // 404 for an inbox of another account before listing anything.
     ferry.store.get_inbox(access.account_id, inbox_id).await?;
-    let rows = ferry.store.list_conversations(access.account_id, inbox_id, page).await?;
+    let rows = ferry
+        .store
+        .list_conversations(access.account_id, inbox_id, page)
+        .await?;
     Ok(Json(Listing::new(rows, page, |c| c.id)))
 }
 
@@ -61,7 +75,12 @@ async fn conversation(
     access: AccountAccess,
     ApiPath((_, conversation_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Json<crate::store::Conversation>> {
-    Ok(Json(ferry.store.get_conversation(access.account_id, conversation_id).await?))
+    Ok(Json(
+        ferry
+            .store
+            .get_conversation(access.account_id, conversation_id)
+            .await?,
+    ))
 }
 
 async fn messages(
@@ -71,8 +90,14 @@ async fn messages(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Listing<Value>>> {
     let page = q.page()?;
-    ferry.store.get_conversation(access.account_id, conversation_id).await?;
-    let messages = ferry.store.list_messages(access.account_id, conversation_id, page).await?;
+    ferry
+        .store
+        .get_conversation(access.account_id, conversation_id)
+        .await?;
+    let messages = ferry
+        .store
+        .list_messages(access.account_id, conversation_id, page)
+        .await?;
     let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
     let mut by_message: HashMap<i64, Vec<Value>> = HashMap::new();
     for a in ferry.store.attachments_of(&ids).await? {
@@ -86,5 +111,7 @@ async fn messages(
             v
         })
         .collect();
-    Ok(Json(Listing::new(data, page, |v: &Value| v["id"].as_i64().unwrap_or_default())))
+    Ok(Json(Listing::new(data, page, |v: &Value| {
+        v["id"].as_i64().unwrap_or_default()
+    })))
 }

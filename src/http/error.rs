@@ -19,7 +19,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -40,13 +45,21 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("{field}: {message}"))
-            .with_details(json!({"field": field}))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+        .with_details(json!({"field": field}))
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -55,7 +68,11 @@ impl ApiError {
 
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side",
+        )
     }
 }
 
@@ -74,7 +91,9 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Validation { field, message } => ApiError::validation(field, message),
             ServiceError::NotFound(what) => ApiError::not_found(what),
-            ServiceError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             ServiceError::Secrets(s) => ApiError::internal(&s),
             ServiceError::Store(s) => s.into(),
         }
@@ -87,11 +106,19 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict { constraint } => {
                 tracing::info!(%constraint, "unique constraint refused a write");
-                ApiError::new(StatusCode::CONFLICT, "conflict", "a conflicting record already exists")
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "a conflicting record already exists",
+                )
             }
             StoreError::Invalid(message) => {
                 tracing::info!(%message, "constraint refused a write");
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "the request refers to records that do not fit")
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the request refers to records that do not fit",
+                )
             }
             other => ApiError::internal(&other),
         }

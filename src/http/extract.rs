@@ -29,24 +29,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let text = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", strip_axum_prefix(&text))
+        JsonRejection::JsonDataError(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            strip_axum_prefix(&text),
+        ),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("malformed_json", strip_axum_prefix(&text))
         }
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", strip_axum_prefix(&text)),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         other => ApiError::bad_request("bad_request", other.body_text()),
     }
 }
 
 fn strip_axum_prefix(text: &str) -> String {
-    text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text).to_owned()
+    text.split_once(": ")
+        .map(|(_, rest)| rest)
+        .unwrap_or(text)
+        .to_owned()
 }
 
 /// Path parameters: 400 when an id is not a number.
@@ -84,7 +93,13 @@ impl FromRequestParts<Ferry> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         let raw = match (header("api_access_token"), header("authorization")) {
             (Some(token), _) => token,
             (None, Some(auth)) => auth
@@ -117,7 +132,9 @@ impl AccountAccess {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Administrator => Ok(()),
-            Role::Agent => Err(ApiError::forbidden("this action needs the administrator role in this account")),
+            Role::Agent => Err(ApiError::forbidden(
+                "this action needs the administrator role in this account",
+            )),
         }
     }
 
@@ -139,9 +156,15 @@ impl FromRequestParts<Ferry> for AccountAccess {
             .find(|(k, _)| *k == "account_id")
             .map(|(_, v)| v.to_owned())
             .ok_or_else(|| ApiError::internal(&"route without {account_id} uses AccountAccess"))?;
-        let account_id: i64 = raw.parse().map_err(|_| ApiError::bad_request("invalid_path", "account_id must be a number"))?;
+        let account_id: i64 = raw
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_path", "account_id must be a number"))?;
         match ferry.store.account_role(account_id, user.id).await? {
-            Some(role) => Ok(AccountAccess { user, account_id, role }),
+            Some(role) => Ok(AccountAccess {
+                user,
+                account_id,
+                role,
+            }),
             None => Err(ApiError::not_found("account")),
         }
     }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use crate::services::Ferry;
 
 pub fn router() -> Router<Ferry> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -24,7 +26,11 @@ async fn readyz(State(ferry): State<Ferry>) -> (StatusCode, Json<Value>) {
         }
     };
     let ready = database == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "database": {"backend": ferry.store.backend().as_str(), "status": database},

@@ -14,7 +14,10 @@ use crate::store::Inbox;
 pub fn router() -> Router<Ferry> {
     Router::new()
         .route("/accounts/{account_id}/inboxes", get(list).post(create))
-        .route("/accounts/{account_id}/inboxes/{inbox_id}", get(show).patch(update))
+        .route(
+            "/accounts/{account_id}/inboxes/{inbox_id}",
+            get(show).patch(update),
+        )
 }
 
 /// An inbox as the API shows it. Administrators see the provider config masked; nobody sees it in full.
@@ -42,7 +45,10 @@ pub(super) fn inbox_json(ferry: &Ferry, inbox: &Inbox, admin: bool) -> ApiResult
 
 async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<Value>> {
     let inboxes = ferry.store.list_inboxes(access.account_id).await?;
-    let data = inboxes.iter().map(|i| inbox_json(&ferry, i, access.is_admin())).collect::<ApiResult<Vec<_>>>()?;
+    let data = inboxes
+        .iter()
+        .map(|i| inbox_json(&ferry, i, access.is_admin()))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(json!({ "data": data })))
 }
 
@@ -72,8 +78,8 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     access.require_admin()?;
-    let channel_type =
-        ChannelType::parse(&body.channel_type).map_err(|e| ApiError::validation("channel_type", e.to_string()))?;
+    let channel_type = ChannelType::parse(&body.channel_type)
+        .map_err(|e| ApiError::validation("channel_type", e.to_string()))?;
     let input = CreateInbox {
         account_id: access.account_id,
         name: body.name,
@@ -87,7 +93,9 @@ async fn create(
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
-fn explicit_null<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn explicit_null<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -114,14 +122,20 @@ async fn update(
         (body.name.is_some(), "name"),
         (body.phone_number.is_some(), "phone_number"),
         (body.provider_config.is_some(), "provider_config"),
-        (body.lock_to_single_conversation.is_some(), "lock_to_single_conversation"),
+        (
+            body.lock_to_single_conversation.is_some(),
+            "lock_to_single_conversation",
+        ),
     ] {
         if present {
             changed.push(field);
         }
     }
     if changed.is_empty() {
-        return Err(ApiError::validation("body", "must name at least one field to change"));
+        return Err(ApiError::validation(
+            "body",
+            "must name at least one field to change",
+        ));
     }
     let input = UpdateInbox {
         name: body.name,
@@ -130,6 +144,8 @@ async fn update(
         lock_to_single_conversation: body.lock_to_single_conversation,
         changed_fields: changed,
     };
-    let inbox = ferry.update_inbox(access.account_id, inbox_id, input, Some(access.user.id)).await?;
+    let inbox = ferry
+        .update_inbox(access.account_id, inbox_id, input, Some(access.user.id))
+        .await?;
     Ok(Json(inbox_json(&ferry, &inbox, true)?))
 }

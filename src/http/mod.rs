@@ -19,13 +19,20 @@ use error::ApiError;
 
 pub fn router(ferry: Ferry) -> Router {
     let max_body = ferry.config.max_body_bytes;
-    let api = Router::new().merge(accounts::router()).merge(inboxes::router()).merge(conversations::router());
+    let api = Router::new()
+        .merge(accounts::router())
+        .merge(inboxes::router())
+        .merge(conversations::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http())
@@ -43,9 +50,15 @@ impl PageQuery {
     pub fn page(&self) -> Result<Page, ApiError> {
         let limit = self.limit.unwrap_or(25);
         if !(1..=Page::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::validation("limit", format!("must be between 1 and {}", Page::MAX_LIMIT)));
+            return Err(ApiError::validation(
+                "limit",
+                format!("must be between 1 and {}", Page::MAX_LIMIT),
+            ));
         }
-        Ok(Page { before: self.before, limit })
+        Ok(Page {
+            before: self.before,
+            limit,
+        })
     }
 }
 
@@ -64,7 +77,15 @@ pub struct ListingMeta {
 
 impl<T> Listing<T> {
     pub fn new(data: Vec<T>, page: Page, id_of: impl Fn(&T) -> i64) -> Self {
-        let next_before = (data.len() as i64 == page.limit).then(|| data.last().map(&id_of)).flatten();
-        Self { data, meta: ListingMeta { limit: page.limit, next_before } }
+        let next_before = (data.len() as i64 == page.limit)
+            .then(|| data.last().map(&id_of))
+            .flatten();
+        Self {
+            data,
+            meta: ListingMeta {
+                limit: page.limit,
+                next_before,
+            },
+        }
     }
 }

@@ -63,7 +63,9 @@ impl From<sqlx::Error> for StoreError {
             if db.is_unique_violation() {
                 // PostgreSQL names the constraint; SQLite names the columns in its message.
                 let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| {
-                    db.message().trim_start_matches("UNIQUE constraint failed: ").to_owned()
+                    db.message()
+                        .trim_start_matches("UNIQUE constraint failed: ")
+                        .to_owned()
                 });
                 return StoreError::Conflict { constraint };
             }
@@ -96,9 +98,24 @@ pub trait Store: Send + Sync + 'static {
     async fn count_accounts(&self) -> Result<i64>;
     async fn create_user(&self, new: &NewUser) -> Result<User>;
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
-    async fn set_account_role(&self, account_id: i64, user_id: i64, role: crate::domain::Role) -> Result<()>;
-    async fn account_role(&self, account_id: i64, user_id: i64) -> Result<Option<crate::domain::Role>>;
-    async fn create_access_token(&self, user_id: i64, name: &str, token_hash: &[u8], prefix: &str) -> Result<i64>;
+    async fn set_account_role(
+        &self,
+        account_id: i64,
+        user_id: i64,
+        role: crate::domain::Role,
+    ) -> Result<()>;
+    async fn account_role(
+        &self,
+        account_id: i64,
+        user_id: i64,
+    ) -> Result<Option<crate::domain::Role>>;
+    async fn create_access_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &[u8],
+        prefix: &str,
+    ) -> Result<i64>;
     async fn user_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<User>>;
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
     async fn list_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>>;
@@ -107,42 +124,67 @@ pub trait Store: Send + Sync + 'static {
     async fn list_inboxes(&self, account_id: i64) -> Result<Vec<Inbox>>;
     async fn get_inbox(&self, account_id: i64, inbox_id: i64) -> Result<Inbox>;
     async fn create_inbox(&self, new: &NewInbox, seal: Option<Sealer<'_>>) -> Result<Inbox>;
-    async fn update_inbox(&self, account_id: i64, inbox_id: i64, patch: &InboxPatch, seal: Option<Sealer<'_>>)
-    -> Result<Inbox>;
+    async fn update_inbox(
+        &self,
+        account_id: i64,
+        inbox_id: i64,
+        patch: &InboxPatch,
+        seal: Option<Sealer<'_>>,
+    ) -> Result<Inbox>;
     async fn add_inbox_member(&self, inbox_id: i64, user_id: i64) -> Result<()>;
 
     // contacts, conversations, messages
     async fn list_contacts(&self, account_id: i64, page: Page) -> Result<Vec<Contact>>;
     async fn contact_inboxes_of(&self, contact_ids: &[i64]) -> Result<Vec<ContactInbox>>;
-    async fn list_conversations(&self, account_id: i64, inbox_id: i64, page: Page) -> Result<Vec<Conversation>>;
-    async fn get_conversation(&self, account_id: i64, conversation_id: i64) -> Result<Conversation>;
-    async fn list_messages(&self, account_id: i64, conversation_id: i64, page: Page) -> Result<Vec<Message>>;
+    async fn list_conversations(
+        &self,
+        account_id: i64,
+        inbox_id: i64,
+        page: Page,
+    ) -> Result<Vec<Conversation>>;
+    async fn get_conversation(&self, account_id: i64, conversation_id: i64)
+    -> Result<Conversation>;
+    async fn list_messages(
+        &self,
+        account_id: i64,
+        conversation_id: i64,
+        page: Page,
+    ) -> Result<Vec<Message>>;
     async fn attachments_of(&self, message_ids: &[i64]) -> Result<Vec<Attachment>>;
     async fn inbox_counts(&self, inbox_id: i64) -> Result<InboxCounts>;
 
     // data generator and legacy layout
     async fn reserve_display_ids(&self, account_id: i64, n: i64) -> Result<i64>;
     async fn seed_batch(&self, batch: &seed::SeedBatch) -> Result<()>;
-    async fn insert_organization(&self, organization_id: &str, account_id: i64, name: &str) -> Result<()>;
+    async fn insert_organization(
+        &self,
+        organization_id: &str,
+        account_id: i64,
+        name: &str,
+    ) -> Result<()>;
     async fn insert_evolution_instance(&self, row: &seed::LegacyEvolutionInstance) -> Result<i64>;
     async fn insert_business_config(&self, row: &seed::LegacyBusinessConfig) -> Result<i64>;
 }
 
 /// Opens the database named by `url` (`postgres://` or `sqlite://`) and applies its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PgStore::connect(url).await?)
-    } else if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await?)
-    } else {
-        return Err(StoreError::UnsupportedUrl(crate::config::redact_url(url)));
-    };
+    let store: Arc<dyn Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PgStore::connect(url).await?)
+        } else if url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(crate::config::redact_url(url)));
+        };
     store.migrate().await?;
     Ok(store)
 }
 
 /// Decrypts an inbox's provider config (it is bound to the inbox row).
-pub fn open_provider_config(cipher: &Cipher, inbox: &Inbox) -> Result<Option<serde_json::Value>, SecretsError> {
+pub fn open_provider_config(
+    cipher: &Cipher,
+    inbox: &Inbox,
+) -> Result<Option<serde_json::Value>, SecretsError> {
     inbox
         .provider_config
         .as_deref()
@@ -151,5 +193,9 @@ pub fn open_provider_config(cipher: &Cipher, inbox: &Inbox) -> Result<Option<ser
 }
 
 pub fn provider_config_binding(inbox_id: i64) -> crate::secrets::RowBinding<'static> {
-    crate::secrets::RowBinding { table: "inboxes", column: "provider_config", row_id: inbox_id }
+    crate::secrets::RowBinding {
+        table: "inboxes",
+        column: "provider_config",
+        row_id: inbox_id,
+    }
 }

@@ -36,7 +36,10 @@ pub struct User {
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +202,10 @@ impl Page {
     pub const MAX_LIMIT: i64 = 200;
 
     pub fn first(limit: i64) -> Self {
-        Self { before: None, limit }
+        Self {
+            before: None,
+            limit,
+        }
     }
 
     pub(crate) fn before_bound(&self) -> i64 {

@@ -35,15 +35,21 @@ impl PgStore {
     }
 
     /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
-    async fn allocate_ids(tx: &mut Transaction<'static, Postgres>, table: &'static str, n: usize) -> Result<Vec<i64>> {
+    async fn allocate_ids(
+        tx: &mut Transaction<'static, Postgres>,
+        table: &'static str,
+        n: usize,
+    ) -> Result<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(include_str!("queries/pg/allocate_ids.sql"))
-            .bind(table)
-            .bind(n as i64)
-            .fetch_all(&mut **tx)
-            .await?)
+        Ok(
+            sqlx::query_scalar(include_str!("queries/pg/allocate_ids.sql"))
+                .bind(table)
+                .bind(n as i64)
+                .fetch_all(&mut **tx)
+                .await?,
+        )
     }
 }
 

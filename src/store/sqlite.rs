@@ -27,14 +27,20 @@ impl SqliteStore {
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         Ok(Self { pool })
     }
 
     async fn run_migrations(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -45,12 +51,18 @@ impl SqliteStore {
     }
 
     /// Ids for `n` new rows of `table`. Safe because the caller holds the write lock (`begin_write`).
-    async fn allocate_ids(tx: &mut Transaction<'static, Sqlite>, table: &'static str, n: usize) -> Result<Vec<i64>> {
+    async fn allocate_ids(
+        tx: &mut Transaction<'static, Sqlite>,
+        table: &'static str,
+        n: usize,
+    ) -> Result<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
         let sql = include_str!("queries/sqlite/allocate_ids.sql").replace("{table}", table);
-        let max: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut **tx).await?;
+        let max: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut **tx)
+            .await?;
         Ok((max + 1..=max + n as i64).collect())
     }
 }

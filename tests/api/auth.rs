@@ -6,15 +6,37 @@ use crate::helpers::{Db, assert_error, spawn_app};
 pub async fn no_token_is_401_in_the_error_shape(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
-    for path in [format!("/api/v1/accounts/{}", f.account_id), format!("/api/v1/accounts/{}/inboxes", f.account_id)] {
+    for path in [
+        format!("/api/v1/accounts/{}", f.account_id),
+        format!("/api/v1/accounts/{}/inboxes", f.account_id),
+    ] {
         let got = app.get(&path, None).await;
         assert_error(&got, 401, "unauthorized");
-        assert_eq!(got.1.as_object().unwrap().len(), 1, "only the error key: {}", got.1);
+        assert_eq!(
+            got.1.as_object().unwrap().len(),
+            1,
+            "only the error key: {}",
+            got.1
+        );
     }
     // No token on a write: refused before anything is read or written.
-    let got = app.post_json(&format!("/api/v1/accounts/{}/inboxes", f.account_id), None, &json!({"name": "x", "channel_type": "api"})).await;
+    let got = app
+        .post_json(
+            &format!("/api/v1/accounts/{}/inboxes", f.account_id),
+            None,
+            &json!({"name": "x", "channel_type": "api"}),
+        )
+        .await;
     assert_error(&got, 401, "unauthorized");
-    assert_eq!(app.ferry.store.list_inboxes(f.account_id).await.unwrap().len(), 0);
+    assert_eq!(
+        app.ferry
+            .store
+            .list_inboxes(f.account_id)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 pub async fn malformed_and_unknown_tokens_are_401(db: Db) {
@@ -22,10 +44,21 @@ pub async fn malformed_and_unknown_tokens_are_401(db: Db) {
     let f = app.fixture().await;
     let path = format!("/api/v1/accounts/{}/inboxes", f.account_id);
     let unknown = ferry::domain::ApiToken::generate();
-    for token in ["nope", "fry_short", &f.admin_token[..f.admin_token.len() - 1], unknown.expose()] {
+    for token in [
+        "nope",
+        "fry_short",
+        &f.admin_token[..f.admin_token.len() - 1],
+        unknown.expose(),
+    ] {
         assert_error(&app.get(&path, Some(token)).await, 401, "invalid_token");
     }
-    let resp = app.client.get(format!("{}{path}", app.base)).header("authorization", "Basic abc").send().await.unwrap();
+    let resp = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }
 
@@ -33,8 +66,20 @@ pub async fn bearer_and_api_access_token_headers_both_work(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
     let path = format!("{}/api/v1/accounts/{}", app.base, f.account_id);
-    let a = app.client.get(&path).header("api_access_token", &f.admin_token).send().await.unwrap();
-    let b = app.client.get(&path).bearer_auth(&f.admin_token).send().await.unwrap();
+    let a = app
+        .client
+        .get(&path)
+        .header("api_access_token", &f.admin_token)
+        .send()
+        .await
+        .unwrap();
+    let b = app
+        .client
+        .get(&path)
+        .bearer_auth(&f.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(a.status(), 200);
     assert_eq!(b.status(), 200);
     let body: serde_json::Value = b.json().await.unwrap();
@@ -46,8 +91,13 @@ pub async fn bearer_and_api_access_token_headers_both_work(db: Db) {
 pub async fn a_user_of_another_account_gets_404(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
-    let inbox = app.post_json(&format!("/api/v1/accounts/{}/inboxes", f.account_id), Some(&f.admin_token),
-        &json!({"name": "Main", "channel_type": "evolution"})).await;
+    let inbox = app
+        .post_json(
+            &format!("/api/v1/accounts/{}/inboxes", f.account_id),
+            Some(&f.admin_token),
+            &json!({"name": "Main", "channel_type": "evolution"}),
+        )
+        .await;
     assert_eq!(inbox.0, 201);
     let inbox_id = inbox.1["id"].as_i64().unwrap();
     for path in [
@@ -55,14 +105,35 @@ pub async fn a_user_of_another_account_gets_404(db: Db) {
         format!("/api/v1/accounts/{}/inboxes", f.account_id),
         format!("/api/v1/accounts/{}/inboxes/{inbox_id}", f.account_id),
         format!("/api/v1/accounts/{}/contacts", f.account_id),
-        format!("/api/v1/accounts/{}/inboxes/{inbox_id}/conversations", f.account_id),
-        format!("/api/v1/accounts/999999"),
+        format!(
+            "/api/v1/accounts/{}/inboxes/{inbox_id}/conversations",
+            f.account_id
+        ),
+        "/api/v1/accounts/999999".to_string(),
     ] {
-        assert_error(&app.get(&path, Some(&f.other_admin_token)).await, 404, "not_found");
+        assert_error(
+            &app.get(&path, Some(&f.other_admin_token)).await,
+            404,
+            "not_found",
+        );
     }
-    let got = app.patch_json(&format!("/api/v1/accounts/{}/inboxes/{inbox_id}", f.account_id), Some(&f.other_admin_token), &json!({"name": "Hijacked"})).await;
+    let got = app
+        .patch_json(
+            &format!("/api/v1/accounts/{}/inboxes/{inbox_id}", f.account_id),
+            Some(&f.other_admin_token),
+            &json!({"name": "Hijacked"}),
+        )
+        .await;
     assert_error(&got, 404, "not_found");
-    assert_eq!(app.ferry.store.get_inbox(f.account_id, inbox_id).await.unwrap().name, "Main");
+    assert_eq!(
+        app.ferry
+            .store
+            .get_inbox(f.account_id, inbox_id)
+            .await
+            .unwrap()
+            .name,
+        "Main"
+    );
 }
 
 pub async fn an_agent_reads_but_gets_403_on_admin_routes(db: Db) {
@@ -76,11 +147,32 @@ pub async fn an_agent_reads_but_gets_403_on_admin_routes(db: Db) {
     let list = app.get(&base, Some(&f.agent_token)).await;
     assert_eq!(list.0, 200);
     assert_eq!(list.1["data"][0]["name"], "Main");
-    assert!(list.1["data"][0].get("provider_config").is_none(), "agents do not see even the masked config");
+    assert!(
+        list.1["data"][0].get("provider_config").is_none(),
+        "agents do not see even the masked config"
+    );
     assert_eq!(list.1["data"][0]["provider_config_set"], true);
 
-    assert_error(&app.post_json(&base, Some(&f.agent_token), &json!({"name": "Agent's", "channel_type": "api"})).await, 403, "forbidden");
-    assert_error(&app.patch_json(&format!("{base}/{id}"), Some(&f.agent_token), &json!({"name": "Renamed"})).await, 403, "forbidden");
+    assert_error(
+        &app.post_json(
+            &base,
+            Some(&f.agent_token),
+            &json!({"name": "Agent's", "channel_type": "api"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &app.patch_json(
+            &format!("{base}/{id}"),
+            Some(&f.agent_token),
+            &json!({"name": "Renamed"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
     let inboxes = app.ferry.store.list_inboxes(f.account_id).await.unwrap();
     assert_eq!(inboxes.len(), 1);
     assert_eq!(inboxes[0].name, "Main");
@@ -89,9 +181,21 @@ pub async fn an_agent_reads_but_gets_403_on_admin_routes(db: Db) {
 pub async fn installation_admin_flag_does_not_open_other_accounts(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
-    let token = app.user_with_token(f.other_account_id, "root@other.test", Role::Agent, true).await;
-    assert_error(&app.get(&format!("/api/v1/accounts/{}", f.account_id), Some(&token)).await, 404, "not_found");
-    let own = app.get(&format!("/api/v1/accounts/{}", f.other_account_id), Some(&token)).await;
+    let token = app
+        .user_with_token(f.other_account_id, "root@other.test", Role::Agent, true)
+        .await;
+    assert_error(
+        &app.get(&format!("/api/v1/accounts/{}", f.account_id), Some(&token))
+            .await,
+        404,
+        "not_found",
+    );
+    let own = app
+        .get(
+            &format!("/api/v1/accounts/{}", f.other_account_id),
+            Some(&token),
+        )
+        .await;
     assert_eq!(own.0, 200);
     assert_eq!(own.1["role"], "agent");
 }

@@ -6,8 +6,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::helpers::{Db, TestApp, spawn_app};
 
 fn json_out(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// A failure: non-zero exit and exactly one line on stderr starting with `error:`.
@@ -23,22 +28,67 @@ fn one_line_failure(out: &std::process::Output, needle: &str) {
 
 pub async fn cli_creates_account_user_token_and_inbox(db: Db) {
     let app = spawn_app(db).await;
-    let account = json_out(&app.cli(&["accounts", "create", "--name", "CLI Co", "--legacy-ref", "legacy-77", "--json"]));
+    let account = json_out(&app.cli(&[
+        "accounts",
+        "create",
+        "--name",
+        "CLI Co",
+        "--legacy-ref",
+        "legacy-77",
+        "--json",
+    ]));
     let id = account["id"].as_i64().unwrap();
     assert_eq!(account["legacy_ref"], "legacy-77");
     let id_s = id.to_string();
-    let user = json_out(&app.cli(&["users", "create", "--account", &id_s, "--email", "ops@cli.test", "--password", "s3cret-password",
-        "--role", "administrator", "--installation-admin", "--json"]));
+    let user = json_out(&app.cli(&[
+        "users",
+        "create",
+        "--account",
+        &id_s,
+        "--email",
+        "ops@cli.test",
+        "--password",
+        "s3cret-password",
+        "--role",
+        "administrator",
+        "--installation-admin",
+        "--json",
+    ]));
     assert_eq!(user["installation_admin"], true);
-    let token = json_out(&app.cli(&["tokens", "create", "--email", "ops@cli.test", "--json"]))["token"].as_str().unwrap().to_owned();
-    let (status, body) = app.get(&format!("/api/v1/accounts/{id}"), Some(&token)).await;
+    let token =
+        json_out(&app.cli(&["tokens", "create", "--email", "ops@cli.test", "--json"]))["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let (status, body) = app
+        .get(&format!("/api/v1/accounts/{id}"), Some(&token))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["role"], "administrator");
 
-    let inbox = json_out(&app.cli(&["inboxes", "create", "--account", &id_s, "--name", "Evolution", "--channel-type", "evolution",
-        "--phone-number", "+5511988887777", "--config", r#"{"api_key": "cli-secret-key-4321"}"#, "--json"]));
+    let inbox = json_out(&app.cli(&[
+        "inboxes",
+        "create",
+        "--account",
+        &id_s,
+        "--name",
+        "Evolution",
+        "--channel-type",
+        "evolution",
+        "--phone-number",
+        "+5511988887777",
+        "--config",
+        r#"{"api_key": "cli-secret-key-4321"}"#,
+        "--json",
+    ]));
     let inbox_id = inbox["id"].as_i64().unwrap();
-    let shown = app.get(&format!("/api/v1/accounts/{id}/inboxes/{inbox_id}"), Some(&token)).await.1;
+    let shown = app
+        .get(
+            &format!("/api/v1/accounts/{id}/inboxes/{inbox_id}"),
+            Some(&token),
+        )
+        .await
+        .1;
     assert_eq!(shown["provider_config"]["api_key"], "****4321");
     let listed = json_out(&app.cli(&["inboxes", "list", "--account", &id_s, "--json"]));
     assert_eq!(listed[0]["id"], inbox_id);
@@ -46,14 +96,88 @@ pub async fn cli_creates_account_user_token_and_inbox(db: Db) {
 
 pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
     let app: TestApp = spawn_app(db).await;
-    let account = json_out(&app.cli(&["accounts", "create", "--name", "Strict", "--json"]))["id"].as_i64().unwrap().to_string();
-    one_line_failure(&app.cli(&["users", "create", "--account", &account, "--email", "a@b.test", "--password", "long-password", "--role", "boss"]), "role");
-    one_line_failure(&app.cli(&["users", "create", "--account", "999999", "--email", "a@b.test", "--password", "long-password", "--role", "agent"]), "account not found");
-    one_line_failure(&app.cli(&["users", "create", "--account", &account, "--email", "a@b.test", "--password", "short", "--role", "agent"]), "password");
-    one_line_failure(&app.cli(&["tokens", "create", "--email", "nobody@b.test"]), "user not found");
+    let account = json_out(&app.cli(&["accounts", "create", "--name", "Strict", "--json"]))["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    one_line_failure(
+        &app.cli(&[
+            "users",
+            "create",
+            "--account",
+            &account,
+            "--email",
+            "a@b.test",
+            "--password",
+            "long-password",
+            "--role",
+            "boss",
+        ]),
+        "role",
+    );
+    one_line_failure(
+        &app.cli(&[
+            "users",
+            "create",
+            "--account",
+            "999999",
+            "--email",
+            "a@b.test",
+            "--password",
+            "long-password",
+            "--role",
+            "agent",
+        ]),
+        "account not found",
+    );
+    one_line_failure(
+        &app.cli(&[
+            "users",
+            "create",
+            "--account",
+            &account,
+            "--email",
+            "a@b.test",
+            "--password",
+            "short",
+            "--role",
+            "agent",
+        ]),
+        "password",
+    );
+    one_line_failure(
+        &app.cli(&["tokens", "create", "--email", "nobody@b.test"]),
+        "user not found",
+    );
     one_line_failure(&app.cli(&["accounts", "create", "--name", "  "]), "name");
-    one_line_failure(&app.cli(&["inboxes", "create", "--account", &account, "--name", "X", "--channel-type", "fax"]), "channel type");
-    one_line_failure(&app.cli(&["inboxes", "create", "--account", &account, "--name", "X", "--channel-type", "api", "--config", "{bad"]), "--config");
+    one_line_failure(
+        &app.cli(&[
+            "inboxes",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            "X",
+            "--channel-type",
+            "fax",
+        ]),
+        "channel type",
+    );
+    one_line_failure(
+        &app.cli(&[
+            "inboxes",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            "X",
+            "--channel-type",
+            "api",
+            "--config",
+            "{bad",
+        ]),
+        "--config",
+    );
     let mut bad_key = app.cli(&["inboxes", "list", "--account", &account]);
     assert!(bad_key.status.success());
     bad_key = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -64,8 +188,22 @@ pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
         .unwrap();
     one_line_failure(&bad_key, "FERRY_SECRET_KEY");
     let account_id: i64 = account.parse().unwrap();
-    assert!(app.ferry.store.list_inboxes(account_id).await.unwrap().is_empty());
-    assert!(app.ferry.store.find_user_by_email("a@b.test").await.unwrap().is_none());
+    assert!(
+        app.ferry
+            .store
+            .list_inboxes(account_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        app.ferry
+            .store
+            .find_user_by_email("a@b.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// `ferry serve --demo` on an empty data dir: prints a token that works; a second start keeps the data.
@@ -73,27 +211,58 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     let (url, token, first_output) = start_demo(dir.path()).await;
     let client = reqwest::Client::new();
-    let inboxes: Value = client.get(format!("{url}/api/v1/accounts/1/inboxes")).header("api_access_token", &token)
-        .send().await.unwrap().json().await.unwrap();
+    let inboxes: Value = client
+        .get(format!("{url}/api/v1/accounts/1/inboxes"))
+        .header("api_access_token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let data = inboxes["data"].as_array().unwrap();
     assert_eq!(data.len(), 5, "{inboxes}");
     assert_eq!(data[0]["channel_type"], "evolution");
     assert_eq!(data[0]["conversations_count"], 300);
-    assert!(first_output.contains("demo account 1 created"), "{first_output}");
+    assert!(
+        first_output.contains("demo account 1 created"),
+        "{first_output}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("secret.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     let (url, again, second_output) = start_demo(dir.path()).await;
     assert_eq!(again, token);
-    assert!(second_output.contains("using the existing data"), "{second_output}");
-    let inboxes: Value = client.get(format!("{url}/api/v1/accounts/1/inboxes")).bearer_auth(&token)
-        .send().await.unwrap().json().await.unwrap();
+    assert!(
+        second_output.contains("using the existing data"),
+        "{second_output}"
+    );
+    let inboxes: Value = client
+        .get(format!("{url}/api/v1/accounts/1/inboxes"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(inboxes["data"].as_array().unwrap().len(), 5);
-    let none: Value = client.get(format!("{url}/api/v1/accounts/2")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let none: Value = client
+        .get(format!("{url}/api/v1/accounts/2"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(none["error"]["code"], "not_found", "no second demo account");
 }
 
@@ -122,7 +291,9 @@ async fn start_demo(data_dir: &std::path::Path) -> (String, String, String) {
         }
         panic!("server exited: {output}");
     };
-    let url = tokio::time::timeout(Duration::from_secs(120), read).await.expect("demo server starts");
+    let url = tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .expect("demo server starts");
     let token = output
         .lines()
         .find_map(|l| l.trim().strip_prefix("API token: "))

@@ -31,7 +31,8 @@ impl Db {
 }
 
 fn postgres_admin_url() -> String {
-    std::env::var("FERRY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("FERRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Databases created by this process, dropped when the run ends.
@@ -39,7 +40,10 @@ static CREATED_DATABASES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub fn postgres_available() -> Result<(), String> {
     let url = postgres_admin_url();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let connect = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
@@ -50,7 +54,10 @@ pub fn postgres_available() -> Result<(), String> {
                 pool.close().await;
                 Ok(())
             }
-            Err(e) => Err(format!("no PostgreSQL at {} ({e})", ferry::config::redact_url(&url))),
+            Err(e) => Err(format!(
+                "no PostgreSQL at {} ({e})",
+                ferry::config::redact_url(&url)
+            )),
         }
     })
 }
@@ -58,8 +65,15 @@ pub fn postgres_available() -> Result<(), String> {
 async fn fresh_postgres_database() -> String {
     let admin = postgres_admin_url();
     let name = format!("ferry_test_{:016x}", rand::thread_rng().r#gen::<u64>());
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&admin).await.expect("postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create database");
     pool.close().await;
     CREATED_DATABASES.lock().unwrap().push(name.clone());
     let mut url = url::Url::parse(&admin).unwrap();
@@ -72,13 +86,22 @@ pub fn drop_created_databases() {
     if names.is_empty() {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        if let Ok(pool) = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await {
+        if let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&postgres_admin_url())
+            .await
+        {
             for name in names {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&pool)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&pool)
+                .await;
             }
         }
     });
@@ -89,7 +112,11 @@ pub fn run(db: Db, test: crate::TestFn) -> Result<(), Failed> {
 }
 
 pub fn run_plain(test: impl Future<Output = ()>) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(test);
     Ok(())
 }
@@ -121,7 +148,14 @@ pub async fn spawn_app(db: Db) -> TestApp {
     let app = Application::bind(ferry.clone()).await.expect("bind");
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { base, ferry, client: reqwest::Client::new(), database_url, secret_key, dir }
+    TestApp {
+        base,
+        ferry,
+        client: reqwest::Client::new(),
+        database_url,
+        secret_key,
+        dir,
+    }
 }
 
 /// Two accounts: the first with an administrator and an agent, the second with its own administrator.
@@ -134,7 +168,13 @@ pub struct Fixture {
 }
 
 impl TestApp {
-    pub async fn user_with_token(&self, account_id: i64, email: &str, role: Role, installation_admin: bool) -> String {
+    pub async fn user_with_token(
+        &self,
+        account_id: i64,
+        email: &str,
+        role: Role,
+        installation_admin: bool,
+    ) -> String {
         self.ferry
             .create_user(CreateUser {
                 account_id,
@@ -146,7 +186,13 @@ impl TestApp {
             })
             .await
             .unwrap();
-        self.ferry.create_token(email, "test").await.unwrap().1.expose().to_owned()
+        self.ferry
+            .create_token(email, "test")
+            .await
+            .unwrap()
+            .1
+            .expose()
+            .to_owned()
     }
 
     pub async fn fixture(&self) -> Fixture {
@@ -154,10 +200,16 @@ impl TestApp {
         let other = self.ferry.create_account("Other Co", None).await.unwrap();
         Fixture {
             account_id: account.id,
-            admin_token: self.user_with_token(account.id, "admin@acme.test", Role::Administrator, false).await,
-            agent_token: self.user_with_token(account.id, "agent@acme.test", Role::Agent, false).await,
+            admin_token: self
+                .user_with_token(account.id, "admin@acme.test", Role::Administrator, false)
+                .await,
+            agent_token: self
+                .user_with_token(account.id, "agent@acme.test", Role::Agent, false)
+                .await,
             other_account_id: other.id,
-            other_admin_token: self.user_with_token(other.id, "admin@other.test", Role::Administrator, false).await,
+            other_admin_token: self
+                .user_with_token(other.id, "admin@other.test", Role::Administrator, false)
+                .await,
         }
     }
 
@@ -169,24 +221,55 @@ impl TestApp {
         into_parts(req.send().await.expect("request")).await
     }
 
-    pub async fn send_json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).json(body);
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
         if let Some(t) = token {
             req = req.header("api_access_token", t);
         }
         into_parts(req.send().await.expect("request")).await
     }
 
-    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        self.send_json(reqwest::Method::POST, path, token, body).await
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
     }
 
-    pub async fn patch_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        self.send_json(reqwest::Method::PATCH, path, token, body).await
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::PATCH, path, token, body)
+            .await
     }
 
-    pub async fn post_raw(&self, path: &str, token: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).header("api_access_token", token).body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("api_access_token", token)
+            .body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
@@ -209,7 +292,12 @@ impl TestApp {
 async fn into_parts(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     let bytes = resp.bytes().await.expect("body");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
     (status, body)
 }
 
@@ -218,5 +306,11 @@ async fn into_parts(resp: reqwest::Response) -> (StatusCode, Value) {
 pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.0.as_u16(), status, "body: {}", got.1);
     assert_eq!(got.1["error"]["code"], code, "body: {}", got.1);
-    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {}",
+        got.1
+    );
 }

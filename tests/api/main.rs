@@ -57,14 +57,17 @@ fn main() {
         for db in [Db::Sqlite, Db::Postgres] {
             let ignored = db == Db::Postgres && postgres.is_err();
             trials.push(
-                Trial::test(format!("{}::{name}", db.as_str()), move || helpers::run(db, test))
-                    .with_ignored_flag(ignored),
+                Trial::test(format!("{}::{name}", db.as_str()), move || {
+                    helpers::run(db, test)
+                })
+                .with_ignored_flag(ignored),
             );
         }
     }
-    trials.push(Trial::test("sqlite::cli::serve_demo_prints_a_working_token_and_keeps_data", || {
-        helpers::run_plain(cli::serve_demo_prints_a_working_token_and_keeps_data())
-    }));
+    trials.push(Trial::test(
+        "sqlite::cli::serve_demo_prints_a_working_token_and_keeps_data",
+        || helpers::run_plain(cli::serve_demo_prints_a_working_token_and_keeps_data()),
+    ));
     if let Err(reason) = &postgres {
         if std::env::var("FERRY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
             eprintln!("FERRY_TEST_REQUIRE_POSTGRES=1 but {reason}");

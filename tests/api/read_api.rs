@@ -7,13 +7,33 @@ use serde_json::Value;
 use crate::helpers::{Db, TestApp, assert_error, spawn_app};
 
 async fn seeded(app: &TestApp, conversations: u64) -> (SeedReport, String) {
-    let report = seed_account(&app.ferry, &SeedOptions { conversations, ..SeedOptions::default() }).await.unwrap();
-    let token = app.user_with_token(report.account_id, "admin@seed.test", Role::Administrator, false).await;
+    let report = seed_account(
+        &app.ferry,
+        &SeedOptions {
+            conversations,
+            ..SeedOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let token = app
+        .user_with_token(
+            report.account_id,
+            "admin@seed.test",
+            Role::Administrator,
+            false,
+        )
+        .await;
     (report, token)
 }
 
 fn inbox_of(report: &SeedReport, channel: ChannelType) -> i64 {
-    report.inboxes.iter().find(|i| i.channel_type == channel).unwrap().id
+    report
+        .inboxes
+        .iter()
+        .find(|i| i.channel_type == channel)
+        .unwrap()
+        .id
 }
 
 pub async fn conversations_page_through_every_row_once(db: Db) {
@@ -25,9 +45,22 @@ pub async fn conversations_page_through_every_row_once(db: Db) {
     let mut pages = 0;
     loop {
         let q = before.map(|b| format!("&before={b}")).unwrap_or_default();
-        let (status, body) = app.get(&format!("/api/v1/accounts/{}/inboxes/{inbox}/conversations?limit=10{q}", report.account_id), Some(&token)).await;
+        let (status, body) = app
+            .get(
+                &format!(
+                    "/api/v1/accounts/{}/inboxes/{inbox}/conversations?limit=10{q}",
+                    report.account_id
+                ),
+                Some(&token),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
-        let ids: Vec<i64> = body["data"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+        let ids: Vec<i64> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
         for c in body["data"].as_array().unwrap() {
             assert_eq!(c["inbox_id"], inbox);
@@ -49,18 +82,41 @@ pub async fn conversations_page_through_every_row_once(db: Db) {
 pub async fn messages_come_with_their_attachments(db: Db) {
     let app = spawn_app(db).await;
     let (report, token) = seeded(&app, 60).await;
-    assert!(report.attachments > 0, "a 10% share of 60+ conversations carries attachments");
+    assert!(
+        report.attachments > 0,
+        "a 10% share of 60+ conversations carries attachments"
+    );
     // Find a conversation with an attachment through the API alone.
     let inbox = inbox_of(&report, ChannelType::Evolution);
-    let convs = app.get(&format!("/api/v1/accounts/{}/inboxes/{inbox}/conversations?limit=200", report.account_id), Some(&token)).await.1;
+    let convs = app
+        .get(
+            &format!(
+                "/api/v1/accounts/{}/inboxes/{inbox}/conversations?limit=200",
+                report.account_id
+            ),
+            Some(&token),
+        )
+        .await
+        .1;
     let mut found = None;
     let mut total_messages = 0;
     for c in convs["data"].as_array().unwrap() {
         let id = c["id"].as_i64().unwrap();
-        let msgs = app.get(&format!("/api/v1/accounts/{}/conversations/{id}/messages?limit=200", report.account_id), Some(&token)).await;
+        let msgs = app
+            .get(
+                &format!(
+                    "/api/v1/accounts/{}/conversations/{id}/messages?limit=200",
+                    report.account_id
+                ),
+                Some(&token),
+            )
+            .await;
         assert_eq!(msgs.0, 200);
         let data = msgs.1["data"].as_array().unwrap().clone();
-        assert!(!data.is_empty() && data.len() <= 50, "1–50 messages per conversation");
+        assert!(
+            !data.is_empty() && data.len() <= 50,
+            "1–50 messages per conversation"
+        );
         total_messages += data.len();
         for m in &data {
             assert_eq!(m["conversation_id"], id);
@@ -72,14 +128,34 @@ pub async fn messages_come_with_their_attachments(db: Db) {
     }
     let attachment: Value = found.expect("some message has an attachment");
     let key = attachment["storage_key"].as_str().unwrap();
-    let bytes = app.ferry.attachments.get(key).await.expect("blob exists in the attachment store");
-    assert_eq!(bytes.len() as i64, attachment["byte_size"].as_i64().unwrap());
-    assert_eq!(attachment["checksum"].as_str().unwrap(), key.rsplit('/').next().unwrap());
+    let bytes = app
+        .ferry
+        .attachments
+        .get(key)
+        .await
+        .expect("blob exists in the attachment store");
+    assert_eq!(
+        bytes.len() as i64,
+        attachment["byte_size"].as_i64().unwrap()
+    );
+    assert_eq!(
+        attachment["checksum"].as_str().unwrap(),
+        key.rsplit('/').next().unwrap()
+    );
     assert!(total_messages > 60);
 
     // Paging messages: limit 1 gives the newest and a cursor.
     let first = convs["data"][0]["id"].as_i64().unwrap();
-    let page = app.get(&format!("/api/v1/accounts/{}/conversations/{first}/messages?limit=1", report.account_id), Some(&token)).await.1;
+    let page = app
+        .get(
+            &format!(
+                "/api/v1/accounts/{}/conversations/{first}/messages?limit=1",
+                report.account_id
+            ),
+            Some(&token),
+        )
+        .await
+        .1;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
 }
 
@@ -89,14 +165,23 @@ pub async fn contacts_list_their_contact_inboxes_in_native_formats(db: Db) {
     let evolution = inbox_of(&report, ChannelType::Evolution);
     let cloud = inbox_of(&report, ChannelType::WhatsappCloud);
     let twilio = inbox_of(&report, ChannelType::TwilioWhatsapp);
-    let body = app.get(&format!("/api/v1/accounts/{}/contacts?limit=200", report.account_id), Some(&token)).await.1;
+    let body = app
+        .get(
+            &format!("/api/v1/accounts/{}/contacts?limit=200", report.account_id),
+            Some(&token),
+        )
+        .await
+        .1;
     let mut checked = 0;
     for contact in body["data"].as_array().unwrap() {
         for ci in contact["contact_inboxes"].as_array().unwrap() {
             let source_id = ci["source_id"].as_str().unwrap();
             let inbox = ci["inbox_id"].as_i64().unwrap();
             if inbox == evolution {
-                assert!(source_id.ends_with("@s.whatsapp.net") || source_id.ends_with("@lid"), "{source_id}");
+                assert!(
+                    source_id.ends_with("@s.whatsapp.net") || source_id.ends_with("@lid"),
+                    "{source_id}"
+                );
             } else if inbox == cloud {
                 assert!(source_id.bytes().all(|b| b.is_ascii_digit()), "{source_id}");
             } else if inbox == twilio {
@@ -115,20 +200,54 @@ pub async fn contacts_list_their_contact_inboxes_in_native_formats(db: Db) {
 pub async fn unknown_routes_and_methods_answer_in_the_error_shape(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
-    assert_error(&app.get("/api/v1/nothing-here", Some(&f.admin_token)).await, 404, "not_found");
-    let resp = app.client.delete(format!("{}/api/v1/accounts/{}/inboxes", app.base, f.account_id))
-        .header("api_access_token", &f.admin_token).send().await.unwrap();
+    assert_error(
+        &app.get("/api/v1/nothing-here", Some(&f.admin_token)).await,
+        404,
+        "not_found",
+    );
+    let resp = app
+        .client
+        .delete(format!(
+            "{}/api/v1/accounts/{}/inboxes",
+            app.base, f.account_id
+        ))
+        .header("api_access_token", &f.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
-    assert_error(&app.get(&format!("/api/v1/accounts/{}/conversations/424242", f.account_id), Some(&f.admin_token)).await, 404, "not_found");
-    assert_error(&app.get(&format!("/api/v1/accounts/{}/conversations/424242/messages", f.account_id), Some(&f.admin_token)).await, 404, "not_found");
+    assert_error(
+        &app.get(
+            &format!("/api/v1/accounts/{}/conversations/424242", f.account_id),
+            Some(&f.admin_token),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &app.get(
+            &format!(
+                "/api/v1/accounts/{}/conversations/424242/messages",
+                f.account_id
+            ),
+            Some(&f.admin_token),
+        )
+        .await,
+        404,
+        "not_found",
+    );
 }
 
 pub async fn health_and_readiness(db: Db) {
     let app = spawn_app(db).await;
     let (status, body) = app.get("/healthz", None).await;
-    assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"]["status"], "ok");
