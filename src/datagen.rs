@@ -387,49 +387,21 @@ impl Generator {
         let conversation = batch.conversations.len();
         let created_at = self.base_time + Duration::minutes(self.rng.gen_range(0..60 * 24 * 170));
         // Skewed towards short conversations: 1 + 49·u^4.4 has a mean near 10.
-        let messages = 1 + (49.0 * self.rng.r#gen::<f64>().powf(4.4)) as usize;
-        let mut at = created_at;
-        let with_attachment = self.rng.gen_bool(0.1);
-        for i in 0..messages {
-            at += Duration::seconds(self.rng.gen_range(20..4 * 3600));
-            let incoming = i % 2 == 0 || self.rng.gen_bool(0.2);
-            let content = if incoming {
-                INCOMING[self.rng.gen_range(0..INCOMING.len())]
-            } else {
-                OUTGOING[self.rng.gen_range(0..OUTGOING.len())]
-            };
-            let source_id = self.provider_message_id(inbox.channel);
-            let dedupe_key = source_id
-                .as_ref()
-                .map(|s| format!("{}:{}:{}", self.account_id, inbox.channel, s));
-            let message = batch.messages.len();
-            batch.messages.push(SeedMessage {
-                conversation,
-                message_type: if incoming { "incoming" } else { "outgoing" },
-                content: content.to_owned(),
-                source_id,
-                dedupe_key,
-                status: if incoming {
-                    "read"
-                } else {
-                    ["sent", "delivered", "read"][self.rng.gen_range(0..3)]
-                },
-                created_at: at,
-            });
-            if with_attachment && (i == messages / 2 || (i == 0 && self.rng.gen_bool(0.3))) {
-                let s = self.samples[self.rng.gen_range(0..self.samples.len())].clone();
-                batch.attachments.push(SeedAttachment {
-                    message,
-                    file_type: s.file_type,
-                    content_type: s.content_type,
-                    file_name: s.file_name.to_owned(),
-                    byte_size: s.byte_size,
-                    storage_key: s.storage_key,
-                    checksum: s.checksum,
-                });
-                self.totals.attachments += 1;
+        let messages = 1 + (49.0 * self.rng.r#gen::<f64>().powf(4.4)) as i64;
+        let gap_seconds = self.rng.gen_range(20..4 * 3600);
+        let at = created_at + Duration::seconds(gap_seconds * messages);
+        let attachment = self.rng.gen_bool(0.1).then(|| {
+            let s = &self.samples[self.rng.gen_range(0..self.samples.len())];
+            SeedAttachment {
+                file_type: s.file_type,
+                content_type: s.content_type,
+                file_name: s.file_name.to_owned(),
+                byte_size: s.byte_size,
+                storage_key: s.storage_key.clone(),
+                checksum: s.checksum.clone(),
             }
-        }
+        });
+        self.totals.attachments += attachment.is_some() as u64;
         self.totals.messages += messages as u64;
         self.totals.conversations += 1;
         let status = if latest && self.rng.gen_bool(0.35) {
@@ -447,6 +419,11 @@ impl Generator {
             status,
             created_at,
             last_activity_at: at,
+            messages,
+            gap_seconds,
+            source_prefix: message_id_prefix(inbox.channel),
+            channel: inbox.channel.as_str(),
+            attachment,
         });
         batch.reporting_events.push(SeedReportingEvent {
             conversation,
@@ -465,19 +442,6 @@ impl Generator {
         }
     }
 
-    fn provider_message_id(&mut self, channel: ChannelType) -> Option<String> {
-        let a: u64 = self.rng.r#gen();
-        let b: u64 = self.rng.r#gen();
-        match channel {
-            ChannelType::Evolution => Some(format!("3EB0{a:016X}")),
-            ChannelType::WhatsappCloud | ChannelType::Dialog360 => {
-                Some(format!("wamid.HBgN{a:016x}{b:08x}"))
-            }
-            ChannelType::TwilioWhatsapp => Some(format!("SM{a:016x}{b:016x}")),
-            _ => None,
-        }
-    }
-
     async fn flush(&mut self, ferry: &Ferry, mut batch: SeedBatch) -> Result<(), SeedError> {
         if batch.conversations.is_empty() {
             return Ok(());
@@ -491,6 +455,16 @@ impl Generator {
         }
         ferry.store.seed_batch(&batch).await?;
         Ok(())
+    }
+}
+
+/// How each provider's message ids begin (Baileys `3EB0…`, Meta `wamid.…`, Twilio `SM…`).
+fn message_id_prefix(channel: ChannelType) -> Option<&'static str> {
+    match channel {
+        ChannelType::Evolution => Some("3EB0"),
+        ChannelType::WhatsappCloud | ChannelType::Dialog360 => Some("wamid.HBgN"),
+        ChannelType::TwilioWhatsapp => Some("SM"),
+        _ => None,
     }
 }
 
@@ -749,29 +723,6 @@ const CITIES: [&str; 6] = [
     "Recife",
 ];
 const LABELS: [&str; 5] = ["vip", "lead", "paciente", "retorno", "orcamento"];
-const INCOMING: [&str; 10] = [
-    "Olá, gostaria de agendar uma consulta",
-    "Qual o horário de funcionamento?",
-    "Vocês atendem convênio?",
-    "Bom dia! Preciso remarcar meu horário",
-    "Quanto custa uma limpeza?",
-    "Obrigado!",
-    "Pode ser na quinta às 14h?",
-    "Segue o comprovante",
-    "Estou a caminho",
-    "Hi, do you speak English?",
-];
-const OUTGOING: [&str; 8] = [
-    "Olá! Claro, qual o melhor dia para você?",
-    "Atendemos de segunda a sexta, das 8h às 18h.",
-    "Sim, atendemos os principais convênios.",
-    "Horário remarcado com sucesso ✅",
-    "A limpeza custa R$ 150,00.",
-    "Por nada, até breve!",
-    "Confirmado para quinta às 14h.",
-    "Recebido, obrigado!",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

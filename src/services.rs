@@ -44,6 +44,14 @@ impl From<StoreError> for ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// Explains a unique-constraint refusal in the caller's terms.
+fn on_conflict(message: &'static str) -> impl FnOnce(StoreError) -> ServiceError {
+    move |e| match e {
+        StoreError::Conflict { .. } => ServiceError::Conflict(message.into()),
+        other => other.into(),
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     ServiceError::Validation {
         field,
@@ -118,12 +126,7 @@ impl Ferry {
             .store
             .create_account(&NewAccount { name, legacy_ref })
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => {
-                    ServiceError::Conflict("an account with this legacy_ref exists".into())
-                }
-                other => other.into(),
-            })?;
+            .map_err(on_conflict("an account with this legacy_ref exists"))?;
         self.audit(
             Some(account.id),
             None,
@@ -156,12 +159,7 @@ impl Ferry {
                 installation_admin: new.installation_admin,
             })
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => {
-                    ServiceError::Conflict("a user with this email exists".into())
-                }
-                other => other.into(),
-            })?;
+            .map_err(on_conflict("a user with this email exists"))?;
         self.store
             .set_account_role(new.account_id, user.id, new.role)
             .await?;

@@ -370,8 +370,6 @@ macro_rules! impl_store {
                 let contact_ids = Self::allocate_ids(&mut tx, "contacts", batch.contacts.len()).await?;
                 let ci_ids = Self::allocate_ids(&mut tx, "contact_inboxes", batch.contact_inboxes.len()).await?;
                 let conv_ids = Self::allocate_ids(&mut tx, "conversations", batch.conversations.len()).await?;
-                let msg_ids = Self::allocate_ids(&mut tx, "messages", batch.messages.len()).await?;
-                let att_ids = Self::allocate_ids(&mut tx, "attachments", batch.attachments.len()).await?;
                 let account = batch.account_id;
 
                 bulk_insert!($db, tx, "INSERT INTO contacts (id, account_id, name, phone_number, email, custom_attributes, created_at, updated_at) ",
@@ -397,18 +395,43 @@ macro_rules! impl_store {
                             .push_bind(ci_ids[c.contact_inbox]).push_bind(c.display_id).push_bind(c.status)
                             .push_bind(c.last_activity_at).push_bind(c.created_at).push_bind(c.last_activity_at);
                     });
-                bulk_insert!($db, tx, "INSERT INTO messages (id, account_id, conversation_id, message_type, content, source_id, dedupe_key, status, created_at, updated_at) ",
-                    10, batch.messages.iter().zip(&msg_ids).collect::<Vec<_>>(), |b, (m, id)| {
-                        b.push_bind(**id).push_bind(account).push_bind(conv_ids[m.conversation]).push_bind(m.message_type)
-                            .push_bind(m.content.as_str()).push_bind(m.source_id.as_deref()).push_bind(m.dedupe_key.as_deref())
-                            .push_bind(m.status).push_bind(m.created_at).push_bind(m.created_at);
+                // Messages and attachments: expanded from each conversation's plan by the database.
+                let plans: Vec<_> = batch.conversations.iter().zip(&conv_ids).collect();
+                let (head, tail) = Self::SEED_MESSAGES_SQL.split_once("{plan}").expect("{plan} marker");
+                for chunk in plans.chunks(2_000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(head);
+                    qb.push_values(chunk, |mut b, (c, id)| {
+                        b.push_bind(account).push_bind(**id).push_bind(c.messages).push_bind(c.created_at)
+                            .push_bind(c.gap_seconds).push_bind(c.source_prefix).push_bind(c.channel);
                     });
-                bulk_insert!($db, tx, "INSERT INTO attachments (id, account_id, message_id, file_type, content_type, file_name, byte_size, storage_key, checksum) ",
-                    9, batch.attachments.iter().zip(&att_ids).collect::<Vec<_>>(), |b, (a, id)| {
-                        b.push_bind(**id).push_bind(account).push_bind(msg_ids[a.message]).push_bind(a.file_type)
-                            .push_bind(a.content_type).push_bind(a.file_name.as_str()).push_bind(a.byte_size)
-                            .push_bind(a.storage_key.as_str()).push_bind(a.checksum.as_str());
+                    qb.push(tail);
+                    qb.build().execute(&mut *tx).await?;
+                }
+                let files: Vec<_> = batch
+                    .conversations
+                    .iter()
+                    .zip(&conv_ids)
+                    .filter_map(|(c, id)| c.attachment.as_ref().map(|a| (a, *id)))
+                    .collect();
+                for chunk in files.chunks(2_000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "WITH files (conversation_id, account_id, file_type, content_type, file_name, byte_size, \
+                         storage_key, checksum) AS (",
+                    );
+                    qb.push_values(chunk, |mut b, (a, id)| {
+                        b.push_bind(*id).push_bind(account).push_bind(a.file_type).push_bind(a.content_type)
+                            .push_bind(a.file_name.as_str()).push_bind(a.byte_size).push_bind(a.storage_key.as_str())
+                            .push_bind(a.checksum.as_str());
                     });
+                    // Each file goes on the conversation's first message.
+                    qb.push(
+                        ") INSERT INTO attachments (account_id, message_id, file_type, content_type, file_name, \
+                         byte_size, storage_key, checksum) \
+                         SELECT f.account_id, (SELECT MIN(m.id) FROM messages m WHERE m.conversation_id = f.conversation_id), \
+                         f.file_type, f.content_type, f.file_name, f.byte_size, f.storage_key, f.checksum FROM files f",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
                 bulk_insert!($db, tx, "INSERT INTO reporting_events (account_id, conversation_id, name, value, created_at) ",
                     5, &batch.reporting_events, |b, e| {
                         b.push_bind(account).push_bind(conv_ids[e.conversation]).push_bind(e.name).push_bind(e.value)

@@ -14,6 +14,7 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    const SEED_MESSAGES_SQL: &'static str = include_str!("queries/pg/seed_messages.sql");
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {

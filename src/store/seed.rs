@@ -1,5 +1,7 @@
 //! Row batches written by the data generator. Rows refer to each other by index within the batch; the store
-//! allocates ids inside one transaction, so a batch is all-or-nothing.
+//! allocates ids inside one transaction, so a batch is all-or-nothing. Messages and attachments, the bulk of
+//! the data, are not sent row by row: each conversation carries a plan (how many messages, how far apart,
+//! which sample file) that the database expands set-based (`queries/*/seed_messages.sql`).
 
 use chrono::{DateTime, Utc};
 
@@ -11,8 +13,6 @@ pub struct SeedBatch {
     pub contact_labels: Vec<(usize, String)>,
     pub contact_notes: Vec<(usize, String)>,
     pub conversations: Vec<SeedConversation>,
-    pub messages: Vec<SeedMessage>,
-    pub attachments: Vec<SeedAttachment>,
     pub reporting_events: Vec<SeedReportingEvent>,
 }
 
@@ -42,22 +42,18 @@ pub struct SeedConversation {
     pub status: &'static str,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+    /// Messages to generate (1–50), alternating incoming and outgoing, `gap_seconds` apart after `created_at`.
+    pub messages: i64,
+    pub gap_seconds: i64,
+    /// Prefix of the provider message ids (`3EB0`, `wamid.`, `SM`); None for channels without them.
+    pub source_prefix: Option<&'static str>,
+    pub channel: &'static str,
+    pub attachment: Option<SeedAttachment>,
 }
 
-#[derive(Debug)]
-pub struct SeedMessage {
-    pub conversation: usize,
-    pub message_type: &'static str,
-    pub content: String,
-    pub source_id: Option<String>,
-    pub dedupe_key: Option<String>,
-    pub status: &'static str,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug)]
+/// A sample file attached to the first message of a conversation.
+#[derive(Debug, Clone)]
 pub struct SeedAttachment {
-    pub message: usize,
     pub file_type: &'static str,
     pub content_type: &'static str,
     pub file_name: String,

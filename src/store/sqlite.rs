@@ -15,6 +15,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    const SEED_MESSAGES_SQL: &'static str = include_str!("queries/sqlite/seed_messages.sql");
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str) -> Result<Self> {

@@ -100,58 +100,23 @@ pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
         .as_i64()
         .unwrap()
         .to_string();
-    one_line_failure(
-        &app.cli(&[
+    let user = |account: &str, password: &str, role: &str| {
+        let args = [
             "users",
             "create",
             "--account",
-            &account,
+            account,
             "--email",
             "a@b.test",
             "--password",
-            "long-password",
+            password,
             "--role",
-            "boss",
-        ]),
-        "role",
-    );
-    one_line_failure(
-        &app.cli(&[
-            "users",
-            "create",
-            "--account",
-            "999999",
-            "--email",
-            "a@b.test",
-            "--password",
-            "long-password",
-            "--role",
-            "agent",
-        ]),
-        "account not found",
-    );
-    one_line_failure(
-        &app.cli(&[
-            "users",
-            "create",
-            "--account",
-            &account,
-            "--email",
-            "a@b.test",
-            "--password",
-            "short",
-            "--role",
-            "agent",
-        ]),
-        "password",
-    );
-    one_line_failure(
-        &app.cli(&["tokens", "create", "--email", "nobody@b.test"]),
-        "user not found",
-    );
-    one_line_failure(&app.cli(&["accounts", "create", "--name", "  "]), "name");
-    one_line_failure(
-        &app.cli(&[
+            role,
+        ];
+        args.map(str::to_owned).to_vec()
+    };
+    let inbox = |channel: &str, extra: &[&str]| {
+        let mut args = [
             "inboxes",
             "create",
             "--account",
@@ -159,25 +124,39 @@ pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
             "--name",
             "X",
             "--channel-type",
-            "fax",
-        ]),
-        "channel type",
-    );
-    one_line_failure(
-        &app.cli(&[
-            "inboxes",
-            "create",
-            "--account",
-            &account,
-            "--name",
-            "X",
-            "--channel-type",
-            "api",
-            "--config",
-            "{bad",
-        ]),
-        "--config",
-    );
+            channel,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (user(&account, "long-password", "boss"), "role"),
+        (
+            user("999999", "long-password", "agent"),
+            "account not found",
+        ),
+        (user(&account, "short", "agent"), "password"),
+        (
+            ["tokens", "create", "--email", "nobody@b.test"]
+                .map(str::to_owned)
+                .to_vec(),
+            "user not found",
+        ),
+        (
+            ["accounts", "create", "--name", "  "]
+                .map(str::to_owned)
+                .to_vec(),
+            "name",
+        ),
+        (inbox("fax", &[]), "channel type"),
+        (inbox("api", &["--config", "{bad"]), "--config"),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        one_line_failure(&app.cli(&args), needle);
+    }
     let mut bad_key = app.cli(&["inboxes", "list", "--account", &account]);
     assert!(bad_key.status.success());
     bad_key = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
