@@ -397,7 +397,8 @@ macro_rules! impl_store {
                     });
                 // Messages and attachments: expanded from each conversation's plan by the database.
                 let plans: Vec<_> = batch.conversations.iter().zip(&conv_ids).collect();
-                let (head, tail) = Self::SEED_MESSAGES_SQL.split_once("{plan}").expect("{plan} marker");
+                let sql = include_str!("queries/seed_messages.sql").replace("{created_at}", Self::SEED_CREATED_AT);
+                let (head, tail) = sql.split_once("{plan}").expect("{plan} marker");
                 for chunk in plans.chunks(2_000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(head);
                     qb.push_values(chunk, |mut b, (c, id)| {

@@ -14,7 +14,9 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    const SEED_MESSAGES_SQL: &'static str = include_str!("queries/pg/seed_messages.sql");
+    /// Timestamp arithmetic for `queries/seed_messages.sql`.
+    const SEED_CREATED_AT: &'static str =
+        "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {

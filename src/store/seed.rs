@@ -1,7 +1,7 @@
 //! Row batches written by the data generator. Rows refer to each other by index within the batch; the store
 //! allocates ids inside one transaction, so a batch is all-or-nothing. Messages and attachments, the bulk of
 //! the data, are not sent row by row: each conversation carries a plan (how many messages, how far apart,
-//! which sample file) that the database expands set-based (`queries/*/seed_messages.sql`).
+//! which sample file) that the database expands set-based (`queries/seed_messages.sql`).
 
 use chrono::{DateTime, Utc};
 

@@ -15,7 +15,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const SEED_MESSAGES_SQL: &'static str = include_str!("queries/sqlite/seed_messages.sql");
+    /// Timestamp arithmetic for `queries/seed_messages.sql`.
+    const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str) -> Result<Self> {

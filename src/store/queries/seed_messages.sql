@@ -1,5 +1,6 @@
 -- Expands each conversation's plan into its messages in one set-based statement (the data generator).
 -- The plan marker becomes VALUES (account_id, conversation_id, messages, started_at, gap_seconds, source_prefix, channel), …
+-- The created-at marker is each dialect's `started_at + gap_seconds * (i + 1)` (SEED_CREATED_AT).
 -- Messages alternate incoming/outgoing, `gap_seconds` apart; provider ids are unique per conversation and index.
 WITH RECURSIVE
     n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 49),
@@ -22,8 +23,8 @@ SELECT p.account_id,
        p.source_prefix || p.conversation_id || 'x' || n.i,
        p.account_id || ':' || p.channel || ':' || p.source_prefix || p.conversation_id || 'x' || n.i,
        CASE WHEN n.i % 2 = 0 OR n.i % 3 = 1 THEN 'read' WHEN n.i % 3 = 0 THEN 'delivered' ELSE 'sent' END,
-       strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds'),
-       strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')
+       {created_at},
+       {created_at}
 FROM plan p
 JOIN n ON n.i < p.messages
 JOIN texts t ON t.k = (p.conversation_id * 7 + n.i * 3) % 8
