@@ -350,20 +350,18 @@ impl Generator {
     ) -> u64 {
         let source_id = match inbox.channel {
             ChannelType::WebWidget => format!("web-{:016x}", self.rng.r#gen::<u64>()),
-            c => identity
-                .to_source_id(c)
-                .unwrap_or_else(|_| format!("{}@lid", identity.canonical())),
+            c => identity.to_source_id(c).unwrap_or_else(|_| identity.canonical()),
         };
-        let wa_identity = inbox
-            .channel
-            .is_whatsapp_like()
-            .then(|| identity.canonical());
+        let whatsapp = inbox.channel.is_whatsapp_like();
+        let wa_identity = whatsapp.then(|| identity.canonical());
+        let wa_key = whatsapp.then(|| identity.match_key(true));
         let contact_inbox = batch.contact_inboxes.len();
         batch.contact_inboxes.push(SeedContactInbox {
             contact,
             inbox_id: inbox.id,
             source_id,
             wa_identity,
+            wa_key,
         });
         let count = if room > 1 && self.rng.gen_bool(0.15) {
             2

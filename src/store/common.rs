@@ -384,10 +384,11 @@ macro_rules! impl_store {
                 bulk_insert!($db, tx, "INSERT INTO contact_notes (account_id, contact_id, content) ", 3, &batch.contact_notes, |b, (c, note)| {
                     b.push_bind(account).push_bind(contact_ids[*c]).push_bind(note.as_str());
                 });
-                bulk_insert!($db, tx, "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity) ",
-                    5, batch.contact_inboxes.iter().zip(&ci_ids).collect::<Vec<_>>(), |b, (ci, id)| {
+                bulk_insert!($db, tx, "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key) ",
+                    6, batch.contact_inboxes.iter().zip(&ci_ids).collect::<Vec<_>>(), |b, (ci, id)| {
                         b.push_bind(**id).push_bind(contact_ids[ci.contact]).push_bind(ci.inbox_id)
-                            .push_bind(ci.source_id.as_str()).push_bind(ci.wa_identity.as_deref());
+                            .push_bind(ci.source_id.as_str()).push_bind(ci.wa_identity.as_deref())
+                            .push_bind(ci.wa_key.as_deref());
                     });
                 bulk_insert!($db, tx, "INSERT INTO conversations (id, account_id, inbox_id, contact_id, contact_inbox_id, display_id, status, last_activity_at, created_at, updated_at) ",
                     10, batch.conversations.iter().zip(&conv_ids).collect::<Vec<_>>(), |b, (c, id)| {

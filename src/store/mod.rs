@@ -4,6 +4,8 @@
 //! lives side by side in `queries/sqlite/…` and `queries/pg/…`.
 
 mod common;
+mod inbox_migrations;
+mod inbox_migrations_impl;
 mod models;
 mod pg;
 pub mod seed;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use inbox_migrations::*;
 pub use models::*;
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -86,7 +89,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: InboxMigrationStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
+use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::common::*;
+use super::inbox_migrations::{migration_select, native_source_id_sql};
+use super::inbox_migrations_impl::*;
 use super::*;
 use crate::domain::Role;
 
@@ -17,6 +20,8 @@ impl PgStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str =
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
+    const CLAIM_INBOX_MIGRATION_SQL: &'static str = include_str!("queries/pg/claim_inbox_migration.sql");
+    const MERGE_CONTACT_FIELDS_SQL: &'static str = include_str!("queries/pg/merge_contact_fields.sql");
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {
@@ -57,3 +62,4 @@ impl PgStore {
 }
 
 impl_store!(PgStore, Postgres);
+impl_inbox_migration_store!(PgStore, Postgres);

@@ -31,6 +31,8 @@ pub struct SeedContactInbox {
     pub inbox_id: i64,
     pub source_id: String,
     pub wa_identity: Option<String>,
+    /// `WhatsAppIdentity::match_key(true)`: the identity with the Brazilian ninth digit folded.
+    pub wa_key: Option<String>,
 }
 
 #[derive(Debug)]

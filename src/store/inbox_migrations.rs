@@ -1,0 +1,178 @@
+//! Storage for capability A. Every statement is set-based; a batch commits its data, its journal and its
+//! progress in one transaction guarded by the lease token, so a worker that lost its lease writes nothing.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+
+use super::Result;
+use crate::domain::ChannelType;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct InboxMigration {
+    pub id: i64,
+    pub account_id: i64,
+    pub source_inbox_id: i64,
+    pub destination_inbox_id: i64,
+    pub user_id: Option<i64>,
+    pub status: String,
+    pub phase: String,
+    pub options: Json<serde_json::Value>,
+    pub conversations_count: i64,
+    pub conversations_moved: i64,
+    pub messages_count: i64,
+    pub messages_moved: i64,
+    pub attachments_count: i64,
+    pub attachments_moved: i64,
+    pub contact_inboxes_count: i64,
+    pub contact_inboxes_moved: i64,
+    pub contacts_merged: i64,
+    pub duplicates: i64,
+    pub cursor_id: i64,
+    pub result: Option<Json<serde_json::Value>>,
+    pub error_message: Option<String>,
+    pub error_detail: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub cancel_requested: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InboxMigration {
+    pub fn is_active(&self) -> bool {
+        self.status == "queued" || self.status == "running"
+    }
+}
+
+/// How contacts of the two inboxes are matched: by canonical identity, or with the Brazilian ninth digit
+/// folded (`merge_brazil_ninth_digit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKey {
+    Identity,
+    BrazilFolded,
+}
+
+impl MatchKey {
+    pub fn column(self) -> &'static str {
+        match self {
+            MatchKey::Identity => "wa_identity",
+            MatchKey::BrazilFolded => "wa_key",
+        }
+    }
+}
+
+/// Everything one batch needs. `token` is the lease token the claim returned.
+#[derive(Debug, Clone)]
+pub struct BatchContext {
+    pub migration_id: i64,
+    pub token: String,
+    pub source_inbox_id: i64,
+    pub destination_inbox_id: i64,
+    pub destination_channel: ChannelType,
+    pub key: MatchKey,
+    pub batch: i64,
+    /// Source contact_inboxes (or, in the sweep, conversations) per batch.
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BatchOutcome {
+    pub contact_inboxes: i64,
+    pub merged_contact_inboxes: i64,
+    pub conversations: i64,
+    pub messages: i64,
+    pub attachments: i64,
+    pub contacts_deleted: i64,
+    /// Nothing of the source was left to move.
+    pub source_empty: bool,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, sqlx::FromRow)]
+pub struct PairCounts {
+    pub conversations: i64,
+    pub messages: i64,
+    pub attachments: i64,
+    pub contact_inboxes: i64,
+    pub merging_contact_inboxes: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub invariant: u8,
+    pub description: String,
+    pub count: i64,
+}
+
+#[async_trait]
+pub trait InboxMigrationStore: Send + Sync {
+    /// Inserts a queued migration and locks both inboxes. A unique violation means one of them already takes
+    /// part in an active migration.
+    async fn create_inbox_migration(
+        &self,
+        account_id: i64,
+        source_inbox_id: i64,
+        destination_inbox_id: i64,
+        user_id: Option<i64>,
+        options: &serde_json::Value,
+    ) -> Result<InboxMigration>;
+    async fn get_inbox_migration(&self, id: i64) -> Result<InboxMigration>;
+    async fn list_inbox_migrations(&self, account_id: i64, source_inbox_id: Option<i64>, active_only: bool)
+    -> Result<Vec<InboxMigration>>;
+    /// Queued: cancelled at once. Running: flagged, the worker stops at the next batch. Returns None when the
+    /// migration is in neither state.
+    async fn cancel_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
+    /// Failed or cancelled → queued again, re-locking both inboxes. None when not retryable.
+    async fn requeue_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
+    async fn claim_inbox_migration(&self, worker: &str, token: &str, lease_until: DateTime<Utc>)
+    -> Result<Option<InboxMigration>>;
+    async fn renew_inbox_migration_lease(&self, id: i64, token: &str, lease_until: DateTime<Utc>) -> Result<bool>;
+    /// Counts of what will move and what will merge (the preview, the plan and the progress totals).
+    async fn inbox_migration_counts(&self, source: i64, destination: i64, key: MatchKey) -> Result<PairCounts>;
+    /// Records the totals at the start (first claim only). False when the lease is lost.
+    async fn plan_inbox_migration(&self, id: i64, token: &str, counts: &PairCounts, before: &serde_json::Value) -> Result<bool>;
+    /// One batch; None when the lease was lost (nothing written).
+    async fn run_inbox_migration_batch(&self, ctx: &BatchContext) -> Result<Option<BatchOutcome>>;
+    /// Members union, final status, locks released. False when the lease was lost.
+    async fn complete_inbox_migration(&self, id: i64, token: &str, source: i64, destination: i64, result: &serde_json::Value) -> Result<bool>;
+    /// Ends a running migration as `cancelled` or `failed`, releasing its locks.
+    async fn stop_inbox_migration(&self, id: i64, token: &str, status: &str, message: Option<&str>, detail: Option<&str>) -> Result<bool>;
+    async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey) -> Result<Vec<Violation>>;
+}
+
+macro_rules! migration_select {
+    () => {
+        "SELECT id, account_id, source_inbox_id, destination_inbox_id, user_id, status, phase, options, \
+         conversations_count, conversations_moved, messages_count, messages_moved, attachments_count, \
+         attachments_moved, contact_inboxes_count, contact_inboxes_moved, contacts_merged, duplicates, cursor_id, \
+         result, error_message, error_detail, lease_owner, lease_expires_at, attempts, cancel_requested, \
+         started_at, completed_at, created_at, updated_at FROM inbox_migrations "
+    };
+}
+
+/// `source_id` in the destination's native format, computed from the canonical identity in SQL. It mirrors
+/// `WhatsAppIdentity::to_source_id` (a test checks they agree); a LID cannot be addressed outside Evolution and
+/// a row without identity keeps its `source_id`.
+pub fn native_source_id_sql(channel: ChannelType) -> &'static str {
+    match channel {
+        ChannelType::Evolution => {
+            "CASE WHEN s.wa_identity IS NULL THEN s.source_id WHEN s.wa_identity LIKE '%@lid' THEN s.wa_identity \
+             ELSE s.wa_identity || '@s.whatsapp.net' END"
+        }
+        ChannelType::TwilioWhatsapp => {
+            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' THEN s.source_id \
+             ELSE 'whatsapp:+' || s.wa_identity END"
+        }
+        ChannelType::WhatsappCloud | ChannelType::Dialog360 => {
+            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' THEN s.source_id ELSE s.wa_identity END"
+        }
+        _ => "s.source_id",
+    }
+}
+
+pub(super) use migration_select;

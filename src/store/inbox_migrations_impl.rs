@@ -1,0 +1,442 @@
+//! `InboxMigrationStore` for both pools: SQL both dialects accept, with the few dialect-specific statements in
+//! `queries/{pg,sqlite}/`. See `inbox_migration::engine` for the order of phases.
+
+/// The source contacts deleted by this batch's merges.
+macro_rules! deleted_sources {
+    () => {
+        "SELECT s.contact_id FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'source' \
+         AND s.deleted AND s.contact_id IN (SELECT p.contact_id FROM inbox_migration_contact_inboxes p \
+         WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge')"
+    };
+}
+
+/// Merge rows of this batch that join two different contacts.
+macro_rules! batch_merges {
+    () => {
+        "FROM inbox_migration_contact_inboxes p WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' \
+         AND p.contact_id <> p.destination_contact_id"
+    };
+}
+
+macro_rules! impl_inbox_migration_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::InboxMigrationStore for $store {
+            async fn create_inbox_migration(
+                &self,
+                account_id: i64,
+                source_inbox_id: i64,
+                destination_inbox_id: i64,
+                user_id: Option<i64>,
+                options: &serde_json::Value,
+            ) -> Result<InboxMigration> {
+                let mut tx = self.begin_write().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO inbox_migrations (account_id, source_inbox_id, destination_inbox_id, user_id, options) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(account_id)
+                .bind(source_inbox_id)
+                .bind(destination_inbox_id)
+                .bind(user_id)
+                .bind(sqlx::types::Json(options))
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')",
+                )
+                .bind(source_inbox_id)
+                .bind(destination_inbox_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                self.get_inbox_migration(id).await
+            }
+
+            async fn get_inbox_migration(&self, id: i64) -> Result<InboxMigration> {
+                sqlx::query_as(concat!(migration_select!(), "WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound("inbox migration"))
+            }
+
+            async fn list_inbox_migrations(&self, account_id: i64, source_inbox_id: Option<i64>, active_only: bool) -> Result<Vec<InboxMigration>> {
+                Ok(sqlx::query_as(concat!(
+                    migration_select!(),
+                    "WHERE account_id = $1 AND ($2 = 0 OR source_inbox_id = $2) \
+                     AND ($3 = 0 OR status IN ('queued', 'running')) ORDER BY id DESC LIMIT 200"
+                ))
+                .bind(account_id)
+                .bind(source_inbox_id.unwrap_or(0))
+                .bind(active_only as i64)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn cancel_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>> {
+                let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
+                let status: Option<String> = sqlx::query_scalar(
+                    "UPDATE inbox_migrations SET \
+                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+                     completed_at = CASE WHEN status = 'queued' THEN $2 ELSE completed_at END, \
+                     cancel_requested = TRUE, updated_at = $2 \
+                     WHERE id = $1 AND status IN ('queued', 'running') RETURNING status",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match status.as_deref() {
+                    None => return Ok(None),
+                    Some("cancelled") => {
+                        sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                    }
+                    Some(_) => {}
+                }
+                tx.commit().await?;
+                self.get_inbox_migration(id).await.map(Some)
+            }
+
+            async fn requeue_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "UPDATE inbox_migrations SET status = 'queued', cancel_requested = FALSE, error_message = NULL, \
+                     error_detail = NULL, completed_at = NULL, lease_owner = NULL, lease_token = NULL, \
+                     lease_expires_at = NULL, updated_at = $2 \
+                     WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING source_inbox_id, destination_inbox_id",
+                )
+                .bind(id)
+                .bind(chrono::Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((source, destination)) = row else { return Ok(None) };
+                sqlx::query(
+                    "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')",
+                )
+                .bind(source)
+                .bind(destination)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                self.get_inbox_migration(id).await.map(Some)
+            }
+
+            async fn claim_inbox_migration(&self, worker: &str, token: &str, lease_until: DateTime<Utc>) -> Result<Option<InboxMigration>> {
+                let mut tx = self.begin_write().await?;
+                let id: Option<i64> = sqlx::query_scalar(Self::CLAIM_INBOX_MIGRATION_SQL)
+                    .bind(worker)
+                    .bind(token)
+                    .bind(lease_until)
+                    .bind(chrono::Utc::now())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                match id {
+                    Some(id) => self.get_inbox_migration(id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+
+            async fn renew_inbox_migration_lease(&self, id: i64, token: &str, lease_until: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(token)
+                .bind(lease_until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn inbox_migration_counts(&self, source: i64, destination: i64, key: MatchKey) -> Result<PairCounts> {
+                let k = key.column();
+                let sql = format!(
+                    "SELECT (SELECT COUNT(*) FROM conversations WHERE inbox_id = $1) AS conversations, \
+                     (SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = $1) AS messages, \
+                     (SELECT COUNT(*) FROM attachments a JOIN messages m ON m.id = a.message_id \
+                      JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = $1) AS attachments, \
+                     (SELECT COUNT(*) FROM contact_inboxes WHERE inbox_id = $1) AS contact_inboxes, \
+                     (SELECT COUNT(*) FROM contact_inboxes s WHERE s.inbox_id = $1 AND EXISTS \
+                      (SELECT 1 FROM contact_inboxes d WHERE d.inbox_id = $2 AND d.{k} = s.{k})) AS merging_contact_inboxes"
+                );
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(source).bind(destination).fetch_one(&self.pool).await?)
+            }
+
+            async fn plan_inbox_migration(&self, id: i64, token: &str, counts: &PairCounts, before: &serde_json::Value) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET phase = 'moving', conversations_count = $3, messages_count = $4, \
+                     attachments_count = $5, contact_inboxes_count = $6, result = $7, updated_at = $8 \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(token)
+                .bind(counts.conversations)
+                .bind(counts.messages)
+                .bind(counts.attachments)
+                .bind(counts.contact_inboxes)
+                .bind(sqlx::types::Json(before))
+                .bind(chrono::Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn run_inbox_migration_batch(&self, ctx: &BatchContext) -> Result<Option<BatchOutcome>> {
+                let k = ctx.key.column();
+                let native = native_source_id_sql(ctx.destination_channel);
+                let mut tx = self.begin_write().await?;
+                let mut out = BatchOutcome::default();
+                let (m, b, s, d) = (ctx.migration_id, ctx.batch, ctx.source_inbox_id, ctx.destination_inbox_id);
+
+                // 1. Plan: the lowest source contact_inboxes, each matched to the destination's by identity. A
+                //    second source row of the same identity waits for a later batch, where it merges into the
+                //    first one's new home.
+                let plan = format!(
+                    "INSERT INTO inbox_migration_contact_inboxes (migration_id, contact_inbox_id, batch, action, contact_id, \
+                     source_id, wa_identity, wa_key, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
+                     SELECT $1, s.id, $2, CASE WHEN m.id IS NULL THEN 'move' ELSE 'merge' END, s.contact_id, s.source_id, \
+                     s.wa_identity, s.wa_key, s.created_at, {native}, m.id, m.contact_id \
+                     FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 ORDER BY id LIMIT $5) s \
+                     LEFT JOIN contact_inboxes m ON m.id = (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) \
+                     WHERE NOT EXISTS (SELECT 1 FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k} AND s2.id < s.id)"
+                );
+                out.contact_inboxes = sqlx::query(sqlx::AssertSqlSafe(plan))
+                    .bind(m).bind(b).bind(s).bind(d).bind(ctx.limit)
+                    .execute(&mut *tx).await?.rows_affected() as i64;
+
+                if out.contact_inboxes > 0 {
+                    for role in ["destination", "source"] {
+                        let column = if role == "source" { "contact_id" } else { "destination_contact_id" };
+                        let snapshot = format!(
+                            "INSERT INTO inbox_migration_contacts (migration_id, contact_id, role, account_id, name, phone_number, \
+                             email, identifier, custom_attributes, import_id, created_at, updated_at) \
+                             SELECT $1, c.id, '{role}', c.account_id, c.name, c.phone_number, c.email, c.identifier, \
+                             c.custom_attributes, c.import_id, c.created_at, c.updated_at FROM contacts c \
+                             WHERE c.id IN (SELECT p.{column} {merges}) ON CONFLICT (migration_id, contact_id) DO NOTHING",
+                            merges = batch_merges!()
+                        );
+                        sqlx::query(sqlx::AssertSqlSafe(snapshot)).bind(m).bind(b).execute(&mut *tx).await?;
+                    }
+                    out.conversations = sqlx::query(
+                        "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, contact_inbox_id) \
+                         SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id FROM conversations c \
+                         JOIN inbox_migration_contact_inboxes p ON p.migration_id = $1 AND p.batch = $2 AND p.contact_inbox_id = c.contact_inbox_id \
+                         WHERE c.inbox_id = $3",
+                    )
+                    .bind(m).bind(b).bind(s)
+                    .execute(&mut *tx).await?.rows_affected() as i64;
+                    sqlx::query(
+                        "UPDATE conversations SET inbox_id = $3, \
+                         contact_id = COALESCE((SELECT p.destination_contact_id FROM inbox_migration_contact_inboxes p \
+                           WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_inbox_id = conversations.contact_inbox_id), contact_id), \
+                         contact_inbox_id = COALESCE((SELECT p.destination_contact_inbox_id FROM inbox_migration_contact_inboxes p \
+                           WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_inbox_id = conversations.contact_inbox_id), contact_inbox_id) \
+                         WHERE id IN (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)",
+                    )
+                    .bind(m).bind(b).bind(d)
+                    .execute(&mut *tx).await?;
+                    out.merged_contact_inboxes = sqlx::query(
+                        "DELETE FROM contact_inboxes WHERE id IN (SELECT contact_inbox_id FROM inbox_migration_contact_inboxes \
+                         WHERE migration_id = $1 AND batch = $2 AND action = 'merge')",
+                    )
+                    .bind(m).bind(b)
+                    .execute(&mut *tx).await?.rows_affected() as i64;
+                    sqlx::query(
+                        "UPDATE contact_inboxes SET inbox_id = $3, source_id = (SELECT p.new_source_id FROM inbox_migration_contact_inboxes p \
+                         WHERE p.migration_id = $1 AND p.contact_inbox_id = contact_inboxes.id) \
+                         WHERE id IN (SELECT contact_inbox_id FROM inbox_migration_contact_inboxes WHERE migration_id = $1 AND batch = $2 AND action = 'move')",
+                    )
+                    .bind(m).bind(b).bind(d)
+                    .execute(&mut *tx).await?;
+                    // Labels: the union on the destination contact, journaled before it is written.
+                    sqlx::query(
+                        "INSERT INTO inbox_migration_labels (migration_id, contact_id, label, change) \
+                         SELECT DISTINCT $1, p.destination_contact_id, l.label, 'added' \
+                         FROM inbox_migration_contact_inboxes p JOIN contact_labels l ON l.contact_id = p.contact_id \
+                         WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_id <> p.destination_contact_id \
+                         AND NOT EXISTS (SELECT 1 FROM contact_labels x WHERE x.contact_id = p.destination_contact_id AND x.label = l.label) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(m).bind(b)
+                    .execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO contact_labels (contact_id, label) SELECT DISTINCT p.destination_contact_id, l.label \
+                         FROM inbox_migration_contact_inboxes p JOIN contact_labels l ON l.contact_id = p.contact_id \
+                         WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_id <> p.destination_contact_id \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(m).bind(b)
+                    .execute(&mut *tx).await?;
+                    // Source contacts left with nothing are deleted; their labels and notes are journaled, the
+                    // notes move to the destination contact.
+                    out.contacts_deleted = sqlx::query(
+                        "UPDATE inbox_migration_contacts SET deleted = TRUE WHERE migration_id = $1 AND role = 'source' AND deleted = FALSE \
+                         AND contact_id IN (SELECT p.contact_id FROM inbox_migration_contact_inboxes p WHERE p.migration_id = $1 \
+                           AND p.batch = $2 AND p.action = 'merge' AND p.contact_id <> p.destination_contact_id) \
+                         AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = inbox_migration_contacts.contact_id) \
+                         AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = inbox_migration_contacts.contact_id)",
+                    )
+                    .bind(m).bind(b)
+                    .execute(&mut *tx).await?.rows_affected() as i64;
+                    if out.contacts_deleted > 0 {
+                        sqlx::query(concat!(
+                            "INSERT INTO inbox_migration_labels (migration_id, contact_id, label, change) \
+                             SELECT $1, l.contact_id, l.label, 'deleted' FROM contact_labels l WHERE l.contact_id IN (",
+                            deleted_sources!(), ") ON CONFLICT DO NOTHING"))
+                            .bind(m).bind(b).execute(&mut *tx).await?;
+                        sqlx::query(concat!(
+                            "INSERT INTO inbox_migration_notes (migration_id, note_id, contact_id) \
+                             SELECT $1, n.id, n.contact_id FROM contact_notes n WHERE n.contact_id IN (", deleted_sources!(), ")"))
+                            .bind(m).bind(b).execute(&mut *tx).await?;
+                        sqlx::query(concat!(
+                            "UPDATE contact_notes SET contact_id = (SELECT MIN(p.destination_contact_id) FROM inbox_migration_contact_inboxes p \
+                             WHERE p.migration_id = $1 AND p.action = 'merge' AND p.contact_id = contact_notes.contact_id) \
+                             WHERE contact_id IN (", deleted_sources!(), ")"))
+                            .bind(m).bind(b).execute(&mut *tx).await?;
+                        sqlx::query(concat!("DELETE FROM contacts WHERE id IN (", deleted_sources!(), ")"))
+                            .bind(m).bind(b).execute(&mut *tx).await?;
+                    }
+                    sqlx::query(Self::MERGE_CONTACT_FIELDS_SQL).bind(m).bind(b).execute(&mut *tx).await?;
+                } else {
+                    // Sweep: conversations still in the source without a contact_inbox there (late or odd rows).
+                    out.conversations = sqlx::query(
+                        "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, contact_inbox_id) \
+                         SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id FROM conversations c \
+                         WHERE c.inbox_id = $3 ORDER BY c.id LIMIT $4",
+                    )
+                    .bind(m).bind(b).bind(s).bind(ctx.limit)
+                    .execute(&mut *tx).await?.rows_affected() as i64;
+                    sqlx::query(
+                        "UPDATE conversations SET inbox_id = $3 WHERE id IN \
+                         (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)",
+                    )
+                    .bind(m).bind(b).bind(d)
+                    .execute(&mut *tx).await?;
+                    out.source_empty = out.conversations == 0;
+                }
+                if out.conversations > 0 {
+                    let (messages, attachments): (i64, i64) = sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM messages m WHERE m.conversation_id IN \
+                           (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)), \
+                         (SELECT COUNT(*) FROM attachments a JOIN messages m ON m.id = a.message_id WHERE m.conversation_id IN \
+                           (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2))",
+                    )
+                    .bind(m).bind(b)
+                    .fetch_one(&mut *tx).await?;
+                    out.messages = messages;
+                    out.attachments = attachments;
+                }
+                // Progress, guarded by the lease: a worker that lost its lease rolls everything back.
+                let cancel: Option<bool> = sqlx::query_scalar(
+                    "UPDATE inbox_migrations SET contact_inboxes_moved = contact_inboxes_moved + $3, \
+                     conversations_moved = conversations_moved + $4, messages_moved = messages_moved + $5, \
+                     attachments_moved = attachments_moved + $6, contacts_merged = contacts_merged + $7, \
+                     cursor_id = $8, updated_at = $9 \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING cancel_requested",
+                )
+                .bind(m)
+                .bind(&ctx.token)
+                .bind(out.contact_inboxes)
+                .bind(out.conversations)
+                .bind(out.messages)
+                .bind(out.attachments)
+                .bind(out.merged_contact_inboxes)
+                .bind(b)
+                .bind(chrono::Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(cancel) = cancel else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                tx.commit().await?;
+                out.cancel_requested = cancel;
+                Ok(Some(out))
+            }
+
+            async fn complete_inbox_migration(&self, id: i64, token: &str, source: i64, destination: i64, result: &serde_json::Value) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO inbox_migration_members (migration_id, inbox_id, user_id) \
+                     SELECT $1, $3, m.user_id FROM inbox_members m WHERE m.inbox_id = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM inbox_members x WHERE x.inbox_id = $3 AND x.user_id = m.user_id) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id).bind(source).bind(destination)
+                .execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO inbox_members (inbox_id, user_id) SELECT inbox_id, user_id FROM inbox_migration_members \
+                     WHERE migration_id = $1 ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .execute(&mut *tx).await?;
+                let now = chrono::Utc::now();
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET status = 'completed', phase = 'done', result = $3, completed_at = $4, \
+                     updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id).bind(token).bind(sqlx::types::Json(result)).bind(now)
+                .execute(&mut *tx).await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn stop_inbox_migration(&self, id: i64, token: &str, status: &str, message: Option<&str>, detail: Option<&str>) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET status = $3, error_message = $4, error_detail = $5, completed_at = $6, \
+                     updated_at = $6, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id).bind(token).bind(status).bind(message).bind(detail).bind(now)
+                .execute(&mut *tx).await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey) -> Result<Vec<Violation>> {
+                let k = key.column();
+                let mut out = Vec::new();
+                let wrong_refs: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM conversations c JOIN contact_inboxes ci ON ci.id = c.contact_inbox_id \
+                     WHERE c.inbox_id IN ($1, $2) AND (ci.inbox_id <> c.inbox_id OR ci.contact_id <> c.contact_id)",
+                )
+                .bind(source).bind(destination)
+                .fetch_one(&self.pool).await?;
+                if wrong_refs > 0 {
+                    out.push(Violation { invariant: 2, count: wrong_refs,
+                        description: "conversations whose contact_inbox is in another inbox or of another contact".into() });
+                }
+                let sql = format!(
+                    "SELECT COUNT(*) FROM (SELECT {k} FROM contact_inboxes WHERE inbox_id = $1 AND {k} IS NOT NULL \
+                     GROUP BY {k} HAVING COUNT(*) > 1) dup"
+                );
+                let shared: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(destination).fetch_one(&self.pool).await?;
+                if shared > 0 {
+                    out.push(Violation { invariant: 3, count: shared,
+                        description: "identities held by two contact_inboxes of the destination".into() });
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+pub(super) use {batch_merges, deleted_sources, impl_inbox_migration_store};
