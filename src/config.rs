@@ -64,6 +64,23 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
+    /// Seconds a worker's lease on a migration lasts without a heartbeat
+    #[arg(long, env = "FERRY_LEASE_SECONDS", default_value_t = 30, global = true)]
+    pub lease_seconds: u64,
+
+    /// Rows an inbox migration touches per batch transaction (about)
+    #[arg(
+        long,
+        env = "FERRY_MIGRATION_BATCH_ROWS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub migration_batch_rows: i64,
+
+    /// Throttle for inbox migrations, rows per second (unset: as fast as the database goes)
+    #[arg(long, env = "FERRY_MIGRATION_MAX_ROWS_PER_SECOND", global = true)]
+    pub migration_max_rows_per_second: Option<u64>,
+
     /// Largest accepted request body, in bytes
     #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -82,6 +99,9 @@ impl Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
+            lease_seconds: 30,
+            migration_batch_rows: 5000,
+            migration_max_rows_per_second: None,
         }
     }
 

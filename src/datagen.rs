@@ -350,7 +350,9 @@ impl Generator {
     ) -> u64 {
         let source_id = match inbox.channel {
             ChannelType::WebWidget => format!("web-{:016x}", self.rng.r#gen::<u64>()),
-            c => identity.to_source_id(c).unwrap_or_else(|_| identity.canonical()),
+            c => identity
+                .to_source_id(c)
+                .unwrap_or_else(|_| identity.canonical()),
         };
         let whatsapp = inbox.channel.is_whatsapp_like();
         let wa_identity = whatsapp.then(|| identity.canonical());

@@ -35,6 +35,8 @@ pub enum Command {
         #[arg(long)]
         no_worker: bool,
     },
+    /// Background worker only: claims inbox migrations (and later imports) from the database
+    Worker,
     /// Database schema
     Db {
         #[command(subcommand)]
@@ -187,6 +189,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ferry = Ferry::open(cli.config.clone()).await?;
     match cli.command {
         Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
+        Command::Worker => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let worker = tokio::spawn(crate::worker::Worker::new(ferry.clone()).run(rx));
+            shutdown_signal().await;
+            let _ = tx.send(true);
+            worker.await.context("worker task failed")?;
+            ferry.store.close().await;
+            Ok(())
+        }
         Command::Db {
             command: DbCommand::Migrate { json },
         } => {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod inboxes;
+mod migrations;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,7 +23,8 @@ pub fn router(ferry: Ferry) -> Router {
     let api = Router::new()
         .merge(accounts::router())
         .merge(inboxes::router())
-        .merge(conversations::router());
+        .merge(conversations::router())
+        .merge(migrations::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())

@@ -144,6 +144,14 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn get_user(&self, id: i64) -> Result<User> {
+                sqlx::query_as("SELECT id, name, email, password_hash, installation_admin, created_at FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound("user"))
+            }
+
             async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO audit_events (account_id, user_id, action, subject, details) VALUES ($1, $2, $3, $4, $5)",
@@ -183,6 +191,10 @@ macro_rules! impl_store {
                     .fetch_optional(&self.pool)
                     .await?
                     .ok_or(StoreError::NotFound("inbox"))
+            }
+
+            async fn find_inbox(&self, inbox_id: i64) -> Result<Option<Inbox>> {
+                Ok(sqlx::query_as(concat!(inbox_select!(), "WHERE i.id = $1")).bind(inbox_id).fetch_optional(&self.pool).await?)
             }
 
             async fn create_inbox(&self, new: &NewInbox, seal: Option<Sealer<'_>>) -> Result<Inbox> {

@@ -122,27 +122,74 @@ pub trait InboxMigrationStore: Send + Sync {
         options: &serde_json::Value,
     ) -> Result<InboxMigration>;
     async fn get_inbox_migration(&self, id: i64) -> Result<InboxMigration>;
-    async fn list_inbox_migrations(&self, account_id: i64, source_inbox_id: Option<i64>, active_only: bool)
-    -> Result<Vec<InboxMigration>>;
+    async fn list_inbox_migrations(
+        &self,
+        account_id: i64,
+        source_inbox_id: Option<i64>,
+        active_only: bool,
+    ) -> Result<Vec<InboxMigration>>;
     /// Queued: cancelled at once. Running: flagged, the worker stops at the next batch. Returns None when the
     /// migration is in neither state.
     async fn cancel_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
     /// Failed or cancelled → queued again, re-locking both inboxes. None when not retryable.
     async fn requeue_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
-    async fn claim_inbox_migration(&self, worker: &str, token: &str, lease_until: DateTime<Utc>)
-    -> Result<Option<InboxMigration>>;
-    async fn renew_inbox_migration_lease(&self, id: i64, token: &str, lease_until: DateTime<Utc>) -> Result<bool>;
+    async fn claim_inbox_migration(
+        &self,
+        worker: &str,
+        token: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<InboxMigration>>;
+    async fn renew_inbox_migration_lease(
+        &self,
+        id: i64,
+        token: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Gives the lease up at a batch boundary (shutdown), so another worker takes over at once.
+    async fn release_inbox_migration_lease(&self, id: i64, token: &str) -> Result<bool>;
     /// Counts of what will move and what will merge (the preview, the plan and the progress totals).
-    async fn inbox_migration_counts(&self, source: i64, destination: i64, key: MatchKey) -> Result<PairCounts>;
+    async fn inbox_migration_counts(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+    ) -> Result<PairCounts>;
     /// Records the totals at the start (first claim only). False when the lease is lost.
-    async fn plan_inbox_migration(&self, id: i64, token: &str, counts: &PairCounts, before: &serde_json::Value) -> Result<bool>;
+    async fn plan_inbox_migration(
+        &self,
+        id: i64,
+        token: &str,
+        counts: &PairCounts,
+        before: &serde_json::Value,
+    ) -> Result<bool>;
     /// One batch; None when the lease was lost (nothing written).
     async fn run_inbox_migration_batch(&self, ctx: &BatchContext) -> Result<Option<BatchOutcome>>;
     /// Members union, final status, locks released. False when the lease was lost.
-    async fn complete_inbox_migration(&self, id: i64, token: &str, source: i64, destination: i64, result: &serde_json::Value) -> Result<bool>;
+    async fn complete_inbox_migration(
+        &self,
+        id: i64,
+        token: &str,
+        source: i64,
+        destination: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool>;
     /// Ends a running migration as `cancelled` or `failed`, releasing its locks.
-    async fn stop_inbox_migration(&self, id: i64, token: &str, status: &str, message: Option<&str>, detail: Option<&str>) -> Result<bool>;
-    async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey) -> Result<Vec<Violation>>;
+    async fn stop_inbox_migration(
+        &self,
+        id: i64,
+        token: &str,
+        status: &str,
+        message: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<bool>;
+    /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
+    async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    async fn check_inbox_migration_invariants(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+    ) -> Result<Vec<Violation>>;
 }
 
 macro_rules! migration_select {

@@ -153,6 +153,19 @@ macro_rules! impl_inbox_migration_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn release_inbox_migration_lease(&self, id: i64, token: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET lease_owner = NULL, lease_token = NULL, lease_expires_at = $3 \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(token)
+                .bind(chrono::Utc::now() - chrono::Duration::seconds(1))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn inbox_migration_counts(&self, source: i64, destination: i64, key: MatchKey) -> Result<PairCounts> {
                 let k = key.column();
                 let sql = format!(
@@ -409,6 +422,16 @@ macro_rules! impl_inbox_migration_store {
                 sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \
+                     GROUP BY contact_id HAVING COUNT(*) > 1 ORDER BY contact_id LIMIT 1000",
+                )
+                .bind(inbox_id)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey) -> Result<Vec<Violation>> {

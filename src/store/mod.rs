@@ -120,12 +120,15 @@ pub trait Store: InboxMigrationStore + Send + Sync + 'static {
         prefix: &str,
     ) -> Result<i64>;
     async fn user_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<User>>;
+    async fn get_user(&self, id: i64) -> Result<User>;
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
     async fn list_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>>;
 
     // inboxes
     async fn list_inboxes(&self, account_id: i64) -> Result<Vec<Inbox>>;
     async fn get_inbox(&self, account_id: i64, inbox_id: i64) -> Result<Inbox>;
+    /// An inbox of any account (to tell "another account's" from "unknown").
+    async fn find_inbox(&self, inbox_id: i64) -> Result<Option<Inbox>>;
     async fn create_inbox(&self, new: &NewInbox, seal: Option<Sealer<'_>>) -> Result<Inbox>;
     async fn update_inbox(
         &self,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::common::*;
@@ -20,8 +20,10 @@ impl PgStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str =
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
-    const CLAIM_INBOX_MIGRATION_SQL: &'static str = include_str!("queries/pg/claim_inbox_migration.sql");
-    const MERGE_CONTACT_FIELDS_SQL: &'static str = include_str!("queries/pg/merge_contact_fields.sql");
+    const CLAIM_INBOX_MIGRATION_SQL: &'static str =
+        include_str!("queries/pg/claim_inbox_migration.sql");
+    const MERGE_CONTACT_FIELDS_SQL: &'static str =
+        include_str!("queries/pg/merge_contact_fields.sql");
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {

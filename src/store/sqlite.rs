@@ -3,8 +3,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
@@ -20,8 +20,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
-    const CLAIM_INBOX_MIGRATION_SQL: &'static str = include_str!("queries/sqlite/claim_inbox_migration.sql");
-    const MERGE_CONTACT_FIELDS_SQL: &'static str = include_str!("queries/sqlite/merge_contact_fields.sql");
+    const CLAIM_INBOX_MIGRATION_SQL: &'static str =
+        include_str!("queries/sqlite/claim_inbox_migration.sql");
+    const MERGE_CONTACT_FIELDS_SQL: &'static str =
+        include_str!("queries/sqlite/merge_contact_fields.sql");
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str) -> Result<Self> {

@@ -7,6 +7,7 @@ mod cli;
 mod datagen;
 mod helpers;
 mod inboxes;
+mod migrations;
 mod read_api;
 mod store;
 
@@ -48,6 +49,12 @@ fn main() {
         store::email_uniqueness_is_enforced_by_the_database_under_concurrency,
         store::display_ids_are_unique_under_concurrent_reservations,
         store::migrations_are_idempotent,
+        migrations::migration_moves_and_merges_across_formats,
+        migrations::create_is_refused_with_clear_422s,
+        migrations::two_simultaneous_creates_give_one_201_and_one_422,
+        migrations::cancel_and_retry_follow_the_lifecycle,
+        migrations::a_worker_that_lost_its_lease_writes_nothing,
+        migrations::generated_inbox_migrates_in_many_batches_to_native_formats,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
     ];

@@ -1,0 +1,241 @@
+//! Moves one inbox into another: plan → batches of contact_inboxes with their conversations (moved or merged,
+//! journaled, progress committed in the same transaction under the lease) → sweep of conversations left in
+//! the source → members union → invariant check → `completed`. Memory does not grow with the inbox: every
+//! step is a bounded set-based statement; the state is the data and the journal, so a resumed run continues.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{MigrationOptions, match_key};
+use crate::services::Ferry;
+use crate::store::{BatchContext, InboxMigration, StoreError};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Cancelled,
+    Failed,
+    /// Another worker owns the migration now; this one wrote nothing after losing it.
+    LeaseLost,
+    /// Shutdown: the lease was released at a batch boundary for another worker to continue.
+    Released,
+}
+
+pub struct RunContext {
+    pub token: String,
+    pub lease_lost: Arc<AtomicBool>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[tracing::instrument(name = "inbox_migration", skip_all, fields(id = migration.id))]
+pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> Outcome {
+    match run_inner(ferry, &migration, &ctx).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(error = %e, "migration failed");
+            let detail = format!("{e:?}");
+            match ferry
+                .store
+                .stop_inbox_migration(
+                    migration.id,
+                    &ctx.token,
+                    "failed",
+                    Some(&e.to_string()),
+                    Some(&detail),
+                )
+                .await
+            {
+                Ok(true) => Outcome::Failed,
+                Ok(false) => Outcome::LeaseLost,
+                Err(stop) => {
+                    // The lease expires and another worker takes the migration over.
+                    tracing::error!(error = %stop, "could not record the failure");
+                    Outcome::Failed
+                }
+            }
+        }
+    }
+}
+
+async fn run_inner(
+    ferry: &Ferry,
+    m: &InboxMigration,
+    ctx: &RunContext,
+) -> Result<Outcome, StoreError> {
+    let source = ferry
+        .store
+        .get_inbox(m.account_id, m.source_inbox_id)
+        .await?;
+    let destination = ferry
+        .store
+        .get_inbox(m.account_id, m.destination_inbox_id)
+        .await?;
+    let key = match_key(ferry, m.account_id)
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let options: MigrationOptions = serde_json::from_value(m.options.0.clone()).unwrap_or_default();
+    let batch_rows = options
+        .batch_rows
+        .unwrap_or(ferry.config.migration_batch_rows)
+        .max(10);
+    let max_rows_per_second = options
+        .max_rows_per_second
+        .or(ferry.config.migration_max_rows_per_second);
+
+    if m.phase == "plan" {
+        let counts = ferry
+            .store
+            .inbox_migration_counts(source.id, destination.id, key)
+            .await?;
+        let before = ferry.store.inbox_counts(destination.id).await?;
+        let source_before = ferry.store.inbox_counts(source.id).await?;
+        let record = json!({"source_before": source_before, "destination_before": before});
+        if !ferry
+            .store
+            .plan_inbox_migration(m.id, &ctx.token, &counts, &record)
+            .await?
+        {
+            return Ok(Outcome::LeaseLost);
+        }
+        tracing::info!(
+            conversations = counts.conversations,
+            messages = counts.messages,
+            merging = counts.merging_contact_inboxes,
+            "planned"
+        );
+    } else {
+        tracing::info!(batch = m.cursor_id, "resuming");
+    }
+
+    let started = Instant::now();
+    let mut rows_done: u64 = 0;
+    let mut batch = m.cursor_id;
+    let mut longest_batch = Duration::ZERO;
+    loop {
+        if ctx.lease_lost.load(Ordering::SeqCst) {
+            return Ok(Outcome::LeaseLost);
+        }
+        if *ctx.shutdown.borrow() {
+            ferry
+                .store
+                .release_inbox_migration_lease(m.id, &ctx.token)
+                .await?;
+            tracing::info!(batch, "shutdown: lease released at a batch boundary");
+            return Ok(Outcome::Released);
+        }
+        batch += 1;
+        let batch_ctx = BatchContext {
+            migration_id: m.id,
+            token: ctx.token.clone(),
+            source_inbox_id: source.id,
+            destination_inbox_id: destination.id,
+            destination_channel: destination.channel(),
+            key,
+            batch,
+            // A contact_inbox brings about four rows: itself, its conversation(s) and their journal rows.
+            limit: (batch_rows / 4).max(1),
+        };
+        let t = Instant::now();
+        let Some(out) = ferry.store.run_inbox_migration_batch(&batch_ctx).await? else {
+            tracing::warn!(batch, "lease lost: batch rolled back");
+            return Ok(Outcome::LeaseLost);
+        };
+        longest_batch = longest_batch.max(t.elapsed());
+        tracing::debug!(
+            batch,
+            contact_inboxes = out.contact_inboxes,
+            conversations = out.conversations,
+            messages = out.messages,
+            ms = t.elapsed().as_millis() as u64,
+            "batch committed"
+        );
+        if out.cancel_requested {
+            ferry
+                .store
+                .stop_inbox_migration(m.id, &ctx.token, "cancelled", None, None)
+                .await?;
+            tracing::info!(batch, "cancelled at a batch boundary");
+            return Ok(Outcome::Cancelled);
+        }
+        if out.source_empty {
+            break;
+        }
+        rows_done += (out.contact_inboxes + out.conversations + out.messages) as u64;
+        if let Some(limit) = max_rows_per_second {
+            // Throttle: sleep until the average rate is back under the limit.
+            let due = Duration::from_secs_f64(rows_done as f64 / limit as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    let violations = ferry
+        .store
+        .check_inbox_migration_invariants(source.id, destination.id, key)
+        .await?;
+    let after = ferry.store.inbox_counts(destination.id).await?;
+    let current = ferry.store.get_inbox_migration(m.id).await?;
+    let before = current
+        .result
+        .as_ref()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let expected_messages = before["destination_before"]["messages"]
+        .as_i64()
+        .unwrap_or(0)
+        + before["source_before"]["messages"].as_i64().unwrap_or(0);
+    let mut problems: Vec<serde_json::Value> = violations.iter().map(|v| json!(v)).collect();
+    if after.messages < expected_messages {
+        problems.push(
+            json!({"invariant": 4, "count": expected_messages - after.messages,
+            "description": "messages of the pair are fewer than before"}),
+        );
+    }
+    if !problems.is_empty() {
+        let detail = serde_json::to_string(&problems).unwrap_or_default();
+        ferry
+            .store
+            .stop_inbox_migration(
+                m.id,
+                &ctx.token,
+                "failed",
+                Some("invariant check failed"),
+                Some(&detail),
+            )
+            .await?;
+        return Ok(Outcome::Failed);
+    }
+    let open_conflicts = if destination.lock_to_single_conversation {
+        ferry
+            .store
+            .contacts_with_several_open_conversations(destination.id)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let result = json!({
+        "source_before": before["source_before"],
+        "destination_before": before["destination_before"],
+        "destination_after": after,
+        "contacts_merged": current.contacts_merged,
+        "duplicates": current.duplicates,
+        "open_conversation_conflicts": open_conflicts,
+        "batches": batch,
+        "longest_batch_ms": longest_batch.as_millis() as u64,
+        "invariants": "ok",
+    });
+    if !ferry
+        .store
+        .complete_inbox_migration(m.id, &ctx.token, source.id, destination.id, &result)
+        .await?
+    {
+        return Ok(Outcome::LeaseLost);
+    }
+    tracing::info!(batches = batch, "completed");
+    Ok(Outcome::Completed)
+}

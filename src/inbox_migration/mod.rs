@@ -1,0 +1,431 @@
+//! Capability A: inbox migration (SPEC 3). `mod.rs` holds the lifecycle operations the API and CLI share;
+//! `engine` moves the data in lease-guarded batches; the durable worker (`crate::worker`) runs it.
+
+pub mod engine;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::services::{Ferry, ServiceError};
+use crate::store::{Inbox, InboxMigration, MatchKey, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The request cannot be carried out as asked (SPEC 3.7: 422).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<StoreError> for MigrationError {
+    fn from(e: StoreError) -> Self {
+        MigrationError::Service(e.into())
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> MigrationError {
+    MigrationError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Per-migration options (`options` in the API), stored with the migration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationOptions {
+    /// After completion, the source's webhooks are routed to the destination (default on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_source: Option<bool>,
+    /// Rows per batch transaction; default `FERRY_MIGRATION_BATCH_ROWS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_rows: Option<i64>,
+    /// Throttle; default `FERRY_MIGRATION_MAX_ROWS_PER_SECOND`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_second: Option<u64>,
+}
+
+impl MigrationOptions {
+    fn validate(&self) -> Result<(), MigrationError> {
+        if self
+            .batch_rows
+            .is_some_and(|b| !(10..=100_000).contains(&b))
+        {
+            return Err(refused(
+                "invalid_options",
+                "options.batch_rows must be between 10 and 100000",
+            ));
+        }
+        if self.max_rows_per_second == Some(0) {
+            return Err(refused(
+                "invalid_options",
+                "options.max_rows_per_second must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub source_inbox: Value,
+    pub destination_inbox: Value,
+    pub conversations: i64,
+    pub messages: i64,
+    pub attachments: i64,
+    pub contacts: i64,
+    pub contacts_to_merge: i64,
+    pub duplicates: i64,
+    pub warnings: Vec<Value>,
+    pub estimated_seconds: f64,
+}
+
+pub fn inbox_ref(inbox: &Inbox) -> Value {
+    json!({"id": inbox.id, "name": inbox.name, "channel_type": inbox.channel_type})
+}
+
+/// Rows per second the estimate assumes (measured order of magnitude on SQLite and PostgreSQL here).
+const ESTIMATED_ROWS_PER_SECOND: f64 = 50_000.0;
+const LARGE_MIGRATION: i64 = 1_000;
+
+pub async fn match_key(ferry: &Ferry, account_id: i64) -> Result<MatchKey, MigrationError> {
+    let account = ferry.store.get_account(account_id).await?;
+    Ok(if account.merge_brazil_ninth_digit {
+        MatchKey::BrazilFolded
+    } else {
+        MatchKey::Identity
+    })
+}
+
+/// The source inbox (must be in the account) and the checked destination.
+async fn pair(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: i64,
+    destination_id: i64,
+) -> Result<(Inbox, Inbox), MigrationError> {
+    let source = ferry
+        .store
+        .get_inbox(account_id, source_id)
+        .await
+        .map_err(|_| MigrationError::NotFound("inbox"))?;
+    let destination = match ferry.store.find_inbox(destination_id).await? {
+        None => {
+            return Err(refused(
+                "unknown_destination",
+                format!("inbox {destination_id} does not exist"),
+            ));
+        }
+        Some(d) if d.account_id != account_id => {
+            return Err(refused(
+                "destination_in_other_account",
+                "the destination inbox belongs to another account",
+            ));
+        }
+        Some(d) => d,
+    };
+    if source.id == destination.id {
+        return Err(refused(
+            "same_inbox",
+            "source and destination are the same inbox",
+        ));
+    }
+    for (role, inbox) in [("source", &source), ("destination", &destination)] {
+        if !inbox.channel().is_whatsapp_like() {
+            return Err(refused(
+                "not_whatsapp_like",
+                format!(
+                    "the {role} inbox is a {} inbox; only WhatsApp inboxes can be migrated",
+                    inbox.channel().label()
+                ),
+            ));
+        }
+    }
+    Ok((source, destination))
+}
+
+pub async fn preview(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: i64,
+    destination_id: i64,
+) -> Result<Preview, MigrationError> {
+    let (source, destination) = pair(ferry, account_id, source_id, destination_id).await?;
+    let key = match_key(ferry, account_id).await?;
+    let counts = ferry
+        .store
+        .inbox_migration_counts(source.id, destination.id, key)
+        .await?;
+    let mut warnings = Vec::new();
+    if counts.conversations > LARGE_MIGRATION {
+        warnings.push(json!({"code": "LARGE_MIGRATION",
+            "message": format!("{} conversations will move; the migration runs in the background", counts.conversations)}));
+    }
+    if counts.merging_contact_inboxes > 0 {
+        warnings.push(json!({"code": "CONTACTS_WILL_MERGE",
+            "message": format!("{} contacts exist in both inboxes and will be merged into the destination's", counts.merging_contact_inboxes)}));
+    }
+    if source.phone_number.is_some()
+        && destination.phone_number.is_some()
+        && source.phone_number != destination.phone_number
+    {
+        warnings.push(json!({"code": "DIFFERENT_PHONE_NUMBERS",
+            "message": "the two inboxes are not the same business number; customers will see replies from the destination's number"}));
+    }
+    let rows = counts.conversations * 2 + counts.contact_inboxes * 2;
+    Ok(Preview {
+        source_inbox: inbox_ref(&source),
+        destination_inbox: inbox_ref(&destination),
+        conversations: counts.conversations,
+        messages: counts.messages,
+        attachments: counts.attachments,
+        contacts: counts.contact_inboxes,
+        contacts_to_merge: counts.merging_contact_inboxes,
+        duplicates: 0,
+        warnings,
+        estimated_seconds: (rows as f64 / ESTIMATED_ROWS_PER_SECOND).max(1.0).round(),
+    })
+}
+
+/// Other WhatsApp-like inboxes of the account with their conversation counts (one query).
+pub async fn eligible_destinations(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: i64,
+) -> Result<Vec<Value>, MigrationError> {
+    let inboxes = ferry.store.list_inboxes(account_id).await?;
+    if !inboxes.iter().any(|i| i.id == source_id) {
+        return Err(MigrationError::NotFound("inbox"));
+    }
+    Ok(inboxes
+        .iter()
+        .filter(|i| i.id != source_id && i.channel().is_whatsapp_like())
+        .map(|i| {
+            json!({"id": i.id, "name": i.name, "channel_type": i.channel_type,
+            "phone_number": i.phone_number, "conversations_count": i.conversations_count,
+            "label": format!("{} ({} conversations)", i.name, i.conversations_count)})
+        })
+        .collect())
+}
+
+pub enum Created {
+    Queued(Box<InboxMigration>),
+    DryRun(Box<Preview>),
+}
+
+pub async fn create(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: i64,
+    destination_id: i64,
+    dry_run: bool,
+    options: MigrationOptions,
+    user_id: Option<i64>,
+) -> Result<Created, MigrationError> {
+    options.validate()?;
+    let plan = preview(ferry, account_id, source_id, destination_id).await?;
+    if dry_run {
+        return Ok(Created::DryRun(Box::new(plan)));
+    }
+    let options_json = serde_json::to_value(&options).expect("options serialize");
+    let migration = ferry
+        .store
+        .create_inbox_migration(account_id, source_id, destination_id, user_id, &options_json)
+        .await
+        .map_err(|e| match e {
+            // The unique partial index and the lock table: the database decides, not a prior read.
+            StoreError::Conflict { .. } => refused(
+                "migration_active",
+                "one of these inboxes already takes part in an active migration; cancel it or wait for it to finish",
+            ),
+            other => other.into(),
+        })?;
+    let details = json!({"source_inbox_id": source_id, "destination_inbox_id": destination_id, "options": options_json});
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "inbox_migration.created",
+            format!("inbox_migration:{}", migration.id),
+            details,
+        )
+        .await;
+    Ok(Created::Queued(Box::new(migration)))
+}
+
+/// A migration of this account, optionally required to have `source_id` as its source.
+pub async fn get(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: Option<i64>,
+    id: i64,
+) -> Result<InboxMigration, MigrationError> {
+    let m = ferry
+        .store
+        .get_inbox_migration(id)
+        .await
+        .map_err(|_| MigrationError::NotFound("inbox migration"))?;
+    if m.account_id != account_id || source_id.is_some_and(|s| s != m.source_inbox_id) {
+        return Err(MigrationError::NotFound("inbox migration"));
+    }
+    Ok(m)
+}
+
+pub async fn cancel(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: Option<i64>,
+    id: i64,
+    user_id: Option<i64>,
+) -> Result<InboxMigration, MigrationError> {
+    let m = get(ferry, account_id, source_id, id).await?;
+    let updated = ferry
+        .store
+        .cancel_inbox_migration(m.id)
+        .await?
+        .ok_or_else(|| {
+            refused(
+                "not_cancellable",
+                format!("a {} migration cannot be cancelled", m.status),
+            )
+        })?;
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "inbox_migration.cancelled",
+            format!("inbox_migration:{id}"),
+            json!({"status_before": m.status}),
+        )
+        .await;
+    Ok(updated)
+}
+
+pub async fn retry(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: Option<i64>,
+    id: i64,
+    user_id: Option<i64>,
+) -> Result<InboxMigration, MigrationError> {
+    let m = get(ferry, account_id, source_id, id).await?;
+    let updated = ferry
+        .store
+        .requeue_inbox_migration(m.id)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => refused(
+                "migration_active",
+                "one of these inboxes takes part in another active migration",
+            ),
+            other => other.into(),
+        })?
+        .ok_or_else(|| {
+            refused(
+                "not_retryable",
+                format!(
+                    "only failed or cancelled migrations can be retried; this one is {}",
+                    m.status
+                ),
+            )
+        })?;
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "inbox_migration.retried",
+            format!("inbox_migration:{id}"),
+            json!({}),
+        )
+        .await;
+    Ok(updated)
+}
+
+/// The API's shape (SPEC 3.7).
+pub async fn to_json(ferry: &Ferry, m: &InboxMigration) -> Result<Value, MigrationError> {
+    let source = ferry.store.find_inbox(m.source_inbox_id).await?;
+    let destination = ferry.store.find_inbox(m.destination_inbox_id).await?;
+    let initiated_by = match m.user_id {
+        Some(id) => ferry
+            .store
+            .get_user(id)
+            .await
+            .ok()
+            .map(|u| json!({"id": u.id, "name": u.name, "email": u.email})),
+        None => None,
+    };
+    let inbox_json = |i: Option<Inbox>, id: i64| {
+        i.map(|i| inbox_ref(&i))
+            .unwrap_or_else(|| json!({"id": id}))
+    };
+    let progress = progress(m);
+    let duration = match (m.started_at, m.completed_at) {
+        (Some(s), Some(c)) => Some((c - s).num_milliseconds() as f64 / 1000.0),
+        (Some(s), None) => Some((chrono::Utc::now() - s).num_milliseconds() as f64 / 1000.0),
+        _ => None,
+    };
+    Ok(json!({
+        "id": m.id,
+        "status": m.status,
+        "phase": m.phase,
+        "source_inbox": inbox_json(source, m.source_inbox_id),
+        "destination_inbox": inbox_json(destination, m.destination_inbox_id),
+        "options": m.options.0,
+        "progress": progress,
+        "timing": {
+            "created_at": m.created_at,
+            "started_at": m.started_at,
+            "completed_at": m.completed_at,
+            "duration_seconds": duration,
+            "eta_seconds": eta_seconds(m, duration),
+        },
+        "result": m.result.as_ref().map(|r| r.0.clone()),
+        "error": m.error_message.as_ref().map(|msg| json!({"message": msg, "detail": m.error_detail})),
+        "cancel_requested": m.cancel_requested,
+        "attempts": m.attempts,
+        "initiated_by": initiated_by,
+    }))
+}
+
+/// Percentage weighted by rows: every conversation, message, attachment and contact_inbox counts one.
+fn progress(m: &InboxMigration) -> Value {
+    let total =
+        m.conversations_count + m.messages_count + m.attachments_count + m.contact_inboxes_count;
+    let moved =
+        (m.conversations_moved + m.messages_moved + m.attachments_moved + m.contact_inboxes_moved)
+            .min(total);
+    let percentage = match (m.status.as_str(), total) {
+        ("completed", _) => 100.0,
+        (_, 0) => 0.0,
+        _ => ((moved as f64 * 1000.0 / total as f64).floor() / 10.0).min(99.9),
+    };
+    let entity =
+        |total: i64, moved: i64| json!({"total": total, "moved": moved.min(total.max(moved))});
+    json!({
+        "percentage": percentage,
+        "conversations": entity(m.conversations_count, m.conversations_moved),
+        "messages": entity(m.messages_count, m.messages_moved),
+        "attachments": entity(m.attachments_count, m.attachments_moved),
+        "contact_inboxes": entity(m.contact_inboxes_count, m.contact_inboxes_moved),
+        "contacts_merged": m.contacts_merged,
+        "duplicates": m.duplicates,
+    })
+}
+
+fn eta_seconds(m: &InboxMigration, elapsed: Option<f64>) -> Option<f64> {
+    if m.status != "running" {
+        return None;
+    }
+    let total =
+        m.conversations_count + m.messages_count + m.attachments_count + m.contact_inboxes_count;
+    let moved =
+        m.conversations_moved + m.messages_moved + m.attachments_moved + m.contact_inboxes_moved;
+    let elapsed = elapsed?;
+    if moved == 0 || elapsed <= 0.0 {
+        return None;
+    }
+    Some(((total - moved).max(0) as f64 / (moved as f64 / elapsed)).round())
+}

@@ -1,0 +1,910 @@
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use ferry::datagen::{SeedOptions, seed_account};
+use ferry::domain::{ChannelType, Role, WhatsAppIdentity};
+use ferry::inbox_migration::engine::{self, Outcome, RunContext};
+use ferry::services::{CreateInbox, Ferry};
+use ferry::store::seed::*;
+use ferry::store::{MatchKey, Page};
+use ferry::worker::Worker;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, assert_error, spawn_app};
+
+pub struct Scenario {
+    pub account_id: i64,
+    pub token: String,
+    pub evolution: i64,
+    pub cloud: i64,
+    pub web: i64,
+}
+
+async fn inbox(
+    ferry: &Ferry,
+    account_id: i64,
+    name: &str,
+    channel: ChannelType,
+    phone: Option<&str>,
+) -> i64 {
+    ferry
+        .create_inbox(
+            CreateInbox {
+                account_id,
+                name: name.into(),
+                channel_type: channel,
+                phone_number: phone.map(str::to_owned),
+                provider_config: None,
+                lock_to_single_conversation: false,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+fn contact(name: &str, phone: Option<&str>, email: Option<&str>, attrs: Value) -> SeedContact {
+    SeedContact {
+        name: name.into(),
+        phone_number: phone.map(str::to_owned),
+        email: email.map(str::to_owned),
+        custom_attributes: attrs,
+        created_at: Utc::now() - Duration::days(10),
+    }
+}
+
+fn ci(contact: usize, inbox_id: i64, channel: ChannelType, raw: &str) -> SeedContactInbox {
+    let id = WhatsAppIdentity::parse(raw).unwrap();
+    SeedContactInbox {
+        contact,
+        inbox_id,
+        source_id: id.to_source_id(channel).unwrap_or_else(|_| id.canonical()),
+        wa_identity: Some(id.canonical()),
+        wa_key: Some(id.match_key(true)),
+    }
+}
+
+fn conversation(
+    inbox_id: i64,
+    contact: usize,
+    contact_inbox: usize,
+    messages: i64,
+    attachment: bool,
+) -> SeedConversation {
+    SeedConversation {
+        inbox_id,
+        contact,
+        contact_inbox,
+        display_id: 0,
+        status: "open",
+        created_at: Utc::now() - Duration::days(5),
+        last_activity_at: Utc::now() - Duration::days(4),
+        messages,
+        gap_seconds: 60,
+        source_prefix: Some("3EB0"),
+        channel: "evolution",
+        attachment: attachment.then(|| SeedAttachment {
+            file_type: "file",
+            content_type: "text/plain",
+            file_name: "a.txt".into(),
+            byte_size: 3,
+            storage_key: "ab/cd/abc".into(),
+            checksum: "abc".into(),
+        }),
+    }
+}
+
+/// Ana: in Evolution with the ninth digit and in Cloud without it (two contacts, one person).
+/// Bruno: only in Evolution. A LID-only sender in Evolution. Carla: only in Cloud.
+pub async fn scenario(app: &TestApp) -> Scenario {
+    let ferry = &app.ferry;
+    let account = ferry.create_account("Clinic", None).await.unwrap();
+    let email = format!("admin{}@clinic.test", account.id);
+    let token = app
+        .user_with_token(account.id, &email, Role::Administrator, false)
+        .await;
+    let evolution = inbox(
+        ferry,
+        account.id,
+        "Evolution",
+        ChannelType::Evolution,
+        Some("+551140028922"),
+    )
+    .await;
+    let cloud = inbox(
+        ferry,
+        account.id,
+        "Cloud",
+        ChannelType::WhatsappCloud,
+        Some("+551140028922"),
+    )
+    .await;
+    let web = inbox(ferry, account.id, "Site", ChannelType::WebWidget, None).await;
+    let mut batch = SeedBatch {
+        account_id: account.id,
+        ..SeedBatch::default()
+    };
+    batch.contacts = vec![
+        contact(
+            "Ana",
+            Some("+5511988887777"),
+            Some("ana@example.com"),
+            json!({"city": "SP", "plan": "basic"}),
+        ),
+        contact("", Some("+551188887777"), None, json!({"plan": "premium"})),
+        contact("Bruno", Some("+5521977776666"), None, json!({})),
+        contact("Hidden", None, None, json!({})),
+        contact("Carla", Some("+5531966665555"), None, json!({})),
+    ];
+    batch.contact_inboxes = vec![
+        ci(
+            0,
+            evolution,
+            ChannelType::Evolution,
+            "5511988887777@s.whatsapp.net",
+        ),
+        ci(1, cloud, ChannelType::WhatsappCloud, "551188887777"),
+        ci(
+            2,
+            evolution,
+            ChannelType::Evolution,
+            "5521977776666@s.whatsapp.net",
+        ),
+        ci(3, evolution, ChannelType::Evolution, "123456789012345@lid"),
+        ci(4, cloud, ChannelType::WhatsappCloud, "5531966665555"),
+    ];
+    batch.contact_labels = vec![(0, "vip".into()), (0, "lead".into()), (1, "lead".into())];
+    batch.contact_notes = vec![(0, "Prefers mornings".into())];
+    batch.conversations = vec![
+        conversation(evolution, 0, 0, 3, true),
+        conversation(evolution, 0, 0, 2, false),
+        conversation(cloud, 1, 1, 4, false),
+        conversation(evolution, 2, 2, 5, true),
+        conversation(evolution, 3, 3, 1, false),
+        conversation(cloud, 4, 4, 2, false),
+    ];
+    let first = ferry
+        .store
+        .reserve_display_ids(account.id, batch.conversations.len() as i64)
+        .await
+        .unwrap();
+    for (i, c) in batch.conversations.iter_mut().enumerate() {
+        c.display_id = first + i as i64;
+    }
+    ferry.store.seed_batch(&batch).await.unwrap();
+    Scenario {
+        account_id: account.id,
+        token,
+        evolution,
+        cloud,
+        web,
+    }
+}
+
+/// Every message of the account as the API would show it, by id: a migration must not change one of them.
+async fn all_messages(ferry: &Ferry, account_id: i64) -> BTreeMap<i64, String> {
+    let mut out = BTreeMap::new();
+    for inbox in ferry.store.list_inboxes(account_id).await.unwrap() {
+        let mut page = Page::first(200);
+        loop {
+            let convs = ferry
+                .store
+                .list_conversations(account_id, inbox.id, page)
+                .await
+                .unwrap();
+            for c in &convs {
+                for m in ferry
+                    .store
+                    .list_messages(account_id, c.id, Page::first(200))
+                    .await
+                    .unwrap()
+                {
+                    out.insert(m.id, serde_json::to_string(&m).unwrap());
+                }
+            }
+            match convs.last() {
+                Some(last) if convs.len() as i64 == page.limit => page.before = Some(last.id),
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+async fn drain(app: &TestApp) -> Vec<Outcome> {
+    let worker = Worker::new(app.ferry.clone());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = worker.run_once(rx.clone()).await.unwrap() {
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn base(s: &Scenario, inbox: i64) -> String {
+    format!(
+        "/api/v1/accounts/{}/inboxes/{inbox}/migrations",
+        s.account_id
+    )
+}
+
+pub async fn migration_moves_and_merges_across_formats(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let messages_before = all_messages(&app.ferry, s.account_id).await;
+    let (status, created) = app
+        .post_json(
+            &base(&s, s.evolution),
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "queued");
+    assert_eq!(created["source_inbox"]["channel_type"], "evolution");
+    assert!(
+        created["initiated_by"]["email"]
+            .as_str()
+            .unwrap()
+            .ends_with("@clinic.test")
+    );
+    let id = created["id"].as_i64().unwrap();
+
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let (_, shown) = app
+        .get(&format!("{}/{id}", base(&s, s.evolution)), Some(&s.token))
+        .await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(shown["progress"]["percentage"], 100.0);
+    assert_eq!(
+        shown["progress"]["conversations"],
+        json!({"total": 4, "moved": 4})
+    );
+    assert_eq!(
+        shown["progress"]["messages"],
+        json!({"total": 11, "moved": 11})
+    );
+    assert_eq!(
+        shown["progress"]["attachments"],
+        json!({"total": 2, "moved": 2})
+    );
+    assert_eq!(
+        shown["progress"]["contact_inboxes"],
+        json!({"total": 3, "moved": 3})
+    );
+    assert_eq!(shown["progress"]["contacts_merged"], 1);
+    assert!(shown["timing"]["duration_seconds"].as_f64().is_some());
+
+    let ferry = &app.ferry;
+    let source = ferry.store.inbox_counts(s.evolution).await.unwrap();
+    assert_eq!(
+        (
+            source.conversations,
+            source.messages,
+            source.contact_inboxes
+        ),
+        (0, 0, 0)
+    );
+    let dest = ferry.store.inbox_counts(s.cloud).await.unwrap();
+    assert_eq!(
+        (
+            dest.conversations,
+            dest.messages,
+            dest.attachments,
+            dest.contact_inboxes
+        ),
+        (6, 17, 2, 4)
+    );
+    assert_eq!(
+        all_messages(ferry, s.account_id).await,
+        messages_before,
+        "no message row is written"
+    );
+    assert!(
+        ferry
+            .store
+            .check_inbox_migration_invariants(s.evolution, s.cloud, MatchKey::BrazilFolded)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Ana merged into the Cloud contact: fields filled, destination's attributes win, labels unioned, note moved.
+    let contacts = ferry
+        .store
+        .list_contacts(s.account_id, Page::first(50))
+        .await
+        .unwrap();
+    assert!(
+        !contacts
+            .iter()
+            .any(|c| c.name.as_deref() == Some("Ana") && c.email.is_none())
+    );
+    assert_eq!(
+        contacts.len(),
+        4,
+        "the emptied source contact is deleted: {contacts:?}"
+    );
+    let ana = contacts
+        .iter()
+        .find(|c| c.phone_number.as_deref() == Some("+551188887777"))
+        .unwrap();
+    assert_eq!(ana.name.as_deref(), Some("Ana"));
+    assert_eq!(ana.email.as_deref(), Some("ana@example.com"));
+    assert_eq!(
+        ana.custom_attributes.0,
+        json!({"city": "SP", "plan": "premium"})
+    );
+    let cis = ferry
+        .store
+        .contact_inboxes_of(&contacts.iter().map(|c| c.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let ana_cis: Vec<_> = cis.iter().filter(|c| c.contact_id == ana.id).collect();
+    assert_eq!(ana_cis.len(), 1);
+    assert_eq!(ana_cis[0].source_id, "551188887777");
+    let ana_conversations = ferry
+        .store
+        .list_conversations(s.account_id, s.cloud, Page::first(50))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.contact_id == ana.id)
+        .count();
+    assert_eq!(ana_conversations, 3);
+    // Bruno moved, his source_id rewritten to Cloud's format; the LID keeps its address.
+    let bruno = contacts
+        .iter()
+        .find(|c| c.name.as_deref() == Some("Bruno"))
+        .unwrap();
+    let bruno_ci = cis.iter().find(|c| c.contact_id == bruno.id).unwrap();
+    assert_eq!(
+        (bruno_ci.inbox_id, bruno_ci.source_id.as_str()),
+        (s.cloud, "5521977776666")
+    );
+    assert!(
+        cis.iter()
+            .any(|c| c.inbox_id == s.cloud && c.source_id == "123456789012345@lid")
+    );
+
+    let audit = ferry.store.list_audit(s.account_id, 20).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "inbox_migration.created"));
+    // The source is free again: a new migration back is accepted.
+    let back = app
+        .post_json(
+            &base(&s, s.cloud),
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.evolution, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(back.0, 200, "{}", back.1);
+    assert_eq!(back.1["plan"]["conversations"], 6);
+}
+
+pub async fn create_is_refused_with_clear_422s(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let other = app.ferry.create_account("Other", None).await.unwrap();
+    let foreign = inbox(
+        &app.ferry,
+        other.id,
+        "Foreign",
+        ChannelType::Evolution,
+        None,
+    )
+    .await;
+    let t = Some(s.token.as_str());
+    let url = base(&s, s.evolution);
+    for (body, code) in [
+        (json!({"destination_inbox_id": s.evolution}), "same_inbox"),
+        (
+            json!({"destination_inbox_id": foreign}),
+            "destination_in_other_account",
+        ),
+        (
+            json!({"destination_inbox_id": 987654}),
+            "unknown_destination",
+        ),
+        (json!({"destination_inbox_id": s.web}), "not_whatsapp_like"),
+        (
+            json!({"destination_inbox_id": s.cloud, "options": {"batch_rows": 1}}),
+            "invalid_options",
+        ),
+    ] {
+        assert_error(&app.post_json(&url, t, &body).await, 422, code);
+    }
+    assert_error(
+        &app.post_json(
+            &base(&s, s.web),
+            t,
+            &json!({"destination_inbox_id": s.cloud}),
+        )
+        .await,
+        422,
+        "not_whatsapp_like",
+    );
+    assert_error(
+        &app.post_json(
+            &url,
+            t,
+            &json!({"destination_inbox_id": s.cloud, "speed": "fast"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+
+    // Dry run: the plan, and nothing written.
+    let (status, dry) = app
+        .post_json(
+            &url,
+            t,
+            &json!({"destination_inbox_id": s.cloud, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(dry["plan"]["conversations"], 4);
+    assert_eq!(dry["plan"]["messages"], 11);
+    assert_eq!(dry["plan"]["contacts_to_merge"], 1);
+    let codes: Vec<_> = dry["plan"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].clone())
+        .collect();
+    assert_eq!(codes, vec![json!("CONTACTS_WILL_MERGE")]);
+    assert!(
+        app.ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // One active migration per inbox, as source or destination: no second, no chain, no cycle.
+    assert_eq!(
+        app.post_json(&url, t, &json!({"destination_inbox_id": s.cloud}))
+            .await
+            .0,
+        201
+    );
+    assert_error(
+        &app.post_json(&url, t, &json!({"destination_inbox_id": s.cloud}))
+            .await,
+        422,
+        "migration_active",
+    );
+    assert_error(
+        &app.post_json(
+            &base(&s, s.cloud),
+            t,
+            &json!({"destination_inbox_id": s.evolution}),
+        )
+        .await,
+        422,
+        "migration_active",
+    );
+    let third = inbox(
+        &app.ferry,
+        s.account_id,
+        "Third",
+        ChannelType::TwilioWhatsapp,
+        None,
+    )
+    .await;
+    assert_error(
+        &app.post_json(
+            &base(&s, third),
+            t,
+            &json!({"destination_inbox_id": s.cloud}),
+        )
+        .await,
+        422,
+        "migration_active",
+    );
+    assert_eq!(
+        app.ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Agents may not, other accounts see nothing.
+    let agent = app
+        .user_with_token(s.account_id, "agent@clinic.test", Role::Agent, false)
+        .await;
+    assert_error(&app.get(&url, Some(&agent)).await, 403, "forbidden");
+    assert_error(
+        &app.post_json(&url, Some(&agent), &json!({"destination_inbox_id": third}))
+            .await,
+        403,
+        "forbidden",
+    );
+}
+
+pub async fn two_simultaneous_creates_give_one_201_and_one_422(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let url = format!("{}{}", app.base, base(&s, s.evolution));
+    let send = || {
+        app.client
+            .post(&url)
+            .header("api_access_token", &s.token)
+            .json(&json!({"destination_inbox_id": s.cloud}))
+            .send()
+    };
+    let (a, b) = tokio::join!(send(), send());
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 422]);
+    assert_eq!(
+        app.ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn cancel_and_retry_follow_the_lifecycle(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let t = Some(s.token.as_str());
+    let url = base(&s, s.evolution);
+    let id = app
+        .post_json(&url, t, &json!({"destination_inbox_id": s.cloud}))
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    // Queued: cancelled at once, inboxes free again.
+    let cancelled = app
+        .post_json(&format!("{url}/{id}/cancel"), t, &json!({}))
+        .await;
+    assert_eq!(
+        (cancelled.0.as_u16(), cancelled.1["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    assert_error(
+        &app.post_json(&format!("{url}/{id}/cancel"), t, &json!({}))
+            .await,
+        422,
+        "not_cancellable",
+    );
+    // Retry re-queues and completes.
+    let retried = app
+        .post_json(&format!("{url}/{id}/retry"), t, &json!({}))
+        .await;
+    assert_eq!(retried.1["status"], "queued", "{}", retried.1);
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    assert_error(
+        &app.post_json(&format!("{url}/{id}/retry"), t, &json!({}))
+            .await,
+        422,
+        "not_retryable",
+    );
+
+    // Running: stops at the next batch boundary, consistent; a new migration of the pair finishes the job.
+    let s2 = scenario(&app).await;
+    let url2 = base(&s2, s2.evolution);
+    let id2 = app
+        .post_json(
+            &url2,
+            Some(&s2.token),
+            &json!({"destination_inbox_id": s2.cloud, "options": {"batch_rows": 10}}),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    let claimed = app
+        .ferry
+        .store
+        .claim_inbox_migration("test", "tok-1", Utc::now() + Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id2);
+    let running = app
+        .post_json(&format!("{url2}/{id2}/cancel"), Some(&s2.token), &json!({}))
+        .await;
+    assert_eq!(
+        (
+            running.1["status"].as_str(),
+            running.1["cancel_requested"].as_bool()
+        ),
+        (Some("running"), Some(true))
+    );
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let ctx = RunContext {
+        token: "tok-1".into(),
+        lease_lost: Default::default(),
+        shutdown: rx,
+    };
+    assert_eq!(
+        engine::run(&app.ferry, claimed, ctx).await,
+        Outcome::Cancelled
+    );
+    let after = app.ferry.store.get_inbox_migration(id2).await.unwrap();
+    assert_eq!(after.status, "cancelled");
+    assert!(
+        after.conversations_moved > 0 && after.conversations_moved < 4,
+        "stopped part-way: {after:?}"
+    );
+    assert!(
+        app.ferry
+            .store
+            .check_inbox_migration_invariants(s2.evolution, s2.cloud, MatchKey::BrazilFolded)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.post_json(
+            &url2,
+            Some(&s2.token),
+            &json!({"destination_inbox_id": s2.cloud})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(s2.evolution)
+            .await
+            .unwrap()
+            .conversations,
+        0
+    );
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(s2.cloud)
+            .await
+            .unwrap()
+            .conversations,
+        6
+    );
+}
+
+pub async fn a_worker_that_lost_its_lease_writes_nothing(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let id = app
+        .post_json(
+            &base(&s, s.evolution),
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud, "options": {"batch_rows": 10}}),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    // Worker A claims with a lease that has already run out; worker B takes the migration over.
+    let stale = app
+        .ferry
+        .store
+        .claim_inbox_migration("a", "tok-a", Utc::now() - Duration::seconds(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = app
+        .ferry
+        .store
+        .claim_inbox_migration("b", "tok-b", Utc::now() + Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id, taken.attempts), (id, 2));
+    assert!(
+        app.ferry
+            .store
+            .claim_inbox_migration("c", "tok-c", Utc::now() + Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !app.ferry
+            .store
+            .renew_inbox_migration_lease(id, "tok-a", Utc::now() + Duration::seconds(30))
+            .await
+            .unwrap()
+    );
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let outcome = engine::run(
+        &app.ferry,
+        stale,
+        RunContext {
+            token: "tok-a".into(),
+            lease_lost: Default::default(),
+            shutdown: rx.clone(),
+        },
+    )
+    .await;
+    assert_eq!(outcome, Outcome::LeaseLost);
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(s.evolution)
+            .await
+            .unwrap()
+            .conversations,
+        4,
+        "nothing moved by A"
+    );
+    let outcome = engine::run(
+        &app.ferry,
+        taken,
+        RunContext {
+            token: "tok-b".into(),
+            lease_lost: Default::default(),
+            shutdown: rx,
+        },
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(s.evolution)
+            .await
+            .unwrap()
+            .conversations,
+        0
+    );
+}
+
+pub async fn generated_inbox_migrates_in_many_batches_to_native_formats(db: Db) {
+    let app = spawn_app(db).await;
+    let report = seed_account(
+        &app.ferry,
+        &SeedOptions {
+            conversations: 150,
+            merge_ratio: 0.3,
+            ..SeedOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let token = app
+        .user_with_token(
+            report.account_id,
+            "admin@gen.test",
+            Role::Administrator,
+            false,
+        )
+        .await;
+    let id_of = |c: ChannelType| {
+        report
+            .inboxes
+            .iter()
+            .find(|i| i.channel_type == c)
+            .unwrap()
+            .id
+    };
+    let (evolution, cloud, twilio) = (
+        id_of(ChannelType::Evolution),
+        id_of(ChannelType::WhatsappCloud),
+        id_of(ChannelType::TwilioWhatsapp),
+    );
+    let before_source = app.ferry.store.inbox_counts(evolution).await.unwrap();
+    let before_twilio = app.ferry.store.inbox_counts(twilio).await.unwrap();
+    let messages_before = all_messages(&app.ferry, report.account_id).await;
+    let url = format!(
+        "/api/v1/accounts/{}/inboxes/{evolution}/migrations",
+        report.account_id
+    );
+    let eligible = app
+        .get(&format!("{url}/eligible_destinations"), Some(&token))
+        .await
+        .1;
+    let names: Vec<_> = eligible["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "the other WhatsApp inboxes, not the web widget: {eligible}"
+    );
+    assert!(names.contains(&cloud) && names.contains(&twilio));
+    let created = app
+        .post_json(
+            &url,
+            Some(&token),
+            &json!({"destination_inbox_id": twilio, "options": {"batch_rows": 40}}),
+        )
+        .await;
+    assert_eq!(created.0, 201, "{}", created.1);
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let m = app
+        .ferry
+        .store
+        .get_inbox_migration(created.1["id"].as_i64().unwrap())
+        .await
+        .unwrap();
+    assert!(m.cursor_id > 10, "many batches: {}", m.cursor_id);
+    assert_eq!(m.conversations_moved, before_source.conversations);
+    assert_eq!(m.messages_moved, before_source.messages);
+    let after_twilio = app.ferry.store.inbox_counts(twilio).await.unwrap();
+    assert_eq!(
+        after_twilio.conversations,
+        before_source.conversations + before_twilio.conversations
+    );
+    assert_eq!(
+        after_twilio.messages,
+        before_source.messages + before_twilio.messages
+    );
+    assert_eq!(
+        all_messages(&app.ferry, report.account_id).await,
+        messages_before
+    );
+    // Every contact_inbox now in the Twilio inbox has Twilio's native format, as the Rust conversion says.
+    let mut page = Page::first(200);
+    let mut checked = 0;
+    loop {
+        let contacts = app
+            .ferry
+            .store
+            .list_contacts(report.account_id, page)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+        for ci in app
+            .ferry
+            .store
+            .contact_inboxes_of(&ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.inbox_id == twilio)
+        {
+            let identity = WhatsAppIdentity::parse(ci.wa_identity.as_deref().unwrap()).unwrap();
+            let expected = identity
+                .to_source_id(ChannelType::TwilioWhatsapp)
+                .unwrap_or_else(|_| ci.source_id.clone());
+            assert_eq!(ci.source_id, expected);
+            checked += 1;
+        }
+        match contacts.last() {
+            Some(last) if contacts.len() as i64 == page.limit => page.before = Some(last.id),
+            _ => break,
+        }
+    }
+    assert!(checked as i64 >= before_source.contact_inboxes);
+    assert!(
+        app.ferry
+            .store
+            .check_inbox_migration_invariants(evolution, twilio, MatchKey::BrazilFolded)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The event stream of a finished migration ends with a `done` event carrying the record.
+    let events = app
+        .client
+        .get(format!("{}{url}/{}/events", app.base, m.id))
+        .header("api_access_token", &token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(events.contains("event: done"), "{events}");
+    assert!(events.contains("\"status\":\"completed\""));
+}
