@@ -23,6 +23,7 @@ CREATE TABLE inbox_migration_contact_inboxes (
     source_id TEXT NOT NULL,
     wa_identity TEXT,
     wa_key TEXT,
+    import_id BIGINT,
     created_at TIMESTAMPTZ NOT NULL,
     new_source_id TEXT NOT NULL,
     destination_contact_inbox_id BIGINT,
@@ -70,6 +71,7 @@ CREATE TABLE inbox_migration_labels (
     migration_id BIGINT NOT NULL REFERENCES inbox_migrations(id) ON DELETE CASCADE,
     contact_id BIGINT NOT NULL,
     label TEXT NOT NULL,
+    label_id BIGINT,
     change TEXT NOT NULL CHECK (change IN ('added', 'deleted')),
     PRIMARY KEY (migration_id, contact_id, label, change)
 );

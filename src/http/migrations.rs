@@ -26,6 +26,7 @@ pub fn router() -> Router<Ferry> {
         .route(&format!("{base}/{{id}}"), get(show))
         .route(&format!("{base}/{{id}}/cancel"), post(cancel))
         .route(&format!("{base}/{{id}}/retry"), post(retry))
+        .route(&format!("{base}/{{id}}/revert"), post(revert))
         .route(&format!("{base}/{{id}}/events"), get(events))
 }
 
@@ -154,6 +155,23 @@ async fn retry(
 ) -> ApiResult<Json<Value>> {
     access.require_admin()?;
     let m = im::retry(
+        &ferry,
+        access.account_id,
+        Some(inbox_id),
+        id,
+        Some(access.user.id),
+    )
+    .await?;
+    Ok(Json(im::to_json(&ferry, &m).await?))
+}
+
+async fn revert(
+    State(ferry): State<Ferry>,
+    access: AccountAccess,
+    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+) -> ApiResult<Json<Value>> {
+    access.require_admin()?;
+    let m = im::revert(
         &ferry,
         access.account_id,
         Some(inbox_id),

@@ -344,6 +344,57 @@ pub async fn retry(
     Ok(updated)
 }
 
+/// Undoes a completed migration from its journal, newest batch first: the exact prior state, merged contacts
+/// un-merged. Conversations created in the destination afterwards stay; new messages follow their conversation.
+/// Resumable: an interrupted revert continues where it stopped when asked again.
+#[tracing::instrument(name = "inbox_migration_revert", skip_all, fields(id))]
+pub async fn revert(
+    ferry: &Ferry,
+    account_id: i64,
+    source_id: Option<i64>,
+    id: i64,
+    user_id: Option<i64>,
+) -> Result<InboxMigration, MigrationError> {
+    let m = get(ferry, account_id, source_id, id).await?;
+    if m.status != "completed" {
+        return Err(refused(
+            "not_revertible",
+            format!(
+                "only completed migrations can be reverted; this one is {}",
+                m.status
+            ),
+        ));
+    }
+    if !ferry.store.begin_inbox_migration_revert(m.id).await? {
+        return Err(refused(
+            "migration_active",
+            "one of these inboxes takes part in another active migration",
+        ));
+    }
+    let current = ferry.store.get_inbox_migration(m.id).await?;
+    for batch in (1..=current.cursor_id).rev() {
+        ferry
+            .store
+            .revert_inbox_migration_batch(m.id, batch, m.source_inbox_id)
+            .await?;
+    }
+    ferry
+        .store
+        .finish_inbox_migration_revert(m.id, m.destination_inbox_id)
+        .await?;
+    tracing::info!(batches = current.cursor_id, "reverted");
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "inbox_migration.reverted",
+            format!("inbox_migration:{id}"),
+            json!({}),
+        )
+        .await;
+    Ok(ferry.store.get_inbox_migration(m.id).await?)
+}
+
 /// The API's shape (SPEC 3.7).
 pub async fn to_json(ferry: &Ferry, m: &InboxMigration) -> Result<Value, MigrationError> {
     let source = ferry.store.find_inbox(m.source_inbox_id).await?;

@@ -182,6 +182,15 @@ pub trait InboxMigrationStore: Send + Sync {
         message: Option<&str>,
         detail: Option<&str>,
     ) -> Result<bool>;
+    /// Starts (or resumes) reverting a completed migration: locks both inboxes again. False when another
+    /// active migration holds one of them or the migration is not completed.
+    async fn begin_inbox_migration_revert(&self, id: i64) -> Result<bool>;
+    /// Undoes one batch from the journal (batches are undone newest first).
+    async fn revert_inbox_migration_batch(&self, id: i64, batch: i64, source: i64) -> Result<()>;
+    /// Removes the members the migration added, marks it `reverted` and releases the locks.
+    async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()>;
+    /// Every row a migration may touch in this account, in a stable textual form (revert checks, `verify`).
+    async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
     async fn check_inbox_migration_invariants(

@@ -211,9 +211,9 @@ macro_rules! impl_inbox_migration_store {
                 //    first one's new home.
                 let plan = format!(
                     "INSERT INTO inbox_migration_contact_inboxes (migration_id, contact_inbox_id, batch, action, contact_id, \
-                     source_id, wa_identity, wa_key, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
+                     source_id, wa_identity, wa_key, import_id, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
                      SELECT $1, s.id, $2, CASE WHEN m.id IS NULL THEN 'move' ELSE 'merge' END, s.contact_id, s.source_id, \
-                     s.wa_identity, s.wa_key, s.created_at, {native}, m.id, m.contact_id \
+                     s.wa_identity, s.wa_key, s.import_id, s.created_at, {native}, m.id, m.contact_id \
                      FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 ORDER BY id LIMIT $5) s \
                      LEFT JOIN contact_inboxes m ON m.id = (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) \
                      WHERE NOT EXISTS (SELECT 1 FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k} AND s2.id < s.id)"
@@ -298,8 +298,8 @@ macro_rules! impl_inbox_migration_store {
                     .execute(&mut *tx).await?.rows_affected() as i64;
                     if out.contacts_deleted > 0 {
                         sqlx::query(concat!(
-                            "INSERT INTO inbox_migration_labels (migration_id, contact_id, label, change) \
-                             SELECT $1, l.contact_id, l.label, 'deleted' FROM contact_labels l WHERE l.contact_id IN (",
+                            "INSERT INTO inbox_migration_labels (migration_id, contact_id, label, label_id, change) \
+                             SELECT $1, l.contact_id, l.label, l.id, 'deleted' FROM contact_labels l WHERE l.contact_id IN (",
                             deleted_sources!(), ") ON CONFLICT DO NOTHING"))
                             .bind(m).bind(b).execute(&mut *tx).await?;
                         sqlx::query(concat!(
@@ -422,6 +422,144 @@ macro_rules! impl_inbox_migration_store {
                 sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn begin_inbox_migration_revert(&self, id: i64) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "UPDATE inbox_migrations SET phase = 'reverting', updated_at = $2 \
+                     WHERE id = $1 AND status = 'completed' RETURNING source_inbox_id, destination_inbox_id",
+                )
+                .bind(id)
+                .bind(chrono::Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((source, destination)) = row else { return Ok(false) };
+                let inserted = sqlx::query(
+                    "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination') \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(source).bind(destination).bind(id)
+                .execute(&mut *tx).await?;
+                let ours: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_migration_locks WHERE migration_id = $1")
+                    .bind(id).fetch_one(&mut *tx).await?;
+                if ours != 2 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let _ = inserted;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn revert_inbox_migration_batch(&self, id: i64, batch: i64, source: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                // a. destination contacts back to their before-image (frees emails taken from the source)
+                sqlx::query(concat!("UPDATE contacts SET name = (SELECT s.name FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), phone_number = (SELECT s.phone_number FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), email = (SELECT s.email FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), identifier = (SELECT s.identifier FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), custom_attributes = (SELECT s.custom_attributes FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), updated_at = (SELECT s.updated_at FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id) WHERE id IN (SELECT p.destination_contact_id ", batch_merges!(), ") \
+                    AND EXISTS (SELECT 1 FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' \
+                    AND s.contact_id = contacts.id)"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
+                // b. deleted source contacts come back with their ids
+                sqlx::query(
+                    "INSERT INTO contacts (id, account_id, name, phone_number, email, identifier, custom_attributes, import_id, created_at, updated_at) \
+                     SELECT s.contact_id, s.account_id, s.name, s.phone_number, s.email, s.identifier, s.custom_attributes, s.import_id, \
+                     s.created_at, s.updated_at FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'source' AND s.deleted \
+                     AND s.contact_id IN (SELECT p.contact_id FROM inbox_migration_contact_inboxes p WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge') \
+                     AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = s.contact_id)",
+                )
+                .bind(id).bind(batch).execute(&mut *tx).await?;
+                // c. labels: the union undone, the deleted contacts' labels back with their ids
+                sqlx::query(concat!(
+                    "DELETE FROM contact_labels WHERE contact_id IN (SELECT p.destination_contact_id ", batch_merges!(), ") \
+                     AND EXISTS (SELECT 1 FROM inbox_migration_labels j WHERE j.migration_id = $1 AND j.change = 'added' \
+                     AND j.contact_id = contact_labels.contact_id AND j.label = contact_labels.label)"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
+                sqlx::query(concat!(
+                    "INSERT INTO contact_labels (id, contact_id, label) SELECT j.label_id, j.contact_id, j.label FROM inbox_migration_labels j \
+                     WHERE j.migration_id = $1 AND j.change = 'deleted' AND j.contact_id IN (SELECT p.contact_id ", batch_merges!(), ") \
+                     AND NOT EXISTS (SELECT 1 FROM contact_labels x WHERE x.contact_id = j.contact_id AND x.label = j.label)"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
+                // d. notes back to their contact
+                sqlx::query(concat!(
+                    "UPDATE contact_notes SET contact_id = (SELECT j.contact_id FROM inbox_migration_notes j \
+                     WHERE j.migration_id = $1 AND j.note_id = contact_notes.id) \
+                     WHERE id IN (SELECT j.note_id FROM inbox_migration_notes j WHERE j.migration_id = $1 \
+                     AND j.contact_id IN (SELECT p.contact_id ", batch_merges!(), "))"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
+                // e. merged contact_inboxes re-created; f. moved ones back with their old source_id
+                sqlx::query(
+                    "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key, import_id, created_at) \
+                     SELECT p.contact_inbox_id, p.contact_id, $3, p.source_id, p.wa_identity, p.wa_key, p.import_id, p.created_at \
+                     FROM inbox_migration_contact_inboxes p WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge'",
+                )
+                .bind(id).bind(batch).bind(source).execute(&mut *tx).await?;
+                sqlx::query(
+                    "UPDATE contact_inboxes SET inbox_id = $3, source_id = (SELECT p.source_id FROM inbox_migration_contact_inboxes p \
+                     WHERE p.migration_id = $1 AND p.contact_inbox_id = contact_inboxes.id) \
+                     WHERE id IN (SELECT contact_inbox_id FROM inbox_migration_contact_inboxes WHERE migration_id = $1 AND batch = $2 AND action = 'move')",
+                )
+                .bind(id).bind(batch).bind(source).execute(&mut *tx).await?;
+                // g. conversations back to their inbox, contact and contact_inbox
+                sqlx::query(
+                    "UPDATE conversations SET \
+                     inbox_id = (SELECT j.inbox_id FROM inbox_migration_conversations j WHERE j.migration_id = $1 AND j.conversation_id = conversations.id), \
+                     contact_id = (SELECT j.contact_id FROM inbox_migration_conversations j WHERE j.migration_id = $1 AND j.conversation_id = conversations.id), \
+                     contact_inbox_id = (SELECT j.contact_inbox_id FROM inbox_migration_conversations j WHERE j.migration_id = $1 AND j.conversation_id = conversations.id) \
+                     WHERE id IN (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)",
+                )
+                .bind(id).bind(batch).execute(&mut *tx).await?;
+                sqlx::query("UPDATE inbox_migrations SET cursor_id = $2 - 1, updated_at = $3 WHERE id = $1")
+                    .bind(id).bind(batch).bind(chrono::Utc::now()).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "DELETE FROM inbox_members WHERE inbox_id = $2 AND user_id IN \
+                     (SELECT user_id FROM inbox_migration_members WHERE migration_id = $1)",
+                )
+                .bind(id).bind(destination).execute(&mut *tx).await?;
+                sqlx::query("UPDATE inbox_migrations SET status = 'reverted', phase = 'reverted', updated_at = $2 WHERE id = $1")
+                    .bind(id).bind(chrono::Utc::now()).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>> {
+                let mut out = Vec::new();
+                let contacts: Vec<(i64, Option<String>, Option<String>, Option<String>, Option<String>, sqlx::types::Json<serde_json::Value>, Option<i64>, DateTime<Utc>, DateTime<Utc>)> =
+                    sqlx::query_as("SELECT id, name, phone_number, email, identifier, custom_attributes, import_id, created_at, updated_at \
+                        FROM contacts WHERE account_id = $1 ORDER BY id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(contacts.iter().map(|r| format!("contact {r:?}")));
+                let cis: Vec<(i64, i64, i64, String, Option<String>, Option<String>, Option<i64>, DateTime<Utc>)> =
+                    sqlx::query_as("SELECT ci.id, ci.contact_id, ci.inbox_id, ci.source_id, ci.wa_identity, ci.wa_key, ci.import_id, ci.created_at \
+                        FROM contact_inboxes ci JOIN inboxes i ON i.id = ci.inbox_id WHERE i.account_id = $1 ORDER BY ci.id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(cis.iter().map(|r| format!("contact_inbox {r:?}")));
+                let conversations: Vec<(i64, i64, i64, Option<i64>, i64, String, Option<i64>, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> =
+                    sqlx::query_as("SELECT id, inbox_id, contact_id, contact_inbox_id, display_id, status, assignee_id, last_activity_at, \
+                        created_at, updated_at FROM conversations WHERE account_id = $1 ORDER BY id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(conversations.iter().map(|r| format!("conversation {r:?}")));
+                let labels: Vec<(i64, i64, String)> = sqlx::query_as(
+                    "SELECT l.id, l.contact_id, l.label FROM contact_labels l JOIN contacts c ON c.id = l.contact_id \
+                     WHERE c.account_id = $1 ORDER BY l.id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(labels.iter().map(|r| format!("label {r:?}")));
+                let notes: Vec<(i64, i64, Option<i64>, String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT id, contact_id, user_id, content, created_at FROM contact_notes WHERE account_id = $1 ORDER BY id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(notes.iter().map(|r| format!("note {r:?}")));
+                let members: Vec<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT m.id, m.inbox_id, m.user_id FROM inbox_members m JOIN inboxes i ON i.id = m.inbox_id \
+                     WHERE i.account_id = $1 ORDER BY m.id")
+                    .bind(account_id).fetch_all(&self.pool).await?;
+                out.extend(members.iter().map(|r| format!("member {r:?}")));
+                Ok(out)
             }
 
             async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {

@@ -55,6 +55,7 @@ fn main() {
         migrations::cancel_and_retry_follow_the_lifecycle,
         migrations::a_worker_that_lost_its_lease_writes_nothing,
         migrations::generated_inbox_migrates_in_many_batches_to_native_formats,
+        migrations::revert_restores_the_exact_prior_state,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
     ];

@@ -908,3 +908,107 @@ pub async fn generated_inbox_migrates_in_many_batches_to_native_formats(db: Db) 
     assert!(events.contains("event: done"), "{events}");
     assert!(events.contains("\"status\":\"completed\""));
 }
+
+pub async fn revert_restores_the_exact_prior_state(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    // An agent who works the source inbox: the migration adds them to the destination, the revert removes them.
+    let agent = app
+        .ferry
+        .create_user(ferry::services::CreateUser {
+            account_id: s.account_id,
+            name: None,
+            email: "agent@clinic.test",
+            password: "long enough",
+            role: Role::Agent,
+            installation_admin: false,
+        })
+        .await
+        .unwrap();
+    app.ferry
+        .store
+        .add_inbox_member(s.evolution, agent.id)
+        .await
+        .unwrap();
+    let before = app
+        .ferry
+        .store
+        .account_rows_snapshot(s.account_id)
+        .await
+        .unwrap();
+    let messages_before = all_messages(&app.ferry, s.account_id).await;
+    let url = base(&s, s.evolution);
+    let id = app
+        .post_json(
+            &url,
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud, "options": {"batch_rows": 10}}),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    assert_error(
+        &app.post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
+            .await,
+        422,
+        "not_revertible",
+    );
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let migrated = app
+        .ferry
+        .store
+        .account_rows_snapshot(s.account_id)
+        .await
+        .unwrap();
+    assert_ne!(migrated, before);
+    let (status, body) = app
+        .post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "reverted");
+    let after = app
+        .ferry
+        .store
+        .account_rows_snapshot(s.account_id)
+        .await
+        .unwrap();
+    let diff: Vec<_> = before
+        .iter()
+        .filter(|r| !after.contains(r))
+        .chain(after.iter().filter(|r| !before.contains(r)))
+        .collect();
+    assert!(diff.is_empty(), "rows differ after revert: {diff:#?}");
+    assert_eq!(after, before);
+    assert_eq!(
+        all_messages(&app.ferry, s.account_id).await,
+        messages_before
+    );
+    assert_error(
+        &app.post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
+            .await,
+        422,
+        "not_revertible",
+    );
+    // The inboxes are free: the same migration can run again.
+    assert_eq!(
+        app.post_json(
+            &url,
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    assert_eq!(
+        app.ferry
+            .store
+            .account_rows_snapshot(s.account_id)
+            .await
+            .unwrap()
+            .len(),
+        migrated.len()
+    );
+}
