@@ -1,5 +1,7 @@
 //! The `ferry` command line: a thin adapter over `services`. Human output by default, `--json` for scripts.
 
+mod migrations;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -37,6 +39,16 @@ pub enum Command {
     },
     /// Background worker only: claims inbox migrations (and later imports) from the database
     Worker,
+    /// Inbox migration (capability A)
+    Migrate {
+        #[command(subcommand)]
+        command: migrations::MigrateCommand,
+    },
+    /// Manage inbox migrations: list, show, cancel, retry, revert, verify
+    Migrations {
+        #[command(subcommand)]
+        command: migrations::MigrationsCommand,
+    },
     /// Database schema
     Db {
         #[command(subcommand)]
@@ -272,6 +284,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
+        Command::Migrate { command } => migrations::migrate(ferry, command).await,
+        Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo {
             command:
                 DemoCommand::Seed {

@@ -176,7 +176,7 @@ async fn run_inner(
 
     let violations = ferry
         .store
-        .check_inbox_migration_invariants(source.id, destination.id, key)
+        .check_inbox_migration_invariants(source.id, destination.id, key, None)
         .await?;
     let after = ferry.store.inbox_counts(destination.id).await?;
     let current = ferry.store.get_inbox_migration(m.id).await?;

@@ -193,11 +193,13 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    /// Invariants 2, 3 and, given when the migration completed, 5 (SPEC 3.5).
     async fn check_inbox_migration_invariants(
         &self,
         source: i64,
         destination: i64,
         key: MatchKey,
+        completed_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Violation>>;
 }
 

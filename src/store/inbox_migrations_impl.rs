@@ -572,7 +572,7 @@ macro_rules! impl_inbox_migration_store {
                 .await?)
             }
 
-            async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey) -> Result<Vec<Violation>> {
+            async fn check_inbox_migration_invariants(&self, source: i64, destination: i64, key: MatchKey, completed_at: Option<DateTime<Utc>>) -> Result<Vec<Violation>> {
                 let k = key.column();
                 let mut out = Vec::new();
                 let wrong_refs: i64 = sqlx::query_scalar(
@@ -593,6 +593,14 @@ macro_rules! impl_inbox_migration_store {
                 if shared > 0 {
                     out.push(Violation { invariant: 3, count: shared,
                         description: "identities held by two contact_inboxes of the destination".into() });
+                }
+                if let Some(completed_at) = completed_at {
+                    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE inbox_id = $1 AND created_at <= $2")
+                        .bind(source).bind(completed_at).fetch_one(&self.pool).await?;
+                    if left > 0 {
+                        out.push(Violation { invariant: 5, count: left,
+                            description: "conversations older than the migration are still in the source".into() });
+                    }
                 }
                 Ok(out)
             }

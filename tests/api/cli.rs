@@ -286,3 +286,94 @@ async fn start_demo(data_dir: &std::path::Path) -> (String, String, String) {
     });
     (url, token, output)
 }
+
+pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
+    let app = spawn_app(db).await;
+    let s = crate::migrations::scenario(&app).await;
+    let (account, from, to) = (
+        s.account_id.to_string(),
+        s.evolution.to_string(),
+        s.cloud.to_string(),
+    );
+    let base = [
+        "migrate",
+        "inbox",
+        "--account",
+        &account,
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        base.iter().chain(extra).copied().collect()
+    }
+
+    let plan = json_out(&app.cli(&with(&base, &["--dry-run", "--json"])));
+    assert_eq!(plan["plan"]["conversations"], 4);
+    assert!(
+        app.ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // No terminal, no --yes: refused, nothing queued.
+    one_line_failure(&app.cli(&with(&base, &[])), "confirmation needed");
+    assert!(
+        app.ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let done = json_out(&app.cli(&with(&base, &["--yes", "--json", "--batch-rows", "10"])));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["progress"]["percentage"], 100.0);
+    let id = done["id"].as_i64().unwrap().to_string();
+    let listed = json_out(&app.cli(&["migrations", "list", "--account", &account, "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let verified = json_out(&app.cli(&["migrations", "verify", &id, "--json"]));
+    assert_eq!(verified["ok"], true, "{verified}");
+    let reverted = json_out(&app.cli(&["migrations", "revert", &id, "--json"]));
+    assert_eq!(reverted["status"], "reverted");
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(s.evolution)
+            .await
+            .unwrap()
+            .conversations,
+        4
+    );
+    one_line_failure(
+        &app.cli(&["migrations", "cancel", &id]),
+        "cannot be cancelled",
+    );
+    let shown = json_out(&app.cli(&["migrations", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "reverted");
+    // Queue and return; a second one for the same source is refused by the database.
+    let queued = json_out(&app.cli(&with(&base, &["--yes", "--detach", "--json"])));
+    assert_eq!(queued["status"], "queued");
+    one_line_failure(
+        &app.cli(&with(&base, &["--yes", "--detach"])),
+        "active migration",
+    );
+    one_line_failure(
+        &app.cli(&[
+            "migrate",
+            "inbox",
+            "--account",
+            &account,
+            "--from",
+            &from,
+            "--to",
+            &from,
+            "--yes",
+        ]),
+        "same inbox",
+    );
+}

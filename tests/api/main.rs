@@ -56,8 +56,12 @@ fn main() {
         migrations::a_worker_that_lost_its_lease_writes_nothing,
         migrations::generated_inbox_migrates_in_many_batches_to_native_formats,
         migrations::revert_restores_the_exact_prior_state,
+        migrations::a_killed_worker_process_is_taken_over_and_the_result_equals_an_uninterrupted_run,
+        migrations::conversations_arriving_during_the_migration_end_up_in_the_destination,
+        migrations::two_workers_claim_different_migrations_and_never_the_same,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
+        cli::cli_migrates_an_inbox_and_manages_migrations,
     ];
     let postgres = helpers::postgres_available();
     let mut trials = Vec::new();

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Db, TestApp, assert_error, spawn_app};
 
+#[allow(dead_code)]
 pub struct Scenario {
     pub account_id: i64,
     pub token: String,
@@ -304,7 +305,7 @@ pub async fn migration_moves_and_merges_across_formats(db: Db) {
     assert!(
         ferry
             .store
-            .check_inbox_migration_invariants(s.evolution, s.cloud, MatchKey::BrazilFolded)
+            .check_inbox_migration_invariants(s.evolution, s.cloud, MatchKey::BrazilFolded, None)
             .await
             .unwrap()
             .is_empty()
@@ -641,7 +642,7 @@ pub async fn cancel_and_retry_follow_the_lifecycle(db: Db) {
     assert!(
         app.ferry
             .store
-            .check_inbox_migration_invariants(s2.evolution, s2.cloud, MatchKey::BrazilFolded)
+            .check_inbox_migration_invariants(s2.evolution, s2.cloud, MatchKey::BrazilFolded, None)
             .await
             .unwrap()
             .is_empty()
@@ -888,7 +889,7 @@ pub async fn generated_inbox_migrates_in_many_batches_to_native_formats(db: Db) 
     assert!(
         app.ferry
             .store
-            .check_inbox_migration_invariants(evolution, twilio, MatchKey::BrazilFolded)
+            .check_inbox_migration_invariants(evolution, twilio, MatchKey::BrazilFolded, None)
             .await
             .unwrap()
             .is_empty()
@@ -1011,4 +1012,278 @@ pub async fn revert_restores_the_exact_prior_state(db: Db) {
             .len(),
         migrated.len()
     );
+}
+
+/// Timestamps differ between two runs of the generator; everything else must be equal.
+fn without_timestamps(rows: Vec<String>) -> Vec<String> {
+    rows.into_iter()
+        .map(|r| {
+            let mut out = String::with_capacity(r.len());
+            let mut rest = r.as_str();
+            while let Some(pos) = rest.find("T") {
+                // A timestamp looks like 2026-05-31T18:51:24.37Z: drop from the date to the Z.
+                let (head, tail) = rest.split_at(pos);
+                if head.len() >= 10 && head.as_bytes()[head.len() - 3] == b'-' && tail.contains('Z')
+                {
+                    out.push_str(&head[..head.len() - 10]);
+                    out.push_str("<ts>");
+                    rest = &tail[tail.find('Z').unwrap() + 1..];
+                } else {
+                    out.push_str(head);
+                    out.push('T');
+                    rest = &tail[1..];
+                }
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect()
+}
+
+async fn generated(app: &TestApp) -> (i64, String, i64, i64) {
+    let report = seed_account(
+        &app.ferry,
+        &SeedOptions {
+            conversations: 80,
+            merge_ratio: 0.3,
+            ..SeedOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let token = app
+        .user_with_token(
+            report.account_id,
+            "admin@gen.test",
+            Role::Administrator,
+            false,
+        )
+        .await;
+    let id_of = |c: ChannelType| {
+        report
+            .inboxes
+            .iter()
+            .find(|i| i.channel_type == c)
+            .unwrap()
+            .id
+    };
+    (
+        report.account_id,
+        token,
+        id_of(ChannelType::Evolution),
+        id_of(ChannelType::WhatsappCloud),
+    )
+}
+
+pub async fn a_killed_worker_process_is_taken_over_and_the_result_equals_an_uninterrupted_run(
+    db: Db,
+) {
+    // The reference: the same data migrated without interruption.
+    let reference = spawn_app(db).await;
+    let (account, token, evolution, cloud) = generated(&reference).await;
+    let url = format!("/api/v1/accounts/{account}/inboxes/{evolution}/migrations");
+    reference
+        .post_json(
+            &url,
+            Some(&token),
+            &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20}}),
+        )
+        .await;
+    assert_eq!(drain(&reference).await, vec![Outcome::Completed]);
+    let expected = without_timestamps(
+        reference
+            .ferry
+            .store
+            .account_rows_snapshot(account)
+            .await
+            .unwrap(),
+    );
+
+    let app = spawn_app(db).await;
+    let same = generated(&app).await;
+    assert_eq!(
+        (same.0, same.2, same.3),
+        (account, evolution, cloud),
+        "the same data in a fresh database"
+    );
+    let token = same.1;
+    let messages_before = all_messages(&app.ferry, account).await;
+    let created = app.post_json(&url, Some(&token),
+        &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20, "max_rows_per_second": 400}})).await;
+    let id = created.1["id"].as_i64().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("worker")
+        .env("FERRY_DATABASE_URL", &app.database_url)
+        .env("FERRY_DATA_DIR", app.dir.path())
+        .env("FERRY_SECRET_KEY", &app.secret_key)
+        .env("FERRY_LEASE_SECONDS", "2")
+        .env("FERRY_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = app.ferry.store.get_inbox_migration(id).await.unwrap();
+        if m.conversations_moved > 0 {
+            assert_eq!(m.status, "running");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker process never started the migration"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // SIGKILL: no chance to release anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = app.ferry.store.get_inbox_migration(id).await.unwrap();
+    assert_eq!(killed.status, "running");
+    assert!(
+        killed.conversations_moved < killed.conversations_count,
+        "killed part-way: {killed:?}"
+    );
+
+    // Another worker takes it over once the lease expires and finishes it.
+    let worker = Worker::new(app.ferry.clone());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let outcome = loop {
+        if let Some(outcome) = worker.run_once(rx.clone()).await.unwrap() {
+            break outcome;
+        }
+        assert!(std::time::Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(outcome, Outcome::Completed);
+    let done = app.ferry.store.get_inbox_migration(id).await.unwrap();
+    assert_eq!(done.attempts, 2);
+    assert_eq!(
+        done.conversations_moved, done.conversations_count,
+        "nothing moved twice, nothing lost"
+    );
+    assert_eq!(done.messages_moved, done.messages_count);
+    assert_eq!(all_messages(&app.ferry, account).await, messages_before);
+    assert_eq!(
+        without_timestamps(
+            app.ferry
+                .store
+                .account_rows_snapshot(account)
+                .await
+                .unwrap()
+        ),
+        expected
+    );
+}
+
+pub async fn conversations_arriving_during_the_migration_end_up_in_the_destination(db: Db) {
+    let app = spawn_app(db).await;
+    let (account, token, evolution, cloud) = generated(&app).await;
+    let url = format!("/api/v1/accounts/{account}/inboxes/{evolution}/migrations");
+    let id = app.post_json(&url, Some(&token),
+        &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20, "max_rows_per_second": 400}})).await.1["id"].as_i64().unwrap();
+    let ferry = app.ferry.clone();
+    let running = tokio::spawn(async move {
+        let worker = Worker::new(ferry);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        worker.run_once(rx).await.unwrap()
+    });
+    loop {
+        if app
+            .ferry
+            .store
+            .get_inbox_migration(id)
+            .await
+            .unwrap()
+            .conversations_moved
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A new customer writes to the old number mid-migration.
+    let mut batch = SeedBatch {
+        account_id: account,
+        ..SeedBatch::default()
+    };
+    batch.contacts = vec![contact("Late", Some("+5511911112222"), None, json!({}))];
+    batch.contact_inboxes = vec![ci(
+        0,
+        evolution,
+        ChannelType::Evolution,
+        "5511911112222@s.whatsapp.net",
+    )];
+    batch.conversations = vec![conversation(evolution, 0, 0, 2, false)];
+    batch.conversations[0].display_id = app
+        .ferry
+        .store
+        .reserve_display_ids(account, 1)
+        .await
+        .unwrap();
+    app.ferry.store.seed_batch(&batch).await.unwrap();
+    assert_eq!(running.await.unwrap(), Some(Outcome::Completed));
+    assert_eq!(
+        app.ferry
+            .store
+            .inbox_counts(evolution)
+            .await
+            .unwrap()
+            .conversations,
+        0
+    );
+    let late = app
+        .ferry
+        .store
+        .list_conversations(account, cloud, Page::first(200))
+        .await
+        .unwrap();
+    assert!(
+        late.iter()
+            .any(|c| c.contact_name.as_deref() == Some("Late"))
+    );
+}
+
+pub async fn two_workers_claim_different_migrations_and_never_the_same(db: Db) {
+    let app = spawn_app(db).await;
+    let a = scenario(&app).await;
+    let b = scenario(&app).await;
+    for s in [&a, &b] {
+        let created = app
+            .post_json(
+                &base(s, s.evolution),
+                Some(&s.token),
+                &json!({"destination_inbox_id": s.cloud, "options": {"batch_rows": 10}}),
+            )
+            .await;
+        assert_eq!(created.0, 201);
+    }
+    let run = |ferry: Ferry| async move {
+        let worker = Worker::new(ferry);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let mut outcomes = Vec::new();
+        while let Some(o) = worker.run_once(rx.clone()).await.unwrap() {
+            outcomes.push(o);
+        }
+        outcomes
+    };
+    let (x, y) = tokio::join!(
+        tokio::spawn(run(app.ferry.clone())),
+        tokio::spawn(run(app.ferry.clone()))
+    );
+    let mut all = x.unwrap();
+    all.extend(y.unwrap());
+    assert_eq!(
+        all,
+        vec![Outcome::Completed, Outcome::Completed],
+        "each migration ran exactly once"
+    );
+    for s in [&a, &b] {
+        let m = &app
+            .ferry
+            .store
+            .list_inbox_migrations(s.account_id, None, false)
+            .await
+            .unwrap()[0];
+        assert_eq!((m.status.as_str(), m.attempts), ("completed", 1));
+        assert_eq!(m.conversations_moved, 4);
+    }
 }

@@ -1,0 +1,361 @@
+//! `ferry migrate inbox` and `ferry migrations …`: capability A from the terminal.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::inbox_migration::{self as im, Created, MigrationOptions};
+use crate::services::Ferry;
+use crate::store::InboxMigration;
+use crate::worker::Worker;
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Move every conversation, message, attachment and contact of one inbox into another
+    Inbox {
+        #[arg(long)]
+        account: i64,
+        /// Source inbox id
+        #[arg(long)]
+        from: i64,
+        /// Destination inbox id
+        #[arg(long)]
+        to: i64,
+        /// Show the plan and write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for the typed confirmation
+        #[arg(long)]
+        yes: bool,
+        /// Queue it and return; a worker (`ferry worker` or `ferry serve`) runs it
+        #[arg(long)]
+        detach: bool,
+        /// Rows per batch transaction
+        #[arg(long)]
+        batch_rows: Option<i64>,
+        /// Throttle in rows per second
+        #[arg(long)]
+        max_rows_per_second: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    List {
+        #[arg(long)]
+        account: i64,
+        /// Only migrations with this source inbox
+        #[arg(long)]
+        inbox: Option<i64>,
+        /// Only queued and running ones
+        #[arg(long)]
+        active: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    Cancel {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    Retry {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    Revert {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the invariants of SPEC 3.5 on the migration's pair of inboxes; exit 0 only when all hold
+    Verify {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+fn summary(record: &Value) -> String {
+    let p = &record["progress"];
+    format!(
+        "migration {} {}: {} → {} · {}% · conversations {}/{} · messages {}/{} · contacts merged {}",
+        record["id"],
+        record["status"].as_str().unwrap_or("?"),
+        record["source_inbox"]["name"].as_str().unwrap_or("?"),
+        record["destination_inbox"]["name"].as_str().unwrap_or("?"),
+        p["percentage"],
+        p["conversations"]["moved"],
+        p["conversations"]["total"],
+        p["messages"]["moved"],
+        p["messages"]["total"],
+        p["contacts_merged"]
+    )
+}
+
+pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()> {
+    let MigrateCommand::Inbox {
+        account,
+        from,
+        to,
+        dry_run,
+        yes,
+        detach,
+        batch_rows,
+        max_rows_per_second,
+        json,
+    } = command;
+    let plan = im::preview(&ferry, account, from, to).await?;
+    if !json {
+        println!(
+            "Migrate {} → {}",
+            plan.source_inbox["name"].as_str().unwrap_or("?"),
+            plan.destination_inbox["name"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  conversations {}   messages {}   attachments {}   contacts {} ({} will merge)",
+            plan.conversations,
+            plan.messages,
+            plan.attachments,
+            plan.contacts,
+            plan.contacts_to_merge
+        );
+        for w in &plan.warnings {
+            println!(
+                "  warning {}: {}",
+                w["code"].as_str().unwrap_or(""),
+                w["message"].as_str().unwrap_or("")
+            );
+        }
+        println!("  estimated duration: {}s", plan.estimated_seconds);
+    }
+    if dry_run {
+        if json {
+            print_json(&json!({"dry_run": true, "plan": plan}));
+        }
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("confirmation needed: run in a terminal and type MIGRATE, or pass --yes");
+        }
+        eprint!("Type MIGRATE to confirm: ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the confirmation")?;
+        if !line.trim().eq_ignore_ascii_case("MIGRATE") {
+            bail!("aborted: the confirmation did not match MIGRATE; nothing was changed");
+        }
+    }
+    let options = MigrationOptions {
+        redirect_source: None,
+        batch_rows,
+        max_rows_per_second,
+    };
+    let Created::Queued(migration) =
+        im::create(&ferry, account, from, to, false, options, None).await?
+    else {
+        unreachable!("not a dry run");
+    };
+    if detach {
+        let record = im::to_json(&ferry, &migration).await?;
+        if json {
+            print_json(&record);
+        } else {
+            println!(
+                "migration {} queued; follow it with `ferry migrations show {}`",
+                migration.id, migration.id
+            );
+        }
+        return Ok(());
+    }
+    let finished = follow(&ferry, migration.id, !json).await?;
+    let record = im::to_json(&ferry, &finished).await?;
+    if json {
+        print_json(&record);
+    } else {
+        println!("{}", summary(&record));
+    }
+    match finished.status.as_str() {
+        "completed" => Ok(()),
+        other => bail!(
+            "migration {} ended {other}{}",
+            finished.id,
+            finished
+                .error_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs a worker in this process and follows the migration with a progress bar until it ends. Ctrl-C leaves
+/// it at a batch boundary with its lease released, for any worker to continue.
+async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigration> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(
+        Worker::new(ferry.clone())
+            .with_poll_interval(Duration::from_millis(200))
+            .run(shutdown),
+    );
+    let progress = if bar {
+        ProgressBar::new(1000)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress
+        .set_style(ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").expect("template"));
+    let result = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                let _ = stop.send(true);
+                let _ = worker.await;
+                progress.abandon();
+                bail!("interrupted: migration {id} stays queued or running and continues when a worker runs");
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let m = ferry.store.get_inbox_migration(id).await?;
+        let record = im::to_json(ferry, &m).await?;
+        let pct = record["progress"]["percentage"].as_f64().unwrap_or(0.0);
+        progress.set_position((pct * 10.0) as u64);
+        progress.set_message(format!(
+            "{} · messages {}/{} · eta {}",
+            m.status,
+            m.messages_moved,
+            m.messages_count,
+            record["timing"]["eta_seconds"]
+                .as_f64()
+                .map(|s| format!("{s}s"))
+                .unwrap_or_else(|| "–".into())
+        ));
+        if !m.is_active() {
+            break m;
+        }
+    };
+    progress.finish_and_clear();
+    let _ = stop.send(true);
+    let _ = worker.await;
+    Ok(result)
+}
+
+pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Result<()> {
+    let (record, json) = match command {
+        MigrationsCommand::List {
+            account,
+            inbox,
+            active,
+            json,
+        } => {
+            ferry.store.get_account(account).await?;
+            let mut rows = Vec::new();
+            for m in ferry
+                .store
+                .list_inbox_migrations(account, inbox, active)
+                .await?
+            {
+                rows.push(im::to_json(&ferry, &m).await?);
+            }
+            if json {
+                print_json(&Value::Array(rows));
+            } else if rows.is_empty() {
+                println!("no migrations");
+            } else {
+                for r in rows {
+                    println!("{}", summary(&r));
+                }
+            }
+            return Ok(());
+        }
+        MigrationsCommand::Show { id, json } => (ferry.store.get_inbox_migration(id).await?, json),
+        MigrationsCommand::Cancel { id, json } => {
+            let m = ferry.store.get_inbox_migration(id).await?;
+            (
+                im::cancel(&ferry, m.account_id, None, id, None).await?,
+                json,
+            )
+        }
+        MigrationsCommand::Retry { id, json } => {
+            let m = ferry.store.get_inbox_migration(id).await?;
+            (im::retry(&ferry, m.account_id, None, id, None).await?, json)
+        }
+        MigrationsCommand::Revert { id, json } => {
+            let m = ferry.store.get_inbox_migration(id).await?;
+            (
+                im::revert(&ferry, m.account_id, None, id, None).await?,
+                json,
+            )
+        }
+        MigrationsCommand::Verify { id, json } => {
+            let m = ferry.store.get_inbox_migration(id).await?;
+            let key = im::match_key(&ferry, m.account_id).await?;
+            let mut violations: Vec<Value> = ferry
+                .store
+                .check_inbox_migration_invariants(
+                    m.source_inbox_id,
+                    m.destination_inbox_id,
+                    key,
+                    m.completed_at,
+                )
+                .await?
+                .iter()
+                .map(|v| json!(v))
+                .collect();
+            if m.status == "running" || m.status == "queued" {
+                violations.push(json!({"invariant": 0, "count": 0, "description": format!("the migration is {}; verify after it ends", m.status)}));
+            }
+            if json {
+                print_json(
+                    &json!({"id": m.id, "ok": violations.is_empty(), "violations": violations}),
+                );
+            } else if violations.is_empty() {
+                println!("migration {}: every invariant holds", m.id);
+            } else {
+                for v in &violations {
+                    println!(
+                        "violation of invariant {}: {} ({})",
+                        v["invariant"],
+                        v["description"].as_str().unwrap_or(""),
+                        v["count"]
+                    );
+                }
+            }
+            if !violations.is_empty() {
+                bail!("{} invariant violation(s)", violations.len());
+            }
+            return Ok(());
+        }
+    };
+    let value = im::to_json(&ferry, &record).await?;
+    if json {
+        print_json(&value);
+    } else {
+        println!("{}", summary(&value));
+        if let Some(e) = value["error"]["message"].as_str() {
+            println!("  error: {e}");
+        }
+    }
+    Ok(())
+}
