@@ -31,6 +31,8 @@ pub struct SeedOptions {
     /// Share of Evolution contacts that also exist in the Cloud inbox (0.0–1.0).
     pub merge_ratio: f64,
     pub seed: u64,
+    /// Every conversation gets exactly this many messages (1–50) instead of the skewed default.
+    pub messages_per_conversation: Option<i64>,
 }
 
 impl Default for SeedOptions {
@@ -40,6 +42,7 @@ impl Default for SeedOptions {
             conversations: 300,
             merge_ratio: 0.2,
             seed: 42,
+            messages_per_conversation: None,
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct SeededInbox {
 pub enum SeedError {
     #[error("merge ratio must be between 0 and 1, got {0}")]
     MergeRatio(f64),
+    #[error("messages per conversation must be between 1 and 50")]
+    MessagesPerConversation,
     #[error("conversations must be between 1 and 10,000,000, got {0}")]
     Size(u64),
     #[error(transparent)]
@@ -94,6 +99,12 @@ struct InboxPlan {
 pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedReport, SeedError> {
     if !(0.0..=1.0).contains(&opts.merge_ratio) || opts.merge_ratio.is_nan() {
         return Err(SeedError::MergeRatio(opts.merge_ratio));
+    }
+    if opts
+        .messages_per_conversation
+        .is_some_and(|m| !(1..=50).contains(&m))
+    {
+        return Err(SeedError::MessagesPerConversation);
     }
     if !(1..=10_000_000).contains(&opts.conversations) {
         return Err(SeedError::Size(opts.conversations));
@@ -153,6 +164,7 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
     let samples = write_sample_blobs(ferry).await?;
     let mut g = Generator {
         rng: StdRng::seed_from_u64(opts.seed ^ account.id as u64),
+        messages_per_conversation: opts.messages_per_conversation,
         account_id: account.id,
         phone_counter: opts.seed.wrapping_mul(7919) % 40_000_000,
         samples,
@@ -261,6 +273,7 @@ struct SampleBlob {
 
 struct Generator {
     rng: StdRng,
+    messages_per_conversation: Option<i64>,
     account_id: i64,
     phone_counter: u64,
     samples: Vec<SampleBlob>,
@@ -387,7 +400,8 @@ impl Generator {
         let conversation = batch.conversations.len();
         let created_at = self.base_time + Duration::minutes(self.rng.gen_range(0..60 * 24 * 170));
         // Skewed towards short conversations: 1 + 49·u^4.4 has a mean near 10.
-        let messages = 1 + (49.0 * self.rng.r#gen::<f64>().powf(4.4)) as i64;
+        let skewed = 1 + (49.0 * self.rng.r#gen::<f64>().powf(4.4)) as i64;
+        let messages = self.messages_per_conversation.unwrap_or(skewed);
         let gap_seconds = self.rng.gen_range(20..4 * 3600);
         let at = created_at + Duration::seconds(gap_seconds * messages);
         let attachment = self.rng.gen_bool(0.1).then(|| {

@@ -5,6 +5,7 @@
 
 pub mod account_import;
 pub mod attachments;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod datagen;

@@ -74,6 +74,11 @@ pub enum Command {
         #[command(subcommand)]
         command: InboxesCommand,
     },
+    /// Reproducible benchmarks on generated data (JSON)
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Demo data
     Demo {
         #[command(subcommand)]
@@ -162,6 +167,27 @@ pub enum InboxesCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Migrate an Evolution inbox into a Cloud inbox on a fresh copy of generated data; with --compare, also
+    /// time the unbatched lower bound, the Chatwoot-shaped lower bound and the reference statement pattern.
+    /// --database-url postgres://… runs on fresh databases of that server; otherwise on temporary SQLite files.
+    InboxMigration {
+        #[arg(long, default_value_t = 100_000)]
+        conversations: u64,
+        #[arg(long)]
+        messages_per_conversation: Option<i64>,
+        #[arg(long, default_value_t = 0.2)]
+        merge_ratio: f64,
+        #[arg(long)]
+        batch_rows: Option<i64>,
+        #[arg(long)]
+        compare: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DemoCommand {
     /// Generate a realistic account into the configured database
     Seed {
@@ -176,6 +202,9 @@ pub enum DemoCommand {
         /// Random seed: the same seed gives the same data
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Exactly this many messages per conversation (default: 1–50, skewed, mean near 10)
+        #[arg(long)]
+        messages_per_conversation: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -198,6 +227,10 @@ fn print_json(value: &serde_json::Value) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&cli.config.log, cli.config.log_format);
+    if let Command::Bench { command } = &cli.command {
+        // Benchmarks make their own fresh databases; --database-url names the server, not a database to use.
+        return bench(cli.config.database_url.as_deref(), command).await;
+    }
     let ferry = Ferry::open(cli.config.clone()).await?;
     match cli.command {
         Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
@@ -284,6 +317,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
+        Command::Bench { .. } => unreachable!("handled above"),
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo {
@@ -293,6 +327,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     merge_ratio,
                     name,
                     seed,
+                    messages_per_conversation,
                     json,
                 },
         } => {
@@ -301,6 +336,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 conversations,
                 merge_ratio,
                 seed,
+                messages_per_conversation,
             };
             let report = seed_account(&ferry, &opts).await?;
             if json {
@@ -447,4 +483,32 @@ fn print_login(url: &str, login: &crate::demo::DemoLogin) {
         "  try:       curl -H \"api_access_token: {}\" {url}/api/v1/accounts/{}/inboxes",
         login.api_token, login.account_id
     );
+}
+
+async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::InboxMigration {
+        conversations,
+        messages_per_conversation,
+        merge_ratio,
+        batch_rows,
+        compare,
+        json,
+    } = command;
+    let opts = crate::bench::InboxMigrationBench {
+        conversations: *conversations,
+        messages_per_conversation: *messages_per_conversation,
+        merge_ratio: *merge_ratio,
+        batch_rows: *batch_rows,
+        compare: *compare,
+    };
+    let out = crate::bench::inbox_migration(database_url, &opts).await?;
+    if *json {
+        print_json(&out);
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! SQL that both dialects accept is written once (`common.rs`, expanded for each pool type); SQL that differs
 //! lives side by side in `queries/sqlite/…` and `queries/pg/…`.
 
+mod bench;
 mod common;
 mod inbox_migrations;
 mod inbox_migrations_impl;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use bench::BenchStore;
 pub use inbox_migrations::*;
 pub use models::*;
 pub use pg::PgStore;
@@ -89,7 +91,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
-pub trait Store: InboxMigrationStore + Send + Sync + 'static {
+pub trait Store: InboxMigrationStore + BenchStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::bench::impl_bench_store;
 use super::common::*;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
@@ -64,4 +65,5 @@ impl PgStore {
 }
 
 impl_store!(PgStore, Postgres);
+impl_bench_store!(PgStore);
 impl_inbox_migration_store!(PgStore, Postgres);

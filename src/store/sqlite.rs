@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::bench::impl_bench_store;
 use super::common::*;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
@@ -77,4 +78,5 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite);
+impl_bench_store!(SqliteStore);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
