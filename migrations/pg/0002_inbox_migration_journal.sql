@@ -12,6 +12,8 @@ UPDATE contact_inboxes SET wa_key = CASE
     ELSE wa_identity END
 WHERE wa_identity IS NOT NULL;
 CREATE INDEX contact_inboxes_key ON contact_inboxes (inbox_id, wa_key);
+-- Batches take the lowest ids of the source inbox.
+CREATE INDEX contact_inboxes_inbox ON contact_inboxes (inbox_id, id);
 
 -- Every source contact_inbox a migration handled: what it was, and whether it moved or merged.
 CREATE TABLE inbox_migration_contact_inboxes (
@@ -30,6 +32,7 @@ CREATE TABLE inbox_migration_contact_inboxes (
     destination_contact_id BIGINT,
     PRIMARY KEY (migration_id, contact_inbox_id)
 );
+CREATE INDEX inbox_migration_contact_inboxes_batch ON inbox_migration_contact_inboxes (migration_id, batch);
 
 -- Every conversation a migration moved, with its references before.
 CREATE TABLE inbox_migration_conversations (
@@ -41,6 +44,7 @@ CREATE TABLE inbox_migration_conversations (
     contact_inbox_id BIGINT,
     PRIMARY KEY (migration_id, conversation_id)
 );
+CREATE INDEX inbox_migration_conversations_batch ON inbox_migration_conversations (migration_id, batch);
 
 -- Before-images of contacts a merge changed (role destination) or may delete (role source).
 CREATE TABLE inbox_migration_contacts (

@@ -238,8 +238,9 @@ macro_rules! impl_inbox_migration_store {
                     out.conversations = sqlx::query(
                         "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, contact_inbox_id) \
                          SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id FROM conversations c \
-                         JOIN inbox_migration_contact_inboxes p ON p.migration_id = $1 AND p.batch = $2 AND p.contact_inbox_id = c.contact_inbox_id \
-                         WHERE c.inbox_id = $3",
+                         WHERE c.contact_inbox_id IN (SELECT p.contact_inbox_id FROM inbox_migration_contact_inboxes p \
+                           WHERE p.migration_id = $1 AND p.batch = $2) \
+                         AND +c.inbox_id = $3",
                     )
                     .bind(m).bind(b).bind(s)
                     .execute(&mut *tx).await?.rows_affected() as i64;
@@ -308,7 +309,7 @@ macro_rules! impl_inbox_migration_store {
                             .bind(m).bind(b).execute(&mut *tx).await?;
                         sqlx::query(concat!(
                             "UPDATE contact_notes SET contact_id = (SELECT MIN(p.destination_contact_id) FROM inbox_migration_contact_inboxes p \
-                             WHERE p.migration_id = $1 AND p.action = 'merge' AND p.contact_id = contact_notes.contact_id) \
+                             WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_id = contact_notes.contact_id) \
                              WHERE contact_id IN (", deleted_sources!(), ")"))
                             .bind(m).bind(b).execute(&mut *tx).await?;
                         sqlx::query(concat!("DELETE FROM contacts WHERE id IN (", deleted_sources!(), ")"))
