@@ -237,19 +237,13 @@ async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigrat
             }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
+        // The record alone (one cheap query): the full API shape is built once, at the end.
         let m = ferry.store.get_inbox_migration(id).await?;
-        let record = im::to_json(ferry, &m).await?;
-        let pct = record["progress"]["percentage"].as_f64().unwrap_or(0.0);
+        let pct = im::progress(&m)["percentage"].as_f64().unwrap_or(0.0);
         progress.set_position((pct * 10.0) as u64);
         progress.set_message(format!(
-            "{} · messages {}/{} · eta {}",
-            m.status,
-            m.messages_moved,
-            m.messages_count,
-            record["timing"]["eta_seconds"]
-                .as_f64()
-                .map(|s| format!("{s}s"))
-                .unwrap_or_else(|| "–".into())
+            "{} · messages {}/{}",
+            m.status, m.messages_moved, m.messages_count
         ));
         if !m.is_active() {
             break m;

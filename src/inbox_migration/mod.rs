@@ -442,7 +442,7 @@ pub async fn to_json(ferry: &Ferry, m: &InboxMigration) -> Result<Value, Migrati
 }
 
 /// Percentage weighted by rows: every conversation, message, attachment and contact_inbox counts one.
-fn progress(m: &InboxMigration) -> Value {
+pub fn progress(m: &InboxMigration) -> Value {
     let total =
         m.conversations_count + m.messages_count + m.attachments_count + m.contact_inboxes_count;
     let moved =

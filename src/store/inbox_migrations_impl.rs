@@ -245,12 +245,15 @@ macro_rules! impl_inbox_migration_store {
                     .bind(m).bind(b).bind(s)
                     .execute(&mut *tx).await?.rows_affected() as i64;
                     sqlx::query(
+                        // UPDATE … FROM a join: both planners drive it from the batch's journal rows.
                         "UPDATE conversations SET inbox_id = $3, \
-                         contact_id = COALESCE((SELECT p.destination_contact_id FROM inbox_migration_contact_inboxes p \
-                           WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_inbox_id = conversations.contact_inbox_id), contact_id), \
-                         contact_inbox_id = COALESCE((SELECT p.destination_contact_inbox_id FROM inbox_migration_contact_inboxes p \
-                           WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND p.contact_inbox_id = conversations.contact_inbox_id), contact_inbox_id) \
-                         WHERE id IN (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)",
+                         contact_id = COALESCE(x.destination_contact_id, conversations.contact_id), \
+                         contact_inbox_id = COALESCE(x.destination_contact_inbox_id, conversations.contact_inbox_id) \
+                         FROM (SELECT j.conversation_id, p.destination_contact_id, p.destination_contact_inbox_id \
+                               FROM inbox_migration_conversations j LEFT JOIN inbox_migration_contact_inboxes p \
+                               ON p.migration_id = j.migration_id AND p.contact_inbox_id = j.contact_inbox_id AND p.action = 'merge' \
+                               WHERE j.migration_id = $1 AND j.batch = $2) x \
+                         WHERE conversations.id = x.conversation_id",
                     )
                     .bind(m).bind(b).bind(d)
                     .execute(&mut *tx).await?;
@@ -261,9 +264,10 @@ macro_rules! impl_inbox_migration_store {
                     .bind(m).bind(b)
                     .execute(&mut *tx).await?.rows_affected() as i64;
                     sqlx::query(
-                        "UPDATE contact_inboxes SET inbox_id = $3, source_id = (SELECT p.new_source_id FROM inbox_migration_contact_inboxes p \
-                         WHERE p.migration_id = $1 AND p.contact_inbox_id = contact_inboxes.id) \
-                         WHERE id IN (SELECT contact_inbox_id FROM inbox_migration_contact_inboxes WHERE migration_id = $1 AND batch = $2 AND action = 'move')",
+                        "UPDATE contact_inboxes SET inbox_id = $3, source_id = x.new_source_id \
+                         FROM (SELECT contact_inbox_id, new_source_id FROM inbox_migration_contact_inboxes \
+                               WHERE migration_id = $1 AND batch = $2 AND action = 'move') x \
+                         WHERE contact_inboxes.id = x.contact_inbox_id",
                     )
                     .bind(m).bind(b).bind(d)
                     .execute(&mut *tx).await?;
