@@ -59,6 +59,8 @@ fn main() {
         migrations::a_killed_worker_process_is_taken_over_and_the_result_equals_an_uninterrupted_run,
         migrations::conversations_arriving_during_the_migration_end_up_in_the_destination,
         migrations::two_workers_claim_different_migrations_and_never_the_same,
+        migrations::sigterm_finishes_the_batch_and_releases_the_lease,
+        migrations::open_conversation_conflicts_are_reported,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
         cli::cli_migrates_an_inbox_and_manages_migrations,

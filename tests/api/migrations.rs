@@ -1287,3 +1287,105 @@ pub async fn two_workers_claim_different_migrations_and_never_the_same(db: Db) {
         assert_eq!(m.conversations_moved, 4);
     }
 }
+
+pub async fn sigterm_finishes_the_batch_and_releases_the_lease(db: Db) {
+    let app = spawn_app(db).await;
+    let (account, token, evolution, cloud) = generated(&app).await;
+    let url = format!("/api/v1/accounts/{account}/inboxes/{evolution}/migrations");
+    let id = app.post_json(&url, Some(&token),
+        &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20, "max_rows_per_second": 300}})).await.1["id"].as_i64().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("worker")
+        .env("FERRY_DATABASE_URL", &app.database_url)
+        .env("FERRY_DATA_DIR", app.dir.path())
+        .env("FERRY_SECRET_KEY", &app.secret_key)
+        .env("FERRY_LEASE_SECONDS", "60")
+        .env("FERRY_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while app
+        .ferry
+        .store
+        .get_inbox_migration(id)
+        .await
+        .unwrap()
+        .conversations_moved
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not stop on SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    let paused = app.ferry.store.get_inbox_migration(id).await.unwrap();
+    assert_eq!(paused.status, "running");
+    assert!(paused.lease_owner.is_none(), "lease released: {paused:?}");
+    assert!(paused.lease_expires_at.unwrap() < Utc::now());
+    assert!(paused.conversations_moved < paused.conversations_count);
+    // Despite a 60 s lease, another worker continues at once.
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let done = app.ferry.store.get_inbox_migration(id).await.unwrap();
+    assert_eq!(
+        (done.attempts, done.conversations_moved),
+        (2, done.conversations_count)
+    );
+}
+
+pub async fn open_conversation_conflicts_are_reported(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    let single = ferry::services::UpdateInbox {
+        lock_to_single_conversation: Some(true),
+        ..Default::default()
+    };
+    app.ferry
+        .update_inbox(s.account_id, s.cloud, single, None)
+        .await
+        .unwrap();
+    let created = app
+        .post_json(
+            &base(&s, s.evolution),
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud}),
+        )
+        .await;
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let shown = app
+        .get(
+            &format!("{}/{}", base(&s, s.evolution), created.1["id"]),
+            Some(&s.token),
+        )
+        .await
+        .1;
+    let conflicts = shown["result"]["open_conversation_conflicts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    // Ana now has her two open Evolution conversations and her open Cloud one in an inbox that allows one.
+    let contacts = app
+        .ferry
+        .store
+        .list_contacts(s.account_id, Page::first(50))
+        .await
+        .unwrap();
+    let ana = contacts
+        .iter()
+        .find(|c| c.name.as_deref() == Some("Ana"))
+        .unwrap();
+    assert_eq!(conflicts, vec![json!(ana.id)], "{shown}");
+}
