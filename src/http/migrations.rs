@@ -121,65 +121,65 @@ async fn eligible(
     ))
 }
 
+/// Show and the lifecycle actions share one shape: an administrator, a migration of this source inbox.
+#[derive(Clone, Copy)]
+enum Action {
+    Show,
+    Cancel,
+    Retry,
+    Revert,
+}
+
+async fn act(
+    ferry: &Ferry,
+    access: &AccountAccess,
+    inbox_id: i64,
+    id: i64,
+    action: Action,
+) -> ApiResult<Json<Value>> {
+    access.require_admin()?;
+    let (account, source, user) = (access.account_id, Some(inbox_id), Some(access.user.id));
+    let m = match action {
+        Action::Show => im::get(ferry, account, source, id).await?,
+        Action::Cancel => im::cancel(ferry, account, source, id, user).await?,
+        Action::Retry => im::retry(ferry, account, source, id, user).await?,
+        Action::Revert => im::revert(ferry, account, source, id, user).await?,
+    };
+    Ok(Json(im::to_json(ferry, &m).await?))
+}
+
+type MigrationPath = ApiPath<(i64, i64, i64)>;
+
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+    ApiPath((_, inbox, id)): MigrationPath,
 ) -> ApiResult<Json<Value>> {
-    access.require_admin()?;
-    let m = im::get(&ferry, access.account_id, Some(inbox_id), id).await?;
-    Ok(Json(im::to_json(&ferry, &m).await?))
+    act(&ferry, &access, inbox, id, Action::Show).await
 }
 
 async fn cancel(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+    ApiPath((_, inbox, id)): MigrationPath,
 ) -> ApiResult<Json<Value>> {
-    access.require_admin()?;
-    let m = im::cancel(
-        &ferry,
-        access.account_id,
-        Some(inbox_id),
-        id,
-        Some(access.user.id),
-    )
-    .await?;
-    Ok(Json(im::to_json(&ferry, &m).await?))
+    act(&ferry, &access, inbox, id, Action::Cancel).await
 }
 
 async fn retry(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+    ApiPath((_, inbox, id)): MigrationPath,
 ) -> ApiResult<Json<Value>> {
-    access.require_admin()?;
-    let m = im::retry(
-        &ferry,
-        access.account_id,
-        Some(inbox_id),
-        id,
-        Some(access.user.id),
-    )
-    .await?;
-    Ok(Json(im::to_json(&ferry, &m).await?))
+    act(&ferry, &access, inbox, id, Action::Retry).await
 }
 
 async fn revert(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+    ApiPath((_, inbox, id)): MigrationPath,
 ) -> ApiResult<Json<Value>> {
-    access.require_admin()?;
-    let m = im::revert(
-        &ferry,
-        access.account_id,
-        Some(inbox_id),
-        id,
-        Some(access.user.id),
-    )
-    .await?;
-    Ok(Json(im::to_json(&ferry, &m).await?))
+    act(&ferry, &access, inbox, id, Action::Revert).await
 }
 
 /// Server-Sent Events: a `progress` event whenever the record changes, until a terminal status.

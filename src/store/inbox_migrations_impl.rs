@@ -1,6 +1,10 @@
 //! `InboxMigrationStore` for both pools: SQL both dialects accept, with the few dialect-specific statements in
 //! `queries/{pg,sqlite}/`. See `inbox_migration::engine` for the order of phases.
 
+/// Both inboxes of migration $3 (source $1, destination $2) join the active set; the primary key refuses an
+/// inbox that is already in it.
+pub(super) const LOCK_BOTH_INBOXES: &str = "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')";
+
 /// The source contacts deleted by this batch's merges.
 macro_rules! deleted_sources {
     () => {
@@ -42,14 +46,7 @@ macro_rules! impl_inbox_migration_store {
                 .bind(sqlx::types::Json(options))
                 .fetch_one(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')",
-                )
-                .bind(source_inbox_id)
-                .bind(destination_inbox_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(LOCK_BOTH_INBOXES).bind(source_inbox_id).bind(destination_inbox_id).bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 self.get_inbox_migration(id).await
             }
@@ -113,14 +110,7 @@ macro_rules! impl_inbox_migration_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((source, destination)) = row else { return Ok(None) };
-                sqlx::query(
-                    "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')",
-                )
-                .bind(source)
-                .bind(destination)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(LOCK_BOTH_INBOXES).bind(source).bind(destination).bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 self.get_inbox_migration(id).await.map(Some)
             }

@@ -1014,6 +1014,36 @@ pub async fn revert_restores_the_exact_prior_state(db: Db) {
     );
 }
 
+/// A real `ferry worker` process on the app's database.
+fn worker_process(app: &TestApp, lease_seconds: u64) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("worker")
+        .env("FERRY_DATABASE_URL", &app.database_url)
+        .env("FERRY_DATA_DIR", app.dir.path())
+        .env("FERRY_SECRET_KEY", &app.secret_key)
+        .env("FERRY_LEASE_SECONDS", lease_seconds.to_string())
+        .env("FERRY_LOG", "warn")
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the migration has committed a batch and is running; returns the test's deadline.
+async fn wait_for_progress(app: &TestApp, id: i64) -> std::time::Instant {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = app.ferry.store.get_inbox_migration(id).await.unwrap();
+        if m.conversations_moved > 0 {
+            assert_eq!(m.status, "running");
+            return deadline;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker process never started the migration"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Timestamps differ between two runs of the generator; everything else must be equal.
 fn without_timestamps(rows: Vec<String>) -> Vec<String> {
     rows.into_iter()
@@ -1111,28 +1141,8 @@ pub async fn a_killed_worker_process_is_taken_over_and_the_result_equals_an_unin
     let created = app.post_json(&url, Some(&token),
         &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20, "max_rows_per_second": 400}})).await;
     let id = created.1["id"].as_i64().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("worker")
-        .env("FERRY_DATABASE_URL", &app.database_url)
-        .env("FERRY_DATA_DIR", app.dir.path())
-        .env("FERRY_SECRET_KEY", &app.secret_key)
-        .env("FERRY_LEASE_SECONDS", "2")
-        .env("FERRY_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let m = app.ferry.store.get_inbox_migration(id).await.unwrap();
-        if m.conversations_moved > 0 {
-            assert_eq!(m.status, "running");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker process never started the migration"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut child = worker_process(&app, 2);
+    let deadline = wait_for_progress(&app, id).await;
     // SIGKILL: no chance to release anything.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -1294,28 +1304,8 @@ pub async fn sigterm_finishes_the_batch_and_releases_the_lease(db: Db) {
     let url = format!("/api/v1/accounts/{account}/inboxes/{evolution}/migrations");
     let id = app.post_json(&url, Some(&token),
         &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 20, "max_rows_per_second": 300}})).await.1["id"].as_i64().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("worker")
-        .env("FERRY_DATABASE_URL", &app.database_url)
-        .env("FERRY_DATA_DIR", app.dir.path())
-        .env("FERRY_SECRET_KEY", &app.secret_key)
-        .env("FERRY_LEASE_SECONDS", "60")
-        .env("FERRY_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while app
-        .ferry
-        .store
-        .get_inbox_migration(id)
-        .await
-        .unwrap()
-        .conversations_moved
-        == 0
-    {
-        assert!(std::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut child = worker_process(&app, 60);
+    let deadline = wait_for_progress(&app, id).await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
