@@ -68,6 +68,18 @@ impl ChannelType {
         )
     }
 
+    /// Whether two channels name messages with the same kind of provider id, so the same message can arrive
+    /// through both with one id (Baileys ids for Evolution; Meta `wamid.` ids for Cloud and 360dialog; Twilio SIDs).
+    pub fn shares_message_ids_with(self, other: ChannelType) -> bool {
+        let family = |c: ChannelType| match c {
+            ChannelType::Evolution => Some(0),
+            ChannelType::WhatsappCloud | ChannelType::Dialog360 => Some(1),
+            ChannelType::TwilioWhatsapp | ChannelType::TwilioSms => Some(2),
+            _ => None,
+        };
+        family(self).is_some() && family(self) == family(other)
+    }
+
     /// A human name for pages and CLI output.
     pub fn label(self) -> &'static str {
         match self {
@@ -125,6 +137,15 @@ mod tests {
                 ChannelType::TwilioWhatsapp
             ]
         );
+    }
+
+    #[test]
+    fn message_id_families() {
+        use ChannelType::*;
+        assert!(WhatsappCloud.shares_message_ids_with(Dialog360));
+        assert!(Evolution.shares_message_ids_with(Evolution));
+        assert!(!Evolution.shares_message_ids_with(WhatsappCloud));
+        assert!(!WebWidget.shares_message_ids_with(WebWidget));
     }
 
     #[test]

@@ -91,10 +91,11 @@ async fn run_inner(
             .store
             .inbox_migration_counts(source.id, destination.id, key)
             .await?;
+        let duplicates = super::duplicates(ferry, &source, &destination).await?;
         let record = json!({"source_before": counts});
         if !ferry
             .store
-            .plan_inbox_migration(m.id, &ctx.token, &counts, &record)
+            .plan_inbox_migration(m.id, &ctx.token, &counts, duplicates, &record)
             .await?
         {
             return Ok(Outcome::LeaseLost);

@@ -147,6 +147,26 @@ async fn pair(
     Ok((source, destination))
 }
 
+/// Messages present in both inboxes under one provider id. Only channels of one id family can share ids, so
+/// other pairs cost no query. Both copies are kept (a migration writes no message row) and reported.
+pub async fn duplicates(
+    ferry: &Ferry,
+    source: &Inbox,
+    destination: &Inbox,
+) -> Result<i64, StoreError> {
+    if source
+        .channel()
+        .shares_message_ids_with(destination.channel())
+    {
+        ferry
+            .store
+            .count_duplicate_messages(source.id, destination.id)
+            .await
+    } else {
+        Ok(0)
+    }
+}
+
 pub async fn preview(
     ferry: &Ferry,
     account_id: i64,
@@ -159,6 +179,7 @@ pub async fn preview(
         .store
         .inbox_migration_counts(source.id, destination.id, key)
         .await?;
+    let duplicate_messages = duplicates(ferry, &source, &destination).await?;
     let mut warnings = Vec::new();
     if counts.conversations > LARGE_MIGRATION {
         warnings.push(json!({"code": "LARGE_MIGRATION",
@@ -184,7 +205,7 @@ pub async fn preview(
         attachments: counts.attachments,
         contacts: counts.contact_inboxes,
         contacts_to_merge: counts.merging_contact_inboxes,
-        duplicates: 0,
+        duplicates: duplicate_messages,
         warnings,
         estimated_seconds: (rows as f64 / ESTIMATED_ROWS_PER_SECOND).max(1.0).round(),
     })

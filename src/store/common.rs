@@ -351,6 +351,23 @@ macro_rules! impl_store {
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
+            async fn create_message(&self, new: &NewMessage) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO messages (account_id, conversation_id, message_type, content, source_id, dedupe_key, status, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+                )
+                .bind(new.account_id)
+                .bind(new.conversation_id)
+                .bind(&new.message_type)
+                .bind(&new.content)
+                .bind(&new.source_id)
+                .bind(&new.dedupe_key)
+                .bind(&new.status)
+                .bind(new.created_at)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn inbox_counts(&self, inbox_id: i64) -> Result<InboxCounts> {
                 Ok(sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM conversations WHERE inbox_id = $1) AS conversations, \

@@ -160,6 +160,7 @@ pub trait InboxMigrationStore: Send + Sync {
         id: i64,
         token: &str,
         counts: &PairCounts,
+        duplicates: i64,
         before: &serde_json::Value,
     ) -> Result<bool>;
     /// One batch; None when the lease was lost (nothing written).
@@ -191,6 +192,8 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()>;
     /// Every row a migration may touch in this account, in a stable textual form (revert checks, `verify`).
     async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>>;
+    /// Messages of the source whose provider id (`source_id`) a message of the destination also has.
+    async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
     /// Invariants 2, 3 and, given when the migration completed, 5 (SPEC 3.5).

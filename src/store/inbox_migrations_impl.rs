@@ -170,10 +170,10 @@ macro_rules! impl_inbox_migration_store {
                 Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(source).bind(destination).fetch_one(&self.pool).await?)
             }
 
-            async fn plan_inbox_migration(&self, id: i64, token: &str, counts: &PairCounts, before: &serde_json::Value) -> Result<bool> {
+            async fn plan_inbox_migration(&self, id: i64, token: &str, counts: &PairCounts, duplicates: i64, before: &serde_json::Value) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE inbox_migrations SET phase = 'moving', conversations_count = $3, messages_count = $4, \
-                     attachments_count = $5, contact_inboxes_count = $6, result = $7, updated_at = $8 \
+                     attachments_count = $5, contact_inboxes_count = $6, result = $7, updated_at = $8, duplicates = $9 \
                      WHERE id = $1 AND lease_token = $2 AND status = 'running'",
                 )
                 .bind(id)
@@ -184,6 +184,7 @@ macro_rules! impl_inbox_migration_store {
                 .bind(counts.contact_inboxes)
                 .bind(sqlx::types::Json(before))
                 .bind(chrono::Utc::now())
+                .bind(duplicates)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -555,6 +556,19 @@ macro_rules! impl_inbox_migration_store {
                     .bind(account_id).fetch_all(&self.pool).await?;
                 out.extend(members.iter().map(|r| format!("member {r:?}")));
                 Ok(out)
+            }
+
+            async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE c.inbox_id = $1 AND m.source_id IS NOT NULL AND EXISTS (SELECT 1 FROM messages m2 \
+                     JOIN conversations c2 ON c2.id = m2.conversation_id WHERE m2.account_id = m.account_id \
+                     AND m2.source_id = m.source_id AND c2.inbox_id = $2)",
+                )
+                .bind(source)
+                .bind(destination)
+                .fetch_one(&self.pool)
+                .await?)
             }
 
             async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {

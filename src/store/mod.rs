@@ -159,6 +159,8 @@ pub trait Store: InboxMigrationStore + BenchStore + Send + Sync + 'static {
         page: Page,
     ) -> Result<Vec<Message>>;
     async fn attachments_of(&self, message_ids: &[i64]) -> Result<Vec<Attachment>>;
+    /// One message; a repeated `dedupe_key` is a Conflict.
+    async fn create_message(&self, new: &NewMessage) -> Result<i64>;
     async fn inbox_counts(&self, inbox_id: i64) -> Result<InboxCounts>;
 
     // data generator and legacy layout

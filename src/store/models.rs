@@ -172,6 +172,18 @@ pub struct Attachment {
 }
 
 #[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub account_id: i64,
+    pub conversation_id: i64,
+    pub message_type: String,
+    pub content: Option<String>,
+    pub source_id: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
 pub struct NewAuditEvent {
     pub account_id: Option<i64>,
     pub user_id: Option<i64>,

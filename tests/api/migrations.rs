@@ -1379,3 +1379,107 @@ pub async fn open_conversation_conflicts_are_reported(db: Db) {
         .unwrap();
     assert_eq!(conflicts, vec![json!(ana.id)], "{shown}");
 }
+
+pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
+    let app = spawn_app(db).await;
+    let s = scenario(&app).await;
+    // A second Evolution number that received one of the same messages (same Baileys id).
+    let other = inbox(
+        &app.ferry,
+        s.account_id,
+        "Evolution 2",
+        ChannelType::Evolution,
+        Some("+551140028999"),
+    )
+    .await;
+    let mut batch = SeedBatch {
+        account_id: s.account_id,
+        ..SeedBatch::default()
+    };
+    batch.contacts = vec![contact("Dora", Some("+5511955554444"), None, json!({}))];
+    batch.contact_inboxes = vec![ci(
+        0,
+        other,
+        ChannelType::Evolution,
+        "5511955554444@s.whatsapp.net",
+    )];
+    batch.conversations = vec![conversation(other, 0, 0, 1, false)];
+    batch.conversations[0].display_id = app
+        .ferry
+        .store
+        .reserve_display_ids(s.account_id, 1)
+        .await
+        .unwrap();
+    app.ferry.store.seed_batch(&batch).await.unwrap();
+    let source_conversation = app
+        .ferry
+        .store
+        .list_conversations(s.account_id, s.evolution, Page::first(1))
+        .await
+        .unwrap()[0]
+        .id;
+    let original = app
+        .ferry
+        .store
+        .list_messages(s.account_id, source_conversation, Page::first(1))
+        .await
+        .unwrap()[0]
+        .clone();
+    let target_conversation = app
+        .ferry
+        .store
+        .list_conversations(s.account_id, other, Page::first(1))
+        .await
+        .unwrap()[0]
+        .id;
+    app.ferry
+        .store
+        .create_message(&ferry::store::NewMessage {
+            account_id: s.account_id,
+            conversation_id: target_conversation,
+            message_type: "incoming".into(),
+            content: original.content.clone(),
+            source_id: original.source_id.clone(),
+            dedupe_key: None,
+            status: "read".into(),
+            created_at: original.created_at,
+        })
+        .await
+        .unwrap();
+
+    let url = base(&s, s.evolution);
+    let dry = app
+        .post_json(
+            &url,
+            Some(&s.token),
+            &json!({"destination_inbox_id": other, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(dry.1["plan"]["duplicates"], 1, "{}", dry.1);
+    // Across id families (Evolution → Cloud) ids cannot coincide: nothing to look for.
+    let cross = app
+        .post_json(
+            &url,
+            Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(cross.1["plan"]["duplicates"], 0);
+    let id = app
+        .post_json(
+            &url,
+            Some(&s.token),
+            &json!({"destination_inbox_id": other}),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let shown = app.get(&format!("{url}/{id}"), Some(&s.token)).await.1;
+    assert_eq!(shown["progress"]["duplicates"], 1);
+    assert_eq!(shown["result"]["duplicates"], 1);
+    // Both copies are still there: a migration writes no message row.
+    let counts = app.ferry.store.inbox_counts(other).await.unwrap();
+    assert_eq!(counts.messages, 11 + 1 + 1);
+}
