@@ -62,6 +62,7 @@ fn main() {
         migrations::sigterm_finishes_the_batch_and_releases_the_lease,
         migrations::open_conversation_conflicts_are_reported,
         migrations::duplicates_by_provider_message_id_are_reported_and_kept,
+        migrations::two_worker_processes_share_the_queue_without_overlap,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
         cli::cli_migrates_an_inbox_and_manages_migrations,

@@ -1483,3 +1483,72 @@ pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
     let counts = app.ferry.store.inbox_counts(other).await.unwrap();
     assert_eq!(counts.messages, 11 + 1 + 1);
 }
+
+pub async fn two_worker_processes_share_the_queue_without_overlap(db: Db) {
+    let app = spawn_app(db).await;
+    let scenarios = [scenario(&app).await, scenario(&app).await];
+    let mut ids = Vec::new();
+    for s in &scenarios {
+        let created = app.post_json(&base(s, s.evolution), Some(&s.token),
+            &json!({"destination_inbox_id": s.cloud, "options": {"batch_rows": 10, "max_rows_per_second": 40}})).await;
+        assert_eq!(created.0, 201);
+        ids.push(created.1["id"].as_i64().unwrap());
+    }
+    let mut workers = [worker_process(&app, 30), worker_process(&app, 30)];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut done = 0;
+        for id in &ids {
+            if !app
+                .ferry
+                .store
+                .get_inbox_migration(*id)
+                .await
+                .unwrap()
+                .is_active()
+            {
+                done += 1;
+            }
+        }
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker processes did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for w in &mut workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    for (s, id) in scenarios.iter().zip(&ids) {
+        let m = app.ferry.store.get_inbox_migration(*id).await.unwrap();
+        // Claimed once, every batch committed once: nothing moved twice, nothing lost.
+        assert_eq!((m.status.as_str(), m.attempts), ("completed", 1), "{m:?}");
+        assert_eq!((m.conversations_moved, m.messages_moved), (4, 11));
+        assert_eq!(
+            app.ferry
+                .store
+                .inbox_counts(s.cloud)
+                .await
+                .unwrap()
+                .conversations,
+            6
+        );
+        assert!(
+            app.ferry
+                .store
+                .check_inbox_migration_invariants(
+                    s.evolution,
+                    s.cloud,
+                    MatchKey::BrazilFolded,
+                    None
+                )
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
