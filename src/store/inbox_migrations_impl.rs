@@ -384,38 +384,20 @@ macro_rules! impl_inbox_migration_store {
                 )
                 .bind(id)
                 .execute(&mut *tx).await?;
-                let now = chrono::Utc::now();
-                let done = sqlx::query(
-                    "UPDATE inbox_migrations SET status = 'completed', phase = 'done', result = $3, completed_at = $4, \
-                     updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-                )
-                .bind(id).bind(token).bind(sqlx::types::Json(result)).bind(now)
-                .execute(&mut *tx).await?;
-                if done.rows_affected() != 1 {
+                if !Self::end_under_lease(&mut tx, id, token, "completed", Some(result), None, None).await? {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
             async fn stop_inbox_migration(&self, id: i64, token: &str, status: &str, message: Option<&str>, detail: Option<&str>) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
-                let now = chrono::Utc::now();
-                let done = sqlx::query(
-                    "UPDATE inbox_migrations SET status = $3, error_message = $4, error_detail = $5, completed_at = $6, \
-                     updated_at = $6, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-                )
-                .bind(id).bind(token).bind(status).bind(message).bind(detail).bind(now)
-                .execute(&mut *tx).await?;
-                if done.rows_affected() != 1 {
+                if !Self::end_under_lease(&mut tx, id, token, status, None, message, detail).await? {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -612,6 +594,45 @@ macro_rules! impl_inbox_migration_store {
                     }
                 }
                 Ok(out)
+            }
+        }
+
+        impl $store {
+            /// Ends a running migration (completed, cancelled or failed) if `token` still holds its lease, and
+            /// releases its inboxes. False when the lease was lost: the caller rolls back.
+            async fn end_under_lease(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: i64,
+                token: &str,
+                status: &str,
+                result: Option<&serde_json::Value>,
+                message: Option<&str>,
+                detail: Option<&str>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET status = $3, \
+                     phase = CASE WHEN $3 = 'completed' THEN 'done' ELSE phase END, \
+                     result = COALESCE($4, result), error_message = $5, error_detail = $6, completed_at = $7, \
+                     updated_at = $7, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(token)
+                .bind(status)
+                .bind(result.map(sqlx::types::Json))
+                .bind(message)
+                .bind(detail)
+                .bind(chrono::Utc::now())
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(true)
             }
         }
     };

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use ferry::config::Config;
+use ferry::datagen::{SeedOptions, SeedReport, seed_account};
+use ferry::domain::ChannelType;
 use ferry::domain::Role;
 use ferry::secrets::SecretKey;
 use ferry::services::{CreateUser, Ferry};
@@ -313,4 +315,32 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
         "body: {}",
         got.1
     );
+}
+
+/// A generated account (see `ferry::datagen`) and an administrator's token for it.
+pub async fn seeded(app: &TestApp, conversations: u64, merge_ratio: f64) -> (SeedReport, String) {
+    let options = SeedOptions {
+        conversations,
+        merge_ratio,
+        ..SeedOptions::default()
+    };
+    let report = seed_account(&app.ferry, &options).await.unwrap();
+    let token = app
+        .user_with_token(
+            report.account_id,
+            "admin@seed.test",
+            Role::Administrator,
+            false,
+        )
+        .await;
+    (report, token)
+}
+
+pub fn inbox_of(report: &SeedReport, channel: ChannelType) -> i64 {
+    report
+        .inboxes
+        .iter()
+        .find(|i| i.channel_type == channel)
+        .unwrap()
+        .id
 }

@@ -1,7 +1,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use ferry::datagen::{SeedOptions, seed_account};
 use ferry::domain::{ChannelType, Role, WhatsAppIdentity};
 use ferry::inbox_migration::engine::{self, Outcome, RunContext};
 use ferry::services::{CreateInbox, Ferry};
@@ -10,7 +9,7 @@ use ferry::store::{MatchKey, Page};
 use ferry::worker::Worker;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, assert_error, spawn_app};
+use crate::helpers::{Db, TestApp, assert_error, inbox_of, seeded, spawn_app};
 
 #[allow(dead_code)]
 pub struct Scenario {
@@ -768,36 +767,11 @@ pub async fn a_worker_that_lost_its_lease_writes_nothing(db: Db) {
 
 pub async fn generated_inbox_migrates_in_many_batches_to_native_formats(db: Db) {
     let app = spawn_app(db).await;
-    let report = seed_account(
-        &app.ferry,
-        &SeedOptions {
-            conversations: 150,
-            merge_ratio: 0.3,
-            ..SeedOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let token = app
-        .user_with_token(
-            report.account_id,
-            "admin@gen.test",
-            Role::Administrator,
-            false,
-        )
-        .await;
-    let id_of = |c: ChannelType| {
-        report
-            .inboxes
-            .iter()
-            .find(|i| i.channel_type == c)
-            .unwrap()
-            .id
-    };
+    let (report, token) = seeded(&app, 150, 0.3).await;
     let (evolution, cloud, twilio) = (
-        id_of(ChannelType::Evolution),
-        id_of(ChannelType::WhatsappCloud),
-        id_of(ChannelType::TwilioWhatsapp),
+        inbox_of(&report, ChannelType::Evolution),
+        inbox_of(&report, ChannelType::WhatsappCloud),
+        inbox_of(&report, ChannelType::TwilioWhatsapp),
     );
     let before_source = app.ferry.store.inbox_counts(evolution).await.unwrap();
     let before_twilio = app.ferry.store.inbox_counts(twilio).await.unwrap();
@@ -1071,38 +1045,12 @@ fn without_timestamps(rows: Vec<String>) -> Vec<String> {
 }
 
 async fn generated(app: &TestApp) -> (i64, String, i64, i64) {
-    let report = seed_account(
-        &app.ferry,
-        &SeedOptions {
-            conversations: 80,
-            merge_ratio: 0.3,
-            ..SeedOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let token = app
-        .user_with_token(
-            report.account_id,
-            "admin@gen.test",
-            Role::Administrator,
-            false,
-        )
-        .await;
-    let id_of = |c: ChannelType| {
-        report
-            .inboxes
-            .iter()
-            .find(|i| i.channel_type == c)
-            .unwrap()
-            .id
-    };
-    (
-        report.account_id,
-        token,
-        id_of(ChannelType::Evolution),
-        id_of(ChannelType::WhatsappCloud),
-    )
+    let (report, token) = seeded(app, 80, 0.3).await;
+    let (evolution, cloud) = (
+        inbox_of(&report, ChannelType::Evolution),
+        inbox_of(&report, ChannelType::WhatsappCloud),
+    );
+    (report.account_id, token, evolution, cloud)
 }
 
 pub async fn a_killed_worker_process_is_taken_over_and_the_result_equals_an_uninterrupted_run(

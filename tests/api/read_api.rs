@@ -1,44 +1,13 @@
 use std::collections::HashSet;
 
-use ferry::datagen::{SeedOptions, SeedReport, seed_account};
-use ferry::domain::{ChannelType, Role, WhatsAppIdentity};
+use ferry::domain::{ChannelType, WhatsAppIdentity};
 use serde_json::Value;
 
-use crate::helpers::{Db, TestApp, assert_error, spawn_app};
-
-async fn seeded(app: &TestApp, conversations: u64) -> (SeedReport, String) {
-    let report = seed_account(
-        &app.ferry,
-        &SeedOptions {
-            conversations,
-            ..SeedOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let token = app
-        .user_with_token(
-            report.account_id,
-            "admin@seed.test",
-            Role::Administrator,
-            false,
-        )
-        .await;
-    (report, token)
-}
-
-fn inbox_of(report: &SeedReport, channel: ChannelType) -> i64 {
-    report
-        .inboxes
-        .iter()
-        .find(|i| i.channel_type == channel)
-        .unwrap()
-        .id
-}
+use crate::helpers::{Db, assert_error, inbox_of, seeded, spawn_app};
 
 pub async fn conversations_page_through_every_row_once(db: Db) {
     let app = spawn_app(db).await;
-    let (report, token) = seeded(&app, 45).await;
+    let (report, token) = seeded(&app, 45, 0.2).await;
     let inbox = inbox_of(&report, ChannelType::Evolution);
     let mut seen = HashSet::new();
     let mut before: Option<i64> = None;
@@ -81,7 +50,7 @@ pub async fn conversations_page_through_every_row_once(db: Db) {
 
 pub async fn messages_come_with_their_attachments(db: Db) {
     let app = spawn_app(db).await;
-    let (report, token) = seeded(&app, 60).await;
+    let (report, token) = seeded(&app, 60, 0.2).await;
     assert!(
         report.attachments > 0,
         "a 10% share of 60+ conversations carries attachments"
@@ -161,7 +130,7 @@ pub async fn messages_come_with_their_attachments(db: Db) {
 
 pub async fn contacts_list_their_contact_inboxes_in_native_formats(db: Db) {
     let app = spawn_app(db).await;
-    let (report, token) = seeded(&app, 40).await;
+    let (report, token) = seeded(&app, 40, 0.2).await;
     let evolution = inbox_of(&report, ChannelType::Evolution);
     let cloud = inbox_of(&report, ChannelType::WhatsappCloud);
     let twilio = inbox_of(&report, ChannelType::TwilioWhatsapp);
