@@ -733,6 +733,25 @@ pub async fn a_worker_that_lost_its_lease_writes_nothing(db: Db) {
     )
     .await;
     assert_eq!(outcome, Outcome::LeaseLost);
+    // A batch attempted directly with the stale token is rolled back whole.
+    let stale_batch = ferry::store::BatchContext {
+        migration_id: id,
+        token: "tok-a".into(),
+        source_inbox_id: s.evolution,
+        destination_inbox_id: s.cloud,
+        destination_channel: ChannelType::WhatsappCloud,
+        key: MatchKey::BrazilFolded,
+        batch: 1,
+        limit: 100,
+    };
+    assert!(
+        app.ferry
+            .store
+            .run_inbox_migration_batch(&stale_batch)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         app.ferry
             .store
