@@ -317,6 +317,14 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
                 .iter()
                 .map(|v| json!(v))
                 .collect();
+            let drift = ferry
+                .store
+                .count_conversation_counter_drift(m.source_inbox_id, m.destination_inbox_id)
+                .await?;
+            if drift > 0 {
+                violations.push(json!({"invariant": 1, "count": drift,
+                    "description": "conversations whose message or attachment count differs from their rows"}));
+            }
             if m.status == "running" || m.status == "queued" {
                 violations.push(json!({"invariant": 0, "count": 0, "description": format!("the migration is {}; verify after it ends", m.status)}));
             }

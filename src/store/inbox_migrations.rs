@@ -196,6 +196,9 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    /// Conversations of the two inboxes whose stored message or attachment count differs from their rows (the
+    /// counts a migration reports are these columns, kept by triggers; `verify` checks them against the rows).
+    async fn count_conversation_counter_drift(&self, source: i64, destination: i64) -> Result<i64>;
     /// Invariants 2, 3 and, given when the migration completed, 5 (SPEC 3.5).
     async fn check_inbox_migration_invariants(
         &self,

@@ -160,9 +160,8 @@ macro_rules! impl_inbox_migration_store {
                 let k = key.column();
                 let sql = format!(
                     "SELECT (SELECT COUNT(*) FROM conversations WHERE inbox_id = $1) AS conversations, \
-                     (SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = $1) AS messages, \
-                     (SELECT COUNT(*) FROM attachments a JOIN messages m ON m.id = a.message_id \
-                      JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = $1) AS attachments, \
+                     (SELECT CAST(COALESCE(SUM(messages_count), 0) AS BIGINT) FROM conversations WHERE inbox_id = $1) AS messages, \
+                     (SELECT CAST(COALESCE(SUM(attachments_count), 0) AS BIGINT) FROM conversations WHERE inbox_id = $1) AS attachments, \
                      (SELECT COUNT(*) FROM contact_inboxes WHERE inbox_id = $1) AS contact_inboxes, \
                      (SELECT COUNT(*) FROM contact_inboxes s WHERE s.inbox_id = $1 AND EXISTS \
                       (SELECT 1 FROM contact_inboxes d WHERE d.inbox_id = $2 AND d.{k} = s.{k})) AS merging_contact_inboxes"
@@ -205,9 +204,10 @@ macro_rules! impl_inbox_migration_store {
                      source_id, wa_identity, wa_key, import_id, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
                      SELECT $1, s.id, $2, CASE WHEN m.id IS NULL THEN 'move' ELSE 'merge' END, s.contact_id, s.source_id, \
                      s.wa_identity, s.wa_key, s.import_id, s.created_at, {native}, m.id, m.contact_id \
-                     FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 ORDER BY id LIMIT $5) s \
-                     LEFT JOIN contact_inboxes m ON m.id = (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) \
-                     WHERE NOT EXISTS (SELECT 1 FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k} AND s2.id < s.id)"
+                     FROM (SELECT s.*, (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) AS match_id \
+                           FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 ORDER BY inbox_id, id LIMIT $5) s \
+                           WHERE s.{k} IS NULL OR s.id = (SELECT MIN(s2.id) FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k})) s \
+                     LEFT JOIN contact_inboxes m ON m.id = s.match_id"
                 );
                 out.contact_inboxes = sqlx::query(sqlx::AssertSqlSafe(plan))
                     .bind(m).bind(b).bind(s).bind(d).bind(ctx.limit)
@@ -316,7 +316,7 @@ macro_rules! impl_inbox_migration_store {
                     out.conversations = sqlx::query(
                         "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, contact_inbox_id) \
                          SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id FROM conversations c \
-                         WHERE c.inbox_id = $3 ORDER BY c.id LIMIT $4",
+                         WHERE c.inbox_id = $3 ORDER BY c.inbox_id, c.id LIMIT $4",
                     )
                     .bind(m).bind(b).bind(s).bind(ctx.limit)
                     .execute(&mut *tx).await?.rows_affected() as i64;
@@ -329,11 +329,11 @@ macro_rules! impl_inbox_migration_store {
                     out.source_empty = out.conversations == 0;
                 }
                 if out.conversations > 0 {
+                    // The conversations' own counts (kept by triggers): no message is visited.
                     let (messages, attachments): (i64, i64) = sqlx::query_as(
-                        "SELECT (SELECT COUNT(*) FROM messages m WHERE m.conversation_id IN \
-                           (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)), \
-                         (SELECT COUNT(*) FROM attachments a JOIN messages m ON m.id = a.message_id WHERE m.conversation_id IN \
-                           (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2))",
+                        "SELECT CAST(COALESCE(SUM(c.messages_count), 0) AS BIGINT), CAST(COALESCE(SUM(c.attachments_count), 0) AS BIGINT) \
+                         FROM inbox_migration_conversations j JOIN conversations c ON c.id = j.conversation_id \
+                         WHERE j.migration_id = $1 AND j.batch = $2",
                     )
                     .bind(m).bind(b)
                     .fetch_one(&mut *tx).await?;
@@ -546,6 +546,19 @@ macro_rules! impl_inbox_migration_store {
                      WHERE c.inbox_id = $1 AND m.source_id IS NOT NULL AND EXISTS (SELECT 1 FROM messages m2 \
                      JOIN conversations c2 ON c2.id = m2.conversation_id WHERE m2.account_id = m.account_id \
                      AND m2.source_id = m.source_id AND c2.inbox_id = $2)",
+                )
+                .bind(source)
+                .bind(destination)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn count_conversation_counter_drift(&self, source: i64, destination: i64) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM conversations c WHERE c.inbox_id IN ($1, $2) \
+                     AND (c.messages_count <> (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) \
+                     OR c.attachments_count <> (SELECT COUNT(*) FROM attachments a JOIN messages m ON m.id = a.message_id \
+                     WHERE m.conversation_id = c.id))",
                 )
                 .bind(source)
                 .bind(destination)

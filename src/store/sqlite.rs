@@ -16,6 +16,39 @@ use crate::domain::Role;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    _checkpointer: Checkpointer,
+}
+
+/// Checkpoints the WAL from a background task so that a committing writer never pays for copying pages back
+/// into the database file (SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold).
+/// Stops when the store is dropped.
+struct Checkpointer(tokio::task::AbortHandle);
+
+impl Checkpointer {
+    fn spawn(pool: SqlitePool) -> Self {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !pool.is_closed() {
+                tick.tick().await;
+                // PASSIVE never waits for or blocks readers and writers; frames it cannot copy yet wait for the
+                // next tick.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::debug!(error = %e, "WAL checkpoint");
+                }
+            }
+        });
+        Self(task.abort_handle())
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl SqliteStore {
@@ -33,7 +66,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The background checkpointer keeps the WAL short; this is only the fallback.
+            .pragma("wal_autocheckpoint", "20000")
+            .pragma("cache_size", "-16384");
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {
@@ -44,7 +80,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let checkpointer = Checkpointer::spawn(pool.clone());
+        Ok(Self {
+            pool,
+            _checkpointer: checkpointer,
+        })
     }
 
     async fn run_migrations(&self) -> Result<()> {

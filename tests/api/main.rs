@@ -49,6 +49,7 @@ fn main() {
         store::email_uniqueness_is_enforced_by_the_database_under_concurrency,
         store::display_ids_are_unique_under_concurrent_reservations,
         store::migrations_are_idempotent,
+        store::conversation_counts_are_kept_by_the_database,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

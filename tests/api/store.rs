@@ -76,3 +76,103 @@ pub async fn migrations_are_idempotent(db: Db) {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["backend"], db.as_str());
 }
+
+/// The per-conversation message and attachment counts that migrations report are kept by the database on
+/// every write path: the generator's bulk inserts, a single insert, deletes (with their cascades) and a
+/// message moved to another conversation.
+pub async fn conversation_counts_are_kept_by_the_database(db: Db) {
+    use ferry::domain::ChannelType;
+    use ferry::store::{MatchKey, NewMessage, Page};
+
+    use crate::helpers::{inbox_of, seeded};
+
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 60, 0.3).await;
+    let (evolution, cloud) = (
+        inbox_of(&report, ChannelType::Evolution),
+        inbox_of(&report, ChannelType::WhatsappCloud),
+    );
+    let store = &app.ferry.store;
+    let agree = |label: &'static str| async move {
+        let stored = store
+            .inbox_migration_counts(evolution, cloud, MatchKey::Identity)
+            .await
+            .unwrap();
+        let counted = store.inbox_counts(evolution).await.unwrap();
+        assert_eq!(
+            (stored.messages, stored.attachments),
+            (counted.messages, counted.attachments),
+            "{label}"
+        );
+        assert_eq!(
+            store
+                .count_conversation_counter_drift(evolution, cloud)
+                .await
+                .unwrap(),
+            0,
+            "{label}"
+        );
+        counted
+    };
+    let seeded_counts = agree("after the generator").await;
+    assert!(
+        seeded_counts.attachments > 0,
+        "the generator attaches files"
+    );
+
+    let conversations = store
+        .list_conversations(
+            report.account_id,
+            evolution,
+            Page {
+                before: None,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let (first, second) = (conversations[0].id, conversations[1].id);
+    store
+        .create_message(&NewMessage {
+            account_id: report.account_id,
+            conversation_id: first,
+            message_type: "incoming".into(),
+            content: Some("one more".into()),
+            source_id: Some("counter-test".into()),
+            dedupe_key: None,
+            status: "read".into(),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        agree("after one insert").await.messages,
+        seeded_counts.messages + 1
+    );
+
+    // A message with an attachment deleted: the cascade takes the attachment, both counts drop once.
+    let script = format!(
+        "DELETE FROM messages WHERE id = (SELECT MIN(a.message_id) FROM attachments a JOIN messages m \
+         ON m.id = a.message_id JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = {evolution})"
+    );
+    store.bench_script(&script).await.unwrap();
+    let after_delete = agree("after a cascading delete").await;
+    assert_eq!(after_delete.messages, seeded_counts.messages);
+    assert_eq!(after_delete.attachments, seeded_counts.attachments - 1);
+
+    let script = format!(
+        "DELETE FROM attachments WHERE id = (SELECT MIN(a.id) FROM attachments a JOIN messages m \
+         ON m.id = a.message_id JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = {evolution})"
+    );
+    store.bench_script(&script).await.unwrap();
+    assert_eq!(
+        agree("after an attachment delete").await.attachments,
+        seeded_counts.attachments - 2
+    );
+
+    let script = format!(
+        "UPDATE messages SET conversation_id = {second} WHERE id = (SELECT MIN(id) FROM messages WHERE conversation_id = {first})"
+    );
+    store.bench_script(&script).await.unwrap();
+    agree("after a message moved").await;
+}
