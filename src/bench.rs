@@ -222,6 +222,7 @@ async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<
         .store
         .inbox_migration_counts(source, destination, MatchKey::BrazilFolded)
         .await?;
+    base.store.bench_settle().await?;
     base.store.close().await;
 
     // ferry: the real thing, batched and resumable, through the worker.
@@ -281,7 +282,12 @@ async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<
     }
 
     let destination_channel = ChannelType::WhatsappCloud;
-    let lower_bound_sql = lower_bound_script(source, destination, destination_channel);
+    let lower_bound_sql = lower_bound_script(
+        source,
+        destination,
+        destination_channel,
+        target.backend() == "postgres",
+    );
     let lower = timed_script(target, "lower", &key, data.path(), None, &lower_bound_sql).await?;
     let chatwoot_sql = format!(
         "{lower_bound_sql}\nUPDATE messages SET inbox_id = {destination} WHERE inbox_id = {source};\n\
@@ -356,16 +362,24 @@ async fn timed_script(
     Ok(seconds)
 }
 
-/// The migration's end state by a handful of unbatched set-based statements: the match computed once, then
-/// conversations, labels, notes, contact_inboxes and emptied contacts each in one statement.
-fn lower_bound_script(source: i64, destination: i64, channel: ChannelType) -> String {
+/// The migration's end state by a handful of unbatched set-based statements: the match computed once (with the
+/// source contacts' fields), then conversations, labels, notes, contact_inboxes, emptied contacts and the merged
+/// contacts' fields each in one statement.
+fn lower_bound_script(source: i64, destination: i64, channel: ChannelType, postgres: bool) -> String {
     let native = native_source_id_sql(channel)
         .replace("s.wa_identity", "contact_inboxes.wa_identity")
         .replace("s.source_id", "contact_inboxes.source_id");
+    // The destination wins on conflicting custom attributes.
+    let attributes = if postgres {
+        "src.custom_attributes || contacts.custom_attributes"
+    } else {
+        "json_patch(src.custom_attributes, contacts.custom_attributes)"
+    };
     format!(
-        "CREATE TEMP TABLE lb_map AS SELECT s.id AS sid, s.contact_id AS scid, \
+        "CREATE TEMP TABLE lb_map AS SELECT x.*, (SELECT d.contact_id FROM contact_inboxes d WHERE d.id = x.did) AS dcid \
+           FROM (SELECT s.id AS sid, s.contact_id AS scid, c.name, c.phone_number, c.email, c.identifier, c.custom_attributes, \
            (SELECT MIN(d.id) FROM contact_inboxes d WHERE d.inbox_id = {destination} AND d.wa_key = s.wa_key) AS did \
-           FROM contact_inboxes s WHERE s.inbox_id = {source};
+           FROM contact_inboxes s JOIN contacts c ON c.id = s.contact_id WHERE s.inbox_id = {source}) x;
 CREATE INDEX lb_map_sid ON lb_map (sid);
 CREATE INDEX lb_map_scid ON lb_map (scid);
 UPDATE conversations SET inbox_id = {destination},
@@ -382,6 +396,16 @@ UPDATE contact_inboxes SET inbox_id = {destination}, source_id = {native} WHERE 
 DELETE FROM contacts WHERE id IN (SELECT scid FROM lb_map WHERE did IS NOT NULL)
   AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id)
   AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id);
+UPDATE contacts SET name = COALESCE(NULLIF(contacts.name, ''), src.name),
+  phone_number = COALESCE(NULLIF(contacts.phone_number, ''), src.phone_number),
+  email = COALESCE(contacts.email, CASE WHEN NOT EXISTS (
+    SELECT 1 FROM contacts o WHERE o.account_id = contacts.account_id AND o.email = src.email) THEN src.email END),
+  identifier = COALESCE(contacts.identifier, CASE WHEN NOT EXISTS (
+    SELECT 1 FROM contacts o WHERE o.account_id = contacts.account_id AND o.identifier = src.identifier) THEN src.identifier END),
+  custom_attributes = {attributes}
+  FROM (SELECT m.dcid, m.name, m.phone_number, m.email, m.identifier, m.custom_attributes,
+        ROW_NUMBER() OVER (PARTITION BY m.dcid ORDER BY m.sid) AS rn FROM lb_map m WHERE m.did IS NOT NULL AND m.scid <> m.dcid) src
+  WHERE contacts.id = src.dcid AND src.rn = 1;
 DROP TABLE lb_map;"
     )
 }

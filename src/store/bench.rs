@@ -8,6 +8,9 @@ use super::Result;
 pub trait BenchStore: Send + Sync {
     /// Runs a multi-statement script in one transaction.
     async fn bench_script(&self, sql: &str) -> Result<()>;
+    /// Leaves freshly generated data as a live database has it before the copies are taken: planner statistics
+    /// and visibility map on PostgreSQL (what autovacuum does), the WAL folded into the file on SQLite.
+    async fn bench_settle(&self) -> Result<()>;
     /// The reference implementation's statement pattern on the Chatwoot-shaped schema: everything loaded
     /// first, one UPDATE per moved contact_inbox and per conversation (500 conversations per transaction),
     /// messages by id lists of 500, reporting events in one UPDATE, then source contact_inboxes without
@@ -23,6 +26,15 @@ macro_rules! impl_bench_store {
                 let mut tx = self.begin_write().await?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *tx).await?;
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn bench_settle(&self) -> Result<()> {
+                let sql = match Self::BACKEND {
+                    $crate::store::Backend::Postgres => "VACUUM ANALYZE",
+                    $crate::store::Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+                };
+                sqlx::raw_sql(sql).execute(&self.pool).await?;
                 Ok(())
             }
 

@@ -226,25 +226,23 @@ macro_rules! impl_inbox_migration_store {
                         );
                         sqlx::query(sqlx::AssertSqlSafe(snapshot)).bind(m).bind(b).execute(&mut *tx).await?;
                     }
+                    // Each conversation journaled with its old and new references (a merge re-points it to the
+                    // destination's contact and contact_inbox).
                     out.conversations = sqlx::query(
-                        "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, contact_inbox_id) \
-                         SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id FROM conversations c \
-                         WHERE c.contact_inbox_id IN (SELECT p.contact_inbox_id FROM inbox_migration_contact_inboxes p \
-                           WHERE p.migration_id = $1 AND p.batch = $2) \
-                         AND +c.inbox_id = $3",
+                        "INSERT INTO inbox_migration_conversations (migration_id, conversation_id, batch, inbox_id, contact_id, \
+                         contact_inbox_id, new_contact_id, new_contact_inbox_id) \
+                         SELECT $1, c.id, $2, c.inbox_id, c.contact_id, c.contact_inbox_id, \
+                         COALESCE(p.destination_contact_id, c.contact_id), COALESCE(p.destination_contact_inbox_id, c.contact_inbox_id) \
+                         FROM inbox_migration_contact_inboxes p JOIN conversations c ON c.contact_inbox_id = p.contact_inbox_id \
+                         WHERE p.migration_id = $1 AND p.batch = $2 AND +c.inbox_id = $3",
                     )
                     .bind(m).bind(b).bind(s)
                     .execute(&mut *tx).await?.rows_affected() as i64;
                     sqlx::query(
-                        // UPDATE … FROM a join: both planners drive it from the batch's journal rows.
-                        "UPDATE conversations SET inbox_id = $3, \
-                         contact_id = COALESCE(x.destination_contact_id, conversations.contact_id), \
-                         contact_inbox_id = COALESCE(x.destination_contact_inbox_id, conversations.contact_inbox_id) \
-                         FROM (SELECT j.conversation_id, p.destination_contact_id, p.destination_contact_inbox_id \
-                               FROM inbox_migration_conversations j LEFT JOIN inbox_migration_contact_inboxes p \
-                               ON p.migration_id = j.migration_id AND p.contact_inbox_id = j.contact_inbox_id AND p.action = 'merge' \
-                               WHERE j.migration_id = $1 AND j.batch = $2) x \
-                         WHERE conversations.id = x.conversation_id",
+                        // UPDATE … FROM the batch's journal rows: both planners drive it from them.
+                        "UPDATE conversations SET inbox_id = $3, contact_id = j.new_contact_id, contact_inbox_id = j.new_contact_inbox_id \
+                         FROM inbox_migration_conversations j \
+                         WHERE j.migration_id = $1 AND j.batch = $2 AND conversations.id = j.conversation_id",
                     )
                     .bind(m).bind(b).bind(d)
                     .execute(&mut *tx).await?;

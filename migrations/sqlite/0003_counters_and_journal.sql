@@ -40,3 +40,8 @@ CREATE TRIGGER attachments_count_delete AFTER DELETE ON attachments BEGIN
     UPDATE conversations SET attachments_count = attachments_count - 1
     WHERE id = (SELECT m.conversation_id FROM messages m WHERE m.id = OLD.message_id);
 END;
+
+-- A migration batch journals each conversation's new contact and contact_inbox with it, so that the UPDATE of
+-- the conversations reads one journal row per conversation.
+ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_id BIGINT;
+ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_inbox_id BIGINT;

@@ -79,3 +79,8 @@ BEGIN
 END $$;
 CREATE TRIGGER attachments_count_delete AFTER DELETE ON attachments REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION ferry_attachments_deleted();
+
+-- A migration batch journals each conversation's new contact and contact_inbox with it, so that the UPDATE of
+-- the conversations reads one journal row per conversation.
+ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_id BIGINT;
+ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_inbox_id BIGINT;
