@@ -365,7 +365,12 @@ async fn timed_script(
 /// The migration's end state by a handful of unbatched set-based statements: the match computed once (with the
 /// source contacts' fields), then conversations, labels, notes, contact_inboxes, emptied contacts and the merged
 /// contacts' fields each in one statement.
-fn lower_bound_script(source: i64, destination: i64, channel: ChannelType, postgres: bool) -> String {
+fn lower_bound_script(
+    source: i64,
+    destination: i64,
+    channel: ChannelType,
+    postgres: bool,
+) -> String {
     let native = native_source_id_sql(channel)
         .replace("s.wa_identity", "contact_inboxes.wa_identity")
         .replace("s.source_id", "contact_inboxes.source_id");

@@ -114,6 +114,7 @@ async fn run_inner(
     let mut rows_done: u64 = 0;
     let mut batch = m.cursor_id;
     let mut longest_batch = Duration::ZERO;
+    let mut after_contact_inbox_id = 0;
     loop {
         if ctx.lease_lost.load(Ordering::SeqCst) {
             return Ok(Outcome::LeaseLost);
@@ -137,6 +138,7 @@ async fn run_inner(
             batch,
             // A contact_inbox brings about four rows: itself, its conversation(s) and their journal rows.
             limit: (batch_rows / 4).max(1),
+            after_contact_inbox_id,
         };
         let t = Instant::now();
         let Some(out) = ferry.store.run_inbox_migration_batch(&batch_ctx).await? else {
@@ -163,6 +165,7 @@ async fn run_inner(
         if out.source_empty {
             break;
         }
+        after_contact_inbox_id = out.last_contact_inbox_id;
         rows_done += (out.contact_inboxes + out.conversations + out.messages) as u64;
         if let Some(limit) = max_rows_per_second {
             // Throttle: sleep until the average rate is back under the limit.

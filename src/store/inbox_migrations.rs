@@ -78,6 +78,9 @@ pub struct BatchContext {
     pub batch: i64,
     /// Source contact_inboxes (or, in the sweep, conversations) per batch.
     pub limit: i64,
+    /// Keyset cursor: the batch takes source contact_inboxes after this id (0: from the start). When none is
+    /// left after it, the batch starts over from the start once, for rows an earlier batch deferred.
+    pub after_contact_inbox_id: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -88,6 +91,8 @@ pub struct BatchOutcome {
     pub messages: i64,
     pub attachments: i64,
     pub contacts_deleted: i64,
+    /// The highest source contact_inbox id this batch took (the next batch's cursor).
+    pub last_contact_inbox_id: i64,
     /// Nothing of the source was left to move.
     pub source_empty: bool,
     pub cancel_requested: bool,

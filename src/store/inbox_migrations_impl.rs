@@ -8,9 +8,9 @@ pub(super) const LOCK_BOTH_INBOXES: &str = "INSERT INTO inbox_migration_locks (i
 /// The source contacts deleted by this batch's merges.
 macro_rules! deleted_sources {
     () => {
-        "SELECT s.contact_id FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'source' \
-         AND s.deleted AND s.contact_id IN (SELECT p.contact_id FROM inbox_migration_contact_inboxes p \
-         WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge')"
+        "SELECT s.contact_id FROM inbox_migration_contact_inboxes p JOIN inbox_migration_contacts s \
+         ON s.migration_id = p.migration_id AND s.contact_id = p.contact_id \
+         WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND s.role = 'source' AND s.deleted"
     };
 }
 
@@ -205,15 +205,26 @@ macro_rules! impl_inbox_migration_store {
                      SELECT $1, s.id, $2, CASE WHEN m.id IS NULL THEN 'move' ELSE 'merge' END, s.contact_id, s.source_id, \
                      s.wa_identity, s.wa_key, s.import_id, s.created_at, {native}, m.id, m.contact_id \
                      FROM (SELECT s.*, (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) AS match_id \
-                           FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 ORDER BY inbox_id, id LIMIT $5) s \
+                           FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 AND id > $6 ORDER BY inbox_id, id LIMIT $5) s \
                            WHERE s.{k} IS NULL OR s.id = (SELECT MIN(s2.id) FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k})) s \
                      LEFT JOIN contact_inboxes m ON m.id = s.match_id"
                 );
-                out.contact_inboxes = sqlx::query(sqlx::AssertSqlSafe(plan))
-                    .bind(m).bind(b).bind(s).bind(d).bind(ctx.limit)
-                    .execute(&mut *tx).await?.rows_affected() as i64;
+                // The cursor spares PostgreSQL from walking the index entries of rows already moved.
+                for after in [ctx.after_contact_inbox_id, 0] {
+                    out.contact_inboxes = sqlx::query(sqlx::AssertSqlSafe(plan.clone()))
+                        .bind(m).bind(b).bind(s).bind(d).bind(ctx.limit).bind(after)
+                        .execute(&mut *tx).await?.rows_affected() as i64;
+                    if out.contact_inboxes > 0 || after == 0 {
+                        break;
+                    }
+                }
 
                 if out.contact_inboxes > 0 {
+                    out.last_contact_inbox_id = sqlx::query_scalar(
+                        "SELECT MAX(contact_inbox_id) FROM inbox_migration_contact_inboxes WHERE migration_id = $1 AND batch = $2",
+                    )
+                    .bind(m).bind(b)
+                    .fetch_one(&mut *tx).await?;
                     for role in ["destination", "source"] {
                         let column = if role == "source" { "contact_id" } else { "destination_contact_id" };
                         let snapshot = format!(

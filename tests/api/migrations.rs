@@ -743,6 +743,7 @@ pub async fn a_worker_that_lost_its_lease_writes_nothing(db: Db) {
         key: MatchKey::BrazilFolded,
         batch: 1,
         limit: 100,
+        after_contact_inbox_id: 0,
     };
     assert!(
         app.ferry
@@ -1518,4 +1519,114 @@ pub async fn two_worker_processes_share_the_queue_without_overlap(db: Db) {
                 .is_empty()
         );
     }
+}
+
+/// One person twice in the source (with and without the Brazilian ninth digit, two contacts) and many others:
+/// the second row waits while the first moves, the keyset cursor runs past it, and the batch that starts over
+/// from the beginning merges it into the first one's new home.
+pub async fn a_person_twice_in_the_source_ends_as_one_contact_inbox(db: Db) {
+    let app = spawn_app(db).await;
+    let ferry = &app.ferry;
+    let account = ferry.create_account("Twice", None).await.unwrap();
+    let token = app
+        .user_with_token(account.id, "admin@twice.test", Role::Administrator, false)
+        .await;
+    let evolution = inbox(ferry, account.id, "Evo", ChannelType::Evolution, None).await;
+    let cloud = inbox(ferry, account.id, "Cloud", ChannelType::WhatsappCloud, None).await;
+    let mut batch = SeedBatch {
+        account_id: account.id,
+        ..SeedBatch::default()
+    };
+    let mut phones: Vec<String> = vec!["5511988887777".into()];
+    phones.extend((0..3).map(|i| format!("55219777700{i:02}")));
+    phones.push("551188887777".into());
+    phones.extend((3..23).map(|i| format!("55219777700{i:02}")));
+    for (i, phone) in phones.iter().enumerate() {
+        batch.contacts.push(contact(
+            &format!("P{i}"),
+            Some(&format!("+{phone}")),
+            None,
+            json!({}),
+        ));
+        batch.contact_inboxes.push(ci(
+            i,
+            evolution,
+            ChannelType::Evolution,
+            &format!("{phone}@s.whatsapp.net"),
+        ));
+        batch
+            .conversations
+            .push(conversation(evolution, i, i, 2, false));
+    }
+    let first = ferry
+        .store
+        .reserve_display_ids(account.id, batch.conversations.len() as i64)
+        .await
+        .unwrap();
+    for (i, c) in batch.conversations.iter_mut().enumerate() {
+        c.display_id = first + i as i64;
+    }
+    ferry.store.seed_batch(&batch).await.unwrap();
+
+    let path = format!(
+        "/api/v1/accounts/{}/inboxes/{evolution}/migrations",
+        account.id
+    );
+    let (status, created) = app
+        .post_json(
+            &path,
+            Some(&token),
+            &json!({"destination_inbox_id": cloud, "options": {"batch_rows": 40}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let (_, done) = app
+        .get(&format!("{path}/{}", created["id"]), Some(&token))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["progress"]["contacts_merged"], 1, "{done}");
+    assert_eq!(done["progress"]["contact_inboxes"]["moved"], 25, "{done}");
+
+    let contacts = ferry
+        .store
+        .list_contacts(account.id, Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        contacts.len(),
+        24,
+        "the second contact of the same person is merged away"
+    );
+    let conversations = ferry
+        .store
+        .list_conversations(account.id, cloud, Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(conversations.len(), 25);
+    let ana: Vec<_> = conversations
+        .iter()
+        .filter(|c| {
+            c.contact_id
+                == conversations
+                    .iter()
+                    .find(|x| x.display_id == first)
+                    .unwrap()
+                    .contact_id
+        })
+        .collect();
+    assert_eq!(
+        ana.len(),
+        2,
+        "both conversations of the person are on one contact"
+    );
+    assert_eq!(ana[0].contact_inbox_id, ana[1].contact_inbox_id);
+    assert!(
+        ferry
+            .store
+            .check_inbox_migration_invariants(evolution, cloud, MatchKey::BrazilFolded, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
