@@ -166,6 +166,9 @@ async fn run_inner(
             break;
         }
         after_contact_inbox_id = out.last_contact_inbox_id;
+        if batch == 1 {
+            ferry.store.refresh_journal_statistics().await?;
+        }
         rows_done += (out.contact_inboxes + out.conversations + out.messages) as u64;
         if let Some(limit) = max_rows_per_second {
             // Throttle: sleep until the average rate is back under the limit.

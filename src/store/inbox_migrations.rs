@@ -201,6 +201,9 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    /// Gives the planner statistics for journal tables that never had any (the first migration of an
+    /// installation): without them PostgreSQL plans the next batches' journal joins for empty tables.
+    async fn refresh_journal_statistics(&self) -> Result<()>;
     /// Conversations of the two inboxes whose stored message or attachment count differs from their rows (the
     /// counts a migration reports are these columns, kept by triggers; `verify` checks them against the rows).
     async fn count_conversation_counter_drift(&self, source: i64, destination: i64) -> Result<i64>;

@@ -575,6 +575,25 @@ macro_rules! impl_inbox_migration_store {
                 .await?)
             }
 
+            async fn refresh_journal_statistics(&self) -> Result<()> {
+                if Self::BACKEND == $crate::store::Backend::Postgres {
+                    let never: bool = sqlx::query_scalar(
+                        "SELECT COALESCE(MIN(reltuples), -1) <= 0 FROM pg_class WHERE relname IN ('inbox_migration_contact_inboxes', 'inbox_migration_conversations', 'inbox_migration_contacts') AND relkind = 'r'",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                    if never {
+                        sqlx::raw_sql(
+                            "ANALYZE inbox_migration_contact_inboxes, inbox_migration_conversations, inbox_migration_contacts, \
+                             inbox_migration_labels, inbox_migration_notes",
+                        )
+                        .execute(&self.pool)
+                        .await?;
+                    }
+                }
+                Ok(())
+            }
+
             async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {
                 Ok(sqlx::query_scalar(
                     "SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \
