@@ -84,3 +84,63 @@ CREATE TRIGGER attachments_count_delete AFTER DELETE ON attachments REFERENCING 
 -- the conversations reads one journal row per conversation.
 ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_id BIGINT;
 ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_inbox_id BIGINT;
+
+-- Journal rows are written by a batch in the transaction whose progress UPDATE of the same inbox_migrations row
+-- is guarded by the lease, and migrations are never deleted (they are kept for audit): the per-row foreign-key
+-- check on every journal row cost about a tenth of a migration's time and protected nothing.
+ALTER TABLE inbox_migration_contact_inboxes DROP CONSTRAINT inbox_migration_contact_inboxes_migration_id_fkey;
+ALTER TABLE inbox_migration_conversations DROP CONSTRAINT inbox_migration_conversations_migration_id_fkey;
+ALTER TABLE inbox_migration_contacts DROP CONSTRAINT inbox_migration_contacts_migration_id_fkey;
+ALTER TABLE inbox_migration_notes DROP CONSTRAINT inbox_migration_notes_migration_id_fkey;
+ALTER TABLE inbox_migration_labels DROP CONSTRAINT inbox_migration_labels_migration_id_fkey;
+ALTER TABLE inbox_migration_members DROP CONSTRAINT inbox_migration_members_migration_id_fkey;
+
+-- A message present in both inboxes under one provider id is kept once: the source's copy is dropped by the
+-- batch that merges its contact, its row and its attachments' rows kept here for revert.
+CREATE TABLE inbox_migration_messages (
+    migration_id BIGINT NOT NULL,
+    batch BIGINT NOT NULL,
+    kept_message_id BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    account_id BIGINT NOT NULL,
+    conversation_id BIGINT NOT NULL,
+    message_type TEXT NOT NULL,
+    content TEXT,
+    content_type TEXT NOT NULL,
+    content_attributes JSONB NOT NULL,
+    source_id TEXT,
+    dedupe_key TEXT,
+    status TEXT NOT NULL,
+    starred BOOLEAN NOT NULL,
+    private BOOLEAN NOT NULL,
+    sender_type TEXT,
+    sender_id BIGINT,
+    external_id TEXT,
+    legacy_message_id TEXT,
+    import_id BIGINT,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (migration_id, id)
+);
+CREATE INDEX inbox_migration_messages_batch ON inbox_migration_messages (migration_id, batch);
+
+CREATE TABLE inbox_migration_attachments (
+    migration_id BIGINT NOT NULL,
+    batch BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    account_id BIGINT NOT NULL,
+    message_id BIGINT NOT NULL,
+    file_type TEXT NOT NULL,
+    content_type TEXT,
+    file_name TEXT,
+    byte_size BIGINT,
+    storage_key TEXT,
+    checksum TEXT,
+    status TEXT NOT NULL,
+    external_url TEXT,
+    failure_reason TEXT,
+    import_id BIGINT,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (migration_id, id)
+);
+CREATE INDEX inbox_migration_attachments_batch ON inbox_migration_attachments (migration_id, batch);

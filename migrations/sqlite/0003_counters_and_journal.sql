@@ -45,3 +45,53 @@ END;
 -- the conversations reads one journal row per conversation.
 ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_id BIGINT;
 ALTER TABLE inbox_migration_conversations ADD COLUMN new_contact_inbox_id BIGINT;
+
+-- A message present in both inboxes under one provider id is kept once: the source's copy is dropped by the
+-- batch that merges its contact, its row and its attachments' rows kept here for revert.
+CREATE TABLE inbox_migration_messages (
+    migration_id INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    kept_message_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    message_type TEXT NOT NULL,
+    content TEXT,
+    content_type TEXT NOT NULL,
+    content_attributes TEXT NOT NULL,
+    source_id TEXT,
+    dedupe_key TEXT,
+    status TEXT NOT NULL,
+    starred BOOLEAN NOT NULL,
+    private BOOLEAN NOT NULL,
+    sender_type TEXT,
+    sender_id INTEGER,
+    external_id TEXT,
+    legacy_message_id TEXT,
+    import_id INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (migration_id, id)
+);
+CREATE INDEX inbox_migration_messages_batch ON inbox_migration_messages (migration_id, batch);
+
+CREATE TABLE inbox_migration_attachments (
+    migration_id INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    file_type TEXT NOT NULL,
+    content_type TEXT,
+    file_name TEXT,
+    byte_size INTEGER,
+    storage_key TEXT,
+    checksum TEXT,
+    status TEXT NOT NULL,
+    external_url TEXT,
+    failure_reason TEXT,
+    import_id INTEGER,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (migration_id, id)
+);
+CREATE INDEX inbox_migration_attachments_batch ON inbox_migration_attachments (migration_id, batch);

@@ -91,7 +91,7 @@ async fn run_inner(
             .store
             .inbox_migration_counts(source.id, destination.id, key)
             .await?;
-        let duplicates = super::duplicates(ferry, &source, &destination).await?;
+        let duplicates = super::duplicates(ferry, &source, &destination, key).await?;
         let record = json!({"source_before": counts});
         if !ferry
             .store
@@ -139,6 +139,9 @@ async fn run_inner(
             // A contact_inbox brings about four rows: itself, its conversation(s) and their journal rows.
             limit: (batch_rows / 4).max(1),
             after_contact_inbox_id,
+            drop_duplicates: source
+                .channel()
+                .shares_message_ids_with(destination.channel()),
         };
         let t = Instant::now();
         let Some(out) = ferry.store.run_inbox_migration_batch(&batch_ctx).await? else {
@@ -190,18 +193,23 @@ async fn run_inner(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let mut problems: Vec<serde_json::Value> = violations.iter().map(|v| json!(v)).collect();
-    // Invariant 4 on what moved: messages are never written, so every one the plan counted must have been
-    // carried by a moved conversation (late arrivals only add).
+    let (dropped_messages, dropped_attachments) = ferry.store.inbox_migration_dropped(m.id).await?;
+    // Invariant 4 on what moved: messages are only ever dropped as reported duplicates, so every one the plan
+    // counted must have been carried by a moved conversation or dropped (late arrivals only add).
     for (what, moved, planned) in [
         (
             "conversations",
             current.conversations_moved,
             current.conversations_count,
         ),
-        ("messages", current.messages_moved, current.messages_count),
+        (
+            "messages",
+            current.messages_moved + dropped_messages,
+            current.messages_count,
+        ),
         (
             "attachments",
-            current.attachments_moved,
+            current.attachments_moved + dropped_attachments,
             current.attachments_count,
         ),
     ] {
@@ -236,6 +244,7 @@ async fn run_inner(
         "source_before": before["source_before"],
         "contacts_merged": current.contacts_merged,
         "duplicates": current.duplicates,
+        "duplicates_dropped": dropped_messages,
         "open_conversation_conflicts": open_conflicts,
         "batches": batch,
         "longest_batch_ms": longest_batch.as_millis() as u64,

@@ -147,12 +147,14 @@ async fn pair(
     Ok((source, destination))
 }
 
-/// Messages present in both inboxes under one provider id. Only channels of one id family can share ids, so
-/// other pairs cost no query. Both copies are kept (a migration writes no message row) and reported.
+/// Messages present in both inboxes under one provider id, in the conversations of one person. Only channels
+/// of one id family can share ids, so other pairs cost no query. The migration keeps the destination's copy and
+/// drops the source's (journaled: revert brings it back).
 pub async fn duplicates(
     ferry: &Ferry,
     source: &Inbox,
     destination: &Inbox,
+    key: MatchKey,
 ) -> Result<i64, StoreError> {
     if source
         .channel()
@@ -160,7 +162,7 @@ pub async fn duplicates(
     {
         ferry
             .store
-            .count_duplicate_messages(source.id, destination.id)
+            .count_duplicate_messages(source.id, destination.id, key)
             .await
     } else {
         Ok(0)
@@ -179,7 +181,7 @@ pub async fn preview(
         .store
         .inbox_migration_counts(source.id, destination.id, key)
         .await?;
-    let duplicate_messages = duplicates(ferry, &source, &destination).await?;
+    let duplicate_messages = duplicates(ferry, &source, &destination, key).await?;
     let mut warnings = Vec::new();
     if counts.conversations > LARGE_MIGRATION {
         warnings.push(json!({"code": "LARGE_MIGRATION",

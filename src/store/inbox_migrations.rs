@@ -81,6 +81,9 @@ pub struct BatchContext {
     /// Keyset cursor: the batch takes source contact_inboxes after this id (0: from the start). When none is
     /// left after it, the batch starts over from the start once, for rows an earlier batch deferred.
     pub after_contact_inbox_id: i64,
+    /// The two inboxes' channels share provider message ids: a message both hold is kept once, the
+    /// destination's copy.
+    pub drop_duplicates: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -93,6 +96,8 @@ pub struct BatchOutcome {
     pub contacts_deleted: i64,
     /// The highest source contact_inbox id this batch took (the next batch's cursor).
     pub last_contact_inbox_id: i64,
+    /// Source messages dropped because the destination holds the same provider message id.
+    pub duplicates_dropped: i64,
     /// Nothing of the source was left to move.
     pub source_empty: bool,
     pub cancel_requested: bool,
@@ -197,8 +202,16 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()>;
     /// Every row a migration may touch in this account, in a stable textual form (revert checks, `verify`).
     async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>>;
-    /// Messages of the source whose provider id (`source_id`) a message of the destination also has.
-    async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64>;
+    /// Messages of the source whose provider id (`source_id`) a message of the destination also has, in a
+    /// conversation of the same person: the source contact_inbox merges into the destination's holding it.
+    async fn count_duplicate_messages(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+    ) -> Result<i64>;
+    /// Messages and attachments a migration dropped as duplicates (kept in its journal for revert).
+    async fn inbox_migration_dropped(&self, id: i64) -> Result<(i64, i64)>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
     /// Gives the planner statistics for journal tables that never had any (the first migration of an

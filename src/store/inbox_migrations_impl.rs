@@ -5,6 +5,23 @@
 /// inbox that is already in it.
 pub(super) const LOCK_BOTH_INBOXES: &str = "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')";
 
+/// Every column of `messages`, as `inbox_migration_messages` copies them.
+macro_rules! message_columns {
+    () => {
+        "id, account_id, conversation_id, message_type, content, content_type, content_attributes, source_id, \
+         dedupe_key, status, starred, private, sender_type, sender_id, external_id, legacy_message_id, import_id, \
+         created_at, updated_at"
+    };
+}
+
+/// Every column of `attachments`, as `inbox_migration_attachments` copies them.
+macro_rules! attachment_columns {
+    () => {
+        "id, account_id, message_id, file_type, content_type, file_name, byte_size, storage_key, checksum, status, \
+         external_url, failure_reason, import_id, created_at"
+    };
+}
+
 /// The source contacts deleted by this batch's merges.
 macro_rules! deleted_sources {
     () => {
@@ -249,6 +266,35 @@ macro_rules! impl_inbox_migration_store {
                     )
                     .bind(m).bind(b).bind(s)
                     .execute(&mut *tx).await?.rows_affected() as i64;
+                    if ctx.drop_duplicates {
+                        // The source's copy of a message the person's destination conversations already hold
+                        // (same provider id) is dropped; row and attachments journaled first, for revert.
+                        out.duplicates_dropped = sqlx::query(concat!(
+                            "INSERT INTO inbox_migration_messages (migration_id, batch, kept_message_id, ", message_columns!(), ") \
+                             SELECT $1, $2, k.kept, ", message_columns!(), " FROM messages JOIN \
+                             (SELECT m.id AS message_id, (SELECT MIN(m2.id) FROM messages m2 JOIN conversations c2 ON c2.id = m2.conversation_id \
+                               WHERE m2.account_id = m.account_id AND m2.source_id = m.source_id \
+                               AND c2.contact_inbox_id = p.destination_contact_inbox_id) AS kept \
+                              FROM inbox_migration_contact_inboxes p \
+                              JOIN inbox_migration_conversations j ON j.migration_id = p.migration_id AND j.batch = p.batch \
+                                AND j.contact_inbox_id = p.contact_inbox_id \
+                              JOIN messages m ON m.conversation_id = j.conversation_id \
+                              WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge' AND m.source_id IS NOT NULL) k \
+                             ON k.message_id = messages.id WHERE k.kept IS NOT NULL"))
+                        .bind(m).bind(b)
+                        .execute(&mut *tx).await?.rows_affected() as i64;
+                        if out.duplicates_dropped > 0 {
+                            sqlx::query(concat!(
+                                "INSERT INTO inbox_migration_attachments (migration_id, batch, ", attachment_columns!(), ") \
+                                 SELECT $1, $2, ", attachment_columns!(), " FROM attachments WHERE message_id IN \
+                                 (SELECT id FROM inbox_migration_messages WHERE migration_id = $1 AND batch = $2)"))
+                                .bind(m).bind(b).execute(&mut *tx).await?;
+                            // The cascade takes the attachments; triggers keep the conversations' counts.
+                            sqlx::query("DELETE FROM messages WHERE id IN \
+                                 (SELECT id FROM inbox_migration_messages WHERE migration_id = $1 AND batch = $2)")
+                                .bind(m).bind(b).execute(&mut *tx).await?;
+                        }
+                    }
                     sqlx::query(
                         // UPDATE … FROM the batch's journal rows: both planners drive it from them.
                         "UPDATE conversations SET inbox_id = $3, contact_id = j.new_contact_id, contact_inbox_id = j.new_contact_inbox_id \
@@ -495,6 +541,17 @@ macro_rules! impl_inbox_migration_store {
                      WHERE id IN (SELECT conversation_id FROM inbox_migration_conversations WHERE migration_id = $1 AND batch = $2)",
                 )
                 .bind(id).bind(batch).execute(&mut *tx).await?;
+                // h. dropped duplicates back with their ids, then their attachments
+                sqlx::query(concat!(
+                    "INSERT INTO messages (", message_columns!(), ") SELECT ", message_columns!(),
+                    " FROM inbox_migration_messages WHERE migration_id = $1 AND batch = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.id = inbox_migration_messages.id)"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
+                sqlx::query(concat!(
+                    "INSERT INTO attachments (", attachment_columns!(), ") SELECT ", attachment_columns!(),
+                    " FROM inbox_migration_attachments WHERE migration_id = $1 AND batch = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM attachments x WHERE x.id = inbox_migration_attachments.id)"))
+                    .bind(id).bind(batch).execute(&mut *tx).await?;
                 sqlx::query("UPDATE inbox_migrations SET cursor_id = $2 - 1, updated_at = $3 WHERE id = $1")
                     .bind(id).bind(batch).bind(chrono::Utc::now()).execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -549,15 +606,30 @@ macro_rules! impl_inbox_migration_store {
                 Ok(out)
             }
 
-            async fn count_duplicate_messages(&self, source: i64, destination: i64) -> Result<i64> {
-                Ok(sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-                     WHERE c.inbox_id = $1 AND m.source_id IS NOT NULL AND EXISTS (SELECT 1 FROM messages m2 \
+            async fn count_duplicate_messages(&self, source: i64, destination: i64, key: MatchKey) -> Result<i64> {
+                let k = key.column();
+                let sql = format!(
+                    "SELECT COUNT(*) FROM contact_inboxes s \
+                     JOIN contact_inboxes d ON d.id = (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $2 AND x.{k} = s.{k}) \
+                     JOIN conversations c ON c.contact_inbox_id = s.id \
+                     JOIN messages m ON m.conversation_id = c.id \
+                     WHERE s.inbox_id = $1 AND c.inbox_id = $1 AND m.source_id IS NOT NULL AND EXISTS (SELECT 1 FROM messages m2 \
                      JOIN conversations c2 ON c2.id = m2.conversation_id WHERE m2.account_id = m.account_id \
-                     AND m2.source_id = m.source_id AND c2.inbox_id = $2)",
+                     AND m2.source_id = m.source_id AND c2.contact_inbox_id = d.id)"
+                );
+                Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(source)
+                    .bind(destination)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn inbox_migration_dropped(&self, id: i64) -> Result<(i64, i64)> {
+                Ok(sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM inbox_migration_messages WHERE migration_id = $1), \
+                     (SELECT COUNT(*) FROM inbox_migration_attachments WHERE migration_id = $1)",
                 )
-                .bind(source)
-                .bind(destination)
+                .bind(id)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -679,4 +751,6 @@ macro_rules! impl_inbox_migration_store {
     };
 }
 
-pub(super) use {batch_merges, deleted_sources, impl_inbox_migration_store};
+pub(super) use {
+    attachment_columns, batch_merges, deleted_sources, impl_inbox_migration_store, message_columns,
+};

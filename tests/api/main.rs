@@ -63,7 +63,7 @@ fn main() {
         migrations::sigterm_finishes_the_batch_and_releases_the_lease,
         migrations::open_conversation_conflicts_are_reported,
         migrations::a_person_twice_in_the_source_ends_as_one_contact_inbox,
-        migrations::duplicates_by_provider_message_id_are_reported_and_kept,
+        migrations::duplicates_by_provider_message_id_are_kept_once,
         migrations::two_worker_processes_share_the_queue_without_overlap,
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,

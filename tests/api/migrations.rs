@@ -744,6 +744,7 @@ pub async fn a_worker_that_lost_its_lease_writes_nothing(db: Db) {
         batch: 1,
         limit: 100,
         after_contact_inbox_id: 0,
+        drop_duplicates: false,
     };
     assert!(
         app.ferry
@@ -1348,10 +1349,12 @@ pub async fn open_conversation_conflicts_are_reported(db: Db) {
     assert_eq!(conflicts, vec![json!(ana.id)], "{shown}");
 }
 
-pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
+/// Ana's number is also on a second Evolution inbox (same id family), whose conversation with her already holds
+/// one of her messages under the same provider id: the migration keeps that copy, drops the source's (and its
+/// attachment), reports it, and a revert brings the dropped rows back with their ids.
+pub async fn duplicates_by_provider_message_id_are_kept_once(db: Db) {
     let app = spawn_app(db).await;
     let s = scenario(&app).await;
-    // A second Evolution number that received one of the same messages (same Baileys id).
     let other = inbox(
         &app.ferry,
         s.account_id,
@@ -1364,12 +1367,12 @@ pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
         account_id: s.account_id,
         ..SeedBatch::default()
     };
-    batch.contacts = vec![contact("Dora", Some("+5511955554444"), None, json!({}))];
+    batch.contacts = vec![contact("Ana (2)", Some("+5511988887777"), None, json!({}))];
     batch.contact_inboxes = vec![ci(
         0,
         other,
         ChannelType::Evolution,
-        "5511955554444@s.whatsapp.net",
+        "5511988887777@s.whatsapp.net",
     )];
     batch.conversations = vec![conversation(other, 0, 0, 1, false)];
     batch.conversations[0].display_id = app
@@ -1379,41 +1382,52 @@ pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
         .await
         .unwrap();
     app.ferry.store.seed_batch(&batch).await.unwrap();
+    // Ana's first conversation in the source: three messages, a file on the first one.
     let source_conversation = app
         .ferry
         .store
-        .list_conversations(s.account_id, s.evolution, Page::first(1))
+        .list_conversations(s.account_id, s.evolution, Page::first(100))
         .await
-        .unwrap()[0]
+        .unwrap()
+        .into_iter()
+        .min_by_key(|c| c.id)
+        .unwrap()
         .id;
-    let original = app
+    let duplicated = app
         .ferry
         .store
-        .list_messages(s.account_id, source_conversation, Page::first(1))
+        .list_messages(s.account_id, source_conversation, Page::first(100))
         .await
-        .unwrap()[0]
-        .clone();
-    let target_conversation = app
+        .unwrap()
+        .into_iter()
+        .min_by_key(|m| m.id)
+        .unwrap();
+    let destination_conversation = app
         .ferry
         .store
         .list_conversations(s.account_id, other, Page::first(1))
         .await
         .unwrap()[0]
         .id;
-    app.ferry
+    let kept = app
+        .ferry
         .store
         .create_message(&ferry::store::NewMessage {
             account_id: s.account_id,
-            conversation_id: target_conversation,
+            conversation_id: destination_conversation,
             message_type: "incoming".into(),
-            content: original.content.clone(),
-            source_id: original.source_id.clone(),
+            content: duplicated.content.clone(),
+            source_id: duplicated.source_id.clone(),
             dedupe_key: None,
             status: "read".into(),
-            created_at: original.created_at,
+            created_at: duplicated.created_at,
         })
         .await
         .unwrap();
+    let messages_before = all_messages(&app.ferry, s.account_id).await;
+    let source_before = app.ferry.store.inbox_counts(s.evolution).await.unwrap();
+    let other_before = app.ferry.store.inbox_counts(other).await.unwrap();
+    assert!(source_before.attachments > 0);
 
     let url = base(&s, s.evolution);
     let dry = app
@@ -1445,11 +1459,58 @@ pub async fn duplicates_by_provider_message_id_are_reported_and_kept(db: Db) {
         .unwrap();
     assert_eq!(drain(&app).await, vec![Outcome::Completed]);
     let shown = app.get(&format!("{url}/{id}"), Some(&s.token)).await.1;
+    assert_eq!(shown["status"], "completed", "{shown}");
     assert_eq!(shown["progress"]["duplicates"], 1);
-    assert_eq!(shown["result"]["duplicates"], 1);
-    // Both copies are still there: a migration writes no message row.
-    let counts = app.ferry.store.inbox_counts(other).await.unwrap();
-    assert_eq!(counts.messages, 11 + 1 + 1);
+    assert_eq!(shown["result"]["duplicates_dropped"], 1, "{shown}");
+    let after = all_messages(&app.ferry, s.account_id).await;
+    assert!(
+        !after.contains_key(&duplicated.id),
+        "the source's copy is dropped"
+    );
+    assert!(after.contains_key(&kept), "the destination's copy is kept");
+    // Every other message is untouched.
+    let mut expected = messages_before.clone();
+    expected.remove(&duplicated.id);
+    assert_eq!(after, expected);
+    let other_after = app.ferry.store.inbox_counts(other).await.unwrap();
+    assert_eq!(
+        other_after.messages,
+        other_before.messages + source_before.messages - 1
+    );
+    assert_eq!(
+        other_after.attachments,
+        other_before.attachments + source_before.attachments - 1,
+        "the dropped message's attachment goes with it"
+    );
+    assert_eq!(
+        app.ferry
+            .store
+            .count_conversation_counter_drift(s.evolution, other)
+            .await
+            .unwrap(),
+        0
+    );
+
+    let (status, body) = app
+        .post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "reverted");
+    assert_eq!(
+        all_messages(&app.ferry, s.account_id).await,
+        messages_before,
+        "revert brings the dropped message back with its id"
+    );
+    let source_reverted = app.ferry.store.inbox_counts(s.evolution).await.unwrap();
+    assert_eq!(source_reverted.attachments, source_before.attachments);
+    assert_eq!(
+        app.ferry
+            .store
+            .count_conversation_counter_drift(s.evolution, other)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 pub async fn two_worker_processes_share_the_queue_without_overlap(db: Db) {
