@@ -167,8 +167,17 @@ async fn open(url: &str, key: &str, data_dir: &std::path::Path) -> anyhow::Resul
 
 /// Peak resident memory since the last reset, in MiB (Linux).
 fn peak_rss_mb() -> Option<f64> {
+    status_mb("VmHWM:")
+}
+
+/// Resident memory now, in MiB (Linux).
+fn rss_mb() -> Option<f64> {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
@@ -240,6 +249,7 @@ async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let worker = Worker::new(ferry.clone());
     reset_peak_rss();
+    let rss_at_start = rss_mb();
     let started = Instant::now();
     let outcome = worker.run_once(shutdown).await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -275,6 +285,9 @@ async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<
             "max_batch_ms": result["longest_batch_ms"],
             "batches": result["batches"],
             "peak_rss_mb": peak,
+            // What the migration itself added: the peak is mostly what seeding left in this process.
+            "rss_at_start_mb": rss_at_start,
+            "rss_growth_mb": peak.zip(rss_at_start).map(|(p, s)| ((p - s) * 10.0).round() / 10.0),
         },
     });
     if !opts.compare {
