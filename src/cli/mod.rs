@@ -1,5 +1,6 @@
 //! The `ferry` command line: a thin adapter over `services`. Human output by default, `--json` for scripts.
 
+mod integrations;
 mod migrations;
 
 use anyhow::Context;
@@ -73,6 +74,11 @@ pub enum Command {
     Inboxes {
         #[command(subcommand)]
         command: InboxesCommand,
+    },
+    /// Provider connections and their webhook tokens
+    Integrations {
+        #[command(subcommand)]
+        command: integrations::IntegrationsCommand,
     },
     /// Reproducible benchmarks on generated data (JSON)
     Bench {
@@ -317,6 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
+        Command::Integrations { command } => integrations::integrations(ferry, command).await,
         Command::Bench { .. } => unreachable!("handled above"),
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,

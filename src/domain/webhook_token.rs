@@ -58,7 +58,10 @@ mod shape {
     #[test]
     fn webhook_and_api_tokens_are_not_interchangeable() {
         let api = crate::domain::ApiToken::generate();
-        assert_eq!(WebhookToken::parse(api.expose()), Err(WebhookTokenError::Prefix));
+        assert_eq!(
+            WebhookToken::parse(api.expose()),
+            Err(WebhookTokenError::Prefix)
+        );
         let hook = WebhookToken::generate();
         assert!(hook.expose().starts_with("fwh_"));
         assert_eq!(hook.expose().len(), 47);

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod inboxes;
+mod integrations;
 mod migrations;
 
 use axum::Router;
@@ -24,7 +25,8 @@ pub fn router(ferry: Ferry) -> Router {
         .merge(accounts::router())
         .merge(inboxes::router())
         .merge(conversations::router())
-        .merge(migrations::router());
+        .merge(migrations::router())
+        .merge(integrations::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())

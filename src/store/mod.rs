@@ -7,6 +7,7 @@ mod bench;
 mod common;
 mod inbox_migrations;
 mod inbox_migrations_impl;
+mod integrations;
 mod models;
 mod pg;
 pub mod seed;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 pub use bench::BenchStore;
 pub use inbox_migrations::*;
+pub use integrations::{Integration, IntegrationStore, NewIntegration, TokenRoute};
 pub use models::*;
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -91,7 +93,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
-pub trait Store: InboxMigrationStore + BenchStore + Send + Sync + 'static {
+pub trait Store:
+    InboxMigrationStore + IntegrationStore + BenchStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

@@ -7,6 +7,7 @@ mod cli;
 mod datagen;
 mod helpers;
 mod inboxes;
+mod integrations;
 mod migrations;
 mod read_api;
 mod store;
@@ -50,6 +51,9 @@ fn main() {
         store::display_ids_are_unique_under_concurrent_reservations,
         store::migrations_are_idempotent,
         store::conversation_counts_are_kept_by_the_database,
+        integrations::integrations_issue_reveal_rotate_and_disable_tokens,
+        integrations::integration_requests_are_refused_clearly,
+        integrations::cli_manages_integrations,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

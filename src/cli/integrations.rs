@@ -1,0 +1,170 @@
+//! `ferry integrations …`: provider connections and their webhook tokens (SPEC 4.3), as the API has them.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::print_json;
+use crate::services::Ferry;
+use crate::webhooks::integrations::{
+    self as integrations, CreateIntegration, Provider, ProviderSecrets, integration_json,
+    parse_duration,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationsCommand {
+    /// Connect an inbox to a provider; prints the webhook URL to paste into the provider
+    Create {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        inbox: i64,
+        /// evolution, whatsapp_cloud, dialog360 or twilio_whatsapp
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        instance_name: Option<String>,
+        #[arg(long)]
+        phone_number_id: Option<String>,
+        /// WhatsApp Cloud: the Meta app secret that signs webhooks (X-Hub-Signature-256)
+        #[arg(long, env = "FERRY_APP_SECRET", hide_env_values = true)]
+        app_secret: Option<String>,
+        /// WhatsApp Cloud: the verify token of the hub.challenge handshake
+        #[arg(long)]
+        verify_token: Option<String>,
+        /// Twilio: the auth token that signs webhooks (X-Twilio-Signature)
+        #[arg(long, env = "FERRY_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+        /// Evolution API key / 360dialog D360-API-KEY (media downloads)
+        #[arg(long)]
+        api_key: Option<String>,
+        /// WhatsApp Cloud access token (media downloads)
+        #[arg(long)]
+        access_token: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The integrations of an account (tokens are never listed)
+    List {
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new token; the current one keeps routing for the overlap (default 24h)
+    Rotate {
+        id: i64,
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the webhook URL with its token (audited)
+    Reveal {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop routing this integration's webhooks
+    Disable {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    Enable {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow::Result<()> {
+    let issued = match command {
+        IntegrationsCommand::Create {
+            account,
+            inbox,
+            provider,
+            instance_name,
+            phone_number_id,
+            app_secret,
+            verify_token,
+            auth_token,
+            api_key,
+            access_token,
+            json,
+        } => {
+            let input = CreateIntegration {
+                account_id: account,
+                inbox_id: inbox,
+                provider: Provider::parse(&provider)?,
+                instance_name,
+                phone_number_id,
+                secrets: ProviderSecrets {
+                    app_secret,
+                    verify_token,
+                    auth_token,
+                    api_key,
+                    access_token,
+                },
+            };
+            (integrations::create(&ferry, input, None).await?, json)
+        }
+        IntegrationsCommand::Rotate { id, overlap, json } => {
+            let account = ferry.store.integration_account(id).await?;
+            let overlap = parse_duration(&overlap)?;
+            (
+                integrations::rotate(&ferry, account, id, overlap, None).await?,
+                json,
+            )
+        }
+        IntegrationsCommand::Reveal { id, json } => {
+            let account = ferry.store.integration_account(id).await?;
+            (integrations::reveal(&ferry, account, id, None).await?, json)
+        }
+        IntegrationsCommand::Disable { id, json } | IntegrationsCommand::Enable { id, json } => {
+            let enabled = matches!(command, IntegrationsCommand::Enable { .. });
+            let account = ferry.store.integration_account(id).await?;
+            let integration = integrations::set_enabled(&ferry, account, id, enabled, None).await?;
+            if json {
+                print_json(&integration_json(&integration));
+            } else {
+                println!(
+                    "integration {id} {}",
+                    if enabled { "enabled" } else { "disabled" }
+                );
+            }
+            return Ok(());
+        }
+        IntegrationsCommand::List { account, json } => {
+            ferry.store.get_account(account).await?;
+            let all = ferry.store.list_integrations(account).await?;
+            if json {
+                print_json(&json!(all.iter().map(integration_json).collect::<Vec<_>>()));
+            } else {
+                for i in all {
+                    println!(
+                        "{:>5}  {:<16} inbox {:>5}  {}  {}",
+                        i.id,
+                        i.provider,
+                        i.inbox_id.unwrap_or_default(),
+                        if i.enabled { "enabled " } else { "disabled" },
+                        i.token_prefix.unwrap_or_default()
+                    );
+                }
+            }
+            return Ok(());
+        }
+    };
+    let (issued, json) = issued;
+    if json {
+        print_json(
+            &json!({"id": issued.integration.id, "token": issued.token.expose(),
+            "webhook_url": issued.webhook_url, "previous_token_expires_at": issued.integration.previous_token_expires_at}),
+        );
+    } else {
+        println!(
+            "integration {}: {}",
+            issued.integration.id, issued.webhook_url
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! Integrations: one per provider connection of an inbox (SPEC 4.3). The webhook token is 256 random bits
+//! (`fwh_…`), stored as SHA-256 for routing and sealed for the administrator who pastes the URL into the
+//! provider; provider secrets are sealed too. Reveal and rotation are audited.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::domain::{ChannelType, WebhookToken};
+use crate::secrets::RowBinding;
+use crate::services::{Ferry, ServiceError};
+use crate::store::{Integration, NewIntegration};
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Evolution,
+    WhatsappCloud,
+    Dialog360,
+    TwilioWhatsapp,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Evolution,
+        Provider::WhatsappCloud,
+        Provider::Dialog360,
+        Provider::TwilioWhatsapp,
+    ];
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                invalid(
+                    "provider",
+                    "must be one of evolution, whatsapp_cloud, dialog360, twilio_whatsapp",
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Evolution => "evolution",
+            Provider::WhatsappCloud => "whatsapp_cloud",
+            Provider::Dialog360 => "dialog360",
+            Provider::TwilioWhatsapp => "twilio_whatsapp",
+        }
+    }
+
+    /// The inbox channel this provider delivers into.
+    pub fn channel(self) -> ChannelType {
+        match self {
+            Provider::Evolution => ChannelType::Evolution,
+            Provider::WhatsappCloud => ChannelType::WhatsappCloud,
+            Provider::Dialog360 => ChannelType::Dialog360,
+            Provider::TwilioWhatsapp => ChannelType::TwilioWhatsapp,
+        }
+    }
+
+    /// The route a provider posts to (SPEC 4.1).
+    fn webhook_path(self, token: &WebhookToken) -> String {
+        let t = token.expose();
+        match self {
+            Provider::Evolution => format!("/webhooks/evolution/whatsapp/{t}"),
+            Provider::WhatsappCloud => format!("/webhooks/whatsapp_cloud/{t}"),
+            Provider::Dialog360 => format!("/webhooks/dialog360/{t}"),
+            Provider::TwilioWhatsapp => format!("/webhooks/twilio/{t}"),
+        }
+    }
+
+    /// Secrets without which this provider's webhooks cannot be verified.
+    fn required_secrets(self) -> &'static [&'static str] {
+        match self {
+            Provider::WhatsappCloud => &["app_secret", "verify_token"],
+            Provider::TwilioWhatsapp => &["auth_token"],
+            Provider::Evolution | Provider::Dialog360 => &[],
+        }
+    }
+}
+
+/// Provider secrets, sealed at rest; only the ones a provider uses are set.
+#[derive(Debug, Default, Clone)]
+pub struct ProviderSecrets {
+    pub app_secret: Option<String>,
+    pub verify_token: Option<String>,
+    pub auth_token: Option<String>,
+    pub api_key: Option<String>,
+    pub access_token: Option<String>,
+}
+
+impl ProviderSecrets {
+    fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (name, value) in [
+            ("app_secret", &self.app_secret),
+            ("verify_token", &self.verify_token),
+            ("auth_token", &self.auth_token),
+            ("api_key", &self.api_key),
+            ("access_token", &self.access_token),
+        ] {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                out.insert(name.into(), Value::String(v.to_owned()));
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateIntegration {
+    pub account_id: i64,
+    pub inbox_id: i64,
+    pub provider: Provider,
+    pub instance_name: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub secrets: ProviderSecrets,
+}
+
+/// An integration with its token in the clear: only right after create, rotate or an audited reveal.
+#[derive(Debug)]
+pub struct Issued {
+    pub integration: Integration,
+    pub token: WebhookToken,
+    pub webhook_url: String,
+}
+
+impl Issued {
+    pub fn to_json(&self) -> Value {
+        let mut body = integration_json(&self.integration);
+        body["token"] = Value::String(self.token.expose().to_owned());
+        body["webhook_url"] = Value::String(self.webhook_url.clone());
+        body
+    }
+}
+
+pub const DEFAULT_OVERLAP: Duration = Duration::hours(24);
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Validation {
+        field,
+        message: message.into(),
+    }
+}
+
+fn token_binding(id: i64) -> RowBinding<'static> {
+    RowBinding {
+        table: "integrations",
+        column: "token_ciphertext",
+        row_id: id,
+    }
+}
+
+fn secrets_binding(id: i64) -> RowBinding<'static> {
+    RowBinding {
+        table: "integrations",
+        column: "secrets_ciphertext",
+        row_id: id,
+    }
+}
+
+pub fn webhook_url(ferry: &Ferry, provider: Provider, token: &WebhookToken) -> String {
+    format!(
+        "{}{}",
+        ferry.config.public_url().trim_end_matches('/'),
+        provider.webhook_path(token)
+    )
+}
+
+/// An integration as the API shows it: never a secret, only the token's first characters.
+pub fn integration_json(i: &Integration) -> Value {
+    json!({
+        "id": i.id,
+        "account_id": i.account_id,
+        "inbox_id": i.inbox_id,
+        "provider": i.provider,
+        "instance_name": i.instance_name,
+        "phone_number_id": i.phone_number_id,
+        "token_prefix": i.token_prefix,
+        "previous_token_expires_at": i.previous_token_expires_at,
+        "status": i.status,
+        "enabled": i.enabled,
+        "secrets_set": i.secrets_ciphertext.is_some(),
+        "legacy_hits": i.legacy_hits,
+        "last_legacy_hit_at": i.last_legacy_hit_at,
+        "cutover_state": i.cutover_state,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+    })
+}
+
+pub async fn create(
+    ferry: &Ferry,
+    input: CreateIntegration,
+    user_id: Option<i64>,
+) -> Result<Issued> {
+    let inbox = ferry
+        .store
+        .get_inbox(input.account_id, input.inbox_id)
+        .await?;
+    if inbox.channel() != input.provider.channel() {
+        return Err(invalid(
+            "inbox_id",
+            format!(
+                "a {} integration delivers into a {} inbox; inbox {} is a {} inbox",
+                input.provider.as_str(),
+                input.provider.channel().label(),
+                inbox.id,
+                inbox.channel().label()
+            ),
+        ));
+    }
+    let secrets = input.secrets.to_json();
+    for name in input.provider.required_secrets() {
+        if secrets.get(*name).is_none() {
+            return Err(invalid(
+                "secrets",
+                format!(
+                    "{} needs {name} to verify its webhooks",
+                    input.provider.as_str()
+                ),
+            ));
+        }
+    }
+    let instance_name = clean(input.instance_name);
+    if input.provider == Provider::Evolution && instance_name.is_none() {
+        return Err(invalid(
+            "instance_name",
+            "an Evolution integration names its instance",
+        ));
+    }
+    let token = WebhookToken::generate();
+    let cipher = &ferry.cipher;
+    let seal_token = |id: i64| cipher.encrypt(token.expose().as_bytes(), token_binding(id));
+    let seal_secrets = |id: i64| cipher.encrypt_json(&secrets, secrets_binding(id));
+    let has_secrets = secrets.as_object().is_some_and(|o| !o.is_empty());
+    let new = NewIntegration {
+        account_id: input.account_id,
+        inbox_id: inbox.id,
+        provider: input.provider.as_str(),
+        instance_name,
+        phone_number_id: clean(input.phone_number_id),
+        config: json!({}),
+    };
+    let integration = ferry
+        .store
+        .create_integration(
+            &new,
+            &token.hash(),
+            &token.display_prefix(),
+            &seal_token,
+            has_secrets.then_some(&seal_secrets as _),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => ServiceError::Conflict(
+                "an integration of this provider already has this instance name or phone number id"
+                    .into(),
+            ),
+            other => other.into(),
+        })?;
+    ferry
+        .audit(
+            Some(input.account_id),
+            user_id,
+            "integration.create",
+            format!("integration:{}", integration.id),
+            json!({"provider": integration.provider, "inbox_id": integration.inbox_id}),
+        )
+        .await;
+    let webhook_url = webhook_url(ferry, input.provider, &token);
+    Ok(Issued {
+        integration,
+        token,
+        webhook_url,
+    })
+}
+
+/// The token in the clear, for the administrator who must paste the URL into the provider. Audited.
+pub async fn reveal(
+    ferry: &Ferry,
+    account_id: i64,
+    id: i64,
+    user_id: Option<i64>,
+) -> Result<Issued> {
+    let integration = ferry.store.get_integration(account_id, id).await?;
+    let sealed = integration
+        .token_ciphertext
+        .as_deref()
+        .ok_or_else(|| ServiceError::Conflict("this integration has no token yet".into()))?;
+    let plain = ferry.cipher.decrypt(sealed, token_binding(id))?;
+    let token = std::str::from_utf8(&plain)
+        .ok()
+        .and_then(|t| WebhookToken::parse(t).ok())
+        .ok_or_else(|| ServiceError::Conflict("the stored token is not a webhook token".into()))?;
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "integration.reveal",
+            format!("integration:{id}"),
+            json!({}),
+        )
+        .await;
+    let provider = Provider::parse(&integration.provider)?;
+    let webhook_url = webhook_url(ferry, provider, &token);
+    Ok(Issued {
+        integration,
+        token,
+        webhook_url,
+    })
+}
+
+/// A new token now; the current one keeps routing for `overlap` so the provider can be switched over. Audited.
+pub async fn rotate(
+    ferry: &Ferry,
+    account_id: i64,
+    id: i64,
+    overlap: Duration,
+    user_id: Option<i64>,
+) -> Result<Issued> {
+    if overlap < Duration::zero() || overlap > Duration::days(30) {
+        return Err(invalid("overlap", "must be between 0 and 30 days"));
+    }
+    let token = WebhookToken::generate();
+    let cipher = &ferry.cipher;
+    let seal_token = |id: i64| cipher.encrypt(token.expose().as_bytes(), token_binding(id));
+    let previous_expires_at: DateTime<Utc> = Utc::now() + overlap;
+    let integration = ferry
+        .store
+        .rotate_integration_token(
+            account_id,
+            id,
+            &token.hash(),
+            &token.display_prefix(),
+            &seal_token,
+            previous_expires_at,
+        )
+        .await?;
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            "integration.rotate",
+            format!("integration:{id}"),
+            json!({"previous_token_expires_at": previous_expires_at}),
+        )
+        .await;
+    let provider = Provider::parse(&integration.provider)?;
+    let webhook_url = webhook_url(ferry, provider, &token);
+    Ok(Issued {
+        integration,
+        token,
+        webhook_url,
+    })
+}
+
+pub async fn set_enabled(
+    ferry: &Ferry,
+    account_id: i64,
+    id: i64,
+    enabled: bool,
+    user_id: Option<i64>,
+) -> Result<Integration> {
+    let integration = ferry
+        .store
+        .set_integration_enabled(account_id, id, enabled)
+        .await?;
+    ferry
+        .audit(
+            Some(account_id),
+            user_id,
+            if enabled {
+                "integration.enable"
+            } else {
+                "integration.disable"
+            },
+            format!("integration:{id}"),
+            json!({}),
+        )
+        .await;
+    Ok(integration)
+}
+
+/// `24h`, `30m`, `90s`, `2d` (CLI `--overlap`).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| invalid("overlap", "write a number and a unit: 24h, 30m, 90s or 2d"))?;
+    match unit {
+        "s" => Ok(Duration::seconds(n)),
+        "m" => Ok(Duration::minutes(n)),
+        "h" | "" => Ok(Duration::hours(n)),
+        "d" => Ok(Duration::days(n)),
+        _ => Err(invalid(
+            "overlap",
+            "write a number and a unit: 24h, 30m, 90s or 2d",
+        )),
+    }
+}
+
+fn clean(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::hours(24));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::minutes(30));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::zero());
+        assert_eq!(parse_duration("2d").unwrap(), Duration::days(2));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5w").is_err());
+    }
+
+    #[test]
+    fn providers_round_trip_and_map_to_their_channel() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.as_str()).unwrap(), p);
+            assert!(p.channel().is_whatsapp_like());
+        }
+        assert!(Provider::parse("telegram").is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Capability B, provider webhooks routed by a secret per-integration token (SPEC 4). This part: the
+//! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable).
+
+pub mod integrations;

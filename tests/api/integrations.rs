@@ -1,0 +1,323 @@
+use chrono::Utc;
+use ferry::domain::WebhookToken;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, assert_error, spawn_app};
+
+struct Setup {
+    account: i64,
+    admin: String,
+    agent: String,
+    evolution: i64,
+    cloud: i64,
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    let f = app.fixture().await;
+    let inbox = |name: &str, channel: &str| json!({"name": name, "channel_type": channel, "phone_number": "+551140028922"});
+    let base = format!("/api/v1/accounts/{}/inboxes", f.account_id);
+    let evolution = app
+        .post_json(&base, Some(&f.admin_token), &inbox("Evo", "evolution"))
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    let cloud = app
+        .post_json(
+            &base,
+            Some(&f.admin_token),
+            &inbox("Cloud", "whatsapp_cloud"),
+        )
+        .await
+        .1["id"]
+        .as_i64()
+        .unwrap();
+    Setup {
+        account: f.account_id,
+        admin: f.admin_token,
+        agent: f.agent_token,
+        evolution,
+        cloud,
+    }
+}
+
+async fn route(app: &TestApp, token: &str) -> Option<ferry::store::TokenRoute> {
+    let token = WebhookToken::parse(token).unwrap();
+    app.ferry
+        .store
+        .route_by_token_hash(&token.hash(), Utc::now())
+        .await
+        .unwrap()
+}
+
+/// Create shows the token and the URL once; listings never do; reveal is audited and gives the same token;
+/// rotation keeps the old token routing for the overlap only; disable and enable are seen by routing.
+pub async fn integrations_issue_reveal_rotate_and_disable_tokens(db: Db) {
+    let app = spawn_app(db).await;
+    let s = setup(&app).await;
+    let url = format!("/api/v1/accounts/{}/integrations", s.account);
+    let (status, created) = app
+        .post_json(
+            &url,
+            Some(&s.admin),
+            &json!({"inbox_id": s.evolution, "provider": "evolution", "instance_name": "clinica-sp", "api_key": "k-123"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("fwh_") && token.len() == 47, "{token}");
+    let public = app.ferry.config.public_url();
+    assert_eq!(
+        created["webhook_url"],
+        format!("{public}/webhooks/evolution/whatsapp/{token}")
+    );
+    assert_eq!(created["secrets_set"], true);
+    let id = created["id"].as_i64().unwrap();
+    let routed = route(&app, &token).await.expect("the new token routes");
+    assert_eq!(
+        (
+            routed.integration_id,
+            routed.inbox_id,
+            routed.enabled,
+            routed.expires_at
+        ),
+        (id, Some(s.evolution), true, None)
+    );
+
+    let (_, listed) = app.get(&url, Some(&s.admin)).await;
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&token[4..]),
+        "a listing never shows the token"
+    );
+    assert!(!text.contains("k-123"), "nor a provider secret");
+    assert_eq!(listed["data"][0]["token_prefix"], &token[..10]);
+
+    let (status, revealed) = app
+        .post_json(&format!("{url}/{id}/reveal"), Some(&s.admin), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{revealed}");
+    assert_eq!(revealed["token"], token.as_str());
+
+    let (status, rotated) = app
+        .post_json(
+            &format!("{url}/{id}/rotate"),
+            Some(&s.admin),
+            &json!({"overlap_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(second, token);
+    assert!(route(&app, &second).await.unwrap().expires_at.is_none());
+    let old = route(&app, &token)
+        .await
+        .expect("the old token routes during the overlap");
+    assert!(old.expires_at.unwrap() > Utc::now() + chrono::Duration::minutes(59));
+
+    // A rotation without overlap: the second token stops at once, the first is forgotten.
+    let third = app
+        .post_json(
+            &format!("{url}/{id}/rotate"),
+            Some(&s.admin),
+            &json!({"overlap_seconds": 0}),
+        )
+        .await
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(route(&app, &second).await.is_none());
+    assert!(route(&app, &token).await.is_none());
+    assert!(route(&app, &third).await.is_some());
+
+    let (status, disabled) = app
+        .post_json(&format!("{url}/{id}/disable"), Some(&s.admin), &json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &disabled["enabled"]),
+        (200, &json!(false))
+    );
+    assert!(!route(&app, &third).await.unwrap().enabled);
+    app.post_json(&format!("{url}/{id}/enable"), Some(&s.admin), &json!({}))
+        .await;
+    assert!(route(&app, &third).await.unwrap().enabled);
+
+    let actions: Vec<String> = app
+        .ferry
+        .store
+        .list_audit(s.account, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == format!("integration:{id}"))
+        .map(|e| e.action)
+        .collect();
+    for action in [
+        "integration.create",
+        "integration.reveal",
+        "integration.rotate",
+        "integration.disable",
+        "integration.enable",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+    // The secrets are sealed at rest: the raw column holds no plaintext.
+    let stored = app
+        .ferry
+        .store
+        .get_integration(s.account, id)
+        .await
+        .unwrap();
+    let sealed = stored.secrets_ciphertext.unwrap();
+    assert!(!sealed.windows(5).any(|w| w == b"k-123"));
+}
+
+pub async fn integration_requests_are_refused_clearly(db: Db) {
+    let app = spawn_app(db).await;
+    let s = setup(&app).await;
+    let url = format!("/api/v1/accounts/{}/integrations", s.account);
+    let post = |token: &str, body: Value| {
+        let (app, url, token) = (&app, url.clone(), token.to_owned());
+        async move { app.post_json(&url, Some(&token), &body).await }
+    };
+    assert_error(
+        &post(
+            &s.agent,
+            json!({"inbox_id": s.evolution, "provider": "evolution", "instance_name": "x"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &post(
+            &s.admin,
+            json!({"inbox_id": s.evolution, "provider": "telegram"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &post(&s.admin, json!({"inbox_id": s.evolution, "provider": "whatsapp_cloud", "app_secret": "a", "verify_token": "v"})).await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &post(
+            &s.admin,
+            json!({"inbox_id": s.cloud, "provider": "whatsapp_cloud", "verify_token": "v"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &post(
+            &s.admin,
+            json!({"inbox_id": 999_999, "provider": "evolution", "instance_name": "x"}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let first = post(
+        &s.admin,
+        json!({"inbox_id": s.evolution, "provider": "evolution", "instance_name": "same"}),
+    )
+    .await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    // The database refuses a second integration of one Evolution instance.
+    assert_error(
+        &post(
+            &s.admin,
+            json!({"inbox_id": s.evolution, "provider": "evolution", "instance_name": "same"}),
+        )
+        .await,
+        409,
+        "conflict",
+    );
+    let listed = app.get(&url, Some(&s.admin)).await.1;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "nothing half-written"
+    );
+    assert_error(&app.get(&url, Some(&s.agent)).await, 403, "forbidden");
+}
+
+pub async fn cli_manages_integrations(db: Db) {
+    let app = spawn_app(db).await;
+    let s = setup(&app).await;
+    let account = s.account.to_string();
+    let inbox = s.cloud.to_string();
+    let out = app.cli(&[
+        "integrations",
+        "create",
+        "--account",
+        &account,
+        "--inbox",
+        &inbox,
+        "--provider",
+        "whatsapp_cloud",
+        "--phone-number-id",
+        "1234567890",
+        "--app-secret",
+        "shh",
+        "--verify-token",
+        "vt",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap();
+    assert!(
+        created["webhook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/webhooks/whatsapp_cloud/{token}"))
+    );
+    let id = created["id"].to_string();
+    let out = app.cli(&["integrations", "rotate", &id, "--overlap", "0s", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(rotated["token"], created["token"]);
+    assert!(
+        route(&app, token).await.is_none(),
+        "no overlap: the old token is gone"
+    );
+    let out = app.cli(&["integrations", "disable", &id]);
+    assert!(out.status.success());
+    assert!(
+        !route(&app, rotated["token"].as_str().unwrap())
+            .await
+            .unwrap()
+            .enabled
+    );
+    let out = app.cli(&[
+        "integrations",
+        "create",
+        "--account",
+        &account,
+        "--inbox",
+        &inbox,
+        "--provider",
+        "fax",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("provider"), "{stderr}");
+}
