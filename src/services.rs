@@ -66,6 +66,7 @@ pub struct Ferry {
     pub cipher: Cipher,
     pub attachments: AttachmentStore,
     pub config: Arc<Config>,
+    pub token_routes: Arc<crate::webhooks::routing::TokenRoutes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,10 @@ impl Ferry {
             cipher: Cipher::new(key),
             attachments: AttachmentStore::new(config.attachments_dir()),
             config: Arc::new(config),
+            token_routes: Arc::new(crate::webhooks::routing::TokenRoutes::new(
+                100_000,
+                std::time::Duration::from_secs(60),
+            )),
         })
     }
 

@@ -271,6 +271,7 @@ pub async fn create(
             json!({"provider": integration.provider, "inbox_id": integration.inbox_id}),
         )
         .await;
+    ferry.token_routes.invalidate_token(&token).await;
     let webhook_url = webhook_url(ferry, input.provider, &token);
     Ok(Issued {
         integration,
@@ -340,6 +341,8 @@ pub async fn rotate(
             previous_expires_at,
         )
         .await?;
+    ferry.token_routes.invalidate_integration(id).await;
+    ferry.token_routes.invalidate_token(&token).await;
     ferry
         .audit(
             Some(account_id),
@@ -369,6 +372,7 @@ pub async fn set_enabled(
         .store
         .set_integration_enabled(account_id, id, enabled)
         .await?;
+    ferry.token_routes.invalidate_integration(id).await;
     ferry
         .audit(
             Some(account_id),

@@ -1,4 +1,6 @@
 //! Capability B, provider webhooks routed by a secret per-integration token (SPEC 4). This part: the
-//! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable).
+//! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable) and the
+//! cached token → integration routing.
 
 pub mod integrations;
+pub mod routing;

@@ -321,3 +321,71 @@ pub async fn cli_manages_integrations(db: Db) {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("provider"), "{stderr}");
 }
+
+/// A cache hit costs no database lookup, an unknown token is looked up once, and disable or rotate are seen at
+/// once by the node that made them.
+pub async fn token_routes_are_cached_and_invalidated(db: Db) {
+    let app = spawn_app(db).await;
+    let s = setup(&app).await;
+    let url = format!("/api/v1/accounts/{}/integrations", s.account);
+    let created = app
+        .post_json(
+            &url,
+            Some(&s.admin),
+            &json!({"inbox_id": s.evolution, "provider": "evolution", "instance_name": "cached"}),
+        )
+        .await
+        .1;
+    let id = created["id"].as_i64().unwrap();
+    let token = WebhookToken::parse(created["token"].as_str().unwrap()).unwrap();
+    let routes = &app.ferry.token_routes;
+    let store = app.ferry.store.as_ref();
+    let start = routes.lookups();
+    for _ in 0..5 {
+        let route = routes.resolve(store, &token).await.unwrap().unwrap();
+        assert_eq!((route.integration_id, route.enabled), (id, true));
+    }
+    assert_eq!(routes.lookups() - start, 1, "four of five were cache hits");
+
+    let unknown = WebhookToken::generate();
+    for _ in 0..3 {
+        assert!(routes.resolve(store, &unknown).await.unwrap().is_none());
+    }
+    assert_eq!(
+        routes.lookups() - start,
+        2,
+        "an unknown token is remembered as unknown"
+    );
+
+    let disabled = app
+        .post_json(&format!("{url}/{id}/disable"), Some(&s.admin), &json!({}))
+        .await;
+    assert_eq!(disabled.0, 200, "{}", disabled.1);
+    let route = routes.resolve(store, &token).await.unwrap().unwrap();
+    assert!(
+        !route.enabled,
+        "{route:?} lookups {}",
+        routes.lookups() - start
+    );
+    assert_eq!(routes.lookups() - start, 3, "disable invalidated the entry");
+
+    let rotated = app
+        .post_json(
+            &format!("{url}/{id}/rotate"),
+            Some(&s.admin),
+            &json!({"overlap_seconds": 0}),
+        )
+        .await
+        .1;
+    assert!(routes.resolve(store, &token).await.unwrap().is_none());
+    let new = WebhookToken::parse(rotated["token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        routes
+            .resolve(store, &new)
+            .await
+            .unwrap()
+            .unwrap()
+            .integration_id,
+        id
+    );
+}

@@ -54,6 +54,7 @@ fn main() {
         integrations::integrations_issue_reveal_rotate_and_disable_tokens,
         integrations::integration_requests_are_refused_clearly,
         integrations::cli_manages_integrations,
+        integrations::token_routes_are_cached_and_invalidated,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,
