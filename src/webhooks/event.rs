@@ -1,0 +1,80 @@
+//! What any provider's webhook becomes once parsed: one internal event, the same for every provider, so that
+//! ingestion (contact, conversation, de-duplicated message) is written once.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::WhatsAppIdentity;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboundEvent {
+    Message(InboundMessage),
+    /// A delivery receipt for a message ferry already holds (never moves a status backwards).
+    Status {
+        provider_message_id: String,
+        status: MessageStatus,
+    },
+    /// Understood, deliberately not stored (groups, broadcasts, connection events…); answered 2xx.
+    Ignored {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    /// The provider's stable id: the de-duplication key.
+    pub provider_message_id: String,
+    /// The other party of the chat (the customer), whoever sent this message.
+    pub contact: WhatsAppIdentity,
+    pub contact_name: Option<String>,
+    /// Sent by the business (from the phone or another tool), not by the customer.
+    pub outgoing: bool,
+    pub sent_at: DateTime<Utc>,
+    pub content: Option<String>,
+    pub kind: MessageKind,
+    /// For reactions, edits and deletes: the message they act on.
+    pub target_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Text,
+    Image,
+    Audio,
+    Video,
+    Document,
+    Sticker,
+    Location,
+    Contact,
+    Reaction,
+    Other,
+}
+
+/// Statuses in the order a message goes through them; a later one never gives way to an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Failed,
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Failed => "failed",
+            MessageStatus::Pending => "pending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+        }
+    }
+}
+
+/// A body that is not a webhook of this provider: answered 400 and kept as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed webhook: {0}")]
+pub struct ParseError(pub String);

@@ -1,0 +1,297 @@
+//! Evolution API v2 (Baileys) webhooks: one JSON envelope `{event, instance, data, …}` per event
+//! (`reference/provider-webhooks.md` §1). `messages.upsert` carries one message, `messages.update` a status.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+
+use super::event::{InboundEvent, InboundMessage, MessageKind, MessageStatus, ParseError};
+use crate::domain::{IdentityError, WhatsAppIdentity};
+
+/// The instance name in an envelope (the legacy route keys on it).
+pub fn instance_name(body: &Value) -> Option<&str> {
+    body.get("instance").and_then(Value::as_str)
+}
+
+pub fn parse(body: &[u8]) -> Result<InboundEvent, ParseError> {
+    let envelope: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError(format!("not JSON: {e}")))?;
+    let event = envelope
+        .get("event")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ParseError("no \"event\"".into()))?;
+    let data = envelope
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| ParseError("no \"data\" object".into()))?;
+    // Evolution names events `messages.upsert`; its UPPER_SNAKE form appears in configs and by-event URLs.
+    match event.to_ascii_lowercase().replace('_', ".").as_str() {
+        "messages.upsert" | "send.message" => message(data),
+        "messages.update" => status(data),
+        other => Ok(InboundEvent::Ignored {
+            reason: format!("event {other} carries no message"),
+        }),
+    }
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, key| v.get(key))
+        .and_then(Value::as_str)
+}
+
+fn identity(key: &Value) -> Result<Result<WhatsAppIdentity, InboundEvent>, ParseError> {
+    let remote = text(key, &["remoteJid"]).ok_or_else(|| ParseError("no key.remoteJid".into()))?;
+    match WhatsAppIdentity::from_evolution(remote, text(key, &["remoteJidAlt"])) {
+        Ok(id) => Ok(Ok(id)),
+        Err(IdentityError::Group(_)) | Err(IdentityError::Broadcast(_)) => {
+            Ok(Err(InboundEvent::Ignored {
+                reason: format!("{remote} is a group or broadcast chat"),
+            }))
+        }
+        Err(e) => Err(ParseError(format!("key.remoteJid: {e}"))),
+    }
+}
+
+fn message(data: &Value) -> Result<InboundEvent, ParseError> {
+    let key = data
+        .get("key")
+        .ok_or_else(|| ParseError("no data.key".into()))?;
+    let id = text(key, &["id"])
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ParseError("no data.key.id".into()))?;
+    let contact = match identity(key)? {
+        Ok(contact) => contact,
+        Err(ignored) => return Ok(ignored),
+    };
+    let outgoing = key.get("fromMe").and_then(Value::as_bool).unwrap_or(false);
+    let sent_at = data
+        .get("messageTimestamp")
+        .and_then(|t| {
+            t.as_i64()
+                .or_else(|| t.as_str().and_then(|s| s.parse().ok()))
+        })
+        .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
+        .unwrap_or_else(Utc::now);
+    let body = data.get("message").cloned().unwrap_or(Value::Null);
+    let message_type = text(data, &["messageType"]).unwrap_or("");
+    let (kind, content, target) = content_of(message_type, &body);
+    Ok(InboundEvent::Message(InboundMessage {
+        provider_message_id: id.to_owned(),
+        contact,
+        // Evolution writes "Você" as the push name of the business's own messages.
+        contact_name: if outgoing {
+            None
+        } else {
+            text(data, &["pushName"])
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+        },
+        outgoing,
+        sent_at: clamp(sent_at),
+        content,
+        kind,
+        target_message_id: target,
+    }))
+}
+
+/// A timestamp far in the future is a sender's clock error, not a fact.
+fn clamp(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.min(Utc::now() + chrono::Duration::days(1))
+}
+
+fn content_of(message_type: &str, m: &Value) -> (MessageKind, Option<String>, Option<String>) {
+    let caption = |kind: &str| text(m, &[kind, "caption"]).map(str::to_owned);
+    match message_type {
+        "conversation" => (
+            MessageKind::Text,
+            text(m, &["conversation"]).map(str::to_owned),
+            None,
+        ),
+        "extendedTextMessage" => (
+            MessageKind::Text,
+            text(m, &["extendedTextMessage", "text"]).map(str::to_owned),
+            None,
+        ),
+        "imageMessage" => (MessageKind::Image, caption("imageMessage"), None),
+        "videoMessage" => (MessageKind::Video, caption("videoMessage"), None),
+        "audioMessage" => (MessageKind::Audio, None, None),
+        "documentMessage" => (
+            MessageKind::Document,
+            caption("documentMessage")
+                .or_else(|| text(m, &["documentMessage", "fileName"]).map(str::to_owned)),
+            None,
+        ),
+        "stickerMessage" => (MessageKind::Sticker, None, None),
+        "locationMessage" => (MessageKind::Location, None, None),
+        "contactMessage" => (
+            MessageKind::Contact,
+            text(m, &["contactMessage", "displayName"]).map(str::to_owned),
+            None,
+        ),
+        "reactionMessage" => (
+            MessageKind::Reaction,
+            text(m, &["reactionMessage", "text"]).map(str::to_owned),
+            text(m, &["reactionMessage", "key", "id"]).map(str::to_owned),
+        ),
+        _ => (
+            MessageKind::Other,
+            text(m, &["conversation"]).map(str::to_owned),
+            None,
+        ),
+    }
+}
+
+fn status(data: &Value) -> Result<InboundEvent, ParseError> {
+    let id = text(data, &["keyId"])
+        .or_else(|| text(data, &["key", "id"]))
+        .ok_or_else(|| ParseError("no data.keyId".into()))?;
+    let raw = text(data, &["status"]).ok_or_else(|| ParseError("no data.status".into()))?;
+    let status = match raw {
+        "ERROR" => MessageStatus::Failed,
+        "PENDING" => MessageStatus::Pending,
+        "SERVER_ACK" => MessageStatus::Sent,
+        "DELIVERY_ACK" => MessageStatus::Delivered,
+        "READ" | "PLAYED" => MessageStatus::Read,
+        other => {
+            return Ok(InboundEvent::Ignored {
+                reason: format!("status {other} is not a delivery receipt"),
+            });
+        }
+    };
+    Ok(InboundEvent::Status {
+        provider_message_id: id.to_owned(),
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn upsert(key: Value, message_type: &str, message: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "event": "messages.upsert", "instance": "acme-sales",
+            "data": {"key": key, "pushName": "Maria", "status": "DELIVERY_ACK", "message": message,
+                     "messageType": message_type, "messageTimestamp": 1767225600, "source": "android"},
+            "date_time": "2026-01-01T09:00:00.000Z", "sender": "5511911112222@s.whatsapp.net"
+        }))
+        .unwrap()
+    }
+
+    fn msg(event: InboundEvent) -> InboundMessage {
+        match event {
+            InboundEvent::Message(m) => m,
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_text_message_from_a_customer() {
+        let body = upsert(
+            json!({"remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0A1"}),
+            "conversation",
+            json!({"conversation": "Olá!"}),
+        );
+        let m = msg(parse(&body).unwrap());
+        assert_eq!(m.provider_message_id, "3EB0A1");
+        assert_eq!(m.contact.canonical(), "5511988887777");
+        assert_eq!((m.outgoing, m.kind), (false, MessageKind::Text));
+        assert_eq!(m.content.as_deref(), Some("Olá!"));
+        assert_eq!(m.contact_name.as_deref(), Some("Maria"));
+        assert_eq!(m.sent_at.timestamp(), 1767225600);
+    }
+
+    #[test]
+    fn from_me_lid_with_phone_alt_image_and_reaction() {
+        let body = upsert(
+            json!({"remoteJid": "123456789012345@lid", "remoteJidAlt": "5511988887777@s.whatsapp.net",
+                   "fromMe": true, "id": "BAE5"}),
+            "imageMessage",
+            json!({"imageMessage": {"mimetype": "image/jpeg", "caption": "segue a foto"}, "base64": "AAAA"}),
+        );
+        let m = msg(parse(&body).unwrap());
+        assert!(m.outgoing);
+        assert_eq!(
+            m.contact_name, None,
+            "the business's own push name is not the customer's"
+        );
+        assert_eq!(
+            m.contact.canonical(),
+            "5511988887777",
+            "the phone wins over the LID"
+        );
+        assert_eq!(
+            (m.kind, m.content.as_deref()),
+            (MessageKind::Image, Some("segue a foto"))
+        );
+
+        let body = upsert(
+            json!({"remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "R1"}),
+            "reactionMessage",
+            json!({"reactionMessage": {"key": {"remoteJid": "5511988887777@s.whatsapp.net", "id": "3EB0A1"}, "text": "👍"}}),
+        );
+        let m = msg(parse(&body).unwrap());
+        assert_eq!(m.kind, MessageKind::Reaction);
+        assert_eq!(m.target_message_id.as_deref(), Some("3EB0A1"));
+    }
+
+    #[test]
+    fn groups_and_other_events_are_ignored_statuses_understood() {
+        let body = upsert(
+            json!({"remoteJid": "120363025@g.us", "participant": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "G1"}),
+            "conversation",
+            json!({"conversation": "oi grupo"}),
+        );
+        assert!(matches!(
+            parse(&body).unwrap(),
+            InboundEvent::Ignored { .. }
+        ));
+        let body =
+            serde_json::to_vec(&json!({"event": "connection.update", "data": {"state": "open"}}))
+                .unwrap();
+        assert!(matches!(
+            parse(&body).unwrap(),
+            InboundEvent::Ignored { .. }
+        ));
+        let body = serde_json::to_vec(&json!({"event": "MESSAGES_UPDATE",
+            "data": {"keyId": "3EB0A1", "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "status": "READ"}})).unwrap();
+        assert_eq!(
+            parse(&body).unwrap(),
+            InboundEvent::Status {
+                provider_message_id: "3EB0A1".into(),
+                status: MessageStatus::Read
+            }
+        );
+        assert!(MessageStatus::Read > MessageStatus::Delivered);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_a_reason() {
+        assert!(parse(b"not json").unwrap_err().0.contains("not JSON"));
+        assert!(parse(br#"{"data": {}}"#).unwrap_err().0.contains("event"));
+        assert!(parse(br#"{"event": "messages.upsert", "data": {"key": {"remoteJid": "5511988887777@s.whatsapp.net"}}}"#)
+            .unwrap_err().0.contains("key.id"));
+        assert!(parse(br#"{"event": "messages.upsert", "data": {"key": {"remoteJid": "not a number", "id": "x"}}}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn random_envelopes_never_panic(event in "[a-zA-Z._]{0,20}", id in "\\PC{0,12}", jid in "\\PC{0,30}", t in any::<i64>()) {
+            let body = serde_json::to_vec(&json!({"event": event,
+                "data": {"key": {"remoteJid": jid, "id": id, "fromMe": t % 2 == 0}, "messageTimestamp": t,
+                         "messageType": "conversation", "message": {"conversation": id}}})).unwrap();
+            if let Ok(InboundEvent::Message(m)) = parse(&body) {
+                prop_assert!(!m.provider_message_id.is_empty());
+                prop_assert!(m.sent_at <= Utc::now() + chrono::Duration::days(1));
+            }
+        }
+    }
+}
