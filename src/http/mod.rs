@@ -8,6 +8,7 @@ mod health;
 mod inboxes;
 mod integrations;
 mod migrations;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +31,7 @@ pub fn router(ferry: Ferry) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())
+        .merge(webhooks::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

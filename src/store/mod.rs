@@ -7,6 +7,7 @@ mod bench;
 mod common;
 mod inbox_migrations;
 mod inbox_migrations_impl;
+mod ingest;
 mod integrations;
 mod models;
 mod pg;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 
 pub use bench::BenchStore;
 pub use inbox_migrations::*;
+pub use ingest::{IngestMessage, IngestStore, Ingested, NewDeadLetter};
 pub use integrations::{Integration, IntegrationStore, NewIntegration, TokenRoute};
 pub use models::*;
 pub use pg::PgStore;
@@ -94,7 +96,7 @@ pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
 pub trait Store:
-    InboxMigrationStore + IntegrationStore + BenchStore + Send + Sync + 'static
+    InboxMigrationStore + IntegrationStore + IngestStore + BenchStore + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;

@@ -10,6 +10,7 @@ use super::bench::impl_bench_store;
 use super::common::*;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
+use super::ingest::*;
 use super::integrations::*;
 use super::*;
 use crate::domain::Role;
@@ -68,4 +69,5 @@ impl PgStore {
 impl_store!(PgStore, Postgres);
 impl_bench_store!(PgStore);
 impl_integration_store!(PgStore);
+impl_ingest_store!(PgStore);
 impl_inbox_migration_store!(PgStore, Postgres);

@@ -11,6 +11,7 @@ use super::bench::impl_bench_store;
 use super::common::*;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
+use super::ingest::*;
 use super::integrations::*;
 use super::*;
 use crate::domain::Role;
@@ -121,4 +122,5 @@ impl SqliteStore {
 impl_store!(SqliteStore, Sqlite);
 impl_bench_store!(SqliteStore);
 impl_integration_store!(SqliteStore);
+impl_ingest_store!(SqliteStore);
 impl_inbox_migration_store!(SqliteStore, Sqlite);

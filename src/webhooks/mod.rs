@@ -4,5 +4,6 @@
 
 pub mod event;
 pub mod evolution;
+pub mod ingest;
 pub mod integrations;
 pub mod routing;

@@ -11,6 +11,7 @@ mod integrations;
 mod migrations;
 mod read_api;
 mod store;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -55,6 +56,7 @@ fn main() {
         integrations::integration_requests_are_refused_clearly,
         integrations::cli_manages_integrations,
         integrations::token_routes_are_cached_and_invalidated,
+        webhooks::evolution_webhooks_are_stored_once,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

@@ -1,0 +1,114 @@
+//! From a parsed inbound event to stored rows: the message in the integration's inbox, de-duplicated on the
+//! provider's stable id, or a status raised on the message it names.
+
+use serde_json::json;
+
+use super::event::{InboundEvent, InboundMessage, MessageKind};
+use crate::services::Ferry;
+use crate::store::{IngestMessage, Ingested, StoreError, TokenRoute};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        message_id: i64,
+        conversation_id: i64,
+    },
+    Duplicate {
+        message_id: i64,
+    },
+    StatusRaised(bool),
+    Ignored(String),
+}
+
+pub async fn ingest(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    event: InboundEvent,
+) -> Result<Outcome, StoreError> {
+    let inbox_id = route
+        .inbox_id
+        .ok_or(StoreError::NotFound("inbox of the integration"))?;
+    match event {
+        InboundEvent::Ignored { reason } => Ok(Outcome::Ignored(reason)),
+        InboundEvent::Status {
+            provider_message_id,
+            status,
+        } => Ok(Outcome::StatusRaised(
+            ferry
+                .store
+                .raise_message_status(
+                    route.account_id,
+                    inbox_id,
+                    &provider_message_id,
+                    status.as_str(),
+                )
+                .await?,
+        )),
+        InboundEvent::Message(m) => {
+            let inbox = ferry.store.get_inbox(route.account_id, inbox_id).await?;
+            let row = to_row(route, inbox_id, inbox.channel(), &m);
+            Ok(match ferry.store.ingest_message(&row).await? {
+                Ingested::Stored {
+                    message_id,
+                    conversation_id,
+                } => Outcome::Stored {
+                    message_id,
+                    conversation_id,
+                },
+                Ingested::Duplicate { message_id } => Outcome::Duplicate { message_id },
+            })
+        }
+    }
+}
+
+fn to_row(
+    route: &TokenRoute,
+    inbox_id: i64,
+    channel: crate::domain::ChannelType,
+    m: &InboundMessage,
+) -> IngestMessage {
+    let content_type = match m.kind {
+        MessageKind::Text => "text",
+        MessageKind::Image => "image",
+        MessageKind::Audio => "audio",
+        MessageKind::Video => "video",
+        MessageKind::Document => "file",
+        MessageKind::Sticker => "sticker",
+        MessageKind::Location => "location",
+        MessageKind::Contact => "contact",
+        MessageKind::Reaction => "reaction",
+        MessageKind::Other => "other",
+    };
+    let attributes = match &m.target_message_id {
+        Some(target) => json!({"in_reply_to": target}),
+        None => json!({}),
+    };
+    IngestMessage {
+        account_id: route.account_id,
+        inbox_id,
+        wa_identity: m.contact.canonical(),
+        wa_key: m.contact.match_key(true),
+        source_id: m
+            .contact
+            .to_source_id(channel)
+            .unwrap_or_else(|_| m.contact.canonical()),
+        contact_name: m.contact_name.clone(),
+        phone_number: m.contact.e164(),
+        // One provider id names one message of one chat of one integration, in either direction.
+        dedupe_key: format!(
+            "{}:{}:{}:{}:{}:{}",
+            route.account_id,
+            route.provider,
+            route.integration_id,
+            m.contact.canonical(),
+            if m.outgoing { "out" } else { "in" },
+            m.provider_message_id
+        ),
+        provider_message_id: m.provider_message_id.clone(),
+        message_type: if m.outgoing { "outgoing" } else { "incoming" },
+        content: m.content.clone(),
+        content_type,
+        content_attributes: attributes,
+        created_at: m.sent_at,
+    }
+}
