@@ -14,7 +14,7 @@ use crate::domain::WebhookToken;
 use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
 use crate::webhooks::ingest::{Outcome, ingest};
-use crate::webhooks::{event::ParseError, evolution};
+use crate::webhooks::{cloud, event::ParseError, evolution, integrations};
 
 pub fn router() -> Router<Ferry> {
     Router::new()
@@ -25,6 +25,10 @@ pub fn router() -> Router<Ferry> {
         .route(
             "/webhooks/evolution/whatsapp/{token}/{event}",
             post(evolution_token_event),
+        )
+        .route(
+            "/webhooks/whatsapp_cloud/{token}",
+            axum::routing::get(cloud_handshake).post(cloud_post),
         )
 }
 
@@ -47,7 +51,7 @@ async fn evolution_token_event(
     evolution_inner(ferry, token, headers, body).await
 }
 
-async fn route_of(ferry: &Ferry, token: &str) -> ApiResult<TokenRoute> {
+async fn route_of(ferry: &Ferry, token: &str, provider: &str) -> ApiResult<TokenRoute> {
     let unknown = || ApiError::not_found("webhook token");
     let token = WebhookToken::parse(token).map_err(|_| unknown())?;
     match ferry
@@ -55,9 +59,80 @@ async fn route_of(ferry: &Ferry, token: &str) -> ApiResult<TokenRoute> {
         .resolve(ferry.store.as_ref(), &token)
         .await?
     {
-        Some(route) if route.enabled && route.provider == "evolution" => Ok(route),
+        Some(route) if route.enabled && route.provider == provider => Ok(route),
         _ => Err(unknown()),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// Meta's subscription check: the challenge echoed back when the verify token is this integration's.
+async fn cloud_handshake(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+    axum::extract::Query(hub): axum::extract::Query<Handshake>,
+) -> ApiResult<(StatusCode, String)> {
+    let route = route_of(&ferry, &token, "whatsapp_cloud").await?;
+    let expected = integrations::route_secret(&ferry, &route, "verify_token")?;
+    // Constant time: the verify token is a secret.
+    let matches = match (&expected, &hub.verify_token) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.bytes()
+                    .zip(b.bytes())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0
+        }
+        _ => false,
+    };
+    match (hub.mode.as_deref(), hub.challenge) {
+        (Some("subscribe"), Some(challenge)) if matches => Ok((StatusCode::OK, challenge)),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the verify token does not match",
+        )),
+    }
+}
+
+async fn cloud_post(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let route = route_of(&ferry, &token, "whatsapp_cloud").await?;
+    let secret = integrations::route_secret(&ferry, &route, "app_secret")?.unwrap_or_default();
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if secret.is_empty() || !cloud::signature_is_valid(secret.as_bytes(), &body, signature) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "X-Hub-Signature-256 does not match the body",
+        ));
+    }
+    let delivery = Delivery {
+        ferry: &ferry,
+        route: &route,
+        headers: &headers,
+        body: &body,
+    };
+    let mut results = Vec::new();
+    for event in delivery.parsed(cloud::parse(&body)).await? {
+        // On an error Meta redelivers; what was stored is de-duplicated then.
+        results.push(delivery.store(event).await?);
+    }
+    Ok((StatusCode::OK, Json(json!({"results": results}))))
 }
 
 async fn evolution_inner(
@@ -66,24 +141,66 @@ async fn evolution_inner(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let route = route_of(&ferry, &token).await?;
-    let event = match evolution::parse(&body) {
-        Ok(event) => event,
-        Err(ParseError(reason)) => {
-            dead_letter(&ferry, &route, &reason, 400, &headers, &body).await;
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_webhook",
-                reason,
-            ));
-        }
+    let route = route_of(&ferry, &token, "evolution").await?;
+    let delivery = Delivery {
+        ferry: &ferry,
+        route: &route,
+        headers: &headers,
+        body: &body,
     };
-    match ingest(&ferry, &route, event).await {
-        Ok(outcome) => Ok((StatusCode::OK, Json(outcome_json(&outcome)))),
-        Err(e) => {
-            tracing::error!(error = %e, integration = route.integration_id, "webhook not stored");
-            dead_letter(&ferry, &route, &e.to_string(), 500, &headers, &body).await;
-            Err(e.into())
+    let event = delivery.parsed(evolution::parse(&body)).await?;
+    Ok((StatusCode::OK, Json(delivery.store(event).await?)))
+}
+
+/// One routed request: what it becomes, and where it goes when it cannot be stored.
+struct Delivery<'a> {
+    ferry: &'a Ferry,
+    route: &'a TokenRoute,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+impl Delivery<'_> {
+    /// A body the provider's parser refused: 400, kept as a dead letter.
+    async fn parsed<T>(&self, parsed: Result<T, ParseError>) -> ApiResult<T> {
+        match parsed {
+            Ok(value) => Ok(value),
+            Err(ParseError(reason)) => {
+                dead_letter(
+                    self.ferry,
+                    self.route,
+                    &reason,
+                    400,
+                    self.headers,
+                    self.body,
+                )
+                .await;
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_webhook",
+                    reason,
+                ))
+            }
+        }
+    }
+
+    /// Stores one event; a failure is logged and the whole request kept as a dead letter.
+    async fn store(&self, event: crate::webhooks::event::InboundEvent) -> ApiResult<Value> {
+        match ingest(self.ferry, self.route, event).await {
+            Ok(outcome) => Ok(outcome_json(&outcome)),
+            Err(e) => {
+                tracing::error!(error = %e, integration = self.route.integration_id, "webhook not stored");
+                dead_letter(
+                    self.ferry,
+                    self.route,
+                    &e.to_string(),
+                    500,
+                    self.headers,
+                    self.body,
+                )
+                .await;
+                Err(e.into())
+            }
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct TokenRoute {
     pub enabled: bool,
     /// Set when the token is the previous one of a rotation: it routes until then.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The sealed provider secrets (signature keys), cached with the route so verifying costs no query.
+    #[serde(skip)]
+    pub secrets_ciphertext: Option<Vec<u8>>,
 }
 
 #[async_trait]
@@ -208,11 +211,11 @@ macro_rules! impl_integration_store {
             async fn route_by_token_hash(&self, token_hash: &[u8], now: DateTime<Utc>) -> Result<Option<TokenRoute>> {
                 Ok(sqlx::query_as(
                     "SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
-                     CASE WHEN token_hash = $1 THEN NULL ELSE previous_token_expires_at END AS expires_at \
+                     CASE WHEN token_hash = $1 THEN NULL ELSE previous_token_expires_at END AS expires_at, secrets_ciphertext \
                      FROM integrations WHERE token_hash = $1 \
                      UNION ALL \
-                     SELECT id, account_id, inbox_id, provider, enabled, previous_token_expires_at FROM integrations \
-                     WHERE previous_token_hash = $1 AND previous_token_expires_at > $2",
+                     SELECT id, account_id, inbox_id, provider, enabled, previous_token_expires_at, secrets_ciphertext \
+                     FROM integrations WHERE previous_token_hash = $1 AND previous_token_expires_at > $2",
                 )
                 .bind(token_hash)
                 .bind(now)

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::domain::{ChannelType, WebhookToken};
 use crate::secrets::RowBinding;
 use crate::services::{Ferry, ServiceError};
-use crate::store::{Integration, NewIntegration};
+use crate::store::{Integration, NewIntegration, TokenRoute};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -387,6 +387,17 @@ pub async fn set_enabled(
         )
         .await;
     Ok(integration)
+}
+
+/// One provider secret of a routed integration (an app secret, a verify token…), opened in memory.
+pub fn route_secret(ferry: &Ferry, route: &TokenRoute, name: &str) -> Result<Option<String>> {
+    let Some(sealed) = route.secrets_ciphertext.as_deref() else {
+        return Ok(None);
+    };
+    let secrets = ferry
+        .cipher
+        .decrypt_json(sealed, secrets_binding(route.integration_id))?;
+    Ok(secrets.get(name).and_then(Value::as_str).map(str::to_owned))
 }
 
 /// `24h`, `30m`, `90s`, `2d` (CLI `--overlap`).

@@ -2,6 +2,7 @@
 //! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable) and the
 //! cached token → integration routing.
 
+pub mod cloud;
 pub mod event;
 pub mod evolution;
 pub mod ingest;

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, spawn_app};
+use crate::helpers::{Db, Fixture, TestApp, spawn_app};
 
 /// One number from a query on the app's own database (what no API shows yet, such as dead letters).
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
@@ -36,31 +36,43 @@ async fn post_raw(app: &TestApp, path: &str, body: &[u8]) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// An inbox of `channel` with an integration created from `integration` (its `inbox_id` filled in).
+async fn connected(app: &TestApp, f: &Fixture, channel: &str, mut integration: Value) -> Value {
+    let inbox = app
+        .post_json(
+            &format!("/api/v1/accounts/{}/inboxes", f.account_id),
+            Some(&f.admin_token),
+            &json!({"name": channel, "channel_type": channel}),
+        )
+        .await
+        .1["id"]
+        .clone();
+    integration["inbox_id"] = inbox;
+    let (status, created) = app
+        .post_json(
+            &format!("/api/v1/accounts/{}/integrations", f.account_id),
+            Some(&f.admin_token),
+            &integration,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
 /// Evolution traffic through the token route: a new customer gets a contact, a contact_inbox in Evolution's
 /// native format and a conversation; a re-delivery stores nothing; statuses only go forward; groups and
 /// malformed bodies are not stored (the latter kept as a dead letter); unknown or disabled tokens are 404.
 pub async fn evolution_webhooks_are_stored_once(db: Db) {
     let app = spawn_app(db).await;
     let f = app.fixture().await;
-    let inbox = app
-        .post_json(
-            &format!("/api/v1/accounts/{}/inboxes", f.account_id),
-            Some(&f.admin_token),
-            &json!({"name": "Evo", "channel_type": "evolution"}),
-        )
-        .await
-        .1["id"]
-        .as_i64()
-        .unwrap();
     let integrations = format!("/api/v1/accounts/{}/integrations", f.account_id);
-    let created = app
-        .post_json(
-            &integrations,
-            Some(&f.admin_token),
-            &json!({"inbox_id": inbox, "provider": "evolution", "instance_name": "clinica-sp"}),
-        )
-        .await
-        .1;
+    let created = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "clinica-sp"}),
+    )
+    .await;
     let token = created["token"].as_str().unwrap();
     let hook = format!("/webhooks/evolution/whatsapp/{token}");
     let send = |body: Value| {
@@ -223,4 +235,107 @@ pub async fn evolution_webhooks_are_stored_once(db: Db) {
         "a disabled integration routes nothing"
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 4);
+}
+
+fn sign(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// WhatsApp Cloud: the hub.challenge handshake with the integration's verify token, signatures checked over the
+/// raw bytes (nothing stored without one), batched messages and statuses, re-deliveries stored once.
+pub async fn cloud_webhooks_are_verified_and_stored_once(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let created = connected(
+        &app,
+        &f,
+        "whatsapp_cloud",
+        json!({"provider": "whatsapp_cloud", "phone_number_id": "106540352242922",
+               "app_secret": "s3cret", "verify_token": "vt-1"}),
+    )
+    .await;
+    let hook = format!(
+        "/webhooks/whatsapp_cloud/{}",
+        created["token"].as_str().unwrap()
+    );
+
+    let handshake = |verify: &str| {
+        let url = format!(
+            "{}{hook}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={verify}",
+            app.base
+        );
+        let client = app.client.clone();
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(handshake("vt-1").await, (200, "1158201444".to_owned()));
+    assert_eq!(handshake("wrong").await.0, 403);
+
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Maria"}, "wa_id": "5511988887777"}],
+        "messages": [
+            {"from": "5511988887777", "id": "wamid.A", "timestamp": "1767225600", "type": "text", "text": {"body": "Olá"}},
+            {"from": "5511988887777", "id": "wamid.B", "timestamp": "1767225601", "type": "text", "text": {"body": "?"}}],
+        "statuses": [{"id": "wamid.A", "status": "read", "timestamp": "1767225602", "recipient_id": "5511988887777"}]
+    }}]}]}))
+    .unwrap();
+    let post = |signature: Option<String>, body: Vec<u8>| {
+        let (client, url) = (app.client.clone(), format!("{}{hook}", app.base));
+        async move {
+            let mut req = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(s) = signature {
+                req = req.header("x-hub-signature-256", s);
+            }
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(post(None, body.clone()).await.0, 401);
+    assert_eq!(post(Some(sign(b"other", &body)), body.clone()).await.0, 401);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM messages").await,
+        0,
+        "nothing without a valid signature"
+    );
+
+    let (status, stored) = post(Some(sign(b"s3cret", &body)), body.clone()).await;
+    assert_eq!(status, 200, "{stored}");
+    let results = stored["results"].as_array().unwrap();
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["stored", "stored", "status"]
+    );
+    assert_eq!(results[0]["conversation_id"], results[1]["conversation_id"]);
+    let (_, again) = post(Some(sign(b"s3cret", &body)), body.clone()).await;
+    assert_eq!(again["results"][0]["status"], "duplicate");
+    assert_eq!(again["results"][1]["status"], "duplicate");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 2);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM contact_inboxes WHERE source_id = '5511988887777'"
+        )
+        .await,
+        1,
+        "Cloud's native source_id is the bare number"
+    );
+
+    let junk = b"{\"entry\": 5}".to_vec();
+    assert_eq!(post(Some(sign(b"s3cret", &junk)), junk).await.0, 400);
 }
