@@ -14,7 +14,7 @@ use crate::domain::WebhookToken;
 use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
 use crate::webhooks::ingest::{Outcome, ingest};
-use crate::webhooks::{cloud, event::ParseError, evolution, integrations};
+use crate::webhooks::{cloud, dialog360, event::ParseError, evolution, integrations};
 
 pub fn router() -> Router<Ferry> {
     Router::new()
@@ -30,6 +30,40 @@ pub fn router() -> Router<Ferry> {
             "/webhooks/whatsapp_cloud/{token}",
             axum::routing::get(cloud_handshake).post(cloud_post),
         )
+        .route(
+            "/webhooks/dialog360/{token}",
+            axum::routing::get(dialog360_check).post(dialog360_post),
+        )
+}
+
+/// 360dialog checks a webhook URL with a GET before saving it.
+async fn dialog360_check(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    route_of(&ferry, &token, "dialog360").await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// Not signed by 360dialog: the token in the path is the credential.
+async fn dialog360_post(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let route = route_of(&ferry, &token, "dialog360").await?;
+    let delivery = Delivery {
+        ferry: &ferry,
+        route: &route,
+        headers: &headers,
+        body: &body,
+    };
+    let mut results = Vec::new();
+    for event in delivery.parsed(dialog360::parse(&body)).await? {
+        results.push(delivery.store(event).await?);
+    }
+    Ok((StatusCode::OK, Json(json!({"results": results}))))
 }
 
 async fn evolution_token(

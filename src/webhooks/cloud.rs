@@ -47,36 +47,42 @@ pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
             });
             continue;
         }
-        let names: Vec<(&str, &str)> = value
-            .get("contacts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                Some((
-                    c.get("wa_id")?.as_str()?,
-                    c.pointer("/profile/name")?.as_str()?,
-                ))
-            })
-            .collect();
-        for m in value
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            out.push(message(m, &names)?);
-        }
-        for s in value
-            .get("statuses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            out.push(status(s)?);
-        }
+        value_events(value, &mut out)?;
     }
     Ok(out)
+}
+
+/// The messages and statuses of one `value` object (a Cloud change, or a whole 360dialog on-premise body).
+pub fn value_events(value: &Value, out: &mut Vec<InboundEvent>) -> Result<(), ParseError> {
+    let names: Vec<(&str, &str)> = value
+        .get("contacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c.get("wa_id")?.as_str()?,
+                c.pointer("/profile/name")?.as_str()?,
+            ))
+        })
+        .collect();
+    for m in value
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(message(m, &names)?);
+    }
+    for s in value
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(status(s)?);
+    }
+    Ok(())
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {

@@ -58,6 +58,7 @@ fn main() {
         integrations::token_routes_are_cached_and_invalidated,
         webhooks::evolution_webhooks_are_stored_once,
         webhooks::cloud_webhooks_are_verified_and_stored_once,
+        webhooks::dialog360_webhooks_read_both_shapes,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

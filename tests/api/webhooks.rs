@@ -339,3 +339,54 @@ pub async fn cloud_webhooks_are_verified_and_stored_once(db: Db) {
     let junk = b"{\"entry\": 5}".to_vec();
     assert_eq!(post(Some(sign(b"s3cret", &junk)), junk).await.0, 400);
 }
+
+/// 360dialog: the URL check answers, both body shapes are stored (de-duplicated), and only the token
+/// authenticates (no signature header exists for channel webhooks).
+pub async fn dialog360_webhooks_read_both_shapes(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let created = connected(&app, &f, "dialog360", json!({"provider": "dialog360"})).await;
+    let hook = format!("/webhooks/dialog360/{}", created["token"].as_str().unwrap());
+    let check = app
+        .client
+        .get(format!("{}{hook}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status().as_u16(), 200);
+
+    let on_premise = br#"{"contacts": [{"profile": {"name": "Maria"}, "wa_id": "5511988887777"}],
+        "messages": [{"from": "5511988887777", "id": "ABGGFlA5Fpa", "timestamp": "1767225600", "type": "text", "text": {"body": "Oi"}}]}"#;
+    let (status, stored) = post_raw(&app, &hook, on_premise).await;
+    assert_eq!(
+        (status, &stored["results"][0]["status"]),
+        (200, &json!("stored")),
+        "{stored}"
+    );
+    let cloud_shaped = br#"{"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
+        "value": {"messages": [{"from": "5511988887777", "id": "wamid.Z", "timestamp": "1767225601", "type": "text", "text": {"body": "?"}}]}}]}]}"#;
+    let (_, second) = post_raw(&app, &hook, cloud_shaped).await;
+    assert_eq!(
+        second["results"][0]["conversation_id"],
+        stored["results"][0]["conversation_id"]
+    );
+    assert_eq!(
+        post_raw(&app, &hook, on_premise).await.1["results"][0]["status"],
+        "duplicate"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 2);
+    assert_eq!(post_raw(&app, &hook, br#"{"hello": 1}"#).await.0, 400);
+    // A token of another provider does not open this route.
+    let evolution = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "x"}),
+    )
+    .await;
+    let wrong = format!(
+        "/webhooks/dialog360/{}",
+        evolution["token"].as_str().unwrap()
+    );
+    assert_eq!(post_raw(&app, &wrong, on_premise).await.0, 404);
+}
