@@ -59,11 +59,7 @@ async fn dialog360_post(
         headers: &headers,
         body: &body,
     };
-    let mut results = Vec::new();
-    for event in delivery.parsed(dialog360::parse(&body)).await? {
-        results.push(delivery.store(event).await?);
-    }
-    Ok((StatusCode::OK, Json(json!({"results": results}))))
+    delivery.store_all(dialog360::parse(&body)).await
 }
 
 async fn evolution_token(
@@ -161,12 +157,7 @@ async fn cloud_post(
         headers: &headers,
         body: &body,
     };
-    let mut results = Vec::new();
-    for event in delivery.parsed(cloud::parse(&body)).await? {
-        // On an error Meta redelivers; what was stored is de-duplicated then.
-        results.push(delivery.store(event).await?);
-    }
-    Ok((StatusCode::OK, Json(json!({"results": results}))))
+    delivery.store_all(cloud::parse(&body)).await
 }
 
 async fn evolution_inner(
@@ -216,6 +207,19 @@ impl Delivery<'_> {
                 ))
             }
         }
+    }
+
+    /// Stores every event of a batched delivery, in order. On an error the provider redelivers; what was
+    /// stored is de-duplicated then.
+    async fn store_all(
+        &self,
+        parsed: Result<Vec<crate::webhooks::event::InboundEvent>, ParseError>,
+    ) -> ApiResult<(StatusCode, Json<Value>)> {
+        let mut results = Vec::new();
+        for event in self.parsed(parsed).await? {
+            results.push(self.store(event).await?);
+        }
+        Ok((StatusCode::OK, Json(json!({"results": results}))))
     }
 
     /// Stores one event; a failure is logged and the whole request kept as a dead letter.
