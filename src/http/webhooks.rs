@@ -14,7 +14,7 @@ use crate::domain::WebhookToken;
 use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
 use crate::webhooks::ingest::{Outcome, ingest};
-use crate::webhooks::{cloud, dialog360, event::ParseError, evolution, integrations};
+use crate::webhooks::{cloud, dialog360, event::ParseError, evolution, integrations, twilio};
 
 pub fn router() -> Router<Ferry> {
     Router::new()
@@ -34,6 +34,56 @@ pub fn router() -> Router<Ferry> {
             "/webhooks/dialog360/{token}",
             axum::routing::get(dialog360_check).post(dialog360_post),
         )
+        .route("/webhooks/twilio/{token}", post(twilio_post))
+}
+
+/// Twilio signs the URL it was given (ours: `FERRY_PUBLIC_URL` + path + query) and the form parameters;
+/// it expects TwiML back, `<Response/>` for "no reply".
+async fn twilio_post(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(
+    StatusCode,
+    [(axum::http::HeaderName, &'static str); 1],
+    &'static str,
+)> {
+    let route = route_of(&ferry, &token, "twilio_whatsapp").await?;
+    let secret = integrations::route_secret(&ferry, &route, "auth_token")?.unwrap_or_default();
+    let params = twilio::form(&body);
+    let url = format!(
+        "{}{}",
+        ferry.config.public_url(),
+        uri.path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or(uri.path())
+    );
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    if secret.is_empty() || !twilio::signature_is_valid(secret.as_bytes(), &url, &params, signature)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "X-Twilio-Signature does not match the URL and parameters",
+        ));
+    }
+    let delivery = Delivery {
+        ferry: &ferry,
+        route: &route,
+        headers: &headers,
+        body: &body,
+    };
+    let event = delivery.parsed(twilio::parse(&params)).await?;
+    delivery.store(event).await?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/xml")],
+        "<Response/>",
+    ))
 }
 
 /// 360dialog checks a webhook URL with a GET before saving it.

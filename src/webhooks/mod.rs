@@ -9,3 +9,4 @@ pub mod evolution;
 pub mod ingest;
 pub mod integrations;
 pub mod routing;
+pub mod twilio;
