@@ -2,6 +2,7 @@
 
 mod integrations;
 mod migrations;
+mod webhooks;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -74,6 +75,11 @@ pub enum Command {
     Inboxes {
         #[command(subcommand)]
         command: InboxesCommand,
+    },
+    /// Webhook requests that could not be stored
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
     /// Provider connections and their webhook tokens
     Integrations {
@@ -324,6 +330,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
         Command::Integrations { command } => integrations::integrations(ferry, command).await,
+        Command::Webhooks { command } => webhooks::webhooks(ferry, command).await,
         Command::Bench { .. } => unreachable!("handled above"),
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,

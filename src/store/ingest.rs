@@ -39,6 +39,20 @@ pub struct NewDeadLetter<'a> {
     pub body: &'a [u8],
 }
 
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub provider: String,
+    pub route: String,
+    pub integration_id: Option<i64>,
+    pub reason: String,
+    pub status_code: i64,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
     Stored {
@@ -61,6 +75,10 @@ pub trait IngestStore: Send + Sync {
         status: &str,
     ) -> Result<bool>;
     async fn record_dead_letter(&self, letter: &NewDeadLetter<'_>) -> Result<i64>;
+    /// Newest first.
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>>;
+    async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter>;
+    async fn mark_dead_letter_replayed(&self, id: i64) -> Result<()>;
 }
 
 macro_rules! impl_ingest_store {
@@ -194,6 +212,36 @@ macro_rules! impl_ingest_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, received_at, replayed_at \
+                     FROM webhook_dead_letters ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter> {
+                sqlx::query_as(
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, received_at, replayed_at \
+                     FROM webhook_dead_letters WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound("dead letter"))
+            }
+
+            async fn mark_dead_letter_replayed(&self, id: i64) -> Result<()> {
+                sqlx::query("UPDATE webhook_dead_letters SET replayed_at = $1 WHERE id = $2")
+                    .bind(chrono::Utc::now())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn record_dead_letter(&self, letter: &NewDeadLetter<'_>) -> Result<i64> {

@@ -87,6 +87,8 @@ pub trait IntegrationStore: Send + Sync {
         id: i64,
         enabled: bool,
     ) -> Result<Integration>;
+    /// The route of an integration by id (replaying a dead letter, which names its integration).
+    async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>>;
     /// The route of a token by its SHA-256: the current token, or the previous one until it expires.
     async fn route_by_token_hash(
         &self,
@@ -206,6 +208,17 @@ macro_rules! impl_integration_store {
                     return Err(StoreError::NotFound("integration"));
                 }
                 self.get_integration(account_id, id).await
+            }
+
+            async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>> {
+                Ok(sqlx::query_as(
+                    "SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
+                     CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
+                     FROM integrations WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             async fn route_by_token_hash(&self, token_hash: &[u8], now: DateTime<Utc>) -> Result<Option<TokenRoute>> {

@@ -498,3 +498,87 @@ pub async fn twilio_webhooks_are_verified_and_stored_once(db: Db) {
         1
     );
 }
+
+/// A body that could not be stored is listed by `ferry webhooks dead-letters` and stored by `--replay` once
+/// its cause is gone (here: kept as if the database had failed); a replay is de-duplicated; a body that still
+/// does not parse is refused with one line.
+pub async fn dead_letters_are_listed_and_replayed(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let created = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "dl"}),
+    )
+    .await;
+    let hook = format!(
+        "/webhooks/evolution/whatsapp/{}",
+        created["token"].as_str().unwrap()
+    );
+    assert_eq!(post_raw(&app, &hook, b"{\"event\":").await.0, 400);
+    let body = serde_json::to_vec(&upsert(
+        "3EB0DL",
+        "5511988887777@s.whatsapp.net",
+        false,
+        "lost?",
+    ))
+    .unwrap();
+    let headers = json!({});
+    let kept = app
+        .ferry
+        .store
+        .record_dead_letter(&ferry::store::NewDeadLetter {
+            provider: "evolution",
+            route: "token",
+            integration_id: created["id"].as_i64(),
+            reason: "database error: connection refused",
+            status_code: 500,
+            headers: &headers,
+            body: &body,
+        })
+        .await
+        .unwrap();
+
+    let out = app.cli(&["webhooks", "dead-letters", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["id"], kept, "newest first");
+    assert_eq!(listed[1]["status_code"], 400);
+
+    let replay = |id: String| app.cli(&["webhooks", "dead-letters", "--replay", &id, "--json"]);
+    let out = replay(kept.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (done["events"].as_i64(), done["stored"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM messages WHERE source_id = '3EB0DL'"
+        )
+        .await,
+        1
+    );
+    let again: Value = serde_json::from_slice(&replay(kept.to_string()).stdout).unwrap();
+    assert_eq!(again["stored"], 0, "a second replay stores nothing new");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 1);
+
+    let malformed = listed[1]["id"].to_string();
+    let out = replay(malformed);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("does not parse"), "{stderr}");
+}

@@ -1,0 +1,55 @@
+//! Requests that could not be stored are kept with their raw body (`webhook_dead_letters`); once the cause is
+//! fixed they are replayed through the same parser and ingestion (de-duplicated, so a replay is safe twice).
+
+use super::event::{InboundEvent, ParseError};
+use super::ingest::{Outcome, ingest};
+use super::{cloud, dialog360, evolution, twilio};
+use crate::services::{Ferry, ServiceError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("dead letter {0} names no integration that still exists")]
+    NoIntegration(i64),
+    #[error("dead letter {id} still does not parse: {reason}")]
+    Malformed { id: i64, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReplayError> for ServiceError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Store(s) => s.into(),
+            other => ServiceError::Conflict(other.to_string()),
+        }
+    }
+}
+
+fn events(provider: &str, body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+    match provider {
+        "evolution" => evolution::parse(body).map(|e| vec![e]),
+        "whatsapp_cloud" => cloud::parse(body),
+        "dialog360" => dialog360::parse(body),
+        "twilio_whatsapp" => twilio::parse(&twilio::form(body)).map(|e| vec![e]),
+        other => Err(ParseError(format!("unknown provider {other}"))),
+    }
+}
+
+/// Replays one dead letter (signatures were checked when it arrived) and marks it replayed.
+pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<Outcome>, ReplayError> {
+    let letter = ferry.store.get_dead_letter(id).await?;
+    let route = match letter.integration_id {
+        Some(integration) => ferry.store.route_of_integration(integration).await?,
+        None => None,
+    }
+    .ok_or(ReplayError::NoIntegration(id))?;
+    let parsed = events(&route.provider, &letter.body)
+        .map_err(|ParseError(reason)| ReplayError::Malformed { id, reason })?;
+    let mut outcomes = Vec::with_capacity(parsed.len());
+    for event in parsed {
+        outcomes.push(ingest(ferry, &route, event).await?);
+    }
+    ferry.store.mark_dead_letter_replayed(id).await?;
+    Ok(outcomes)
+}
