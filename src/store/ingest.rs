@@ -94,9 +94,9 @@ macro_rules! impl_ingest_store {
                     return Ok(Ingested::Duplicate { message_id: id });
                 }
                 let mut tx = self.begin_write().await?;
-                let found: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2",
-                )
+                // The contact_inbox row is locked (PostgreSQL; SQLite has one writer) so that two messages of
+                // one customer cannot both open a conversation.
+                let found: Option<(i64, i64)> = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
                 .bind(m.inbox_id)
                 .bind(&m.wa_identity)
                 .fetch_optional(&mut *tx)
@@ -112,18 +112,34 @@ macro_rules! impl_ingest_store {
                         .bind(&m.phone_number)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let ci: i64 = sqlx::query_scalar(
+                        // Two first messages of one new customer may race (PostgreSQL): the unique indexes
+                        // (identity, source_id) decide, the loser drops its contact and joins the winner's.
+                        let ci: Option<i64> = sqlx::query_scalar(
                             "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key) \
-                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT DO NOTHING RETURNING id",
                         )
                         .bind(contact_id)
                         .bind(m.inbox_id)
                         .bind(&m.source_id)
                         .bind(&m.wa_identity)
                         .bind(&m.wa_key)
-                        .fetch_one(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                        (ci, contact_id)
+                        match ci {
+                            Some(ci) => (ci, contact_id),
+                            None => {
+                                sqlx::query("DELETE FROM contacts WHERE id = $1")
+                                    .bind(contact_id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
+                                .bind(m.inbox_id)
+                                .bind(&m.wa_identity)
+                                .fetch_one(&mut *tx)
+                                .await?
+                            }
+                        }
                     }
                 };
                 let open: Option<i64> = sqlx::query_scalar(

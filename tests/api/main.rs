@@ -61,6 +61,7 @@ fn main() {
         webhooks::dialog360_webhooks_read_both_shapes,
         webhooks::twilio_webhooks_are_verified_and_stored_once,
         webhooks::dead_letters_are_listed_and_replayed,
+        webhooks::concurrent_first_messages_make_one_customer,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

@@ -582,3 +582,70 @@ pub async fn dead_letters_are_listed_and_replayed(db: Db) {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("does not parse"), "{stderr}");
 }
+
+/// Eight first messages of one new customer at once: one contact, one contact_inbox, one conversation, eight
+/// messages (on PostgreSQL the unique identity index and a row lock decide the race).
+pub async fn concurrent_first_messages_make_one_customer(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let created = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "race"}),
+    )
+    .await;
+    let hook = format!(
+        "/webhooks/evolution/whatsapp/{}",
+        created["token"].as_str().unwrap()
+    );
+    let burst = |prefix: &'static str| {
+        let sends = (0..8).map(|i| {
+            let body = serde_json::to_vec(&upsert(
+                &format!("{prefix}{i}"),
+                "5511977776666@s.whatsapp.net",
+                false,
+                "oi",
+            ))
+            .unwrap();
+            let (client, url) = (app.client.clone(), format!("{}{hook}", app.base));
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        });
+        futures::future::join_all(sends)
+    };
+    for status in burst("RACE").await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 8);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM contact_inboxes").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM contacts WHERE phone_number = '+5511977776666'"
+        )
+        .await,
+        1
+    );
+    // The conversation resolved, eight more at once: exactly one new conversation is opened.
+    app.ferry
+        .store
+        .bench_script("UPDATE conversations SET status = 'resolved'")
+        .await
+        .unwrap();
+    for status in burst("AGAIN").await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 16);
+}
