@@ -190,10 +190,7 @@ macro_rules! impl_integration_store {
                 .bind(id)
                 .execute(&self.pool)
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("integration"));
-                }
-                self.get_integration(account_id, id).await
+                self.updated_integration(done.rows_affected(), account_id, id).await
             }
 
             async fn set_integration_enabled(&self, account_id: i64, id: i64, enabled: bool) -> Result<Integration> {
@@ -204,10 +201,7 @@ macro_rules! impl_integration_store {
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("integration"));
-                }
-                self.get_integration(account_id, id).await
+                self.updated_integration(done.rows_affected(), account_id, id).await
             }
 
             async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>> {
@@ -234,6 +228,16 @@ macro_rules! impl_integration_store {
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+        }
+
+        impl $store {
+            /// The integration as an UPDATE of `rows` rows left it: not found when it matched none.
+            async fn updated_integration(&self, rows: u64, account_id: i64, id: i64) -> Result<Integration> {
+                if rows == 0 {
+                    return Err(StoreError::NotFound("integration"));
+                }
+                $crate::store::IntegrationStore::get_integration(self, account_id, id).await
             }
         }
     };

@@ -13,27 +13,18 @@ use crate::store::{Integration, NewIntegration, TokenRoute};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+/// A provider is named by the WhatsApp channel it delivers into (`evolution`, `whatsapp_cloud`, `dialog360`,
+/// `twilio_whatsapp`): the channel types already spell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    Evolution,
-    WhatsappCloud,
-    Dialog360,
-    TwilioWhatsapp,
-}
+#[serde(transparent)]
+pub struct Provider(ChannelType);
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
-        Provider::Evolution,
-        Provider::WhatsappCloud,
-        Provider::Dialog360,
-        Provider::TwilioWhatsapp,
-    ];
-
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        ChannelType::parse(s)
+            .ok()
+            .filter(|c| c.is_whatsapp_like())
+            .map(Self)
             .ok_or_else(|| {
                 invalid(
                     "provider",
@@ -43,41 +34,30 @@ impl Provider {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Evolution => "evolution",
-            Provider::WhatsappCloud => "whatsapp_cloud",
-            Provider::Dialog360 => "dialog360",
-            Provider::TwilioWhatsapp => "twilio_whatsapp",
-        }
+        self.0.as_str()
     }
 
     /// The inbox channel this provider delivers into.
     pub fn channel(self) -> ChannelType {
-        match self {
-            Provider::Evolution => ChannelType::Evolution,
-            Provider::WhatsappCloud => ChannelType::WhatsappCloud,
-            Provider::Dialog360 => ChannelType::Dialog360,
-            Provider::TwilioWhatsapp => ChannelType::TwilioWhatsapp,
-        }
+        self.0
     }
 
     /// The route a provider posts to (SPEC 4.1).
     fn webhook_path(self, token: &WebhookToken) -> String {
         let t = token.expose();
-        match self {
-            Provider::Evolution => format!("/webhooks/evolution/whatsapp/{t}"),
-            Provider::WhatsappCloud => format!("/webhooks/whatsapp_cloud/{t}"),
-            Provider::Dialog360 => format!("/webhooks/dialog360/{t}"),
-            Provider::TwilioWhatsapp => format!("/webhooks/twilio/{t}"),
+        match self.0 {
+            ChannelType::Evolution => format!("/webhooks/evolution/whatsapp/{t}"),
+            ChannelType::TwilioWhatsapp => format!("/webhooks/twilio/{t}"),
+            other => format!("/webhooks/{}/{t}", other.as_str()),
         }
     }
 
     /// Secrets without which this provider's webhooks cannot be verified.
     fn required_secrets(self) -> &'static [&'static str] {
-        match self {
-            Provider::WhatsappCloud => &["app_secret", "verify_token"],
-            Provider::TwilioWhatsapp => &["auth_token"],
-            Provider::Evolution | Provider::Dialog360 => &[],
+        match self.0 {
+            ChannelType::WhatsappCloud => &["app_secret", "verify_token"],
+            ChannelType::TwilioWhatsapp => &["auth_token"],
+            _ => &[],
         }
     }
 }
@@ -162,6 +142,15 @@ fn secrets_binding(id: i64) -> RowBinding<'static> {
     }
 }
 
+/// Seals `token` bound to the integration row it is stored in.
+fn sealer<'a>(
+    ferry: &'a Ferry,
+    token: &WebhookToken,
+) -> impl Fn(i64) -> Vec<u8> + Send + Sync + 'a {
+    let plain = zeroize::Zeroizing::new(token.expose().to_owned());
+    move |id| ferry.cipher.encrypt(plain.as_bytes(), token_binding(id))
+}
+
 pub fn webhook_url(ferry: &Ferry, provider: Provider, token: &WebhookToken) -> String {
     format!(
         "{}{}",
@@ -226,15 +215,15 @@ pub async fn create(
         }
     }
     let instance_name = clean(input.instance_name);
-    if input.provider == Provider::Evolution && instance_name.is_none() {
+    if input.provider.channel() == ChannelType::Evolution && instance_name.is_none() {
         return Err(invalid(
             "instance_name",
             "an Evolution integration names its instance",
         ));
     }
     let token = WebhookToken::generate();
+    let seal_token = sealer(ferry, &token);
     let cipher = &ferry.cipher;
-    let seal_token = |id: i64| cipher.encrypt(token.expose().as_bytes(), token_binding(id));
     let seal_secrets = |id: i64| cipher.encrypt_json(&secrets, secrets_binding(id));
     let has_secrets = secrets.as_object().is_some_and(|o| !o.is_empty());
     let new = NewIntegration {
@@ -272,7 +261,13 @@ pub async fn create(
         )
         .await;
     ferry.token_routes.invalidate_token(&token).await;
-    let webhook_url = webhook_url(ferry, input.provider, &token);
+    issued(ferry, integration, token)
+}
+
+/// The answer to create, reveal and rotate: the integration with its token and URL in the clear.
+fn issued(ferry: &Ferry, integration: Integration, token: WebhookToken) -> Result<Issued> {
+    let provider = Provider::parse(&integration.provider)?;
+    let webhook_url = webhook_url(ferry, provider, &token);
     Ok(Issued {
         integration,
         token,
@@ -306,13 +301,7 @@ pub async fn reveal(
             json!({}),
         )
         .await;
-    let provider = Provider::parse(&integration.provider)?;
-    let webhook_url = webhook_url(ferry, provider, &token);
-    Ok(Issued {
-        integration,
-        token,
-        webhook_url,
-    })
+    issued(ferry, integration, token)
 }
 
 /// A new token now; the current one keeps routing for `overlap` so the provider can be switched over. Audited.
@@ -327,8 +316,7 @@ pub async fn rotate(
         return Err(invalid("overlap", "must be between 0 and 30 days"));
     }
     let token = WebhookToken::generate();
-    let cipher = &ferry.cipher;
-    let seal_token = |id: i64| cipher.encrypt(token.expose().as_bytes(), token_binding(id));
+    let seal_token = sealer(ferry, &token);
     let previous_expires_at: DateTime<Utc> = Utc::now() + overlap;
     let integration = ferry
         .store
@@ -352,13 +340,7 @@ pub async fn rotate(
             json!({"previous_token_expires_at": previous_expires_at}),
         )
         .await;
-    let provider = Provider::parse(&integration.provider)?;
-    let webhook_url = webhook_url(ferry, provider, &token);
-    Ok(Issued {
-        integration,
-        token,
-        webhook_url,
-    })
+    issued(ferry, integration, token)
 }
 
 pub async fn set_enabled(
@@ -439,10 +421,35 @@ mod tests {
 
     #[test]
     fn providers_round_trip_and_map_to_their_channel() {
-        for p in Provider::ALL {
-            assert_eq!(Provider::parse(p.as_str()).unwrap(), p);
+        let providers: Vec<Provider> = [
+            "evolution",
+            "whatsapp_cloud",
+            "dialog360",
+            "twilio_whatsapp",
+        ]
+        .into_iter()
+        .map(|p| Provider::parse(p).unwrap())
+        .collect();
+        for p in &providers {
+            assert_eq!(Provider::parse(p.as_str()).unwrap(), *p);
             assert!(p.channel().is_whatsapp_like());
         }
         assert!(Provider::parse("telegram").is_err());
+        assert!(
+            Provider::parse("web_widget").is_err(),
+            "not a WhatsApp channel"
+        );
+        let token = WebhookToken::generate();
+        let t = token.expose();
+        let paths: Vec<String> = providers.iter().map(|p| p.webhook_path(&token)).collect();
+        assert_eq!(
+            paths,
+            [
+                format!("/webhooks/evolution/whatsapp/{t}"),
+                format!("/webhooks/whatsapp_cloud/{t}"),
+                format!("/webhooks/dialog360/{t}"),
+                format!("/webhooks/twilio/{t}"),
+            ]
+        );
     }
 }
