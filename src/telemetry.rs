@@ -1,17 +1,68 @@
-//! Logging: `FERRY_LOG` filter, text or JSON lines on stderr.
+//! Logging (`FERRY_LOG` filter, text or JSON lines on stderr) and the process's database statement counter.
+//!
+//! Every statement sqlx executes emits one `sqlx::query` event; a layer with its own filter counts them whatever
+//! `FERRY_LOG` prints, so `/metrics` can show that a cached webhook route costs no statement at all.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::Subscriber;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+static DB_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Database statements executed by this process since it started (0 unless `init` ran).
+pub fn db_statements() -> u64 {
+    DB_STATEMENTS.load(Ordering::Relaxed)
+}
+
+struct StatementCounter;
+
+impl<S: Subscriber> Layer<S> for StatementCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut housekeeping = Housekeeping(false);
+        event.record(&mut housekeeping);
+        if !housekeeping.0 {
+            DB_STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// SQLite's background WAL checkpoint (a `PRAGMA` every 200 ms) is not work done for anybody's request.
+struct Housekeeping(bool);
+
+impl tracing::field::Visit for Housekeeping {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "summary" && value.starts_with("PRAGMA") {
+            self.0 = true;
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            self.0 = format!("{value:?}")
+                .trim_start_matches('"')
+                .starts_with("PRAGMA");
+        }
+    }
+}
+
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // try_init: tests and embedders may have installed a subscriber already.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Json => output.json().boxed(),
+        LogFormat::Text => output.boxed(),
     };
+    let counter =
+        StatementCounter.with_filter(Targets::new().with_target("sqlx::query", LevelFilter::TRACE));
+    // try_init: tests and embedders may have installed a subscriber already.
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(counter)
+        .try_init();
 }

@@ -51,6 +51,27 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// A raw body (webhooks verify signatures over the exact bytes): 413 in the error shape when oversized.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                ))
+            }
+            Err(rejection) => Err(ApiError::bad_request("bad_request", rejection.body_text())),
+        }
+    }
+}
+
 fn strip_axum_prefix(text: &str) -> String {
     text.split_once(": ")
         .map(|(_, rest)| rest)

@@ -10,6 +10,7 @@ pub fn router() -> Router<Ferry> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<Value> {
@@ -36,4 +37,41 @@ async fn readyz(State(ferry): State<Ferry>) -> (StatusCode, Json<Value>) {
         "database": {"backend": ferry.store.backend().as_str(), "status": database},
     });
     (status, Json(body))
+}
+
+/// Prometheus text format. Counters of this process: scrape every node.
+async fn metrics(
+    State(ferry): State<Ferry>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let routes = &ferry.token_routes;
+    let lines = [
+        (
+            "ferry_db_statements_total",
+            "Database statements executed by this process.",
+            crate::telemetry::db_statements(),
+        ),
+        (
+            "ferry_webhook_route_cache_hits_total",
+            "Webhook token routes answered from the in-process cache.",
+            routes.hits(),
+        ),
+        (
+            "ferry_webhook_route_lookups_total",
+            "Webhook token routes looked up in the database (cache misses).",
+            routes.lookups(),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in lines {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
 }

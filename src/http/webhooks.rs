@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiPath;
+use super::extract::{ApiPath, RawBody};
 use crate::domain::WebhookToken;
 use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
@@ -35,6 +35,73 @@ pub fn router() -> Router<Ferry> {
             axum::routing::get(dialog360_check).post(dialog360_post),
         )
         .route("/webhooks/twilio/{token}", post(twilio_post))
+        .route(
+            "/webhooks/evolution/{instance_name}",
+            post(evolution_legacy),
+        )
+}
+
+/// The legacy by-instance-name route (SPEC 4.4), served until the cut-over's cleanup turns it off. Resolved
+/// through the legacy tables on every request (no cache: it is being retired), each hit counted per instance so
+/// the cut-over can measure a quiet period, and logged as deprecated (once a minute per instance).
+async fn evolution_legacy(
+    State(ferry): State<Ferry>,
+    ApiPath(instance): ApiPath<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let unknown = || ApiError::not_found("evolution instance");
+    if instance.len() > 255 || !ferry.store.legacy_route_enabled().await? {
+        return Err(unknown());
+    }
+    let route = ferry
+        .store
+        .route_by_instance_name(&instance)
+        .await?
+        .ok_or_else(unknown)?;
+    if let Err(e) = ferry
+        .store
+        .record_legacy_hit(&instance, route.integration_id, chrono::Utc::now())
+        .await
+    {
+        tracing::error!(error = %e, instance, "legacy route hit not counted");
+    }
+    if deprecation_due(&instance) {
+        tracing::warn!(
+            instance,
+            integration = route.integration_id,
+            "deprecated: webhook routed by instance name; point the instance at its token URL \
+             (ferry integrations cutover)"
+        );
+    }
+    let delivery = Delivery {
+        ferry: &ferry,
+        route: &route,
+        via: "legacy",
+        headers: &headers,
+        body: &body,
+    };
+    let event = delivery.parsed(evolution::parse(&body)).await?;
+    Ok((StatusCode::OK, Json(delivery.store(event).await?)))
+}
+
+/// Whether to log the deprecation warning for this instance now: at most once a minute each.
+fn deprecation_due(instance: &str) -> bool {
+    static WARNED: std::sync::Mutex<Option<std::collections::HashMap<String, std::time::Instant>>> =
+        std::sync::Mutex::new(None);
+    let mut warned = WARNED.lock().expect("not poisoned");
+    let warned = warned.get_or_insert_with(Default::default);
+    let now = std::time::Instant::now();
+    match warned.get(instance) {
+        Some(at) if now.duration_since(*at) < std::time::Duration::from_secs(60) => false,
+        _ => {
+            if warned.len() > 10_000 {
+                warned.clear();
+            }
+            warned.insert(instance.to_owned(), now);
+            true
+        }
+    }
 }
 
 /// Twilio signs the URL it was given (ours: `FERRY_PUBLIC_URL` + path + query) and the form parameters;
@@ -44,7 +111,7 @@ async fn twilio_post(
     ApiPath(token): ApiPath<String>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(
     StatusCode,
     [(axum::http::HeaderName, &'static str); 1],
@@ -74,6 +141,7 @@ async fn twilio_post(
     let delivery = Delivery {
         ferry: &ferry,
         route: &route,
+        via: "token",
         headers: &headers,
         body: &body,
     };
@@ -100,12 +168,13 @@ async fn dialog360_post(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "dialog360").await?;
     let delivery = Delivery {
         ferry: &ferry,
         route: &route,
+        via: "token",
         headers: &headers,
         body: &body,
     };
@@ -116,7 +185,7 @@ async fn evolution_token(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     evolution_inner(ferry, token, headers, body).await
 }
@@ -126,7 +195,7 @@ async fn evolution_token_event(
     State(ferry): State<Ferry>,
     ApiPath((token, _event)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     evolution_inner(ferry, token, headers, body).await
 }
@@ -187,7 +256,7 @@ async fn cloud_post(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "whatsapp_cloud").await?;
     let secret = integrations::route_secret(&ferry, &route, "app_secret")?.unwrap_or_default();
@@ -204,6 +273,7 @@ async fn cloud_post(
     let delivery = Delivery {
         ferry: &ferry,
         route: &route,
+        via: "token",
         headers: &headers,
         body: &body,
     };
@@ -220,6 +290,7 @@ async fn evolution_inner(
     let delivery = Delivery {
         ferry: &ferry,
         route: &route,
+        via: "token",
         headers: &headers,
         body: &body,
     };
@@ -231,6 +302,8 @@ async fn evolution_inner(
 struct Delivery<'a> {
     ferry: &'a Ferry,
     route: &'a TokenRoute,
+    /// `token` or `legacy`.
+    via: &'static str,
     headers: &'a HeaderMap,
     body: &'a [u8],
 }
@@ -244,6 +317,7 @@ impl Delivery<'_> {
                 dead_letter(
                     self.ferry,
                     self.route,
+                    self.via,
                     &reason,
                     400,
                     self.headers,
@@ -281,6 +355,7 @@ impl Delivery<'_> {
                 dead_letter(
                     self.ferry,
                     self.route,
+                    self.via,
                     &e.to_string(),
                     500,
                     self.headers,
@@ -313,6 +388,7 @@ fn outcome_json(outcome: &Outcome) -> Value {
 async fn dead_letter(
     ferry: &Ferry,
     route: &TokenRoute,
+    via: &str,
     reason: &str,
     status: u16,
     headers: &HeaderMap,
@@ -330,8 +406,8 @@ async fn dead_letter(
         .collect();
     let letter = NewDeadLetter {
         provider: &route.provider,
-        route: "token",
-        integration_id: Some(route.integration_id),
+        route: via,
+        integration_id: route.integration_id,
         reason,
         status_code: status,
         headers: &Value::Object(headers),

@@ -257,6 +257,8 @@ async fn run_inner(
     {
         return Ok(Outcome::LeaseLost);
     }
+    // Webhooks of the source's integrations now go to the destination (redirect_source).
+    ferry.token_routes.invalidate_all().await;
     tracing::info!(batches = batch, "completed");
     Ok(Outcome::Completed)
 }

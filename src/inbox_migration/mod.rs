@@ -405,6 +405,7 @@ pub async fn revert(
         .store
         .finish_inbox_migration_revert(m.id, m.destination_inbox_id)
         .await?;
+    ferry.token_routes.invalidate_all().await;
     tracing::info!(batches = current.cursor_id, "reverted");
     ferry
         .audit(

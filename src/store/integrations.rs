@@ -44,9 +44,15 @@ pub struct NewIntegration {
 /// What a webhook needs to be routed: the integration's id and where its messages go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct TokenRoute {
-    pub integration_id: i64,
+    /// None on the legacy route for an instance that has no integration yet.
+    pub integration_id: Option<i64>,
     pub account_id: i64,
+    /// The integration's own inbox: the scope of de-duplication keys, the same before and after a redirect.
+    pub origin_inbox_id: Option<i64>,
+    /// Where messages are stored: the origin, or the destination of a completed redirecting inbox migration.
     pub inbox_id: Option<i64>,
+    /// The channel of `inbox_id` (the native `source_id` format of new contacts).
+    pub channel_type: Option<String>,
     pub provider: String,
     pub enabled: bool,
     /// Set when the token is the previous one of a rotation: it routes until then.
@@ -95,7 +101,59 @@ pub trait IntegrationStore: Send + Sync {
         token_hash: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Option<TokenRoute>>;
+    /// Whether the legacy by-instance-name route is served (setting `legacy_webhook_route`, on by default).
+    async fn legacy_route_enabled(&self) -> Result<bool>;
+    async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()>;
+    /// The legacy route of an Evolution instance (SPEC 4.4): `evolution_instances` → organization → account →
+    /// the account's Evolution inbox with the instance's phone number, or its only Evolution inbox.
+    async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>>;
+    /// Counts one legacy-route hit of the instance (per UTC day) and on its integration, if it has one.
+    async fn record_legacy_hit(
+        &self,
+        instance_name: &str,
+        integration_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Legacy-route hits per instance since `since` (a UTC day), busiest first.
+    async fn legacy_hits_since(&self, since: chrono::NaiveDate) -> Result<Vec<LegacyHits>>;
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LegacyHits {
+    pub instance_name: String,
+    pub hits: i64,
+    pub last_hit_at: DateTime<Utc>,
+}
+
+/// The integrations a token hash routes: its current token, or its previous one until the overlap ends.
+pub(crate) const ROUTES_BY_TOKEN_HASH: &str = "WITH routes AS (\
+     SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
+     CASE WHEN token_hash = $1 THEN NULL ELSE previous_token_expires_at END AS expires_at, secrets_ciphertext \
+     FROM integrations WHERE token_hash = $1 \
+     UNION ALL \
+     SELECT id, account_id, inbox_id, provider, enabled, previous_token_expires_at, secrets_ciphertext \
+     FROM integrations WHERE previous_token_hash = $1 AND previous_token_expires_at > $2) ";
+
+pub(crate) const ROUTES_BY_ID: &str = "WITH routes AS (\
+     SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
+     CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
+     FROM integrations WHERE id = $1) ";
+
+/// Legacy tables only; the integration (if the instance was migrated) is attached for hit counting.
+pub(crate) const ROUTES_BY_INSTANCE_NAME: &str = "WITH routes AS (\
+     SELECT (SELECT g.id FROM integrations g WHERE g.provider = 'evolution' AND g.instance_name = e.instance_name) \
+       AS integration_id, \
+     oa.account_id, \
+     COALESCE(\
+       (SELECT MIN(ib.id) FROM inboxes ib WHERE ib.account_id = oa.account_id AND ib.channel_type = 'evolution' \
+         AND replace(ib.phone_number, '+', '') = replace(e.phone_number, '+', '')), \
+       (SELECT MIN(ib.id) FROM inboxes ib WHERE ib.account_id = oa.account_id AND ib.channel_type = 'evolution' \
+         HAVING COUNT(*) = 1)) AS inbox_id, \
+     'evolution' AS provider, TRUE AS enabled, \
+     (SELECT g.previous_token_expires_at FROM integrations g WHERE 1 = 0) AS expires_at, \
+     (SELECT g.secrets_ciphertext FROM integrations g WHERE 1 = 0) AS secrets_ciphertext \
+     FROM evolution_instances e JOIN organization_accounts oa ON oa.organization_id = e.organization_id \
+     WHERE e.instance_name = $1) ";
 
 macro_rules! integration_select {
     () => {
@@ -205,28 +263,78 @@ macro_rules! impl_integration_store {
             }
 
             async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>> {
-                Ok(sqlx::query_as(
-                    "SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
-                     CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
-                     FROM integrations WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_ID, Self::ROUTE_SQL);
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn route_by_token_hash(&self, token_hash: &[u8], now: DateTime<Utc>) -> Result<Option<TokenRoute>> {
-                Ok(sqlx::query_as(
-                    "SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
-                     CASE WHEN token_hash = $1 THEN NULL ELSE previous_token_expires_at END AS expires_at, secrets_ciphertext \
-                     FROM integrations WHERE token_hash = $1 \
-                     UNION ALL \
-                     SELECT id, account_id, inbox_id, provider, enabled, previous_token_expires_at, secrets_ciphertext \
-                     FROM integrations WHERE previous_token_hash = $1 AND previous_token_expires_at > $2",
+                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_TOKEN_HASH, Self::ROUTE_SQL);
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn legacy_route_enabled(&self) -> Result<bool> {
+                let value: Option<String> =
+                    sqlx::query_scalar("SELECT value FROM settings WHERE key = 'legacy_webhook_route'")
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(value.as_deref() != Some("disabled"))
+            }
+
+            async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO settings (key, value, updated_at) VALUES ('legacy_webhook_route', $1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 )
-                .bind(token_hash)
-                .bind(now)
-                .fetch_optional(&self.pool)
+                .bind(if enabled { "enabled" } else { "disabled" })
+                .bind(chrono::Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>> {
+                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_INSTANCE_NAME, Self::ROUTE_SQL);
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(instance_name)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn record_legacy_hit(&self, instance_name: &str, integration_id: Option<i64>, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO legacy_route_hits (instance_name, day, hits, last_hit_at) VALUES ($1, $2, 1, $3) \
+                     ON CONFLICT (instance_name, day) DO UPDATE SET hits = legacy_route_hits.hits + 1, \
+                     last_hit_at = excluded.last_hit_at",
+                )
+                .bind(instance_name)
+                .bind(at.date_naive())
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                if let Some(id) = integration_id {
+                    sqlx::query("UPDATE integrations SET legacy_hits = legacy_hits + 1, last_legacy_hit_at = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn legacy_hits_since(&self, since: chrono::NaiveDate) -> Result<Vec<$crate::store::LegacyHits>> {
+                Ok(sqlx::query_as(
+                    "SELECT instance_name, CAST(SUM(hits) AS BIGINT) AS hits, MAX(last_hit_at) AS last_hit_at FROM legacy_route_hits \
+                     WHERE day >= $1 GROUP BY instance_name ORDER BY SUM(hits) DESC, instance_name",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
                 .await?)
             }
         }

@@ -27,6 +27,7 @@ impl PgStore {
         include_str!("queries/pg/claim_inbox_migration.sql");
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/pg/merge_contact_fields.sql");
+    const ROUTE_SQL: &'static str = include_str!("queries/pg/route.sql");
     const LOCK_CONTACT_INBOX_SQL: &'static str = "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2 FOR UPDATE";
     const BACKEND: Backend = Backend::Postgres;
 

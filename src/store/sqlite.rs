@@ -60,6 +60,7 @@ impl SqliteStore {
         include_str!("queries/sqlite/claim_inbox_migration.sql");
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/sqlite/merge_contact_fields.sql");
+    const ROUTE_SQL: &'static str = include_str!("queries/sqlite/route.sql");
     const LOCK_CONTACT_INBOX_SQL: &'static str =
         "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2";
     const BACKEND: Backend = Backend::Sqlite;

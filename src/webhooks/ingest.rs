@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::event::{InboundEvent, InboundMessage, MessageKind};
+use crate::domain::ChannelType;
 use crate::services::Ferry;
 use crate::store::{IngestMessage, Ingested, StoreError, TokenRoute};
 
@@ -45,8 +46,12 @@ pub async fn ingest(
                 .await?,
         )),
         InboundEvent::Message(m) => {
-            let inbox = ferry.store.get_inbox(route.account_id, inbox_id).await?;
-            let row = to_row(route, inbox_id, inbox.channel(), &m);
+            let channel = route
+                .channel_type
+                .as_deref()
+                .and_then(|c| c.parse::<ChannelType>().ok())
+                .ok_or(StoreError::NotFound("inbox of the integration"))?;
+            let row = to_row(route, inbox_id, channel, &m);
             Ok(match ferry.store.ingest_message(&row).await? {
                 Ingested::Stored {
                     message_id,
@@ -64,7 +69,7 @@ pub async fn ingest(
 fn to_row(
     route: &TokenRoute,
     inbox_id: i64,
-    channel: crate::domain::ChannelType,
+    channel: ChannelType,
     m: &InboundMessage,
 ) -> IngestMessage {
     let content_type = match m.kind {
@@ -94,12 +99,13 @@ fn to_row(
             .unwrap_or_else(|_| m.contact.canonical()),
         contact_name: m.contact_name.clone(),
         phone_number: m.contact.e164(),
-        // One provider id names one message of one chat of one integration, in either direction.
+        // One provider id names one message of one chat of one connection (the integration's own inbox, the
+        // same whether it arrives by token or legacy route, before or after a redirect), in either direction.
         dedupe_key: format!(
             "{}:{}:{}:{}:{}:{}",
             route.account_id,
             route.provider,
-            route.integration_id,
+            route.origin_inbox_id.unwrap_or(inbox_id),
             m.contact.canonical(),
             if m.outgoing { "out" } else { "in" },
             m.provider_message_id

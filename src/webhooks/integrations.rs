@@ -373,12 +373,11 @@ pub async fn set_enabled(
 
 /// One provider secret of a routed integration (an app secret, a verify token…), opened in memory.
 pub fn route_secret(ferry: &Ferry, route: &TokenRoute, name: &str) -> Result<Option<String>> {
-    let Some(sealed) = route.secrets_ciphertext.as_deref() else {
+    let (Some(sealed), Some(id)) = (route.secrets_ciphertext.as_deref(), route.integration_id)
+    else {
         return Ok(None);
     };
-    let secrets = ferry
-        .cipher
-        .decrypt_json(sealed, secrets_binding(route.integration_id))?;
+    let secrets = ferry.cipher.decrypt_json(sealed, secrets_binding(id))?;
     Ok(secrets.get(name).and_then(Value::as_str).map(str::to_owned))
 }
 

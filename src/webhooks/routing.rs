@@ -19,6 +19,7 @@ pub struct TokenRoutes {
     /// invalidation removes exactly those entries, at once.
     keys: Mutex<HashMap<i64, Vec<[u8; 32]>>>,
     lookups: AtomicU64,
+    hits: AtomicU64,
 }
 
 impl TokenRoutes {
@@ -31,6 +32,7 @@ impl TokenRoutes {
                 .build(),
             keys: Mutex::new(HashMap::new()),
             lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -43,6 +45,7 @@ impl TokenRoutes {
         let key = token.hash();
         let now = Utc::now();
         if let Some(entry) = self.cache.get(&key).await {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(match entry {
                 // A previous token cached before its overlap ended.
                 Some(route) if route.expires_at.is_some_and(|at| at <= now) => {
@@ -54,9 +57,9 @@ impl TokenRoutes {
         }
         self.lookups.fetch_add(1, Ordering::Relaxed);
         let found = store.route_by_token_hash(&key, now).await?;
-        if let Some(route) = &found {
+        if let Some(id) = found.as_ref().and_then(|route| route.integration_id) {
             let mut keys = self.keys.lock().expect("not poisoned");
-            let known = keys.entry(route.integration_id).or_default();
+            let known = keys.entry(id).or_default();
             if !known.contains(&key) {
                 known.push(key);
             }
@@ -78,6 +81,13 @@ impl TokenRoutes {
         }
     }
 
+    /// Drops every cached route: where integrations' messages go changed (an inbox migration redirecting its
+    /// source completed or was reverted).
+    pub async fn invalidate_all(&self) {
+        self.keys.lock().expect("not poisoned").clear();
+        self.cache.invalidate_all();
+    }
+
     /// Drops a cached answer for one token (a new token might have been probed, and negatively cached, before).
     pub async fn invalidate_token(&self, token: &WebhookToken) {
         self.cache.invalidate(&token.hash()).await;
@@ -86,5 +96,10 @@ impl TokenRoutes {
     /// Database lookups so far: a cache hit adds none.
     pub fn lookups(&self) -> u64 {
         self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Answers served from the cache (including negative ones).
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 }

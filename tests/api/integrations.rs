@@ -81,7 +81,7 @@ pub async fn integrations_issue_reveal_rotate_and_disable_tokens(db: Db) {
             routed.enabled,
             routed.expires_at
         ),
-        (id, Some(s.evolution), true, None)
+        (Some(id), Some(s.evolution), true, None)
     );
 
     let (_, listed) = app.get(&url, Some(&s.admin)).await;
@@ -343,7 +343,7 @@ pub async fn token_routes_are_cached_and_invalidated(db: Db) {
     let start = routes.lookups();
     for _ in 0..5 {
         let route = routes.resolve(store, &token).await.unwrap().unwrap();
-        assert_eq!((route.integration_id, route.enabled), (id, true));
+        assert_eq!((route.integration_id, route.enabled), (Some(id), true));
     }
     assert_eq!(routes.lookups() - start, 1, "four of five were cache hits");
 
@@ -386,6 +386,6 @@ pub async fn token_routes_are_cached_and_invalidated(db: Db) {
             .unwrap()
             .unwrap()
             .integration_id,
-        id
+        Some(id)
     );
 }

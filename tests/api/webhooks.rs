@@ -648,3 +648,292 @@ pub async fn concurrent_first_messages_make_one_customer(db: Db) {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 2);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 16);
 }
+
+async fn evolution_inbox(app: &TestApp, f: &Fixture, name: &str, phone: &str) -> i64 {
+    let (status, inbox) = app
+        .post_json(
+            &format!("/api/v1/accounts/{}/inboxes", f.account_id),
+            Some(&f.admin_token),
+            &json!({"name": name, "channel_type": "evolution", "phone_number": phone}),
+        )
+        .await;
+    assert_eq!(status, 201, "{inbox}");
+    inbox["id"].as_i64().unwrap()
+}
+
+async fn legacy_instance(app: &TestApp, name: &str, organization: &str, phone: &str) {
+    app.ferry
+        .store
+        .insert_evolution_instance(&ferry::store::seed::LegacyEvolutionInstance {
+            instance_name: name.into(),
+            organization_id: organization.into(),
+            status: "open".into(),
+            phone_number: Some(phone.into()),
+            api_url: Some("http://127.0.0.1:8080".into()),
+            api_key: Some(format!("legacy-key-{name}")),
+            webhook_url: Some(format!("http://127.0.0.1:3000/webhooks/evolution/{name}")),
+            error_message: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// The inbox a stored message's conversation belongs to, as the API shows it.
+async fn inbox_of_conversation(app: &TestApp, f: &Fixture, stored: &Value) -> i64 {
+    let (status, conversation) = app
+        .get(
+            &format!(
+                "/api/v1/accounts/{}/conversations/{}",
+                f.account_id, stored["conversation_id"]
+            ),
+            Some(&f.admin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{conversation}");
+    conversation["inbox_id"].as_i64().unwrap()
+}
+
+/// The legacy by-name route resolves instance → organization → account → the Evolution inbox with the
+/// instance's number (or the account's only one), stores like the token route (the same de-duplication, so a
+/// message that arrives on both routes during the cut-over is kept once), counts every hit per instance and on
+/// the migrated integration, and answers 404 for unknown or unmapped instances and once the route is disabled.
+pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let store = app.ferry.store.as_ref();
+    let other = evolution_inbox(&app, &f, "Outro número", "+551140020000").await;
+    let main = evolution_inbox(&app, &f, "Principal", "+551140028922").await;
+    store
+        .insert_organization("org-sp", f.account_id, "Clínica SP")
+        .await
+        .unwrap();
+    legacy_instance(&app, "clinica-sp", "org-sp", "551140028922").await;
+    legacy_instance(&app, "sem-numero", "org-sp", "+559999999999").await;
+    legacy_instance(&app, "orfa", "org-sem-conta", "+551140028922").await;
+
+    let body = |id: &str| {
+        serde_json::to_vec(&upsert(id, "5511988887777@s.whatsapp.net", false, "Olá")).unwrap()
+    };
+    let (status, stored) = post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG1")).await;
+    assert_eq!(
+        (status, &stored["status"]),
+        (200, &json!("stored")),
+        "{stored}"
+    );
+    assert_eq!(
+        inbox_of_conversation(&app, &f, &stored).await,
+        main,
+        "matched by phone number, not {other}"
+    );
+    let (status, again) = post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG1")).await;
+    assert_eq!((status, &again["status"]), (200, &json!("duplicate")));
+
+    // Two Evolution inboxes and no number match: nothing to route to; the body is kept as a dead letter.
+    let (status, unroutable) =
+        post_raw(&app, "/webhooks/evolution/sem-numero", &body("LEG2")).await;
+    assert_eq!(status, 404, "{unroutable}");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM webhook_dead_letters WHERE route = 'legacy'"
+        )
+        .await,
+        1
+    );
+    for unknown in ["orfa", "nao-existe"] {
+        let (status, answer) = post_raw(
+            &app,
+            &format!("/webhooks/evolution/{unknown}"),
+            &body("LEG3"),
+        )
+        .await;
+        assert_eq!(status, 404, "{unknown}: {answer}");
+        assert_eq!(answer["error"]["code"], "not_found");
+    }
+
+    // Migrated to an integration (same instance, same inbox): legacy hits are counted on it too, and a message
+    // the provider re-sends on the token route is the same message.
+    let (created, hook) = {
+        let (status, created) = app
+            .post_json(
+                &format!("/api/v1/accounts/{}/integrations", f.account_id),
+                Some(&f.admin_token),
+                &json!({"provider": "evolution", "instance_name": "clinica-sp", "inbox_id": main}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let url = created["webhook_url"].as_str().unwrap().to_owned();
+        let hook = url
+            .strip_prefix(&app.ferry.config.public_url())
+            .unwrap()
+            .to_owned();
+        (created, hook)
+    };
+    let (status, via_token) = post_raw(&app, &hook, &body("LEG1")).await;
+    assert_eq!(
+        (status, &via_token["status"]),
+        (200, &json!("duplicate")),
+        "{via_token}"
+    );
+    assert_eq!(
+        post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG4"))
+            .await
+            .0,
+        200
+    );
+    let (_, listed) = app
+        .get(
+            &format!("/api/v1/accounts/{}/integrations", f.account_id),
+            Some(&f.admin_token),
+        )
+        .await;
+    let integration = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == created["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(integration["legacy_hits"], 1, "{integration}");
+    assert!(integration["last_legacy_hit_at"].is_string());
+
+    let today = chrono::Utc::now().date_naive();
+    let hits = store.legacy_hits_since(today).await.unwrap();
+    let per_instance: Vec<(&str, i64)> = hits
+        .iter()
+        .map(|h| (h.instance_name.as_str(), h.hits))
+        .collect();
+    assert_eq!(
+        per_instance,
+        vec![("clinica-sp", 3), ("sem-numero", 1)],
+        "unknown names are not counted"
+    );
+
+    store.set_legacy_route_enabled(false).await.unwrap();
+    assert_eq!(
+        post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG5"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(store.legacy_hits_since(today).await.unwrap()[0].hits, 3);
+    store.set_legacy_route_enabled(true).await.unwrap();
+    assert_eq!(
+        post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG5"))
+            .await
+            .0,
+        200
+    );
+}
+
+/// Once an inbox migration with `redirect_source` (the default) completes, the source integration's traffic
+/// is stored in the destination inbox — with the same de-duplication, so a re-delivery of a message that was
+/// moved is still a duplicate; after a revert it goes to the source again. Without the option it never moves.
+pub async fn completed_migration_redirects_source_webhooks(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "origem"}),
+    )
+    .await;
+    let send = |id: &'static str| {
+        let (app, hook) = (&app, hook.clone());
+        async move {
+            let body =
+                serde_json::to_vec(&upsert(id, "5511988887777@s.whatsapp.net", false, id)).unwrap();
+            post_raw(app, &hook, &body).await
+        }
+    };
+    let (_, first) = send("RED1").await;
+    let source = inbox_of_conversation(&app, &f, &first).await;
+    let destination = evolution_inbox(&app, &f, "Destino", "+551140028999").await;
+    let migrations = format!(
+        "/api/v1/accounts/{}/inboxes/{source}/migrations",
+        f.account_id
+    );
+    let (status, created) = app
+        .post_json(
+            &migrations,
+            Some(&f.admin_token),
+            &json!({"destination_inbox_id": destination}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let worker = ferry::worker::Worker::new(app.ferry.clone());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    while worker.run_once(rx.clone()).await.unwrap().is_some() {}
+
+    let (_, moved) = send("RED1").await;
+    assert_eq!(
+        moved["status"], "duplicate",
+        "the moved message is still known: {moved}"
+    );
+    let (_, after) = send("RED2").await;
+    assert_eq!(after["status"], "stored", "{after}");
+    assert_eq!(inbox_of_conversation(&app, &f, &after).await, destination);
+
+    let id = created["id"].as_i64().unwrap();
+    let (status, reverted) = app
+        .post_json(
+            &format!("{migrations}/{id}/revert"),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert!(status.is_success(), "{reverted}");
+    while worker.run_once(rx.clone()).await.unwrap().is_some() {}
+    let (_, shown) = app
+        .get(&format!("{migrations}/{id}"), Some(&f.admin_token))
+        .await;
+    assert_eq!(shown["status"], "reverted", "{shown}");
+    let (_, back) = send("RED3").await;
+    assert_eq!(
+        inbox_of_conversation(&app, &f, &back).await,
+        source,
+        "{back}"
+    );
+
+    // Opted out: the source keeps its traffic after completion.
+    let third = evolution_inbox(&app, &f, "Terceiro", "+551140028998").await;
+    let (status, kept) = app
+        .post_json(
+            &migrations,
+            Some(&f.admin_token),
+            &json!({"destination_inbox_id": third, "options": {"redirect_source": false}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{kept}");
+    while worker.run_once(rx.clone()).await.unwrap().is_some() {}
+    let (_, stays) = send("RED4").await;
+    assert_eq!(
+        inbox_of_conversation(&app, &f, &stays).await,
+        source,
+        "{stays}"
+    );
+}
+
+/// A body over `FERRY_MAX_BODY_BYTES` is refused with 413 in the error shape before anything is parsed.
+pub async fn oversized_webhooks_are_413(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "grande"}),
+    )
+    .await;
+    let mut body =
+        serde_json::to_vec(&upsert("BIG", "5511988887777@s.whatsapp.net", false, "x")).unwrap();
+    body.extend(std::iter::repeat_n(b' ', app.ferry.config.max_body_bytes));
+    let (status, answer) = post_raw(&app, &hook, &body).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (413, &json!("payload_too_large")),
+        "{answer}"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 0);
+}

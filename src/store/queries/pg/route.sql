@@ -1,0 +1,15 @@
+-- Where the webhooks of the integrations in `routes` (a CTE the caller puts in front) go: the integration's own
+-- inbox or, once an inbox migration of that inbox completed with `redirect_source` (default on), the newest
+-- such migration's destination; with that inbox's channel, so ingestion needs no further query.
+SELECT r.integration_id, r.account_id, r.inbox_id AS origin_inbox_id, r.target AS inbox_id,
+       ib.channel_type, r.provider, r.enabled, r.expires_at, r.secrets_ciphertext
+FROM (
+    SELECT routes.*, COALESCE((
+        SELECT m.destination_inbox_id FROM inbox_migrations m
+        WHERE m.source_inbox_id = routes.inbox_id AND m.status = 'completed'
+          AND COALESCE(m.options->>'redirect_source', 'true') = 'true'
+        ORDER BY m.completed_at DESC, m.id DESC LIMIT 1
+    ), routes.inbox_id) AS target
+    FROM routes
+) r
+LEFT JOIN inboxes ib ON ib.id = r.target
