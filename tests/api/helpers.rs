@@ -278,6 +278,37 @@ impl TestApp {
         into_parts(req.send().await.expect("request")).await
     }
 
+    /// A real `ferry serve` process (no worker) on this app's database and key, answering at the returned base
+    /// URL: what only a separate process can show, such as its own `/metrics` counters.
+    pub async fn serve_process(&self) -> (ServeProcess, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--no-worker"])
+            .env("FERRY_DATABASE_URL", &self.database_url)
+            .env("FERRY_DATA_DIR", self.dir.path())
+            .env("FERRY_SECRET_KEY", &self.secret_key)
+            .env("FERRY_BIND", format!("127.0.0.1:{port}"))
+            .env("FERRY_PUBLIC_URL", self.ferry.config.public_url())
+            .env("FERRY_LOG", "warn")
+            .spawn()
+            .expect("run ferry serve");
+        let process = ServeProcess(child);
+        for _ in 0..200 {
+            if let Ok(resp) = self.client.get(format!("{base}/healthz")).send().await
+                && resp.status().is_success()
+            {
+                return (process, base);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("ferry serve did not answer at {base}");
+    }
+
     /// Runs the real `ferry` binary against this app's database and key.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -343,4 +374,14 @@ pub fn inbox_of(report: &SeedReport, channel: ChannelType) -> i64 {
         .find(|i| i.channel_type == channel)
         .unwrap()
         .id
+}
+
+/// Killed when dropped, so a failing test leaves no server behind.
+pub struct ServeProcess(std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

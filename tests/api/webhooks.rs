@@ -937,3 +937,117 @@ pub async fn oversized_webhooks_are_413(db: Db) {
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 0);
 }
+
+/// One counter of a Prometheus text page.
+async fn metric(app: &TestApp, base: &str, name: &str) -> u64 {
+    let page = app
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+/// A separate `ferry serve` process, measured through its own `/metrics`: a cached token route costs no
+/// database statement (re-deliveries cost at most one each: the de-duplication lookup), an unknown token is
+/// looked up once and then answered from the negative cache, and the legacy route pays for its resolution on
+/// every request.
+pub async fn cached_token_routes_run_no_statement(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "medido"}),
+    )
+    .await;
+    let (_server, base) = app.serve_process().await;
+    let post = |path: String, id: String| {
+        let app = &app;
+        let base = base.clone();
+        async move {
+            let body = serde_json::to_vec(&upsert(&id, "5511988887777@s.whatsapp.net", false, &id))
+                .unwrap();
+            let resp = app
+                .client
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(
+        post(hook.clone(), "M0".into()).await,
+        200,
+        "first request: cache miss"
+    );
+    let statements = metric(&app, &base, "ferry_db_statements_total").await;
+    assert!(
+        statements > 0,
+        "the first request was stored by this process"
+    );
+    let lookups = metric(&app, &base, "ferry_webhook_route_lookups_total").await;
+    assert_eq!(lookups, 1);
+    assert_eq!(
+        metric(&app, &base, "ferry_db_statements_total").await,
+        statements,
+        "/metrics runs none"
+    );
+
+    for _ in 0..10 {
+        assert_eq!(post(hook.clone(), "M0".into()).await, 200);
+    }
+    let after_duplicates = metric(&app, &base, "ferry_db_statements_total").await;
+    assert!(
+        after_duplicates - statements <= 10,
+        "10 re-deliveries ran {} statements",
+        after_duplicates - statements
+    );
+    assert_eq!(
+        metric(&app, &base, "ferry_webhook_route_lookups_total").await,
+        lookups
+    );
+    assert!(metric(&app, &base, "ferry_webhook_route_cache_hits_total").await >= 10);
+
+    let unknown = format!("/webhooks/evolution/whatsapp/fwh_{}", "A".repeat(43));
+    for _ in 0..5 {
+        assert_eq!(post(unknown.clone(), "M1".into()).await, 404);
+    }
+    assert_eq!(
+        metric(&app, &base, "ferry_webhook_route_lookups_total").await,
+        lookups + 1,
+        "unknown tokens are cached too"
+    );
+
+    // The legacy route: at least two statements to route (setting, resolution) plus the hit count.
+    app.ferry
+        .store
+        .insert_organization("org-m", f.account_id, "M")
+        .await
+        .unwrap();
+    legacy_instance(&app, "medido", "org-m", "+551140028922").await;
+    let before = metric(&app, &base, "ferry_db_statements_total").await;
+    for _ in 0..3 {
+        assert_eq!(
+            post("/webhooks/evolution/medido".into(), "M0".into()).await,
+            200
+        );
+    }
+    let legacy = metric(&app, &base, "ferry_db_statements_total").await - before;
+    assert!(
+        legacy >= 3 * 3,
+        "3 legacy re-deliveries ran only {legacy} statements"
+    );
+}
