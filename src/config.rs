@@ -47,6 +47,15 @@ pub struct Config {
     #[arg(long, env = "FERRY_REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Prefix of ferry's Redis keys and invalidation channel (several installations on one Redis)
+    #[arg(
+        long,
+        env = "FERRY_REDIS_PREFIX",
+        default_value = "ferry",
+        global = true
+    )]
+    pub redis_prefix: String,
+
     /// The URL providers reach this server at; webhook URLs are built from it
     #[arg(long, env = "FERRY_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -95,6 +104,7 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: None,
             redis_url: None,
+            redis_prefix: "ferry".into(),
             public_url: None,
             log: "info".into(),
             log_format: LogFormat::Text,

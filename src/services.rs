@@ -14,6 +14,7 @@ use crate::store::{
     self, Account, Inbox, InboxPatch, NewAccount, NewAuditEvent, NewInbox, NewUser, Store,
     StoreError, User,
 };
+use crate::webhooks::routing::TokenRoutes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -66,7 +67,7 @@ pub struct Ferry {
     pub cipher: Cipher,
     pub attachments: AttachmentStore,
     pub config: Arc<Config>,
-    pub token_routes: Arc<crate::webhooks::routing::TokenRoutes>,
+    pub token_routes: Arc<TokenRoutes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,8 @@ pub enum OpenError {
     Secrets(#[from] SecretsError),
     #[error("cannot open the database {url}: {source}")]
     Store { url: String, source: StoreError },
+    #[error(transparent)]
+    Redis(#[from] crate::webhooks::routing::RedisError),
 }
 
 impl Ferry {
@@ -88,15 +91,19 @@ impl Ferry {
                 url: crate::config::redact_url(&url),
                 source,
             })?;
+        // Bounded (100k tokens ≈ tens of MB) and short-lived: without Redis, the TTL is how long a change made on
+        // another node can go unseen.
+        let routes = TokenRoutes::new(100_000, std::time::Duration::from_secs(60));
+        let token_routes = match &config.redis_url {
+            Some(url) => routes.with_redis(url, &config.redis_prefix).await?,
+            None => Arc::new(routes),
+        };
         Ok(Self {
             store,
             cipher: Cipher::new(key),
             attachments: AttachmentStore::new(config.attachments_dir()),
             config: Arc::new(config),
-            token_routes: Arc::new(crate::webhooks::routing::TokenRoutes::new(
-                100_000,
-                std::time::Duration::from_secs(60),
-            )),
+            token_routes,
         })
     }
 

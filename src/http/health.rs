@@ -26,6 +26,12 @@ async fn readyz(State(ferry): State<Ferry>) -> (StatusCode, Json<Value>) {
             "unavailable".to_owned()
         }
     };
+    // Redis only spares the database: reported, but not a reason to refuse traffic.
+    let redis = match ferry.token_routes.redis_ping().await {
+        None => "not configured",
+        Some(true) => "ok",
+        Some(false) => "unavailable",
+    };
     let ready = database == "ok";
     let status = if ready {
         StatusCode::OK
@@ -35,6 +41,7 @@ async fn readyz(State(ferry): State<Ferry>) -> (StatusCode, Json<Value>) {
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "database": {"backend": ferry.store.backend().as_str(), "status": database},
+        "redis": {"status": redis},
     });
     (status, Json(body))
 }
@@ -54,6 +61,11 @@ async fn metrics(
             "ferry_webhook_route_cache_hits_total",
             "Webhook token routes answered from the in-process cache.",
             routes.hits(),
+        ),
+        (
+            "ferry_webhook_route_shared_hits_total",
+            "Webhook token routes answered from Redis (in-process misses).",
+            routes.shared_hits(),
         ),
         (
             "ferry_webhook_route_lookups_total",

@@ -57,8 +57,8 @@ pub struct TokenRoute {
     pub enabled: bool,
     /// Set when the token is the previous one of a rotation: it routes until then.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The sealed provider secrets (signature keys), cached with the route so verifying costs no query.
-    #[serde(skip)]
+    /// The sealed provider secrets (signature keys), cached with the route so verifying costs no query (sealed
+    /// bound to the integration: a cache holding it learns nothing).
     pub secrets_ciphertext: Option<Vec<u8>>,
 }
 

@@ -1,25 +1,81 @@
 //! Token → integration, with zero database queries on a cache hit (SPEC 4.2): an in-process cache keyed by the
 //! token's SHA-256 (never the raw token), bounded, with a TTL, and negative entries for unknown tokens so a
 //! scanner cannot turn into database load. Rotation, disable and enable invalidate the integration's entries.
+//!
+//! With Redis (`FERRY_REDIS_URL`) a shared second level sits between the two: a node that has not seen a token
+//! asks Redis before the database, and every invalidation is deleted there and published to every node, whose
+//! subscriber drops its own entries. Pub/sub is at-most-once: a node that lost its subscription drops its whole
+//! cache when it resubscribes, and the TTL bounds what a lost message can leave behind.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
 use moka::future::Cache;
+use redis::AsyncCommands;
 
 use crate::domain::WebhookToken;
 use crate::store::{Store, StoreError, TokenRoute};
 
+type Key = [u8; 32];
+
 pub struct TokenRoutes {
-    cache: Cache<[u8; 32], Option<TokenRoute>>,
+    cache: Cache<Key, Option<TokenRoute>>,
     /// The cached token hashes of each integration (at most its current and previous token), so that an
     /// invalidation removes exactly those entries, at once.
-    keys: Mutex<HashMap<i64, Vec<[u8; 32]>>>,
+    keys: Mutex<HashMap<i64, Vec<Key>>>,
+    ttl: Duration,
     lookups: AtomicU64,
     hits: AtomicU64,
+    shared: Option<Shared>,
+}
+
+/// The Redis level: entries `{prefix}:route:{hex}` (JSON of the route, `null` for an unknown token), the set
+/// `{prefix}:route-keys:{integration}` of an integration's entries, and the channel `{prefix}:route-invalidate`.
+struct Shared {
+    client: redis::Client,
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    hits: AtomicU64,
+}
+
+/// What a node tells the others to drop.
+enum Invalidation {
+    Integration(i64),
+    Token(Key),
+    All,
+}
+
+impl Invalidation {
+    fn encode(&self) -> String {
+        match self {
+            Invalidation::Integration(id) => format!("integration:{id}"),
+            Invalidation::Token(key) => format!("token:{}", hex::encode(key)),
+            Invalidation::All => "all".into(),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        match s.split_once(':') {
+            Some(("integration", id)) => id.parse().ok().map(Invalidation::Integration),
+            Some(("token", key)) => hex::decode(key)
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .map(Invalidation::Token),
+            None if s == "all" => Some(Invalidation::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use Redis at {url}: {source}")]
+pub struct RedisError {
+    url: String,
+    source: redis::RedisError,
 }
 
 impl TokenRoutes {
@@ -31,9 +87,33 @@ impl TokenRoutes {
                 .time_to_live(ttl)
                 .build(),
             keys: Mutex::new(HashMap::new()),
+            ttl,
             lookups: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            shared: None,
         }
+    }
+
+    /// Adds the Redis level and starts this node's invalidation subscriber (it stops when the routes are
+    /// dropped).
+    pub async fn with_redis(mut self, url: &str, prefix: &str) -> Result<Arc<Self>, RedisError> {
+        let failed = |source| RedisError {
+            url: crate::config::redact_url(url),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(failed)?;
+        let conn = client.get_connection_manager().await.map_err(failed)?;
+        // Subscribed before the first lookup, so no invalidation published after it can be missed.
+        let pubsub = subscribe(&client, prefix).await.map_err(failed)?;
+        self.shared = Some(Shared {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+            hits: AtomicU64::new(0),
+        });
+        let routes = Arc::new(self);
+        tokio::spawn(listen(Arc::downgrade(&routes), pubsub));
+        Ok(routes)
     }
 
     /// The route of `token`, or None when it is unknown or its rotation overlap has ended.
@@ -44,53 +124,86 @@ impl TokenRoutes {
     ) -> Result<Option<TokenRoute>, StoreError> {
         let key = token.hash();
         let now = Utc::now();
-        if let Some(entry) = self.cache.get(&key).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(match entry {
-                // A previous token cached before its overlap ended.
-                Some(route) if route.expires_at.is_some_and(|at| at <= now) => {
-                    self.cache.invalidate(&key).await;
-                    None
-                }
-                other => other,
-            });
-        }
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        let found = store.route_by_token_hash(&key, now).await?;
+        let entry = match self.cache.get(&key).await {
+            Some(entry) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                entry
+            }
+            None => {
+                let found = match self.shared_get(&key).await {
+                    Some(entry) => entry,
+                    None => {
+                        self.lookups.fetch_add(1, Ordering::Relaxed);
+                        let found = store.route_by_token_hash(&key, now).await?;
+                        self.shared_put(&key, &found).await;
+                        found
+                    }
+                };
+                self.remember(&key, &found);
+                self.cache.insert(key, found.clone()).await;
+                found
+            }
+        };
+        Ok(match entry {
+            // A previous token cached before its overlap ended.
+            Some(route) if route.expires_at.is_some_and(|at| at <= now) => {
+                self.cache.invalidate(&key).await;
+                None
+            }
+            other => other,
+        })
+    }
+
+    fn remember(&self, key: &Key, found: &Option<TokenRoute>) {
         if let Some(id) = found.as_ref().and_then(|route| route.integration_id) {
             let mut keys = self.keys.lock().expect("not poisoned");
             let known = keys.entry(id).or_default();
-            if !known.contains(&key) {
-                known.push(key);
+            if !known.contains(key) {
+                known.push(*key);
             }
         }
-        self.cache.insert(key, found.clone()).await;
-        Ok(found)
     }
 
-    /// Drops every cached route of the integration (rotate, disable, enable).
+    /// Drops every cached route of the integration (rotate, disable, enable), here and on every node.
     pub async fn invalidate_integration(&self, integration_id: i64) {
-        let keys = self
-            .keys
-            .lock()
-            .expect("not poisoned")
-            .remove(&integration_id)
-            .unwrap_or_default();
-        for key in keys {
-            self.cache.invalidate(&key).await;
-        }
+        let what = Invalidation::Integration(integration_id);
+        self.drop_local(&what).await;
+        self.publish(what).await;
+    }
+
+    /// Drops a cached answer for one token (a new token might have been probed, and negatively cached, before).
+    pub async fn invalidate_token(&self, token: &WebhookToken) {
+        let what = Invalidation::Token(token.hash());
+        self.drop_local(&what).await;
+        self.publish(what).await;
     }
 
     /// Drops every cached route: where integrations' messages go changed (an inbox migration redirecting its
     /// source completed or was reverted).
     pub async fn invalidate_all(&self) {
-        self.keys.lock().expect("not poisoned").clear();
-        self.cache.invalidate_all();
+        self.drop_local(&Invalidation::All).await;
+        self.publish(Invalidation::All).await;
     }
 
-    /// Drops a cached answer for one token (a new token might have been probed, and negatively cached, before).
-    pub async fn invalidate_token(&self, token: &WebhookToken) {
-        self.cache.invalidate(&token.hash()).await;
+    async fn drop_local(&self, what: &Invalidation) {
+        match what {
+            Invalidation::Integration(id) => {
+                let keys = self
+                    .keys
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(id)
+                    .unwrap_or_default();
+                for key in keys {
+                    self.cache.invalidate(&key).await;
+                }
+            }
+            Invalidation::Token(key) => self.cache.invalidate(key).await,
+            Invalidation::All => {
+                self.keys.lock().expect("not poisoned").clear();
+                self.cache.invalidate_all();
+            }
+        }
     }
 
     /// Database lookups so far: a cache hit adds none.
@@ -98,8 +211,179 @@ impl TokenRoutes {
         self.lookups.load(Ordering::Relaxed)
     }
 
-    /// Answers served from the cache (including negative ones).
+    /// Answers served from the in-process cache (including negative ones).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Answers served from Redis (in-process misses that needed no database).
+    pub fn shared_hits(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.hits.load(Ordering::Relaxed))
+    }
+
+    /// Whether Redis answers (None without Redis).
+    pub async fn redis_ping(&self) -> Option<bool> {
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.conn.clone();
+        Some(
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+        )
+    }
+
+    // Redis failures never fail a webhook: the database is the truth, Redis only spares it.
+
+    async fn shared_get(&self, key: &Key) -> Option<Option<TokenRoute>> {
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.conn.clone();
+        match conn.get::<_, Option<String>>(shared.entry(key)).await {
+            Ok(Some(json)) => match serde_json::from_str(&json) {
+                Ok(entry) => {
+                    shared.hits.fetch_add(1, Ordering::Relaxed);
+                    Some(entry)
+                }
+                // Only ferry writes these keys; anything else is ignored, never trusted.
+                Err(_) => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis route lookup failed; asking the database");
+                None
+            }
+        }
+    }
+
+    async fn shared_put(&self, key: &Key, found: &Option<TokenRoute>) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(found) else {
+            return;
+        };
+        let ttl = self.ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        pipe.set_ex(shared.entry(key), json, ttl).ignore();
+        if let Some(id) = found.as_ref().and_then(|r| r.integration_id) {
+            let set = shared.integration_set(id);
+            pipe.sadd(&set, hex::encode(key))
+                .ignore()
+                .expire(&set, ttl as i64)
+                .ignore();
+        }
+        let mut conn = shared.conn.clone();
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, "Redis route not cached");
+        }
+    }
+
+    async fn publish(&self, what: Invalidation) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let mut conn = shared.conn.clone();
+        let deleted = match &what {
+            Invalidation::Integration(id) => {
+                let set = shared.integration_set(*id);
+                match conn.smembers::<_, Vec<String>>(&set).await {
+                    Ok(members) => {
+                        let mut keys: Vec<String> = members
+                            .iter()
+                            .map(|hex| format!("{}:route:{hex}", shared.prefix))
+                            .collect();
+                        keys.push(set);
+                        conn.del::<_, ()>(keys).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Invalidation::Token(key) => conn.del::<_, ()>(shared.entry(key)).await,
+            Invalidation::All => shared.delete_all_entries().await,
+        };
+        let published = conn
+            .publish::<_, _, ()>(shared.channel(), what.encode())
+            .await;
+        if let Err(e) = deleted.and(published) {
+            // Other nodes keep their entries until the TTL ends.
+            tracing::error!(error = %e, "Redis route invalidation failed");
+        }
+    }
+}
+
+impl Shared {
+    fn entry(&self, key: &Key) -> String {
+        format!("{}:route:{}", self.prefix, hex::encode(key))
+    }
+
+    fn integration_set(&self, id: i64) -> String {
+        format!("{}:route-keys:{id}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:route-invalidate", self.prefix)
+    }
+
+    async fn delete_all_entries(&self) -> redis::RedisResult<()> {
+        let mut scan = self.conn.clone();
+        let pattern = format!("{}:route*", self.prefix);
+        let keys: Vec<String> = {
+            let mut iter = scan.scan_match::<_, String>(pattern).await?;
+            let mut keys = Vec::new();
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+            keys
+        };
+        let mut conn = self.conn.clone();
+        for chunk in keys.chunks(500) {
+            conn.del::<_, ()>(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn subscribe(client: &redis::Client, prefix: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub
+        .subscribe(format!("{prefix}:route-invalidate"))
+        .await?;
+    Ok(pubsub)
+}
+
+/// This node's subscriber: applies other nodes' invalidations; resubscribes after a lost connection and then
+/// drops everything, since messages published meanwhile are gone.
+async fn listen(routes: Weak<TokenRoutes>, mut pubsub: redis::aio::PubSub) {
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(routes) = routes.upgrade() else {
+                    return;
+                };
+                if let Some(what) = msg
+                    .get_payload::<String>()
+                    .ok()
+                    .as_deref()
+                    .and_then(Invalidation::decode)
+                {
+                    routes.drop_local(&what).await;
+                }
+            }
+        }
+        tracing::warn!("Redis invalidation subscription lost; resubscribing");
+        pubsub = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(routes) = routes.upgrade() else {
+                return;
+            };
+            let shared = routes.shared.as_ref().expect("listening means shared");
+            if let Ok(pubsub) = subscribe(&shared.client, &shared.prefix).await {
+                routes.drop_local(&Invalidation::All).await;
+                break pubsub;
+            }
+        };
     }
 }

@@ -133,6 +133,55 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// The Redis tests' server; `FERRY_TEST_REDIS_URL` overrides.
+pub fn redis_url() -> String {
+    std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn redis_available() -> Result<(), String> {
+    let url = redis_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ping = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(3), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("no Redis at {url} ({e})")),
+            Err(_) => Err(format!("no Redis at {url} (timed out)")),
+        }
+    })
+}
+
+/// An app whose nodes share Redis under a prefix of their own (tests run in parallel on one server).
+pub async fn spawn_app_with_redis(db: Db) -> TestApp {
+    let prefix = format!("ferry-test-{}", rand_suffix());
+    spawn_app_with(db, |config| {
+        config.redis_url = Some(redis_url());
+        config.redis_prefix = prefix;
+    })
+    .await
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub async fn spawn_app_with(db: Db, customize: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let database_url = match db {
         Db::Sqlite => format!("sqlite://{}", dir.path().join("ferry.db").display()),
@@ -143,6 +192,7 @@ pub async fn spawn_app(db: Db) -> TestApp {
     config.database_url = Some(database_url.clone());
     config.secret_key = Some(secret_key.clone());
     config.max_body_bytes = 64 * 1024;
+    customize(&mut config);
     if std::env::var("TEST_LOG").is_ok() {
         ferry::telemetry::init("debug,sqlx=warn", ferry::config::LogFormat::Text);
     }
@@ -276,6 +326,18 @@ impl TestApp {
             req = req.header("content-type", ct);
         }
         into_parts(req.send().await.expect("request")).await
+    }
+
+    /// Another node of the same installation (same database, key and Redis), in this process, answering at the
+    /// returned base URL.
+    pub async fn another_node(&self) -> (Ferry, String) {
+        let ferry = Ferry::open((*self.ferry.config).clone())
+            .await
+            .expect("open node");
+        let app = Application::bind(ferry.clone()).await.expect("bind");
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        (ferry, base)
     }
 
     /// A real `ferry serve` process (no worker) on this app's database and key, answering at the returned base

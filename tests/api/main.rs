@@ -85,11 +85,26 @@ fn main() {
         cli::cli_failures_are_one_line_and_write_nothing,
         cli::cli_migrates_an_inbox_and_manages_migrations,
     ];
+    // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
+    let redis_tests: Vec<(&str, TestFn)> =
+        storage_tests![webhooks::redis_shares_routes_and_invalidations_between_nodes,];
     let postgres = helpers::postgres_available();
     let mut trials = Vec::new();
     for (name, test) in tests {
         for db in [Db::Sqlite, Db::Postgres] {
             let ignored = db == Db::Postgres && postgres.is_err();
+            trials.push(
+                Trial::test(format!("{}::{name}", db.as_str()), move || {
+                    helpers::run(db, test)
+                })
+                .with_ignored_flag(ignored),
+            );
+        }
+    }
+    let redis = helpers::redis_available();
+    for (name, test) in redis_tests {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let ignored = redis.is_err() || (db == Db::Postgres && postgres.is_err());
             trials.push(
                 Trial::test(format!("{}::{name}", db.as_str()), move || {
                     helpers::run(db, test)
@@ -108,6 +123,13 @@ fn main() {
             std::process::exit(1);
         }
         eprintln!("skipped: {reason} — the PostgreSQL variants are reported as ignored");
+    }
+    if let Err(reason) = &redis {
+        if std::env::var("FERRY_TEST_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+            eprintln!("FERRY_TEST_REQUIRE_REDIS=1 but {reason}");
+            std::process::exit(1);
+        }
+        eprintln!("skipped: {reason} — the Redis tests are reported as ignored");
     }
     let conclusion = libtest_mimic::run(&args, trials);
     helpers::drop_created_databases();

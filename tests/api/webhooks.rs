@@ -1051,3 +1051,125 @@ pub async fn cached_token_routes_run_no_statement(db: Db) {
         "3 legacy re-deliveries ran only {legacy} statements"
     );
 }
+
+/// Waits (up to 5 s: pub/sub is asynchronous) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+/// Two nodes of one installation sharing Redis: a node that never saw a token is answered by Redis, not by the
+/// database; disabling, enabling and rotating on one node reaches the other's in-process cache through pub/sub
+/// (its own 60 s TTL would otherwise keep the old answer), and the rotated-out token keeps routing during the
+/// overlap on both.
+pub async fn redis_shares_routes_and_invalidations_between_nodes(db: Db) {
+    let app = crate::helpers::spawn_app_with_redis(db).await;
+    let f = app.fixture().await;
+    let (created, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "shared"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let integration = format!("/api/v1/accounts/{}/integrations/{id}", f.account_id);
+    let post = |base: String, path: String, message: &'static str| {
+        let app = &app;
+        async move {
+            let body = serde_json::to_vec(&upsert(
+                message,
+                "5511988887777@s.whatsapp.net",
+                false,
+                message,
+            ))
+            .unwrap();
+            app.client
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    assert_eq!(post(app.base.clone(), hook.clone(), "S1").await, 200);
+    assert_eq!(
+        app.ferry.token_routes.lookups(),
+        1,
+        "node A asked the database once"
+    );
+    let (b, base_b) = app.another_node().await;
+    assert_eq!(post(base_b.clone(), hook.clone(), "S2").await, 200);
+    assert_eq!(
+        (b.token_routes.lookups(), b.token_routes.shared_hits()),
+        (0, 1),
+        "node B was answered by Redis"
+    );
+    assert_eq!(post(base_b.clone(), hook.clone(), "S3").await, 200);
+    assert_eq!(b.token_routes.hits(), 1, "then by its own cache");
+
+    let (status, _) = app
+        .post_json(
+            &format!("{integration}/disable"),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("node B answers 404 after the disable", || {
+        let status = post(base_b.clone(), hook.clone(), "S4");
+        async move { status.await == 404 }
+    })
+    .await;
+    let (status, _) = app
+        .post_json(
+            &format!("{integration}/enable"),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("node B routes again after the enable", || {
+        let status = post(base_b.clone(), hook.clone(), "S5");
+        async move { status.await == 200 }
+    })
+    .await;
+
+    let (status, rotated) = app
+        .post_json(
+            &format!("{integration}/rotate"),
+            Some(&f.admin_token),
+            &json!({"overlap_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_hook = rotated["webhook_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.ferry.config.public_url())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        post(base_b.clone(), new_hook, "S6").await,
+        200,
+        "the new token routes on node B"
+    );
+    assert_eq!(
+        post(base_b.clone(), hook.clone(), "S7").await,
+        200,
+        "the old one during the overlap"
+    );
+}
