@@ -180,6 +180,21 @@ pub enum InboxesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Drive ferry's webhook routes over loopback on a fresh database: requests per second, p50/p99 latency and
+    /// database statements per request for the trivial, token, legacy and duplicate scenarios.
+    /// --database-url postgres://… runs on a fresh database of that server; otherwise on a temporary SQLite file.
+    Webhooks {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Clients sending at once (each sends its next request when the previous one is answered)
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Distinct customers the messages come from
+        #[arg(long, default_value_t = 2_000)]
+        contacts: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Migrate an Evolution inbox into a Cloud inbox on a fresh copy of generated data; with --compare, also
     /// time the unbatched lower bound, the Chatwoot-shaped lower bound and the reference statement pattern.
     /// --database-url postgres://… runs on fresh databases of that server; otherwise on temporary SQLite files.
@@ -500,29 +515,39 @@ fn print_login(url: &str, login: &crate::demo::DemoLogin) {
 }
 
 async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::InboxMigration {
-        conversations,
-        messages_per_conversation,
-        merge_ratio,
-        batch_rows,
-        compare,
-        json,
-    } = command;
-    let opts = crate::bench::InboxMigrationBench {
-        conversations: *conversations,
-        messages_per_conversation: *messages_per_conversation,
-        merge_ratio: *merge_ratio,
-        batch_rows: *batch_rows,
-        compare: *compare,
+    // Benchmarks print JSON either way; --json is accepted for symmetry with the other commands.
+    let out = match command {
+        BenchCommand::Webhooks {
+            requests,
+            concurrency,
+            contacts,
+            json: _,
+        } => {
+            let opts = crate::bench::WebhooksBench {
+                requests: *requests,
+                concurrency: *concurrency,
+                contacts: (*contacts).max(1),
+            };
+            crate::bench::webhooks(database_url, &opts).await?
+        }
+        BenchCommand::InboxMigration {
+            conversations,
+            messages_per_conversation,
+            merge_ratio,
+            batch_rows,
+            compare,
+            json: _,
+        } => {
+            let opts = crate::bench::InboxMigrationBench {
+                conversations: *conversations,
+                messages_per_conversation: *messages_per_conversation,
+                merge_ratio: *merge_ratio,
+                batch_rows: *batch_rows,
+                compare: *compare,
+            };
+            crate::bench::inbox_migration(database_url, &opts).await?
+        }
     };
-    let out = crate::bench::inbox_migration(database_url, &opts).await?;
-    if *json {
-        print_json(&out);
-    } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serializable")
-        );
-    }
+    print_json(&out);
     Ok(())
 }

@@ -16,6 +16,8 @@ pub trait BenchStore: Send + Sync {
     /// messages by id lists of 500, reporting events in one UPDATE, then source contact_inboxes without
     /// conversations deleted.
     async fn bench_reference(&self, source: i64, destination: i64) -> Result<()>;
+    /// Messages in the database (a benchmark checks that every request it sent was stored).
+    async fn bench_count_messages(&self) -> Result<i64>;
 }
 
 macro_rules! impl_bench_store {
@@ -27,6 +29,10 @@ macro_rules! impl_bench_store {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn bench_count_messages(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&self.pool).await?)
             }
 
             async fn bench_settle(&self) -> Result<()> {

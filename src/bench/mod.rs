@@ -7,6 +7,10 @@
 //! events carry `inbox_id` and must be rewritten) and `reference` (the reference implementation's statement
 //! pattern on that schema).
 
+mod webhooks;
+
+pub use webhooks::{WebhooksBench, webhooks};
+
 use std::path::PathBuf;
 use std::time::Instant;
 

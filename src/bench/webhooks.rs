@@ -1,0 +1,268 @@
+//! `ferry bench webhooks`: ferry's HTTP server on a fresh database, driven over loopback by a closed loop of
+//! `concurrency` clients (bounded load: a client sends its next request when the previous one is answered).
+//!
+//! Scenarios, in order: `trivial` (a 200 handler on the same server: the HTTP floor), `token` (distinct text
+//! messages through the token route, cache warm), `legacy` (distinct messages through the legacy by-name route),
+//! `duplicate` (the `token` messages delivered again). Statements are this process's `ferry_db_statements_total`
+//! over the scenario; routing statements are measured apart, with events ferry acknowledges without storing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::{Target, open, round};
+use crate::domain::ChannelType;
+use crate::secrets::SecretKey;
+use crate::services::{CreateInbox, Ferry};
+use crate::store::seed::LegacyEvolutionInstance;
+use crate::webhooks::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
+
+#[derive(Debug, Clone)]
+pub struct WebhooksBench {
+    pub requests: usize,
+    pub concurrency: usize,
+    /// Distinct customers the messages come from.
+    pub contacts: usize,
+}
+
+pub async fn webhooks(database_url: Option<&str>, opts: &WebhooksBench) -> anyhow::Result<Value> {
+    anyhow::ensure!(opts.requests >= 100, "--requests must be at least 100");
+    anyhow::ensure!(
+        (1..=1024).contains(&opts.concurrency),
+        "--concurrency must be between 1 and 1024"
+    );
+    let mut target = Target::new(database_url)?;
+    let result = run(&mut target, opts).await;
+    target.cleanup().await;
+    result
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    statements: u64,
+    failures: usize,
+}
+
+async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value> {
+    let key = SecretKey::generate().encode().to_string();
+    let url = target.create("webhooks").await?;
+    let data = tempfile::tempdir().context("temporary directory")?;
+    let ferry = open(&url, &key, data.path()).await?;
+    let (token_path, legacy_path) = setup(&ferry).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = crate::http::router(ferry.clone()).merge(
+        axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+
+    let n = opts.requests;
+    let messages = |prefix: &str| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| evolution_message(&format!("{prefix}{i:09}"), i % opts.contacts))
+            .collect()
+    };
+    let token_bodies = Arc::new(messages("BENCHTOK"));
+    let legacy_bodies = Arc::new(messages("BENCHLEG"));
+    let ignored = Arc::new(vec![connection_update(); (n / 10).max(100)]);
+
+    // Warm-up: the route cached, the first contacts and conversations created, connections open.
+    let warm = Arc::new(messages("BENCHWARM")[..opts.concurrency.min(n)].to_vec());
+    drive(&client, &base, &token_path, &warm, opts.concurrency).await;
+
+    let trivial = drive(
+        &client,
+        &base,
+        "/__bench/trivial",
+        &Arc::new(vec![b"{}".to_vec(); n]),
+        opts.concurrency,
+    )
+    .await;
+    let token = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
+    let legacy = drive(&client, &base, &legacy_path, &legacy_bodies, opts.concurrency).await;
+    let duplicate = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
+    let token_routing = drive(&client, &base, &token_path, &ignored, opts.concurrency).await;
+    let legacy_routing = drive(&client, &base, &legacy_path, &ignored, opts.concurrency).await;
+    server.abort();
+
+    let stored = ferry.store.bench_count_messages().await?;
+    let warm_count = warm.len() as i64;
+    let expected = 2 * n as i64 + warm_count;
+    let scenario = |load: &Load, requests: usize| {
+        json!({
+            "rps": load.rps,
+            "p50_ms": load.p50_ms,
+            "p99_ms": load.p99_ms,
+            "statements_per_request": round(load.statements as f64 / requests as f64),
+            "failures": load.failures,
+        })
+    };
+    let per = |load: &Load| round(load.statements as f64 / ignored.len() as f64);
+    ferry.store.close().await;
+    Ok(json!({
+        "backend": target.backend(),
+        "requests": n,
+        "concurrency": opts.concurrency,
+        "contacts": opts.contacts,
+        "scenarios": {
+            "trivial": scenario(&trivial, n),
+            "token": scenario(&token, n),
+            "legacy": scenario(&legacy, n),
+            "duplicate": scenario(&duplicate, n),
+        },
+        "routing_statements_per_request": {
+            "token": per(&token_routing),
+            "legacy": per(&legacy_routing),
+        },
+        "messages_stored": stored,
+        "messages_expected": expected,
+    }))
+}
+
+/// An account with an Evolution inbox reached both by a token integration and by a legacy instance name.
+async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
+    let account = ferry.create_account("Bench", None).await?;
+    let inbox = ferry
+        .create_inbox(
+            CreateInbox {
+                account_id: account.id,
+                name: "WhatsApp (Evolution)".into(),
+                channel_type: ChannelType::Evolution,
+                phone_number: Some("+551140028922".into()),
+                provider_config: None,
+                lock_to_single_conversation: false,
+            },
+            None,
+        )
+        .await?;
+    let issued = integrations::create(
+        ferry,
+        CreateIntegration {
+            account_id: account.id,
+            inbox_id: inbox.id,
+            provider: Provider::parse("evolution")?,
+            instance_name: Some("bench-token".into()),
+            phone_number_id: None,
+            secrets: ProviderSecrets::default(),
+        },
+        None,
+    )
+    .await?;
+    ferry
+        .store
+        .insert_organization("org-bench", account.id, "Bench")
+        .await?;
+    ferry
+        .store
+        .insert_evolution_instance(&LegacyEvolutionInstance {
+            instance_name: "bench-legacy".into(),
+            organization_id: "org-bench".into(),
+            status: "open".into(),
+            phone_number: Some("+551140028922".into()),
+            api_url: None,
+            api_key: None,
+            webhook_url: None,
+            error_message: None,
+        })
+        .await?;
+    let token_path = issued
+        .webhook_url
+        .strip_prefix(&ferry.config.public_url())
+        .context("webhook URL outside the public URL")?
+        .to_owned();
+    Ok((token_path, "/webhooks/evolution/bench-legacy".into()))
+}
+
+fn evolution_message(id: &str, contact: usize) -> Vec<u8> {
+    let number = 5511_9_0000_0000u64 + contact as u64;
+    serde_json::to_vec(&json!({
+        "event": "messages.upsert",
+        "instance": "bench",
+        "data": {
+            "key": {"remoteJid": format!("{number}@s.whatsapp.net"), "fromMe": false, "id": id},
+            "pushName": format!("Cliente {contact}"),
+            "message": {"conversation": format!("Mensagem {id}")},
+            "messageType": "conversation",
+            "messageTimestamp": 1_767_225_600,
+        },
+    }))
+    .expect("serializable")
+}
+
+fn connection_update() -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"event": "connection.update", "instance": "bench", "data": {"state": "open"}}),
+    )
+    .expect("serializable")
+}
+
+/// Sends every body once, `concurrency` at a time, and measures each answer.
+async fn drive(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+) -> Load {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = Arc::new(format!("{base}{path}"));
+    let statements = crate::telemetry::db_statements();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, next, url, bodies) =
+                (client.clone(), next.clone(), url.clone(), bodies.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else {
+                        return (latencies, failures);
+                    };
+                    let sent = Instant::now();
+                    let ok = client
+                        .post(url.as_str())
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    latencies.push(sent.elapsed());
+                    failures += usize::from(!ok);
+                }
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(bodies.len());
+    let mut failures = 0;
+    for client in clients {
+        let (l, f) = client.await.expect("client task");
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    let statements = crate::telemetry::db_statements() - statements;
+    latencies.sort();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        round(latencies[i].as_secs_f64() * 1000.0)
+    };
+    Load {
+        rps: round(bodies.len() as f64 / elapsed.as_secs_f64()),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        statements,
+        failures,
+    }
+}
+
