@@ -14,6 +14,7 @@ use crate::store::{
     self, Account, Inbox, InboxPatch, NewAccount, NewAuditEvent, NewInbox, NewUser, Store,
     StoreError, User,
 };
+use crate::webhooks::group_commit::GroupCommit;
 use crate::webhooks::routing::TokenRoutes;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct Ferry {
     pub attachments: AttachmentStore,
     pub config: Arc<Config>,
     pub token_routes: Arc<TokenRoutes>,
+    /// Inbound webhook messages are stored through here: concurrent deliveries share a transaction.
+    pub group_commit: Arc<GroupCommit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,15 @@ impl Ferry {
             Some(url) => routes.with_redis(url, &config.redis_prefix).await?,
             None => Arc::new(routes),
         };
+        // SQLite takes one writer at a time; PostgreSQL commits batches in parallel.
+        let writers = match store.backend() {
+            store::Backend::Sqlite => 1,
+            // Two overlap one batch's round trips with the next one's; more only split batches smaller.
+            store::Backend::Postgres => 2,
+        };
+        let group_commit = Arc::new(GroupCommit::start(store.clone(), writers, 256));
         Ok(Self {
+            group_commit,
             store,
             cipher: Cipher::new(key),
             attachments: AttachmentStore::new(config.attachments_dir()),

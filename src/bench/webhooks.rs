@@ -57,9 +57,8 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let app = crate::http::router(ferry.clone()).merge(
-        axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })),
-    );
+    let app = crate::http::router(ferry.clone())
+        .merge(axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency)
@@ -75,9 +74,15 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     let legacy_bodies = Arc::new(messages("BENCHLEG"));
     let ignored = Arc::new(vec![connection_update(); (n / 10).max(100)]);
 
-    // Warm-up: the route cached, the first contacts and conversations created, connections open.
-    let warm = Arc::new(messages("BENCHWARM")[..opts.concurrency.min(n)].to_vec());
+    // Warm-up, as a live installation is: every customer known with an open conversation, the route cached,
+    // connections open, and the database settled (planner statistics on PostgreSQL, WAL folded on SQLite).
+    let warm = Arc::new(
+        (0..opts.contacts)
+            .map(|i| evolution_message(&format!("BENCHWARM{i:09}"), i))
+            .collect::<Vec<_>>(),
+    );
     drive(&client, &base, &token_path, &warm, opts.concurrency).await;
+    ferry.store.bench_settle().await?;
 
     let trivial = drive(
         &client,
@@ -88,7 +93,14 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     )
     .await;
     let token = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
-    let legacy = drive(&client, &base, &legacy_path, &legacy_bodies, opts.concurrency).await;
+    let legacy = drive(
+        &client,
+        &base,
+        &legacy_path,
+        &legacy_bodies,
+        opts.concurrency,
+    )
+    .await;
     let duplicate = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
     let token_routing = drive(&client, &base, &token_path, &ignored, opts.concurrency).await;
     let legacy_routing = drive(&client, &base, &legacy_path, &ignored, opts.concurrency).await;
@@ -265,4 +277,3 @@ async fn drive(
         failures,
     }
 }
-

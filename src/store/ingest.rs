@@ -65,7 +65,12 @@ pub enum Ingested {
 
 #[async_trait]
 pub trait IngestStore: Send + Sync {
+    /// One message: a re-delivery costs one statement (the de-duplication lookup), a new one a transaction.
     async fn ingest_message(&self, m: &IngestMessage) -> Result<Ingested>;
+    /// Many messages in one transaction (group commit): one statement finds the re-deliveries (nothing else
+    /// runs when all are), then a handful for the whole batch, plus a few per new customer and new conversation. Results in the batch's order; a key seen twice is stored
+    /// once and the later ones are duplicates.
+    async fn ingest_batch(&self, batch: &[IngestMessage]) -> Result<Vec<Ingested>>;
     /// Raises a message's status, never lowers it (`ranks` orders the statuses). Returns whether it changed.
     async fn raise_message_status(
         &self,
@@ -81,135 +86,253 @@ pub trait IngestStore: Send + Sync {
     async fn mark_dead_letter_replayed(&self, id: i64) -> Result<()>;
 }
 
+/// `items` with its last item repeated up to the next power of two: batch statements then come in a few
+/// sizes only, so that each connection prepares and plans each shape once (repeats change nothing: IN lists,
+/// `ON CONFLICT DO NOTHING` and CASE branches ignore them).
+pub(crate) fn padded<T: Clone>(mut items: Vec<T>) -> Vec<T> {
+    if let Some(last) = items.last().cloned() {
+        items.resize(items.len().next_power_of_two(), last);
+    }
+    items
+}
+
 macro_rules! impl_ingest_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::IngestStore for $store {
             async fn ingest_message(&self, m: &IngestMessage) -> Result<Ingested> {
-                if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM messages WHERE dedupe_key = $1")
-                    .bind(&m.dedupe_key)
-                    .fetch_optional(&self.pool)
+                Ok(self.ingest_batch(std::slice::from_ref(m)).await?.remove(0))
+            }
+
+            async fn ingest_batch(&self, batch: &[IngestMessage]) -> Result<Vec<Ingested>> {
+                use std::collections::HashMap;
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Re-deliveries first, outside the write transaction: one statement for the whole batch, and
+                // nothing else when every message is one.
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id, dedupe_key FROM messages WHERE dedupe_key IN (");
+                let mut list = qb.separated(", ");
+                for m in $crate::store::ingest::padded(batch.iter().collect()) {
+                    list.push_bind(&m.dedupe_key);
+                }
+                qb.push(")");
+                let known_messages: HashMap<String, i64> = qb
+                    .build_query_as::<(i64, String)>()
+                    .fetch_all(&self.pool)
                     .await?
-                {
-                    return Ok(Ingested::Duplicate { message_id: id });
+                    .into_iter()
+                    .map(|(id, key)| (key, id))
+                    .collect();
+                let pending: Vec<&IngestMessage> =
+                    batch.iter().filter(|m| !known_messages.contains_key(&m.dedupe_key)).collect();
+                if pending.is_empty() {
+                    return Ok(batch
+                        .iter()
+                        .map(|m| Ingested::Duplicate { message_id: known_messages[&m.dedupe_key] })
+                        .collect());
                 }
                 let mut tx = self.begin_write().await?;
-                // The contact_inbox row is locked (PostgreSQL; SQLite has one writer) so that two messages of
-                // one customer cannot both open a conversation.
-                let found: Option<(i64, i64)> = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
-                .bind(m.inbox_id)
-                .bind(&m.wa_identity)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let (contact_inbox_id, contact_id) = match found {
-                    Some(found) => found,
-                    None => {
-                        let contact_id: i64 = sqlx::query_scalar(
-                            "INSERT INTO contacts (account_id, name, phone_number) VALUES ($1, $2, $3) RETURNING id",
-                        )
-                        .bind(m.account_id)
-                        .bind(&m.contact_name)
-                        .bind(&m.phone_number)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        // Two first messages of one new customer may race (PostgreSQL): the unique indexes
-                        // (identity, source_id) decide, the loser drops its contact and joins the winner's.
-                        let ci: Option<i64> = sqlx::query_scalar(
-                            "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key) \
-                             VALUES ($1, $2, $3, $4, $5) \
-                             ON CONFLICT DO NOTHING RETURNING id",
-                        )
-                        .bind(contact_id)
-                        .bind(m.inbox_id)
-                        .bind(&m.source_id)
-                        .bind(&m.wa_identity)
-                        .bind(&m.wa_key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        match ci {
-                            Some(ci) => (ci, contact_id),
-                            None => {
-                                sqlx::query("DELETE FROM contacts WHERE id = $1")
-                                    .bind(contact_id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
+
+                // The batch's customers: their contact_inboxes, locked in id order (PostgreSQL; SQLite has one
+                // writer) so that concurrent writers can neither open two conversations for one customer nor
+                // deadlock on each other.
+                let mut people: Vec<(i64, &str)> =
+                    pending.iter().map(|m| (m.inbox_id, m.wa_identity.as_str())).collect();
+                people.sort_unstable();
+                people.dedup();
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, contact_id, inbox_id, wa_identity FROM contact_inboxes WHERE (inbox_id, wa_identity) IN (",
+                );
+                let mut list = qb.separated(", ");
+                for (inbox_id, identity) in $crate::store::ingest::padded(people.clone()) {
+                    list.push("(");
+                    list.push_bind_unseparated(inbox_id);
+                    list.push_unseparated(", ");
+                    list.push_bind_unseparated(identity);
+                    list.push_unseparated(")");
+                }
+                qb.push(") ORDER BY id");
+                qb.push(Self::FOR_UPDATE);
+                let rows: Vec<(i64, i64, i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let mut known: HashMap<(i64, &str), (i64, i64)> = HashMap::with_capacity(people.len());
+                for (ci, contact, inbox_id, identity) in &rows {
+                    if let Some(person) = people.iter().find(|p| p.0 == *inbox_id && p.1 == identity.as_str()) {
+                        known.insert(*person, (*ci, *contact));
+                    }
+                }
+                for m in &pending {
+                    let person = (m.inbox_id, m.wa_identity.as_str());
+                    if known.contains_key(&person) {
+                        continue;
+                    }
+                    let contact_id: i64 = sqlx::query_scalar(
+                        "INSERT INTO contacts (account_id, name, phone_number) VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(m.account_id)
+                    .bind(&m.contact_name)
+                    .bind(&m.phone_number)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    // Two first messages of one new customer may race (PostgreSQL): the unique indexes
+                    // (identity, source_id) decide, the loser drops its contact and joins the winner's.
+                    let ci: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+                    )
+                    .bind(contact_id)
+                    .bind(m.inbox_id)
+                    .bind(&m.source_id)
+                    .bind(&m.wa_identity)
+                    .bind(&m.wa_key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let found = match ci {
+                        Some(ci) => (ci, contact_id),
+                        None => {
+                            sqlx::query("DELETE FROM contacts WHERE id = $1")
+                                .bind(contact_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
                                 .bind(m.inbox_id)
                                 .bind(&m.wa_identity)
                                 .fetch_one(&mut *tx)
                                 .await?
-                            }
                         }
+                    };
+                    known.insert(person, found);
+                }
+
+                // Their open conversations (the newest, if several), opened where there is none.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT contact_inbox_id, MAX(id) FROM conversations WHERE status <> 'resolved' AND contact_inbox_id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for (ci, _) in $crate::store::ingest::padded(known.values().copied().collect()) {
+                    list.push_bind(ci);
+                }
+                qb.push(") GROUP BY contact_inbox_id");
+                let mut open: HashMap<i64, i64> = qb
+                    .build_query_as::<(i64, i64)>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                for m in &pending {
+                    let (ci, contact_id) = known[&(m.inbox_id, m.wa_identity.as_str())];
+                    if open.contains_key(&ci) {
+                        continue;
                     }
-                };
-                let open: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM conversations WHERE contact_inbox_id = $1 AND inbox_id = $2 AND status <> 'resolved' \
-                     ORDER BY id DESC LIMIT 1",
-                )
-                .bind(contact_inbox_id)
-                .bind(m.inbox_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let conversation_id = match open {
-                    Some(id) => id,
-                    None => {
-                        let display_id: i64 = sqlx::query_scalar(
-                            "UPDATE accounts SET last_display_id = last_display_id + 1 WHERE id = $1 RETURNING last_display_id",
-                        )
-                        .bind(m.account_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        sqlx::query_scalar(
-                            "INSERT INTO conversations (account_id, inbox_id, contact_id, contact_inbox_id, display_id, \
-                             status, last_activity_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'open', $6, $6, $6) RETURNING id",
-                        )
-                        .bind(m.account_id)
-                        .bind(m.inbox_id)
-                        .bind(contact_id)
-                        .bind(contact_inbox_id)
-                        .bind(display_id)
-                        .bind(m.created_at)
-                        .fetch_one(&mut *tx)
-                        .await?
+                    let display_id: i64 = sqlx::query_scalar(
+                        "UPDATE accounts SET last_display_id = last_display_id + 1 WHERE id = $1 RETURNING last_display_id",
+                    )
+                    .bind(m.account_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let conversation_id: i64 = sqlx::query_scalar(
+                        "INSERT INTO conversations (account_id, inbox_id, contact_id, contact_inbox_id, display_id, \
+                         status, last_activity_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'open', $6, $6, $6) RETURNING id",
+                    )
+                    .bind(m.account_id)
+                    .bind(m.inbox_id)
+                    .bind(contact_id)
+                    .bind(ci)
+                    .bind(display_id)
+                    .bind(m.created_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    open.insert(ci, conversation_id);
+                }
+                let conversation_of = |m: &IngestMessage| open[&known[&(m.inbox_id, m.wa_identity.as_str())].0];
+
+                // The messages, once per de-duplication key (also within the batch).
+                let mut first_with_key: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+                for (i, m) in batch.iter().enumerate() {
+                    first_with_key.entry(m.dedupe_key.as_str()).or_insert(i);
+                }
+                let fresh: Vec<&IngestMessage> = pending
+                    .iter()
+                    .copied()
+                    .filter(|m| std::ptr::eq(&batch[first_with_key[m.dedupe_key.as_str()]], *m))
+                    .collect();
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO messages (account_id, conversation_id, message_type, content, content_type, \
+                     content_attributes, source_id, dedupe_key, status, created_at, updated_at) ",
+                );
+                qb.push_values($crate::store::ingest::padded(fresh.clone()), |mut row, m| {
+                    row.push_bind(m.account_id)
+                        .push_bind(conversation_of(m))
+                        .push_bind(m.message_type)
+                        .push_bind(&m.content)
+                        .push_bind(m.content_type)
+                        .push_bind(sqlx::types::Json(&m.content_attributes))
+                        .push_bind(&m.provider_message_id)
+                        .push_bind(&m.dedupe_key)
+                        .push_bind(if m.message_type == "incoming" { "delivered" } else { "sent" })
+                        .push_bind(m.created_at)
+                        .push_bind(m.created_at);
+                });
+                qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+                let mut stored: HashMap<String, i64> = known_messages;
+                let inserted: HashMap<String, i64> = qb
+                    .build_query_as::<(i64, String)>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, key)| (key, id))
+                    .collect();
+                let new_keys: std::collections::HashSet<String> = inserted.keys().cloned().collect();
+                stored.extend(inserted);
+                // A concurrent delivery of the same message won: it is a duplicate here.
+                let lost: Vec<&str> = fresh
+                    .iter()
+                    .map(|m| m.dedupe_key.as_str())
+                    .filter(|k| !stored.contains_key(*k))
+                    .collect();
+                if !lost.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id, dedupe_key FROM messages WHERE dedupe_key IN (");
+                    let mut list = qb.separated(", ");
+                    for key in $crate::store::ingest::padded(lost) {
+                        list.push_bind(key);
                     }
-                };
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO messages (account_id, conversation_id, message_type, content, content_type, content_attributes, \
-                     source_id, dedupe_key, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-                )
-                .bind(m.account_id)
-                .bind(conversation_id)
-                .bind(m.message_type)
-                .bind(&m.content)
-                .bind(m.content_type)
-                .bind(sqlx::types::Json(&m.content_attributes))
-                .bind(&m.provider_message_id)
-                .bind(&m.dedupe_key)
-                .bind(if m.message_type == "incoming" { "delivered" } else { "sent" })
-                .bind(m.created_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(message_id) = inserted else {
-                    // A concurrent delivery of the same message won: nothing of this one is kept.
-                    tx.rollback().await?;
-                    let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE dedupe_key = $1")
-                        .bind(&m.dedupe_key)
-                        .fetch_one(&self.pool)
-                        .await?;
-                    return Ok(Ingested::Duplicate { message_id: id });
-                };
-                sqlx::query(
-                    "UPDATE conversations SET last_activity_at = CASE WHEN last_activity_at < $1 THEN $1 ELSE last_activity_at END, \
-                     updated_at = $2 WHERE id = $3",
-                )
-                .bind(m.created_at)
-                .bind(chrono::Utc::now())
-                .bind(conversation_id)
-                .execute(&mut *tx)
-                .await?;
+                    qb.push(")");
+                    for (id, key) in qb.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await? {
+                        stored.insert(key, id);
+                    }
+                }
+
+                // Conversations' last activity moves forward only (computed by the database from the rows just
+                // inserted, so that both dialects compare timestamps in their own format).
+                if !new_keys.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE conversations SET last_activity_at = n.at, updated_at = n.at FROM \
+                         (SELECT conversation_id, MAX(created_at) AS at FROM messages WHERE id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in $crate::store::ingest::padded(new_keys.iter().map(|k| stored[k]).collect()) {
+                        list.push_bind(id);
+                    }
+                    qb.push(
+                        ") GROUP BY conversation_id) n \
+                         WHERE conversations.id = n.conversation_id AND conversations.last_activity_at < n.at",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
-                Ok(Ingested::Stored { message_id, conversation_id })
+
+                Ok(batch
+                    .iter()
+                    .map(|m| {
+                        let message_id = stored[&m.dedupe_key];
+                        let first = first_with_key[m.dedupe_key.as_str()];
+                        if new_keys.contains(&m.dedupe_key) && std::ptr::eq(&batch[first], m) {
+                            Ingested::Stored { message_id, conversation_id: conversation_of(m) }
+                        } else {
+                            Ingested::Duplicate { message_id }
+                        }
+                    })
+                    .collect())
             }
 
             async fn raise_message_status(&self, account_id: i64, inbox_id: i64, provider_message_id: &str, status: &str) -> Result<bool> {

@@ -28,6 +28,8 @@ impl PgStore {
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/pg/merge_contact_fields.sql");
     const ROUTE_SQL: &'static str = include_str!("queries/pg/route.sql");
+    /// Row locks for the rest of the transaction (SQLite's single writer needs none).
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
     const LOCK_CONTACT_INBOX_SQL: &'static str = "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2 FOR UPDATE";
     const BACKEND: Backend = Backend::Postgres;
 
@@ -71,5 +73,5 @@ impl PgStore {
 impl_store!(PgStore, Postgres);
 impl_bench_store!(PgStore);
 impl_integration_store!(PgStore);
-impl_ingest_store!(PgStore);
+impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);

@@ -61,6 +61,8 @@ impl SqliteStore {
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/sqlite/merge_contact_fields.sql");
     const ROUTE_SQL: &'static str = include_str!("queries/sqlite/route.sql");
+    /// Row locks for the rest of the transaction (SQLite's single writer needs none).
+    const FOR_UPDATE: &'static str = "";
     const LOCK_CONTACT_INBOX_SQL: &'static str =
         "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2";
     const BACKEND: Backend = Backend::Sqlite;
@@ -125,5 +127,5 @@ impl SqliteStore {
 impl_store!(SqliteStore, Sqlite);
 impl_bench_store!(SqliteStore);
 impl_integration_store!(SqliteStore);
-impl_ingest_store!(SqliteStore);
+impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);

@@ -52,7 +52,8 @@ pub async fn ingest(
                 .and_then(|c| c.parse::<ChannelType>().ok())
                 .ok_or(StoreError::NotFound("inbox of the integration"))?;
             let row = to_row(route, inbox_id, channel, &m);
-            Ok(match ferry.store.ingest_message(&row).await? {
+            // Answered once its batch committed (or found to be a re-delivery).
+            Ok(match ferry.group_commit.ingest(row).await? {
                 Ingested::Stored {
                     message_id,
                     conversation_id,

@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod dialog360;
 pub mod event;
 pub mod evolution;
+pub mod group_commit;
 pub mod ingest;
 pub mod integrations;
 pub mod routing;
