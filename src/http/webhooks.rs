@@ -380,6 +380,7 @@ fn outcome_json(outcome: &Outcome) -> Value {
             json!({"status": "duplicate", "message_id": message_id})
         }
         Outcome::StatusRaised(changed) => json!({"status": "status", "changed": changed}),
+        Outcome::Changed(changed) => json!({"status": "changed", "changed": changed}),
         Outcome::Ignored(reason) => json!({"status": "ignored", "reason": reason}),
     }
 }

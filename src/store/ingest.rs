@@ -53,6 +53,13 @@ pub struct DeadLetter {
     pub replayed_at: Option<DateTime<Utc>>,
 }
 
+/// From a message's (content, content_attributes) to the new ones.
+pub type Rewrite<'a> = &'a (
+        dyn Fn(Option<String>, serde_json::Value) -> (Option<String>, serde_json::Value)
+            + Send
+            + Sync
+    );
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
     Stored {
@@ -78,6 +85,15 @@ pub trait IngestStore: Send + Sync {
         inbox_id: i64,
         provider_message_id: &str,
         status: &str,
+    ) -> Result<bool>;
+    /// Rewrites the content and attributes of the message `provider_message_id` of the inbox (an edit, a
+    /// deletion, a reaction), under a row lock. False when no such message is stored.
+    async fn rewrite_message(
+        &self,
+        account_id: i64,
+        inbox_id: i64,
+        provider_message_id: &str,
+        rewrite: Rewrite<'_>,
     ) -> Result<bool>;
     async fn record_dead_letter(&self, letter: &NewDeadLetter<'_>) -> Result<i64>;
     /// Newest first.
@@ -351,6 +367,35 @@ macro_rules! impl_ingest_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn rewrite_message(&self, account_id: i64, inbox_id: i64, provider_message_id: &str, rewrite: Rewrite<'_>) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let sql = format!(
+                    "SELECT id, content, content_attributes FROM messages WHERE account_id = $1 AND source_id = $2 \
+                     AND conversation_id IN (SELECT id FROM conversations WHERE inbox_id = $3) ORDER BY id LIMIT 1{}",
+                    Self::FOR_UPDATE
+                );
+                let found: Option<(i64, Option<String>, sqlx::types::Json<serde_json::Value>)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(account_id)
+                        .bind(provider_message_id)
+                        .bind(inbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((id, content, attributes)) = found else {
+                    return Ok(false);
+                };
+                let (content, attributes) = rewrite(content, attributes.0);
+                sqlx::query("UPDATE messages SET content = $1, content_attributes = $2, updated_at = $3 WHERE id = $4")
+                    .bind(content)
+                    .bind(sqlx::types::Json(attributes))
+                    .bind(chrono::Utc::now())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {

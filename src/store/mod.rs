@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use bench::BenchStore;
 pub use inbox_migrations::*;
-pub use ingest::{DeadLetter, IngestMessage, IngestStore, Ingested, NewDeadLetter};
+pub use ingest::{DeadLetter, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite};
 pub use integrations::{Integration, IntegrationStore, LegacyHits, NewIntegration, TokenRoute};
 pub use models::*;
 pub use pg::PgStore;

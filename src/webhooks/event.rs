@@ -14,9 +14,28 @@ pub enum InboundEvent {
         provider_message_id: String,
         status: MessageStatus,
     },
+    /// An edit or a deletion, recorded on the message it names (reactions are messages with a target, recorded
+    /// the same way when the target is stored).
+    Change {
+        target_message_id: String,
+        change: MessageChange,
+    },
     /// Understood, deliberately not stored (groups, broadcasts, connection events…); answered 2xx.
     Ignored {
         reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// The sender edited the text: the message shows the new one and keeps the previous in its attributes.
+    Edited { content: Option<String> },
+    /// The sender deleted it for everyone: the text is cleared and the message marked deleted.
+    Deleted,
+    /// A reaction by the customer or the business; an empty emoji takes it back.
+    Reacted {
+        emoji: Option<String>,
+        by_business: bool,
     },
 }
 

@@ -4,7 +4,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
-use super::event::{InboundEvent, InboundMessage, MessageKind, MessageStatus, ParseError};
+use super::event::{
+    InboundEvent, InboundMessage, MessageChange, MessageKind, MessageStatus, ParseError,
+};
 use crate::domain::{IdentityError, WhatsAppIdentity};
 
 /// The instance name in an envelope (the legacy route keys on it).
@@ -27,6 +29,8 @@ pub fn parse(body: &[u8]) -> Result<InboundEvent, ParseError> {
     match event.to_ascii_lowercase().replace('_', ".").as_str() {
         "messages.upsert" | "send.message" => message(data),
         "messages.update" => status(data),
+        "messages.delete" => deleted(data),
+        "messages.edited" => protocol(data),
         other => Ok(InboundEvent::Ignored {
             reason: format!("event {other} carries no message"),
         }),
@@ -72,8 +76,11 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
         })
         .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
         .unwrap_or_else(Utc::now);
-    let body = data.get("message").cloned().unwrap_or(Value::Null);
     let message_type = text(data, &["messageType"]).unwrap_or("");
+    if matches!(message_type, "protocolMessage" | "editedMessage") {
+        return protocol(data);
+    }
+    let body = data.get("message").cloned().unwrap_or(Value::Null);
     let (kind, content, target) = content_of(message_type, &body);
     Ok(InboundEvent::Message(InboundMessage {
         provider_message_id: id.to_owned(),
@@ -142,6 +149,56 @@ fn content_of(message_type: &str, m: &Value) -> (MessageKind, Option<String>, Op
     }
 }
 
+/// `messages.delete`: the data is the deleted message's key (or the key under `key`).
+fn deleted(data: &Value) -> Result<InboundEvent, ParseError> {
+    let key = data.get("key").unwrap_or(data);
+    let id = text(key, &["id"])
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ParseError("no key.id of the deleted message".into()))?;
+    Ok(InboundEvent::Change {
+        target_message_id: id.to_owned(),
+        change: MessageChange::Deleted,
+    })
+}
+
+/// `messages.edited`, or an upsert of a `protocolMessage`: a revoke (deleted for everyone) or an edit naming
+/// the message's key, with the new content.
+fn protocol(data: &Value) -> Result<InboundEvent, ParseError> {
+    let message = data.get("message").unwrap_or(data);
+    let protocol = message
+        .get("protocolMessage")
+        .or_else(|| message.pointer("/editedMessage/message/protocolMessage"))
+        .ok_or_else(|| ParseError("no protocolMessage".into()))?;
+    let id = text(protocol, &["key", "id"])
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ParseError("no protocolMessage.key.id".into()))?;
+    // Baileys' enum, by name or number: REVOKE = 0, MESSAGE_EDIT = 14 (an edit event may omit it).
+    let kind = protocol.get("type").map(|t| match t {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let change = match kind.as_deref() {
+        Some("REVOKE") | Some("0") => MessageChange::Deleted,
+        Some("MESSAGE_EDIT") | Some("14") | None => {
+            let new = protocol.get("editedMessage").unwrap_or(&Value::Null);
+            MessageChange::Edited {
+                content: text(new, &["conversation"])
+                    .or_else(|| text(new, &["extendedTextMessage", "text"]))
+                    .map(str::to_owned),
+            }
+        }
+        Some(other) => {
+            return Ok(InboundEvent::Ignored {
+                reason: format!("protocol message {other} changes no message"),
+            });
+        }
+    };
+    Ok(InboundEvent::Change {
+        target_message_id: id.to_owned(),
+        change,
+    })
+}
+
 fn status(data: &Value) -> Result<InboundEvent, ParseError> {
     let id = text(data, &["keyId"])
         .or_else(|| text(data, &["key", "id"]))
@@ -186,6 +243,39 @@ mod tests {
             InboundEvent::Message(m) => m,
             other => panic!("not a message: {other:?}"),
         }
+    }
+
+    #[test]
+    fn revokes_and_edits_arrive_as_protocol_messages() {
+        let key =
+            json!({"remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0P1"});
+        let revoke = upsert(
+            key.clone(),
+            "protocolMessage",
+            json!({"protocolMessage": {"key": {"id": "3EB0A1"}, "type": 0}}),
+        );
+        assert_eq!(
+            parse(&revoke).unwrap(),
+            InboundEvent::Change {
+                target_message_id: "3EB0A1".into(),
+                change: MessageChange::Deleted
+            }
+        );
+        let edit = upsert(
+            key,
+            "editedMessage",
+            json!({"editedMessage": {"message": {"protocolMessage": {"key": {"id": "3EB0A1"}, "type": "MESSAGE_EDIT",
+                   "editedMessage": {"extendedTextMessage": {"text": "novo"}}}}}}),
+        );
+        assert_eq!(
+            parse(&edit).unwrap(),
+            InboundEvent::Change {
+                target_message_id: "3EB0A1".into(),
+                change: MessageChange::Edited {
+                    content: Some("novo".into())
+                }
+            }
+        );
     }
 
     #[test]

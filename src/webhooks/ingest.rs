@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::event::{InboundEvent, InboundMessage, MessageKind};
+use super::event::{InboundEvent, InboundMessage, MessageChange, MessageKind};
 use crate::domain::ChannelType;
 use crate::services::Ferry;
 use crate::store::{IngestMessage, Ingested, StoreError, TokenRoute};
@@ -18,6 +18,8 @@ pub enum Outcome {
         message_id: i64,
     },
     StatusRaised(bool),
+    /// An edit, deletion or reaction recorded on its target (false: the target is not stored here).
+    Changed(bool),
     Ignored(String),
 }
 
@@ -45,26 +47,100 @@ pub async fn ingest(
                 )
                 .await?,
         )),
-        InboundEvent::Message(m) => {
-            let channel = route
-                .channel_type
-                .as_deref()
-                .and_then(|c| c.parse::<ChannelType>().ok())
-                .ok_or(StoreError::NotFound("inbox of the integration"))?;
-            let row = to_row(route, inbox_id, channel, &m);
-            // Answered once its batch committed (or found to be a re-delivery).
-            Ok(match ferry.group_commit.ingest(row).await? {
-                Ingested::Stored {
-                    message_id,
-                    conversation_id,
-                } => Outcome::Stored {
-                    message_id,
-                    conversation_id,
-                },
-                Ingested::Duplicate { message_id } => Outcome::Duplicate { message_id },
-            })
+        InboundEvent::Change {
+            target_message_id,
+            change,
+        } => Ok(Outcome::Changed(
+            record_change(ferry, route, inbox_id, &target_message_id, &change).await?,
+        )),
+        InboundEvent::Message(m)
+            if m.kind == MessageKind::Reaction && m.target_message_id.is_some() =>
+        {
+            let change = MessageChange::Reacted {
+                emoji: m.content.clone().filter(|e| !e.is_empty()),
+                by_business: m.outgoing,
+            };
+            let target = m.target_message_id.as_deref().unwrap_or_default();
+            if record_change(ferry, route, inbox_id, target, &change).await? {
+                return Ok(Outcome::Changed(true));
+            }
+            // A reaction to a message ferry does not hold is kept as a message of its own.
+            store_message(ferry, route, inbox_id, m).await
         }
+        InboundEvent::Message(m) => store_message(ferry, route, inbox_id, m).await,
     }
+}
+
+/// Applies an edit, a deletion or a reaction to the stored message it names.
+async fn record_change(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    inbox_id: i64,
+    target: &str,
+    change: &MessageChange,
+) -> Result<bool, StoreError> {
+    let now = chrono::Utc::now().to_rfc3339();
+    let rewrite = |content: Option<String>, mut attributes: serde_json::Value| {
+        if !attributes.is_object() {
+            attributes = json!({});
+        }
+        match change {
+            MessageChange::Edited { content: new } => {
+                attributes["edited_at"] = json!(now);
+                attributes["previous_content"] = json!(content);
+                (new.clone().or(content), attributes)
+            }
+            MessageChange::Deleted => {
+                attributes["deleted"] = json!(true);
+                attributes["deleted_at"] = json!(now);
+                (None, attributes)
+            }
+            MessageChange::Reacted { emoji, by_business } => {
+                let by = if *by_business { "business" } else { "customer" };
+                if !attributes["reactions"].is_object() {
+                    attributes["reactions"] = json!({});
+                }
+                match emoji {
+                    Some(emoji) => attributes["reactions"][by] = json!(emoji),
+                    None => {
+                        if let Some(reactions) = attributes["reactions"].as_object_mut() {
+                            reactions.remove(by);
+                        }
+                    }
+                }
+                (content, attributes)
+            }
+        }
+    };
+    ferry
+        .store
+        .rewrite_message(route.account_id, inbox_id, target, &rewrite)
+        .await
+}
+
+async fn store_message(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    inbox_id: i64,
+    m: InboundMessage,
+) -> Result<Outcome, StoreError> {
+    let channel = route
+        .channel_type
+        .as_deref()
+        .and_then(|c| c.parse::<ChannelType>().ok())
+        .ok_or(StoreError::NotFound("inbox of the integration"))?;
+    let row = to_row(route, inbox_id, channel, &m);
+    // Answered once its batch committed (or found to be a re-delivery).
+    Ok(match ferry.group_commit.ingest(row).await? {
+        Ingested::Stored {
+            message_id,
+            conversation_id,
+        } => Outcome::Stored {
+            message_id,
+            conversation_id,
+        },
+        Ingested::Duplicate { message_id } => Outcome::Duplicate { message_id },
+    })
 }
 
 fn to_row(

@@ -1180,3 +1180,128 @@ pub async fn redis_shares_routes_and_invalidations_between_nodes(db: Db) {
         "the old one during the overlap"
     );
 }
+
+/// The messages of a conversation as the API shows them, by provider id.
+async fn messages_by_source(
+    app: &TestApp,
+    f: &Fixture,
+    conversation: &Value,
+) -> std::collections::HashMap<String, Value> {
+    let (status, page) = app
+        .get(
+            &format!(
+                "/api/v1/accounts/{}/conversations/{conversation}/messages?limit=100",
+                f.account_id
+            ),
+            Some(&f.admin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["source_id"].as_str().unwrap_or_default().to_owned(),
+                m.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Reactions, edits and deletions change the message they name instead of adding messages: a reaction is kept
+/// per side (customer, business) and an empty one takes it back, an edit keeps the previous text, a deletion
+/// clears the text and marks the message; a reaction to a message ferry does not hold is kept as a message.
+pub async fn edits_deletes_and_reactions_change_their_target(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "alteracoes"}),
+    )
+    .await;
+    let jid = "5511988887777@s.whatsapp.net";
+    let send = |body: Value| {
+        let (app, hook) = (&app, hook.clone());
+        async move { post_raw(app, &hook, &serde_json::to_vec(&body).unwrap()).await }
+    };
+    let envelope =
+        |event: &str, data: Value| json!({"event": event, "instance": "alteracoes", "data": data});
+    let reaction = |id: &str, target: &str, emoji: &str, from_me: bool| {
+        envelope(
+            "messages.upsert",
+            json!({"key": {"remoteJid": jid, "fromMe": from_me, "id": id}, "messageType": "reactionMessage",
+                   "message": {"reactionMessage": {"key": {"remoteJid": jid, "id": target}, "text": emoji}},
+                   "messageTimestamp": 1767225700}),
+        )
+    };
+    let (_, first) = send(upsert("ORIG1", jid, false, "Olá, tudo bem?")).await;
+    assert_eq!(first["status"], "stored");
+    send(upsert("ORIG2", jid, true, "Tudo ótimo!")).await;
+
+    for (id, emoji, from_me) in [("R1", "👍", false), ("R2", "❤️", true)] {
+        let (status, answer) = send(reaction(id, "ORIG1", emoji, from_me)).await;
+        assert_eq!(
+            (status, &answer["status"], &answer["changed"]),
+            (200, &json!("changed"), &json!(true)),
+            "{answer}"
+        );
+    }
+    let (_, answer) = send(envelope(
+        "messages.edited",
+        json!({"key": {"remoteJid": jid, "fromMe": false, "id": "EDIT1"},
+               "message": {"protocolMessage": {"key": {"remoteJid": jid, "id": "ORIG1"}, "type": "MESSAGE_EDIT",
+                           "editedMessage": {"conversation": "Olá, tudo bem? (editado)"}}}}),
+    ))
+    .await;
+    assert_eq!(answer["changed"], true, "{answer}");
+    let (_, answer) = send(envelope(
+        "messages.delete",
+        json!({"remoteJid": jid, "fromMe": true, "id": "ORIG2"}),
+    ))
+    .await;
+    assert_eq!(answer["changed"], true, "{answer}");
+    let (_, answer) = send(reaction("R3", "ORIG1", "", true)).await;
+    assert_eq!(
+        answer["changed"], true,
+        "an empty reaction takes the business's back: {answer}"
+    );
+    let (_, orphan) = send(reaction("R4", "NOT-HERE", "😮", false)).await;
+    assert_eq!(orphan["status"], "stored", "{orphan}");
+    let (_, unknown) = send(envelope(
+        "messages.delete",
+        json!({"remoteJid": jid, "id": "NOT-HERE-EITHER"}),
+    ))
+    .await;
+    assert_eq!(
+        (&unknown["status"], &unknown["changed"]),
+        (&json!("changed"), &json!(false))
+    );
+
+    let messages = messages_by_source(&app, &f, &first["conversation_id"]).await;
+    let mut ids: Vec<&String> = messages.keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["ORIG1", "ORIG2", "R4"], "changes add no messages");
+    let original = &messages["ORIG1"];
+    assert_eq!(original["content"], "Olá, tudo bem? (editado)");
+    assert_eq!(
+        original["content_attributes"]["previous_content"],
+        "Olá, tudo bem?"
+    );
+    assert_eq!(
+        original["content_attributes"]["reactions"],
+        json!({"customer": "👍"})
+    );
+    let deleted = &messages["ORIG2"];
+    assert_eq!(
+        (
+            &deleted["content"],
+            &deleted["content_attributes"]["deleted"]
+        ),
+        (&Value::Null, &json!(true))
+    );
+    assert_eq!(messages["R4"]["content_type"], "reaction");
+}
