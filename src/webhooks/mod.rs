@@ -7,6 +7,8 @@ pub mod dead_letters;
 pub mod dialog360;
 pub mod event;
 pub mod evolution;
+#[cfg(test)]
+mod fuzz;
 pub mod group_commit;
 pub mod ingest;
 pub mod integrations;

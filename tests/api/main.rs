@@ -67,6 +67,7 @@ fn main() {
         webhooks::oversized_webhooks_are_413,
         webhooks::cached_token_routes_run_no_statement,
         webhooks::edits_deletes_and_reactions_change_their_target,
+        webhooks::random_bodies_get_200_or_a_dead_letter,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

@@ -1305,3 +1305,46 @@ pub async fn edits_deletes_and_reactions_change_their_target(db: Db) {
     );
     assert_eq!(messages["R4"]["content_type"], "reaction");
 }
+
+/// Random bytes and mutilated deliveries through the real route: every answer is 200 (stored, duplicate or
+/// ignored) or 400 (kept as a dead letter) — never a 500, never a lost body.
+pub async fn random_bodies_get_200_or_a_dead_letter(db: Db) {
+    use rand::{Rng, SeedableRng};
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "aleatorio"}),
+    )
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261122);
+    let valid =
+        serde_json::to_vec(&upsert("RND", "5511988887777@s.whatsapp.net", false, "oi")).unwrap();
+    let mut refused = 0;
+    for round in 0..120 {
+        let body: Vec<u8> = match round % 3 {
+            0 => (0..rng.gen_range(0..200)).map(|_| rng.r#gen()).collect(),
+            // A valid delivery cut short or with bytes flipped.
+            1 => valid[..rng.gen_range(0..valid.len())].to_vec(),
+            _ => {
+                let mut b = valid.clone();
+                for _ in 0..3 {
+                    let i = rng.gen_range(0..b.len());
+                    b[i] = rng.r#gen();
+                }
+                b
+            }
+        };
+        let (status, answer) = post_raw(&app, &hook, &body).await;
+        assert!(
+            status == 200 || status == 400,
+            "round {round}: {status} {answer}"
+        );
+        refused += usize::from(status == 400);
+    }
+    assert!(refused > 0);
+    let letters = count(&app, "SELECT COUNT(*) FROM webhook_dead_letters").await;
+    assert_eq!(letters as usize, refused, "every refused body is kept");
+}
