@@ -93,6 +93,15 @@ pub struct Config {
     /// Largest accepted request body, in bytes
     #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+
+    /// First retry delay of a failed media download, doubled per attempt (capped at an hour)
+    #[arg(
+        long,
+        env = "FERRY_MEDIA_RETRY_BASE_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub media_retry_base_ms: u64,
 }
 
 impl Config {
@@ -109,6 +118,7 @@ impl Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
+            media_retry_base_ms: 30_000,
             lease_seconds: 30,
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,

@@ -1,4 +1,4 @@
-//! The durable worker: claims work from the database under a lease, renews it by heartbeat, and gives it up at
+//! The durable worker (inbox migrations, and media downloads beside them): claims work from the database under a lease, renews it by heartbeat, and gives it up at
 //! a batch boundary on shutdown. On PostgreSQL any number of workers may run; on SQLite one.
 
 use std::sync::Arc;
@@ -48,6 +48,12 @@ impl Worker {
     /// Runs until `shutdown` becomes true; the migration in hand is left at a batch boundary.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "worker started");
+        // Media downloads run beside migrations: a long migration must not hold files back.
+        let fetcher = tokio::spawn(crate::webhooks::media::run_fetcher(
+            self.ferry.clone(),
+            self.id.clone(),
+            shutdown.clone(),
+        ));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -62,6 +68,7 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        let _ = fetcher.await;
         tracing::info!(worker = %self.id, "worker stopped");
     }
 

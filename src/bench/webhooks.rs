@@ -164,6 +164,7 @@ async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
             provider: Provider::parse("evolution")?,
             instance_name: Some("bench-token".into()),
             phone_number_id: None,
+            api_url: None,
             secrets: ProviderSecrets::default(),
         },
         None,
@@ -195,7 +196,8 @@ async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
 }
 
 fn evolution_message(id: &str, contact: usize) -> Vec<u8> {
-    let number = 5511_9_0000_0000u64 + contact as u64;
+    // Brazilian mobiles: 55 11 9XXXX XXXX.
+    let number = 5_511_900_000_000_u64 + contact as u64;
     serde_json::to_vec(&json!({
         "event": "messages.upsert",
         "instance": "bench",

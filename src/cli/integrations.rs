@@ -25,6 +25,10 @@ pub enum IntegrationsCommand {
         instance_name: Option<String>,
         #[arg(long)]
         phone_number_id: Option<String>,
+        /// Where media is downloaded from: the Evolution API server (required for Evolution media), or another
+        /// Graph API / 360dialog base URL than the provider's own
+        #[arg(long)]
+        api_url: Option<String>,
         /// WhatsApp Cloud: the Meta app secret that signs webhooks (X-Hub-Signature-256)
         #[arg(long, env = "FERRY_APP_SECRET", hide_env_values = true)]
         app_secret: Option<String>,
@@ -85,6 +89,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             provider,
             instance_name,
             phone_number_id,
+            api_url,
             app_secret,
             verify_token,
             auth_token,
@@ -98,6 +103,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
                 provider: Provider::parse(&provider)?,
                 instance_name,
                 phone_number_id,
+                api_url,
                 secrets: ProviderSecrets {
                     app_secret,
                     verify_token,

@@ -66,6 +66,7 @@ struct CreateBody {
     provider: String,
     instance_name: Option<String>,
     phone_number_id: Option<String>,
+    api_url: Option<String>,
     app_secret: Option<String>,
     verify_token: Option<String>,
     auth_token: Option<String>,
@@ -85,6 +86,7 @@ async fn create(
         provider: Provider::parse(&body.provider)?,
         instance_name: body.instance_name,
         phone_number_id: body.phone_number_id,
+        api_url: body.api_url,
         secrets: ProviderSecrets {
             app_secret: body.app_secret,
             verify_token: body.verify_token,

@@ -24,6 +24,21 @@ pub struct IngestMessage {
     pub content_type: &'static str,
     pub content_attributes: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// The message's file, stored with it.
+    pub attachment: Option<IngestAttachment>,
+}
+
+/// A file of an inbound message: in the attachment store already (`ready`), or a `pending` placeholder with a
+/// `fetch_media` job queued in the same transaction, so that a stored message always has its fetch coming.
+#[derive(Debug, Clone)]
+pub struct IngestAttachment {
+    pub file_type: &'static str,
+    pub content_type: Option<String>,
+    pub file_name: Option<String>,
+    /// `(storage_key, checksum, byte_size)` when the bytes came with the delivery.
+    pub stored: Option<(String, String, i64)>,
+    /// Otherwise the fetch job's payload (the attachment's id is added to it).
+    pub fetch: Option<serde_json::Value>,
 }
 
 /// A webhook request that could not be stored, kept with its raw body and headers.
@@ -315,6 +330,42 @@ macro_rules! impl_ingest_store {
                     qb.push(")");
                     for (id, key) in qb.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await? {
                         stored.insert(key, id);
+                    }
+                }
+
+                // Files: ready, or placeholders with their fetch job.
+                for m in fresh.iter().filter(|m| new_keys.contains(&m.dedupe_key)) {
+                    let Some(a) = &m.attachment else { continue };
+                    let (key, checksum, size) = match &a.stored {
+                        Some((key, checksum, size)) => (Some(key), Some(checksum), Some(*size)),
+                        None => (None, None, None),
+                    };
+                    let attachment_id: i64 = sqlx::query_scalar(
+                        "INSERT INTO attachments (account_id, message_id, file_type, content_type, file_name, \
+                         byte_size, storage_key, checksum, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    )
+                    .bind(m.account_id)
+                    .bind(stored[&m.dedupe_key])
+                    .bind(a.file_type)
+                    .bind(&a.content_type)
+                    .bind(&a.file_name)
+                    .bind(size)
+                    .bind(key)
+                    .bind(checksum)
+                    .bind(if a.stored.is_some() { "ready" } else { "pending" })
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if let Some(fetch) = &a.fetch {
+                        let mut payload = fetch.clone();
+                        payload["attachment_id"] = attachment_id.into();
+                        sqlx::query(
+                            "INSERT INTO jobs (kind, payload, run_at, dedupe_key) VALUES ('fetch_media', $1, $2, $3)",
+                        )
+                        .bind(sqlx::types::Json(payload))
+                        .bind(chrono::Utc::now())
+                        .bind(format!("fetch_media:{attachment_id}"))
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
 

@@ -9,6 +9,7 @@ mod inbox_migrations;
 mod inbox_migrations_impl;
 mod ingest;
 mod integrations;
+mod jobs;
 mod models;
 mod pg;
 pub mod seed;
@@ -20,8 +21,11 @@ use async_trait::async_trait;
 
 pub use bench::BenchStore;
 pub use inbox_migrations::*;
-pub use ingest::{DeadLetter, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite};
+pub use ingest::{
+    DeadLetter, IngestAttachment, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite,
+};
 pub use integrations::{Integration, IntegrationStore, LegacyHits, NewIntegration, TokenRoute};
+pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -96,7 +100,7 @@ pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
 pub trait Store:
-    InboxMigrationStore + IntegrationStore + IngestStore + BenchStore + Send + Sync + 'static
+    InboxMigrationStore + IntegrationStore + IngestStore + JobStore + BenchStore + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;

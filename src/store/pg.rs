@@ -12,6 +12,7 @@ use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
+use super::jobs::impl_job_store;
 use super::*;
 use crate::domain::Role;
 
@@ -30,6 +31,8 @@ impl PgStore {
     const ROUTE_SQL: &'static str = include_str!("queries/pg/route.sql");
     /// Row locks for the rest of the transaction (SQLite's single writer needs none).
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// Lets concurrent workers claim different jobs (SQLite has one writer).
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const LOCK_CONTACT_INBOX_SQL: &'static str = "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2 FOR UPDATE";
     const BACKEND: Backend = Backend::Postgres;
 
@@ -72,6 +75,7 @@ impl PgStore {
 
 impl_store!(PgStore, Postgres);
 impl_bench_store!(PgStore);
+impl_job_store!(PgStore);
 impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);

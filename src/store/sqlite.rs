@@ -13,6 +13,7 @@ use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
+use super::jobs::impl_job_store;
 use super::*;
 use crate::domain::Role;
 
@@ -63,6 +64,8 @@ impl SqliteStore {
     const ROUTE_SQL: &'static str = include_str!("queries/sqlite/route.sql");
     /// Row locks for the rest of the transaction (SQLite's single writer needs none).
     const FOR_UPDATE: &'static str = "";
+    /// Lets concurrent workers claim different jobs (SQLite has one writer).
+    const SKIP_LOCKED: &'static str = "";
     const LOCK_CONTACT_INBOX_SQL: &'static str =
         "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2";
     const BACKEND: Backend = Backend::Sqlite;
@@ -126,6 +129,7 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, Sqlite);
 impl_bench_store!(SqliteStore);
+impl_job_store!(SqliteStore);
 impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);

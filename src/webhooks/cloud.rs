@@ -6,7 +6,9 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::event::{InboundEvent, InboundMessage, MessageKind, MessageStatus, ParseError};
+use super::event::{
+    InboundEvent, InboundMessage, Media, MediaSource, MessageKind, MessageStatus, ParseError,
+};
 use crate::domain::WhatsAppIdentity;
 
 /// Whether `header` (`sha256=<hex>`) is the HMAC of `body` under `app_secret`, compared in constant time.
@@ -144,6 +146,18 @@ fn message(m: &Value, names: &[(&str, &str)]) -> Result<InboundEvent, ParseError
         content,
         kind,
         target_message_id: target,
+        media: match kind_name {
+            "image" | "video" | "audio" | "document" | "sticker" => {
+                str_at(m, &format!("/{kind_name}/id")).map(|media_id| Media {
+                    content_type: str_at(m, &format!("/{kind_name}/mime_type")).map(str::to_owned),
+                    file_name: str_at(m, &format!("/{kind_name}/filename")).map(str::to_owned),
+                    source: MediaSource::Cloud {
+                        media_id: media_id.to_owned(),
+                    },
+                })
+            }
+            _ => None,
+        },
     }))
 }
 

@@ -53,6 +53,49 @@ pub struct InboundMessage {
     pub kind: MessageKind,
     /// For reactions, edits and deletes: the message they act on.
     pub target_message_id: Option<String>,
+    /// A file sent with the message: where its bytes are.
+    pub media: Option<Media>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub content_type: Option<String>,
+    pub file_name: Option<String>,
+    pub source: MediaSource,
+}
+
+/// Where a message's file comes from. Everything but `Inline` is fetched by a background job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum MediaSource {
+    /// Evolution with `webhook_base64`: the bytes are in the delivery (base64).
+    Inline {
+        #[serde(skip)]
+        base64: String,
+        message_id: String,
+    },
+    /// Evolution without it: `POST /chat/getBase64FromMediaMessage/{instance}` with the message's key.
+    Evolution { message_id: String },
+    /// WhatsApp Cloud and 360dialog: `GET /{media-id}` with the access token, then the URL it answers.
+    Cloud { media_id: String },
+    /// Twilio: the media URL, with HTTP basic auth (account SID and auth token).
+    Url {
+        url: String,
+        account_sid: Option<String>,
+    },
+}
+
+impl MessageKind {
+    /// The attachment `file_type` of a message of this kind that carries a file.
+    pub fn file_type(self) -> &'static str {
+        match self {
+            MessageKind::Image => "image",
+            MessageKind::Audio => "audio",
+            MessageKind::Video => "video",
+            MessageKind::Sticker => "sticker",
+            _ => "file",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,7 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::event::{
-    InboundEvent, InboundMessage, MessageChange, MessageKind, MessageStatus, ParseError,
+    InboundEvent, InboundMessage, Media, MediaSource, MessageChange, MessageKind, MessageStatus,
+    ParseError,
 };
 use crate::domain::{IdentityError, WhatsAppIdentity};
 
@@ -82,6 +83,7 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
     }
     let body = data.get("message").cloned().unwrap_or(Value::Null);
     let (kind, content, target) = content_of(message_type, &body);
+    let media = media_of(message_type, &body, id);
     Ok(InboundEvent::Message(InboundMessage {
         provider_message_id: id.to_owned(),
         contact,
@@ -99,7 +101,33 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
         content,
         kind,
         target_message_id: target,
+        media,
     }))
+}
+
+/// The file of a media message: in the delivery when the webhook sends base64, else fetched by its key.
+fn media_of(message_type: &str, m: &Value, id: &str) -> Option<Media> {
+    if !matches!(
+        message_type,
+        "imageMessage" | "videoMessage" | "audioMessage" | "documentMessage" | "stickerMessage"
+    ) {
+        return None;
+    }
+    let inner = m.get(message_type)?;
+    let source = match text(m, &["base64"]).filter(|b| !b.is_empty()) {
+        Some(base64) => MediaSource::Inline {
+            base64: base64.to_owned(),
+            message_id: id.to_owned(),
+        },
+        None => MediaSource::Evolution {
+            message_id: id.to_owned(),
+        },
+    };
+    Some(Media {
+        content_type: text(inner, &["mimetype"]).map(str::to_owned),
+        file_name: text(inner, &["fileName"]).map(str::to_owned),
+        source,
+    })
 }
 
 /// A timestamp far in the future is a sender's clock error, not a fact.

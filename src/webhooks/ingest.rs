@@ -129,7 +129,10 @@ async fn store_message(
         .as_deref()
         .and_then(|c| c.parse::<ChannelType>().ok())
         .ok_or(StoreError::NotFound("inbox of the integration"))?;
-    let row = to_row(route, inbox_id, channel, &m);
+    let mut row = to_row(route, inbox_id, channel, &m);
+    if let Some(media) = &m.media {
+        row.attachment = Some(super::media::attachment(ferry, route, m.kind, media).await);
+    }
     // Answered once its batch committed (or found to be a re-delivery).
     Ok(match ferry.group_commit.ingest(row).await? {
         Ingested::Stored {
@@ -193,5 +196,6 @@ fn to_row(
         content_type,
         content_attributes: attributes,
         created_at: m.sent_at,
+        attachment: None,
     }
 }

@@ -97,6 +97,9 @@ pub struct CreateIntegration {
     pub provider: Provider,
     pub instance_name: Option<String>,
     pub phone_number_id: Option<String>,
+    /// Where media is fetched from (kept in the integration's config): the Evolution API server, or another
+    /// base URL than the provider's for the Graph API or 360dialog.
+    pub api_url: Option<String>,
     pub secrets: ProviderSecrets,
 }
 
@@ -168,6 +171,7 @@ pub fn integration_json(i: &Integration) -> Value {
         "provider": i.provider,
         "instance_name": i.instance_name,
         "phone_number_id": i.phone_number_id,
+        "api_url": i.config.get("api_url"),
         "token_prefix": i.token_prefix,
         "previous_token_expires_at": i.previous_token_expires_at,
         "status": i.status,
@@ -221,6 +225,12 @@ pub async fn create(
             "an Evolution integration names its instance",
         ));
     }
+    let api_url = clean(input.api_url);
+    if let Some(url) = &api_url
+        && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(invalid("api_url", "write an http:// or https:// URL"));
+    }
     let token = WebhookToken::generate();
     let seal_token = sealer(ferry, &token);
     let cipher = &ferry.cipher;
@@ -232,7 +242,10 @@ pub async fn create(
         provider: input.provider.as_str(),
         instance_name,
         phone_number_id: clean(input.phone_number_id),
-        config: json!({}),
+        config: match api_url {
+            Some(url) => json!({"api_url": url.trim_end_matches('/')}),
+            None => json!({}),
+        },
     };
     let integration = ferry
         .store
@@ -369,6 +382,14 @@ pub async fn set_enabled(
         )
         .await;
     Ok(integration)
+}
+
+/// Every provider secret of an integration, opened in memory (`{}` when it has none).
+pub fn integration_secrets(ferry: &Ferry, i: &Integration) -> Result<Value> {
+    match i.secrets_ciphertext.as_deref() {
+        Some(sealed) => Ok(ferry.cipher.decrypt_json(sealed, secrets_binding(i.id))?),
+        None => Ok(Value::Object(Default::default())),
+    }
 }
 
 /// One provider secret of a routed integration (an app secret, a verify token…), opened in memory.

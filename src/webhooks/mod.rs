@@ -12,5 +12,6 @@ mod fuzz;
 pub mod group_commit;
 pub mod ingest;
 pub mod integrations;
+pub mod media;
 pub mod routing;
 pub mod twilio;

@@ -7,7 +7,9 @@ use chrono::Utc;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::event::{InboundEvent, InboundMessage, MessageKind, MessageStatus, ParseError};
+use super::event::{
+    InboundEvent, InboundMessage, Media, MediaSource, MessageKind, MessageStatus, ParseError,
+};
 use crate::domain::WhatsAppIdentity;
 
 pub type Params = Vec<(String, String)>;
@@ -142,6 +144,17 @@ pub fn parse(params: &Params) -> Result<InboundEvent, ParseError> {
             .map(str::to_owned),
         kind,
         target_message_id: get(params, "OriginalRepliedMessageSid").map(str::to_owned),
+        media: (media > 0)
+            .then(|| get(params, "MediaUrl0"))
+            .flatten()
+            .map(|url| Media {
+                content_type: get(params, "MediaContentType0").map(str::to_owned),
+                file_name: None,
+                source: MediaSource::Url {
+                    url: url.to_owned(),
+                    account_sid: get(params, "AccountSid").map(str::to_owned),
+                },
+            }),
     }))
 }
 

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Db, Fixture, TestApp, spawn_app};
 
 /// One number from a query on the app's own database (what no API shows yet, such as dead letters).
-async fn count(app: &TestApp, sql: &'static str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &'static str) -> i64 {
     if app.database_url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
         sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
@@ -13,7 +13,7 @@ async fn count(app: &TestApp, sql: &'static str) -> i64 {
     }
 }
 
-fn upsert(id: &str, jid: &str, from_me: bool, text: &str) -> Value {
+pub(crate) fn upsert(id: &str, jid: &str, from_me: bool, text: &str) -> Value {
     json!({
         "event": "messages.upsert", "instance": "clinica-sp",
         "data": {"key": {"remoteJid": jid, "fromMe": from_me, "id": id}, "pushName": if from_me { "Você" } else { "Maria" },
@@ -23,7 +23,7 @@ fn upsert(id: &str, jid: &str, from_me: bool, text: &str) -> Value {
     })
 }
 
-async fn post_raw(app: &TestApp, path: &str, body: &[u8]) -> (u16, Value) {
+pub(crate) async fn post_raw(app: &TestApp, path: &str, body: &[u8]) -> (u16, Value) {
     // A body the server refuses unread (413) leaves its connection unusable: never pool that one.
     let connection = if body.len() > app.ferry.config.max_body_bytes {
         "close"
@@ -45,7 +45,7 @@ async fn post_raw(app: &TestApp, path: &str, body: &[u8]) -> (u16, Value) {
 
 /// An inbox of `channel` with an integration created from `integration` (its `inbox_id` filled in), and the
 /// path of its webhook URL.
-async fn connected(
+pub(crate) async fn connected(
     app: &TestApp,
     f: &Fixture,
     channel: &str,
@@ -255,7 +255,7 @@ pub async fn evolution_webhooks_are_stored_once(db: Db) {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 4);
 }
 
-fn sign(secret: &[u8], body: &[u8]) -> String {
+pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(body);
@@ -404,7 +404,7 @@ pub async fn dialog360_webhooks_read_both_shapes(db: Db) {
     assert_eq!(post_raw(&app, &wrong, on_premise).await.0, 404);
 }
 
-fn twilio_sign(token: &[u8], url: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn twilio_sign(token: &[u8], url: &str, params: &[(&str, &str)]) -> String {
     use base64::Engine;
     use hmac::Mac;
     let mut sorted = params.to_vec();

@@ -1,0 +1,356 @@
+//! Files of inbound messages. The webhook is answered before any download: bytes that came in the delivery
+//! (Evolution's `base64`) are written to the attachment store at once; anything else becomes a `pending`
+//! attachment with a `fetch_media` job queued in the message's own transaction. The fetcher downloads with the
+//! integration's credentials (Evolution `getBase64FromMediaMessage`, the Graph API with the access token,
+//! 360dialog with its API key, Twilio's media URL with basic auth), retries with exponential backoff, and
+//! after the last attempt leaves the attachment as a `failed` placeholder with the reason: the message itself
+//! is never lost.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::event::{Media, MediaSource, MessageKind};
+use super::integrations::integration_secrets;
+use crate::services::Ferry;
+use crate::store::{FetchedFile, IngestAttachment, Job, StoreError, TokenRoute};
+
+pub const JOB_KIND: &str = "fetch_media";
+const GRAPH_API: &str = "https://graph.facebook.com/v21.0";
+const DIALOG360_API: &str = "https://waba-v2.360dialog.io";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FetchPayload {
+    attachment_id: i64,
+    integration_id: Option<i64>,
+    source: MediaSource,
+}
+
+/// The attachment of a message being stored: ready when the delivery carried the bytes, else a placeholder
+/// and the payload of its fetch job.
+pub async fn attachment(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    kind: MessageKind,
+    media: &Media,
+) -> IngestAttachment {
+    let mut attachment = IngestAttachment {
+        file_type: kind.file_type(),
+        content_type: media.content_type.clone(),
+        file_name: media.file_name.clone(),
+        stored: None,
+        fetch: None,
+    };
+    let source = match &media.source {
+        MediaSource::Inline { base64, message_id } => match store_inline(ferry, base64).await {
+            Ok(blob) => {
+                attachment.stored = Some((blob.storage_key, blob.checksum, blob.byte_size));
+                return attachment;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "media in the delivery unusable; fetching it instead");
+                MediaSource::Evolution {
+                    message_id: message_id.clone(),
+                }
+            }
+        },
+        other => other.clone(),
+    };
+    attachment.fetch = Some(json!({"integration_id": route.integration_id, "source": source}));
+    attachment
+}
+
+async fn store_inline(
+    ferry: &Ferry,
+    base64: &str,
+) -> Result<crate::attachments::StoredBlob, String> {
+    let bytes = decode(base64)?;
+    ferry
+        .attachments
+        .put(&bytes)
+        .await
+        .map_err(|e| format!("attachment store: {e}"))
+}
+
+/// Base64 as providers send it: standard alphabet, maybe a `data:…;base64,` prefix, maybe line breaks.
+fn decode(text: &str) -> Result<Vec<u8>, String> {
+    let body = text.split_once(";base64,").map_or(text, |(_, rest)| rest);
+    let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| format!("not base64: {e}"))
+}
+
+/// Runs the fetcher until `shutdown` becomes true: due jobs, then a pause.
+pub async fn run_fetcher(ferry: Ferry, owner: String, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = run_due(&ferry, &owner).await {
+            tracing::error!(error = %e, "media fetcher: claiming jobs failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Runs every due fetch job; returns how many ran.
+pub async fn run_due(ferry: &Ferry, owner: &str) -> Result<usize, StoreError> {
+    let mut ran = 0;
+    loop {
+        let now = Utc::now();
+        let lease = now + chrono::Duration::seconds(ferry.config.lease_seconds.max(60) as i64);
+        let Some(job) = ferry.store.claim_job(JOB_KIND, owner, now, lease).await? else {
+            return Ok(ran);
+        };
+        run_job(ferry, job).await?;
+        ran += 1;
+    }
+}
+
+enum Failure {
+    /// Worth another attempt (network, provider errors).
+    Retry(String),
+    /// No attempt can succeed (missing credentials or configuration).
+    GiveUp(String),
+}
+
+async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
+    let payload: FetchPayload = match serde_json::from_value(job.payload.0.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(job = job.id, error = %e, "unreadable media job");
+            let attachment = job.payload.0["attachment_id"].as_i64().unwrap_or(0);
+            return ferry
+                .store
+                .fail_media_job(job.id, attachment, &format!("unreadable job: {e}"))
+                .await;
+        }
+    };
+    match fetch(ferry, &payload).await {
+        Ok((bytes, content_type)) => {
+            let blob = ferry
+                .attachments
+                .put(&bytes)
+                .await
+                .map_err(|e| StoreError::Invalid(format!("attachment store: {e}")))?;
+            ferry
+                .store
+                .complete_media_job(
+                    job.id,
+                    payload.attachment_id,
+                    &FetchedFile {
+                        storage_key: &blob.storage_key,
+                        checksum: &blob.checksum,
+                        byte_size: blob.byte_size,
+                        content_type: content_type.as_deref(),
+                    },
+                )
+                .await
+        }
+        Err(Failure::Retry(reason)) if job.attempts < job.max_attempts => {
+            let delay = backoff(ferry.config.media_retry_base_ms, job.attempts);
+            tracing::warn!(job = job.id, attempt = job.attempts, %reason, ?delay, "media download failed; retrying");
+            ferry
+                .store
+                .retry_job(job.id, &reason, Utc::now() + delay)
+                .await
+        }
+        Err(Failure::Retry(reason) | Failure::GiveUp(reason)) => {
+            tracing::warn!(job = job.id, attempt = job.attempts, %reason, "media download abandoned; placeholder kept");
+            ferry
+                .store
+                .fail_media_job(job.id, payload.attachment_id, &reason)
+                .await
+        }
+    }
+}
+
+/// `base` × 2^(attempt − 1), at most an hour.
+fn backoff(base_ms: u64, attempt: i64) -> chrono::Duration {
+    let factor = 1u64 << attempt.clamp(1, 20).saturating_sub(1);
+    let ms = base_ms.saturating_mul(factor).min(3_600_000);
+    chrono::Duration::milliseconds(ms as i64)
+}
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client")
+    })
+}
+
+async fn fetch(
+    ferry: &Ferry,
+    payload: &FetchPayload,
+) -> Result<(Vec<u8>, Option<String>), Failure> {
+    let id = payload.integration_id.ok_or_else(|| {
+        Failure::GiveUp("no integration to download with (delivered by the legacy route)".into())
+    })?;
+    let gone = |e: StoreError| match e {
+        StoreError::NotFound(_) => Failure::GiveUp(format!("integration {id} no longer exists")),
+        other => Failure::Retry(other.to_string()),
+    };
+    let account = ferry.store.integration_account(id).await.map_err(gone)?;
+    let integration = ferry
+        .store
+        .get_integration(account, id)
+        .await
+        .map_err(gone)?;
+    let secrets = integration_secrets(ferry, &integration)
+        .map_err(|e| Failure::GiveUp(format!("integration secrets: {e}")))?;
+    let secret = |name: &str| secrets.get(name).and_then(Value::as_str).map(str::to_owned);
+    let api_url = integration
+        .config
+        .get("api_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match &payload.source {
+        MediaSource::Evolution { message_id } | MediaSource::Inline { message_id, .. } => {
+            let base = api_url.ok_or_else(|| {
+                Failure::GiveUp("the integration has no api_url (the Evolution API server)".into())
+            })?;
+            let instance = integration
+                .instance_name
+                .ok_or_else(|| Failure::GiveUp("the integration has no instance name".into()))?;
+            let mut request = client()
+                .post(format!("{base}/chat/getBase64FromMediaMessage/{instance}"))
+                .json(&json!({"message": {"key": {"id": message_id}}, "convertToMp4": false}));
+            if let Some(key) = secret("api_key") {
+                request = request.header("apikey", key);
+            }
+            let answer: Value = json_of(request).await?;
+            let base64 = answer
+                .get("base64")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Failure::Retry("Evolution answered without base64".into()))?;
+            let bytes = decode(base64).map_err(Failure::Retry)?;
+            Ok((bytes, answer["mimetype"].as_str().map(str::to_owned)))
+        }
+        MediaSource::Cloud { media_id } => {
+            let dialog360 = integration.provider == "dialog360";
+            let base = api_url
+                .unwrap_or_else(|| if dialog360 { DIALOG360_API } else { GRAPH_API }.to_owned());
+            let authorize = |request: reqwest::RequestBuilder| -> Result<_, Failure> {
+                if dialog360 {
+                    let key = secret("api_key").ok_or_else(|| {
+                        Failure::GiveUp("the 360dialog integration has no api_key".into())
+                    })?;
+                    Ok(request.header("D360-API-KEY", key))
+                } else {
+                    let token = secret("access_token").ok_or_else(|| {
+                        Failure::GiveUp("the Cloud integration has no access_token".into())
+                    })?;
+                    Ok(request.bearer_auth(token))
+                }
+            };
+            let meta: Value =
+                json_of(authorize(client().get(format!("{base}/{media_id}")))?).await?;
+            let url = meta
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Failure::Retry("the media id answered no url".into()))?;
+            // 360dialog hands out Meta's lookaside URL; its own host serves it with the API key.
+            let url = if dialog360 {
+                rehost(url, &base).unwrap_or_else(|| url.to_owned())
+            } else {
+                url.to_owned()
+            };
+            let bytes = bytes_of(authorize(client().get(url))?).await?;
+            Ok((bytes, meta["mime_type"].as_str().map(str::to_owned)))
+        }
+        MediaSource::Url { url, account_sid } => {
+            let mut request = client().get(url);
+            if let (Some(sid), Some(token)) = (account_sid, secret("auth_token")) {
+                request = request.basic_auth(sid, Some(token));
+            }
+            Ok((bytes_of(request).await?, None))
+        }
+    }
+}
+
+/// `url` with the scheme, host and port of `base`.
+fn rehost(url: &str, base: &str) -> Option<String> {
+    let mut url = url::Url::parse(url).ok()?;
+    let base = url::Url::parse(base).ok()?;
+    url.set_scheme(base.scheme()).ok()?;
+    url.set_host(base.host_str()).ok()?;
+    url.set_port(base.port()).ok()?;
+    Some(url.to_string())
+}
+
+async fn answered(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Failure::Retry(format!("request failed: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Failure::Retry(format!(
+            "{} answered {}",
+            response.url().host_str().unwrap_or("the provider"),
+            response.status()
+        )));
+    }
+    Ok(response)
+}
+
+async fn json_of(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    answered(request)
+        .await?
+        .json()
+        .await
+        .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))
+}
+
+async fn bytes_of(request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+    Ok(answered(request)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| Failure::Retry(format!("download cut short: {e}")))?
+        .to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_an_hour() {
+        let ms = |attempt| backoff(30_000, attempt).num_milliseconds();
+        assert_eq!((ms(1), ms(2), ms(3)), (30_000, 60_000, 120_000));
+        assert_eq!(ms(12), 3_600_000);
+        assert_eq!(ms(1000), 3_600_000);
+    }
+
+    #[test]
+    fn base64_with_prefix_and_line_breaks_decodes() {
+        assert_eq!(
+            decode("data:image/png;base64,aGVs\nbG8=").unwrap(),
+            b"hello"
+        );
+        assert!(decode("***").is_err());
+    }
+
+    #[test]
+    fn rehost_keeps_path_and_query() {
+        assert_eq!(
+            rehost(
+                "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1&ext=2",
+                "http://127.0.0.1:9000"
+            )
+            .unwrap(),
+            "http://127.0.0.1:9000/whatsapp_business/attachments/?mid=1&ext=2"
+        );
+    }
+}
