@@ -21,3 +21,9 @@ pub mod store;
 pub mod telemetry;
 pub mod webhooks;
 pub mod worker;
+
+/// Installs the process's TLS provider (ring) for outgoing HTTPS (media downloads, provider APIs). Every HTTP
+/// client is built after this; calling it again does nothing.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -60,6 +60,7 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     let app = crate::http::router(ferry.clone())
         .merge(axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    crate::install_tls();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency)
         .build()?;

@@ -254,6 +254,7 @@ fn print_json(value: &serde_json::Value) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&cli.config.log, cli.config.log_format);
+    crate::install_tls();
     if let Command::Bench { command } = &cli.command {
         // Benchmarks make their own fresh databases; --database-url names the server, not a database to use.
         return bench(cli.config.database_url.as_deref(), command).await;

@@ -183,6 +183,7 @@ fn backoff(base_ms: u64, attempt: i64) -> chrono::Duration {
 fn client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
+        crate::install_tls();
         reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()

@@ -30,6 +30,7 @@ macro_rules! storage_tests {
 
 fn main() {
     let args = Arguments::from_args();
+    ferry::install_tls();
     let tests: Vec<(&str, TestFn)> = storage_tests![
         auth::no_token_is_401_in_the_error_shape,
         auth::malformed_and_unknown_tokens_are_401,
