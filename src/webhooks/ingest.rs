@@ -32,7 +32,10 @@ pub async fn ingest(
         .inbox_id
         .ok_or(StoreError::NotFound("inbox of the integration"))?;
     match event {
-        InboundEvent::Ignored { reason } => Ok(Outcome::Ignored(reason)),
+        InboundEvent::Ignored { reason } => {
+            tracing::info!(integration = route.integration_id, %reason, "webhook event not stored");
+            Ok(Outcome::Ignored(reason))
+        }
         InboundEvent::Status {
             provider_message_id,
             status,

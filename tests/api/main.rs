@@ -70,6 +70,7 @@ fn main() {
         webhooks::cached_token_routes_run_no_statement,
         webhooks::edits_deletes_and_reactions_change_their_target,
         webhooks::random_bodies_get_200_or_a_dead_letter,
+        webhooks::a_database_failure_keeps_the_delivery_as_a_dead_letter,
         media::media_is_fetched_in_the_background_with_backoff_and_placeholders,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,

@@ -1348,3 +1348,107 @@ pub async fn random_bodies_get_200_or_a_dead_letter(db: Db) {
     let letters = count(&app, "SELECT COUNT(*) FROM webhook_dead_letters").await;
     assert_eq!(letters as usize, refused, "every refused body is kept");
 }
+
+/// A database that refuses to store messages (a trigger raising an error, as a full disk or a broken constraint
+/// would): the provider gets a 500 in the error shape without internals, the raw delivery is kept as a dead
+/// letter with the reason, and once the database is fixed the replay stores it.
+pub async fn a_database_failure_keeps_the_delivery_as_a_dead_letter(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "falha"}),
+    )
+    .await;
+    let postgres = app.database_url.starts_with("postgres");
+    let break_sql: &[&str] = if postgres {
+        &[
+            "CREATE FUNCTION refuse_messages() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+            "CREATE TRIGGER refuse_messages BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_messages()",
+        ]
+    } else {
+        &["CREATE TRIGGER refuse_messages BEFORE INSERT ON messages \
+           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"]
+    };
+    let fix_sql = "DROP TRIGGER refuse_messages ON messages";
+    let run = |sqls: Vec<String>| {
+        let url = app.database_url.clone();
+        async move {
+            if url.starts_with("postgres") {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                for sql in sqls {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            } else {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                for sql in sqls {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    };
+    run(break_sql.iter().map(|s| s.to_string()).collect()).await;
+    let body = serde_json::to_vec(&upsert(
+        "DBFAIL1",
+        "5511988887777@s.whatsapp.net",
+        false,
+        "perdido?",
+    ))
+    .unwrap();
+    let (status, answer) = post_raw(&app, &hook, &body).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (500, &json!("internal_error")),
+        "{answer}"
+    );
+    assert!(
+        !answer.to_string().contains("disk"),
+        "internals stay in the log: {answer}"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM webhook_dead_letters WHERE status_code = 500"
+        )
+        .await,
+        1
+    );
+
+    run(vec![if postgres {
+        fix_sql.to_owned()
+    } else {
+        "DROP TRIGGER refuse_messages".to_owned()
+    }])
+    .await;
+    let out = app.cli(&["webhooks", "dead-letters", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        listed[0]["reason"].as_str().unwrap().contains("disk"),
+        "{listed}"
+    );
+    let id = listed[0]["id"].to_string();
+    let out = app.cli(&["webhooks", "dead-letters", "--replay", &id, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM messages WHERE source_id = 'DBFAIL1'"
+        )
+        .await,
+        1
+    );
+}
