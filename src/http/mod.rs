@@ -10,6 +10,8 @@ mod integrations;
 mod migrations;
 mod webhooks;
 
+pub use webhooks::LEGACY_INSTANCE_HEADER;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

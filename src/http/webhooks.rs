@@ -47,7 +47,7 @@ pub fn router() -> Router<Ferry> {
 async fn evolution_legacy(
     State(ferry): State<Ferry>,
     ApiPath(instance): ApiPath<String>,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let unknown = || ApiError::not_found("evolution instance");
@@ -74,6 +74,10 @@ async fn evolution_legacy(
              (ferry integrations cutover)"
         );
     }
+    // Kept with a dead letter, so that a replay can route it the same way.
+    if let Ok(name) = axum::http::HeaderValue::from_str(&instance) {
+        headers.insert(LEGACY_INSTANCE_HEADER, name);
+    }
     let delivery = Delivery {
         ferry: &ferry,
         route: &route,
@@ -84,6 +88,8 @@ async fn evolution_legacy(
     let event = delivery.parsed(evolution::parse(&body)).await?;
     Ok((StatusCode::OK, Json(delivery.store(event).await?)))
 }
+
+pub const LEGACY_INSTANCE_HEADER: &str = "x-ferry-legacy-instance";
 
 /// Whether to log the deprecation warning for this instance now: at most once a minute each.
 fn deprecation_due(instance: &str) -> bool {

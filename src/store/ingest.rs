@@ -64,6 +64,9 @@ pub struct DeadLetter {
     pub status_code: i64,
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// The request's headers (without credentials), and what routed it (`x-ferry-legacy-instance`).
+    #[serde(skip)]
+    pub headers: sqlx::types::Json<serde_json::Value>,
     pub received_at: DateTime<Utc>,
     pub replayed_at: Option<DateTime<Utc>>,
 }
@@ -451,7 +454,7 @@ macro_rules! impl_ingest_store {
 
             async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, provider, route, integration_id, reason, status_code, body, received_at, replayed_at \
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, headers, received_at, replayed_at \
                      FROM webhook_dead_letters ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
@@ -461,7 +464,7 @@ macro_rules! impl_ingest_store {
 
             async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter> {
                 sqlx::query_as(
-                    "SELECT id, provider, route, integration_id, reason, status_code, body, received_at, replayed_at \
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, headers, received_at, replayed_at \
                      FROM webhook_dead_letters WHERE id = $1",
                 )
                 .bind(id)

@@ -9,7 +9,7 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("dead letter {0} names no integration that still exists")]
+    #[error("dead letter {0} names no integration or legacy instance that still exists")]
     NoIntegration(i64),
     #[error("dead letter {id} still does not parse: {reason}")]
     Malformed { id: i64, reason: String },
@@ -39,9 +39,15 @@ fn events(provider: &str, body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> 
 /// Replays one dead letter (signatures were checked when it arrived) and marks it replayed.
 pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<Outcome>, ReplayError> {
     let letter = ferry.store.get_dead_letter(id).await?;
-    let route = match letter.integration_id {
-        Some(integration) => ferry.store.route_of_integration(integration).await?,
-        None => None,
+    // A legacy delivery is routed by its instance again (it may have no integration).
+    let legacy_instance = letter
+        .headers
+        .get(crate::http::LEGACY_INSTANCE_HEADER)
+        .and_then(serde_json::Value::as_str);
+    let route = match (letter.integration_id, legacy_instance) {
+        (Some(integration), _) => ferry.store.route_of_integration(integration).await?,
+        (None, Some(instance)) => ferry.store.route_by_instance_name(instance).await?,
+        (None, None) => None,
     }
     .ok_or(ReplayError::NoIntegration(id))?;
     let parsed = events(&route.provider, &letter.body)

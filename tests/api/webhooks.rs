@@ -831,6 +831,44 @@ pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db)
             .0,
         200
     );
+
+    // The unroutable delivery, once its instance has the main inbox's number, is replayed by instance.
+    let fix = "UPDATE evolution_instances SET phone_number = '+551140028922' WHERE instance_name = 'sem-numero'";
+    if app.database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        sqlx::query(fix).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        sqlx::query(fix).execute(&pool).await.unwrap();
+    }
+    let out = app.cli(&["webhooks", "dead-letters", "--json"]);
+    let letters: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let legacy = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["route"] == "legacy")
+        .unwrap();
+    let out = app.cli(&[
+        "webhooks",
+        "dead-letters",
+        "--replay",
+        &legacy["id"].to_string(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM messages WHERE source_id = 'LEG2'"
+        )
+        .await,
+        1
+    );
 }
 
 /// Once an inbox migration with `redirect_source` (the default) completes, the source integration's traffic
