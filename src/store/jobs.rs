@@ -14,6 +14,8 @@ pub struct Job {
     /// Including this one.
     pub attempts: i64,
     pub max_attempts: i64,
+    /// This claim's token: only its holder may finish the job (a takeover after the lease expired gets another).
+    pub lease_token: String,
 }
 
 /// A fetched file, in the attachment store.
@@ -27,43 +29,48 @@ pub struct FetchedFile<'a> {
 
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// The next due job of `kind` (queued and due, or running with an expired lease), now leased to `owner`.
+    /// The next due job of `kind` (queued and due, or running with an expired lease), now leased to `owner`
+    /// under a new `token`.
     async fn claim_job(
         &self,
         kind: &str,
         owner: &str,
+        token: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Job>>;
+    // The three endings below change nothing (and answer false) when `job` no longer holds the lease.
     /// Runs the job again at `run_at`.
-    async fn retry_job(&self, id: i64, error: &str, run_at: DateTime<Utc>) -> Result<()>;
+    async fn retry_job(&self, job: &Job, error: &str, run_at: DateTime<Utc>) -> Result<bool>;
     /// The attachment is ready and the job done, in one transaction.
     async fn complete_media_job(
         &self,
-        id: i64,
+        job: &Job,
         attachment_id: i64,
         file: &FetchedFile<'_>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// The job gave up: the attachment stays as a failed placeholder with the reason.
-    async fn fail_media_job(&self, id: i64, attachment_id: i64, error: &str) -> Result<()>;
+    async fn fail_media_job(&self, job: &Job, attachment_id: i64, error: &str) -> Result<bool>;
 }
 
 macro_rules! impl_job_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::JobStore for $store {
             async fn claim_job(
                 &self,
                 kind: &str,
                 owner: &str,
+                token: &str,
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
             ) -> Result<Option<$crate::store::Job>> {
                 let sql = format!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $2, \
-                     lease_expires_at = $3, updated_at = $4 WHERE id = (SELECT id FROM jobs WHERE kind = $1 \
-                     AND ((status = 'queued' AND run_at <= $4) OR (status = 'running' AND lease_expires_at < $4)) \
-                     ORDER BY run_at, id LIMIT 1{}) RETURNING id, kind, payload, attempts, max_attempts",
+                     lease_token = $5, lease_expires_at = $3, updated_at = $4 WHERE id = (SELECT id FROM jobs \
+                     WHERE kind = $1 AND ((status = 'queued' AND run_at <= $4) \
+                     OR (status = 'running' AND lease_expires_at < $4)) ORDER BY run_at, id LIMIT 1{}) \
+                     RETURNING id, kind, payload, attempts, max_attempts, lease_token",
                     Self::SKIP_LOCKED
                 );
                 Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -71,31 +78,37 @@ macro_rules! impl_job_store {
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
+                    .bind(token)
                     .fetch_optional(&self.pool)
                     .await?)
             }
 
-            async fn retry_job(&self, id: i64, error: &str, run_at: DateTime<Utc>) -> Result<()> {
-                sqlx::query(
+            async fn retry_job(&self, job: &$crate::store::Job, error: &str, run_at: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(
                     "UPDATE jobs SET status = 'queued', run_at = $2, last_error = $3, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $4 WHERE id = $1",
+                     lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+                     WHERE id = $1 AND status = 'running' AND lease_token = $5",
                 )
-                .bind(id)
+                .bind(job.id)
                 .bind(run_at)
                 .bind(error)
                 .bind(Utc::now())
+                .bind(&job.lease_token)
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn complete_media_job(
                 &self,
-                id: i64,
+                job: &$crate::store::Job,
                 attachment_id: i64,
                 file: &$crate::store::FetchedFile<'_>,
-            ) -> Result<()> {
+            ) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
+                if !Self::end_job(&mut tx, job, "completed", None).await? {
+                    return Ok(false);
+                }
                 sqlx::query(
                     "UPDATE attachments SET status = 'ready', storage_key = $2, checksum = $3, byte_size = $4, \
                      content_type = COALESCE(content_type, $5), failure_reason = NULL WHERE id = $1",
@@ -107,36 +120,46 @@ macro_rules! impl_job_store {
                 .bind(file.content_type)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "UPDATE jobs SET status = 'completed', lease_owner = NULL, lease_expires_at = NULL, \
-                     updated_at = $2 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(Utc::now())
-                .execute(&mut *tx)
-                .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
-            async fn fail_media_job(&self, id: i64, attachment_id: i64, error: &str) -> Result<()> {
+            async fn fail_media_job(&self, job: &$crate::store::Job, attachment_id: i64, error: &str) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
+                if !Self::end_job(&mut tx, job, "failed", Some(error)).await? {
+                    return Ok(false);
+                }
                 sqlx::query("UPDATE attachments SET status = 'failed', failure_reason = $2 WHERE id = $1")
                     .bind(attachment_id)
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "UPDATE jobs SET status = 'failed', last_error = $2, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $3 WHERE id = $1",
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+
+        impl $store {
+            /// Ends a job this claim still holds; false (nothing written) when another claim took it over.
+            async fn end_job(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                job: &$crate::store::Job,
+                status: &str,
+                error: Option<&str>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET status = $2, last_error = COALESCE($3, last_error), lease_owner = NULL, \
+                     lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+                     WHERE id = $1 AND status = 'running' AND lease_token = $5",
                 )
-                .bind(id)
+                .bind(job.id)
+                .bind(status)
                 .bind(error)
                 .bind(Utc::now())
-                .execute(&mut *tx)
+                .bind(&job.lease_token)
+                .execute(&mut **tx)
                 .await?;
-                tx.commit().await?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
         }
     };

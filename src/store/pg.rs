@@ -75,7 +75,7 @@ impl PgStore {
 
 impl_store!(PgStore, Postgres);
 impl_bench_store!(PgStore);
-impl_job_store!(PgStore);
+impl_job_store!(PgStore, Postgres);
 impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);

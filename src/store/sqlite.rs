@@ -131,7 +131,7 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, Sqlite);
 impl_bench_store!(SqliteStore);
-impl_job_store!(SqliteStore);
+impl_job_store!(SqliteStore, Sqlite);
 impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);

@@ -91,7 +91,8 @@ pub async fn run_fetcher(ferry: Ferry, owner: String, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             return;
         }
-        if let Err(e) = run_due(&ferry, &owner).await {
+        let stop = shutdown.clone();
+        if let Err(e) = run_due(&ferry, &owner, &|| *stop.borrow()).await {
             tracing::error!(error = %e, "media fetcher: claiming jobs failed");
         }
         tokio::select! {
@@ -101,18 +102,31 @@ pub async fn run_fetcher(ferry: Ferry, owner: String, mut shutdown: watch::Recei
     }
 }
 
-/// Runs every due fetch job; returns how many ran.
-pub async fn run_due(ferry: &Ferry, owner: &str) -> Result<usize, StoreError> {
+/// Longer than the slowest fetch (two requests of at most 60 s each) plus storing it: a job is taken over
+/// only when its worker is gone, and a late first worker can no longer finish it (the lease token).
+const LEASE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Runs every due fetch job until `stop` says so; returns how many ran.
+pub async fn run_due(
+    ferry: &Ferry,
+    owner: &str,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<usize, StoreError> {
     let mut ran = 0;
-    loop {
+    while !stop() {
         let now = Utc::now();
-        let lease = now + chrono::Duration::seconds(ferry.config.lease_seconds.max(60) as i64);
-        let Some(job) = ferry.store.claim_job(JOB_KIND, owner, now, lease).await? else {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let Some(job) = ferry
+            .store
+            .claim_job(JOB_KIND, owner, &token, now, now + LEASE)
+            .await?
+        else {
             return Ok(ran);
         };
         run_job(ferry, job).await?;
         ran += 1;
     }
+    Ok(ran)
 }
 
 enum Failure {
@@ -130,8 +144,9 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
             let attachment = job.payload.0["attachment_id"].as_i64().unwrap_or(0);
             return ferry
                 .store
-                .fail_media_job(job.id, attachment, &format!("unreadable job: {e}"))
-                .await;
+                .fail_media_job(&job, attachment, &format!("unreadable job: {e}"))
+                .await
+                .map(drop);
         }
     };
     match fetch(ferry, &payload).await {
@@ -144,7 +159,7 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
             ferry
                 .store
                 .complete_media_job(
-                    job.id,
+                    &job,
                     payload.attachment_id,
                     &FetchedFile {
                         storage_key: &blob.storage_key,
@@ -154,21 +169,24 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
                     },
                 )
                 .await
+                .map(drop)
         }
         Err(Failure::Retry(reason)) if job.attempts < job.max_attempts => {
             let delay = backoff(ferry.config.media_retry_base_ms, job.attempts);
             tracing::warn!(job = job.id, attempt = job.attempts, %reason, ?delay, "media download failed; retrying");
             ferry
                 .store
-                .retry_job(job.id, &reason, Utc::now() + delay)
+                .retry_job(&job, &reason, Utc::now() + delay)
                 .await
+                .map(drop)
         }
         Err(Failure::Retry(reason) | Failure::GiveUp(reason)) => {
             tracing::warn!(job = job.id, attempt = job.attempts, %reason, "media download abandoned; placeholder kept");
             ferry
                 .store
-                .fail_media_job(job.id, payload.attachment_id, &reason)
+                .fail_media_job(&job, payload.attachment_id, &reason)
                 .await
+                .map(drop)
         }
     }
 }

@@ -134,7 +134,7 @@ pub async fn media_is_fetched_in_the_background_with_backoff_and_placeholders(db
     let (fake_base, fake) = fake_providers().await;
     let app = spawn_app_with(db, |config| config.media_retry_base_ms = 1).await;
     let f = app.fixture().await;
-    let fetch = || ferry::webhooks::media::run_due(&app.ferry, "test");
+    let fetch = || ferry::webhooks::media::run_due(&app.ferry, "test", &|| false);
 
     // Evolution: bytes in the delivery are ready at once; without them, fetched by the job.
     let (_, evolution) = connected(
@@ -184,6 +184,63 @@ pub async fn media_is_fetched_in_the_background_with_backoff_and_placeholders(db
         "a finished job does not run again"
     );
 
+    // A worker whose lease ran out cannot finish the job another worker took over.
+    assert_eq!(
+        send(evolution_media("AUD2", "audioMessage", None)).await.0,
+        200
+    );
+    let store = app.ferry.store.as_ref();
+    let now = chrono::Utc::now();
+    let late = store
+        .claim_job(
+            "fetch_media",
+            "late",
+            "token-a",
+            now,
+            now - chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap()
+        .expect("the job is due");
+    let taker = store
+        .claim_job(
+            "fetch_media",
+            "taker",
+            "token-b",
+            now,
+            now + chrono::Duration::minutes(5),
+        )
+        .await
+        .unwrap()
+        .expect("an expired lease is taken over");
+    assert_eq!((taker.id, taker.attempts), (late.id, 2));
+    let file = ferry::store::FetchedFile {
+        storage_key: "x",
+        checksum: "x",
+        byte_size: 1,
+        content_type: None,
+    };
+    let attachment_id = late.payload.0["attachment_id"].as_i64().unwrap();
+    assert!(
+        !store
+            .complete_media_job(&late, attachment_id, &file)
+            .await
+            .unwrap()
+    );
+    assert!(!store.retry_job(&late, "late", now).await.unwrap());
+    assert_eq!(
+        attachment(&app, "AUD2").await.0,
+        "pending",
+        "the late worker changed nothing"
+    );
+    assert!(
+        store
+            .fail_media_job(&taker, attachment_id, "given up")
+            .await
+            .unwrap()
+    );
+    assert_eq!(attachment(&app, "AUD2").await.0, "failed");
+
     // A provider that never serves the file: retried with growing delays, then a failed placeholder.
     assert_eq!(
         send(evolution_media("FAIL1", "audioMessage", None)).await.0,
@@ -211,7 +268,7 @@ pub async fn media_is_fetched_in_the_background_with_backoff_and_placeholders(db
     );
     let messages = crate::webhooks::count(&app, "SELECT COUNT(*) FROM messages").await;
     assert_eq!(
-        messages, 3,
+        messages, 4,
         "every message is stored, with or without its file"
     );
 
