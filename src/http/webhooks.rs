@@ -58,6 +58,7 @@ async fn evolution_legacy(
         .store
         .route_by_instance_name(&instance)
         .await?
+        .filter(|route| route.enabled)
         .ok_or_else(unknown)?;
     if let Err(e) = ferry
         .store

@@ -139,20 +139,20 @@ pub(crate) const ROUTES_BY_ID: &str = "WITH routes AS (\
      CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
      FROM integrations WHERE id = $1) ";
 
-/// Legacy tables only; the integration (if the instance was migrated) is attached for hit counting.
+/// The legacy tables resolve the instance; once it was migrated to an integration, that integration decides
+/// (its inbox, whether it is enabled) and counts the hit, so both URLs store into the same inbox.
 pub(crate) const ROUTES_BY_INSTANCE_NAME: &str = "WITH routes AS (\
-     SELECT (SELECT g.id FROM integrations g WHERE g.provider = 'evolution' AND g.instance_name = e.instance_name) \
-       AS integration_id, \
-     oa.account_id, \
-     COALESCE(\
+     SELECT g.id AS integration_id, COALESCE(g.account_id, oa.account_id) AS account_id, \
+     COALESCE(g.inbox_id, \
        (SELECT MIN(ib.id) FROM inboxes ib WHERE ib.account_id = oa.account_id AND ib.channel_type = 'evolution' \
          AND replace(ib.phone_number, '+', '') = replace(e.phone_number, '+', '')), \
        (SELECT MIN(ib.id) FROM inboxes ib WHERE ib.account_id = oa.account_id AND ib.channel_type = 'evolution' \
          HAVING COUNT(*) = 1)) AS inbox_id, \
-     'evolution' AS provider, TRUE AS enabled, \
-     (SELECT g.previous_token_expires_at FROM integrations g WHERE 1 = 0) AS expires_at, \
-     (SELECT g.secrets_ciphertext FROM integrations g WHERE 1 = 0) AS secrets_ciphertext \
+     'evolution' AS provider, COALESCE(g.enabled, TRUE) AS enabled, \
+     (SELECT x.previous_token_expires_at FROM integrations x WHERE 1 = 0) AS expires_at, \
+     (SELECT x.secrets_ciphertext FROM integrations x WHERE 1 = 0) AS secrets_ciphertext \
      FROM evolution_instances e JOIN organization_accounts oa ON oa.organization_id = e.organization_id \
+     LEFT JOIN integrations g ON g.provider = 'evolution' AND g.instance_name = e.instance_name \
      WHERE e.instance_name = $1) ";
 
 macro_rules! integration_select {

@@ -869,6 +869,38 @@ pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db)
         .await,
         1
     );
+
+    // A disabled integration is disabled on the legacy route too.
+    let integration_path = format!(
+        "/api/v1/accounts/{}/integrations/{}",
+        f.account_id, created["id"]
+    );
+    let (status, _) = app
+        .post_json(
+            &format!("{integration_path}/disable"),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG6"))
+            .await
+            .0,
+        404
+    );
+    app.post_json(
+        &format!("{integration_path}/enable"),
+        Some(&f.admin_token),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG6"))
+            .await
+            .0,
+        200
+    );
 }
 
 /// Once an inbox migration with `redirect_source` (the default) completes, the source integration's traffic
