@@ -356,6 +356,21 @@ impl Delivery<'_> {
     /// Stores one event; a failure is logged and the whole request kept as a dead letter.
     async fn store(&self, event: crate::webhooks::event::InboundEvent) -> ApiResult<Value> {
         match ingest(self.ferry, self.route, event).await {
+            Ok(outcome @ Outcome::Changed(false)) => {
+                // An edit or deletion of a message not stored (yet: it may still be on its way): kept, so a
+                // replay applies it once the message is there.
+                dead_letter(
+                    self.ferry,
+                    self.route,
+                    self.via,
+                    "the message it changes is not stored (yet); replay once it is",
+                    200,
+                    self.headers,
+                    self.body,
+                )
+                .await;
+                Ok(outcome_json(&outcome))
+            }
             Ok(outcome) => Ok(outcome_json(&outcome)),
             Err(e) => {
                 tracing::error!(error = %e, integration = self.route.integration_id, "webhook not stored");

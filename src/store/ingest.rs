@@ -195,7 +195,13 @@ macro_rules! impl_ingest_store {
                         known.insert(*person, (*ci, *contact));
                     }
                 }
-                for m in &pending {
+                // New customers and conversations in one order for every writer (account, inbox, identity), so
+                // that two batches never wait for each other's rows and account counters in opposite orders.
+                let mut ordered = pending.clone();
+                ordered.sort_by(|a, b| {
+                    (a.account_id, a.inbox_id, a.wa_identity.as_str()).cmp(&(b.account_id, b.inbox_id, b.wa_identity.as_str()))
+                });
+                for m in &ordered {
                     let person = (m.inbox_id, m.wa_identity.as_str());
                     if known.contains_key(&person) {
                         continue;
@@ -253,7 +259,7 @@ macro_rules! impl_ingest_store {
                     .await?
                     .into_iter()
                     .collect();
-                for m in &pending {
+                for m in &ordered {
                     let (ci, contact_id) = known[&(m.inbox_id, m.wa_identity.as_str())];
                     if open.contains_key(&ci) {
                         continue;
@@ -389,20 +395,24 @@ macro_rules! impl_ingest_store {
                     );
                     qb.build().execute(&mut *tx).await?;
                 }
-                tx.commit().await?;
-
-                Ok(batch
+                let results = batch
                     .iter()
                     .map(|m| {
-                        let message_id = stored[&m.dedupe_key];
+                        // A conflicting row deleted between the insert and the re-check: nothing to answer
+                        // with, so the whole batch rolls back (and is retried).
+                        let message_id = *stored.get(&m.dedupe_key).ok_or_else(|| {
+                            StoreError::Invalid(format!("message {} vanished while being stored", m.provider_message_id))
+                        })?;
                         let first = first_with_key[m.dedupe_key.as_str()];
-                        if new_keys.contains(&m.dedupe_key) && std::ptr::eq(&batch[first], m) {
+                        Ok(if new_keys.contains(&m.dedupe_key) && std::ptr::eq(&batch[first], m) {
                             Ingested::Stored { message_id, conversation_id: conversation_of(m) }
                         } else {
                             Ingested::Duplicate { message_id }
-                        }
+                        })
                     })
-                    .collect())
+                    .collect::<Result<Vec<_>>>()?;
+                tx.commit().await?;
+                Ok(results)
             }
 
             async fn raise_message_status(&self, account_id: i64, inbox_id: i64, provider_message_id: &str, status: &str) -> Result<bool> {

@@ -33,7 +33,8 @@ impl GroupCommit {
     /// Stores one message with whatever else is being stored now; answers once it is committed.
     pub async fn ingest(&self, message: IngestMessage) -> Result<Ingested, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Invalid("the message writer has stopped".into());
+        // Answered 500 (the provider retries); the delivery is kept as a dead letter meanwhile.
+        let stopped = || StoreError::Database(sqlx::Error::PoolClosed);
         self.jobs
             .send((message, reply))
             .await
@@ -58,7 +59,7 @@ async fn write(
         }
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        match store.ingest_batch(&messages).await {
+        match guarded(store.ingest_batch(&messages)).await {
             Ok(results) => {
                 tracing::debug!(
                     size = messages.len(),
@@ -75,8 +76,7 @@ async fn write(
             Err(e) => {
                 tracing::warn!(error = %e, size = messages.len(), "batch not stored; storing its messages one by one");
                 for (message, reply) in messages.iter().zip(replies) {
-                    let result = store
-                        .ingest_batch(std::slice::from_ref(message))
+                    let result = guarded(store.ingest_batch(std::slice::from_ref(message)))
                         .await
                         .map(|mut r| r.remove(0));
                     let _ = reply.send(result);
@@ -84,4 +84,15 @@ async fn write(
             }
         }
     }
+}
+
+/// A panic while storing becomes an error for that batch: the writer lives on, and no delivery waits forever.
+async fn guarded(
+    work: impl std::future::Future<Output = Result<Vec<Ingested>, StoreError>>,
+) -> Result<Vec<Ingested>, StoreError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Invalid("storing the batch panicked".into())))
 }

@@ -166,23 +166,24 @@ impl TokenRoutes {
 
     /// Drops every cached route of the integration (rotate, disable, enable), here and on every node.
     pub async fn invalidate_integration(&self, integration_id: i64) {
+        // Redis first: dropped locally before, the entry could come straight back from Redis.
         let what = Invalidation::Integration(integration_id);
+        self.publish(&what).await;
         self.drop_local(&what).await;
-        self.publish(what).await;
     }
 
     /// Drops a cached answer for one token (a new token might have been probed, and negatively cached, before).
     pub async fn invalidate_token(&self, token: &WebhookToken) {
         let what = Invalidation::Token(token.hash());
+        self.publish(&what).await;
         self.drop_local(&what).await;
-        self.publish(what).await;
     }
 
     /// Drops every cached route: where integrations' messages go changed (an inbox migration redirecting its
     /// source completed or was reverted).
     pub async fn invalidate_all(&self) {
+        self.publish(&Invalidation::All).await;
         self.drop_local(&Invalidation::All).await;
-        self.publish(Invalidation::All).await;
     }
 
     async fn drop_local(&self, what: &Invalidation) {
@@ -280,12 +281,12 @@ impl TokenRoutes {
         }
     }
 
-    async fn publish(&self, what: Invalidation) {
+    async fn publish(&self, what: &Invalidation) {
         let Some(shared) = self.shared.as_ref() else {
             return;
         };
         let mut conn = shared.conn.clone();
-        let deleted = match &what {
+        let deleted = match what {
             Invalidation::Integration(id) => {
                 let set = shared.integration_set(*id);
                 match conn.smembers::<_, Vec<String>>(&set).await {

@@ -1350,6 +1350,15 @@ pub async fn edits_deletes_and_reactions_change_their_target(db: Db) {
         (&unknown["status"], &unknown["changed"]),
         (&json!("changed"), &json!(false))
     );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM webhook_dead_letters WHERE status_code = 200"
+        )
+        .await,
+        1,
+        "a change to a message not stored yet is kept for a replay"
+    );
 
     let messages = messages_by_source(&app, &f, &first["conversation_id"]).await;
     let mut ids: Vec<&String> = messages.keys().collect();
