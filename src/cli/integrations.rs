@@ -79,6 +79,20 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over: the legacy tables, what is migrated, and legacy-route traffic of the last N days
+    Check {
+        #[arg(long, default_value_t = 14)]
+        quiet_days: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut-over: every non-error legacy row becomes exactly one integration (idempotent; --dry-run writes nothing)
+    Migrate {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow::Result<()> {
@@ -137,6 +151,36 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
                     "integration {id} {}",
                     if enabled { "enabled" } else { "disabled" }
                 );
+            }
+            return Ok(());
+        }
+        IntegrationsCommand::Check {
+            quiet_days,
+            json: _,
+        } => {
+            print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Migrate { dry_run, json } => {
+            let report = crate::webhooks::cutover::migrate(&ferry, dry_run).await?;
+            if json {
+                print_json(&json!(report));
+            } else {
+                println!(
+                    "{}migrated {}, updated {}, unchanged {}, skipped {}, errors {}",
+                    if dry_run { "dry run: would have " } else { "" },
+                    report.migrated.len(),
+                    report.updated.len(),
+                    report.unchanged.len(),
+                    report.skipped.len(),
+                    report.errors.len()
+                );
+                for item in report.skipped.iter().chain(&report.errors) {
+                    println!("  {} {}: {}", item["provider"], item["key"], item["reason"]);
+                }
+            }
+            if !report.errors.is_empty() {
+                anyhow::bail!("{} legacy rows could not be migrated", report.errors.len());
             }
             return Ok(());
         }

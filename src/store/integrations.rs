@@ -116,6 +116,49 @@ pub trait IntegrationStore: Send + Sync {
     ) -> Result<()>;
     /// Legacy-route hits per instance since `since` (a UTC day), busiest first.
     async fn legacy_hits_since(&self, since: chrono::NaiveDate) -> Result<Vec<LegacyHits>>;
+    /// Every `evolution_instances` row with the account its organization maps to (None: unmapped).
+    async fn legacy_instances(&self) -> Result<Vec<LegacyInstanceRow>>;
+    /// Every `whatsapp_business_configs` row with the account its organization maps to.
+    async fn legacy_business_configs(&self) -> Result<Vec<LegacyConfigRow>>;
+    /// The integration of `provider` keyed by `key` (the instance name for Evolution, else the phone number id).
+    async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>>;
+    /// Deletes an inbox nothing uses yet (no conversation, contact or integration); false otherwise.
+    async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool>;
+    /// Sets what the cut-over's migrate maps from a legacy row; false when nothing changed.
+    async fn set_integration_from_legacy(
+        &self,
+        id: i64,
+        status: &str,
+        config: &serde_json::Value,
+    ) -> Result<bool>;
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LegacyInstanceRow {
+    pub instance_name: String,
+    pub organization_id: String,
+    pub status: String,
+    pub phone_number: Option<String>,
+    pub api_url: Option<String>,
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    pub account_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LegacyConfigRow {
+    pub organization_id: String,
+    pub provider: String,
+    pub phone_number_id: String,
+    pub phone_number: Option<String>,
+    #[serde(skip)]
+    pub access_token: Option<String>,
+    #[serde(skip)]
+    pub app_secret: Option<String>,
+    #[serde(skip)]
+    pub verify_token: Option<String>,
+    pub status: String,
+    pub account_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -326,6 +369,66 @@ macro_rules! impl_integration_store {
                         .await?;
                 }
                 Ok(())
+            }
+
+            async fn legacy_instances(&self) -> Result<Vec<$crate::store::LegacyInstanceRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT e.instance_name, e.organization_id, e.status, e.phone_number, e.api_url, e.api_key, \
+                     oa.account_id FROM evolution_instances e \
+                     LEFT JOIN organization_accounts oa ON oa.organization_id = e.organization_id ORDER BY e.instance_name",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn legacy_business_configs(&self) -> Result<Vec<$crate::store::LegacyConfigRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT c.organization_id, c.provider, c.phone_number_id, c.phone_number, c.access_token, \
+                     c.app_secret, c.verify_token, c.status, oa.account_id FROM whatsapp_business_configs c \
+                     LEFT JOIN organization_accounts oa ON oa.organization_id = c.organization_id \
+                     ORDER BY c.phone_number_id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>> {
+                Ok(sqlx::query_as(concat!(
+                    integration_select!(),
+                    "WHERE provider = $1 AND (CASE WHEN provider = 'evolution' THEN instance_name ELSE phone_number_id END) = $2"
+                ))
+                .bind(provider)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM inboxes WHERE id = $1 AND account_id = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM conversations WHERE inbox_id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes WHERE inbox_id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM integrations WHERE inbox_id = $1)",
+                )
+                .bind(inbox_id)
+                .bind(account_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_integration_from_legacy(&self, id: i64, status: &str, config: &serde_json::Value) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE integrations SET status = $2, config = $3, updated_at = $4 \
+                     WHERE id = $1 AND (status <> $2 OR config <> $3)",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(sqlx::types::Json(config))
+                .bind(chrono::Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn legacy_hits_since(&self, since: chrono::NaiveDate) -> Result<Vec<$crate::store::LegacyHits>> {

@@ -24,7 +24,10 @@ pub use inbox_migrations::*;
 pub use ingest::{
     DeadLetter, IngestAttachment, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite,
 };
-pub use integrations::{Integration, IntegrationStore, LegacyHits, NewIntegration, TokenRoute};
+pub use integrations::{
+    Integration, IntegrationStore, LegacyConfigRow, LegacyHits, LegacyInstanceRow, NewIntegration,
+    TokenRoute,
+};
 pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
 pub use pg::PgStore;

@@ -3,6 +3,7 @@
 //! cached token → integration routing.
 
 pub mod cloud;
+pub mod cutover;
 pub mod dead_letters;
 pub mod dialog360;
 pub mod event;

@@ -4,6 +4,7 @@
 
 mod auth;
 mod cli;
+mod cutover;
 mod datagen;
 mod helpers;
 mod inboxes;
@@ -72,6 +73,8 @@ fn main() {
         webhooks::random_bodies_get_200_or_a_dead_letter,
         webhooks::a_database_failure_keeps_the_delivery_as_a_dead_letter,
         media::media_is_fetched_in_the_background_with_backoff_and_placeholders,
+        cutover::migrate_turns_each_usable_legacy_row_into_one_integration,
+        cutover::concurrent_first_migrations_make_no_duplicates,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

@@ -1,0 +1,374 @@
+//! The cut-over from legacy instance routing (SPEC 4.4): `check` reports where an installation stands and
+//! `migrate` turns every usable legacy row into exactly one integration. The database's unique keys (provider +
+//! instance name or phone number id) make `migrate` idempotent and safe to run twice at once: a row another run
+//! created first is reported, never duplicated.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
+use crate::domain::ChannelType;
+use crate::services::{CreateInbox, Ferry, ServiceError};
+use crate::store::{Inbox, Integration, LegacyConfigRow, LegacyInstanceRow, StoreError};
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+#[derive(Debug, Serialize)]
+pub struct TableCheck {
+    pub total: usize,
+    /// Rows in error (not migrated by design).
+    pub error: usize,
+    pub migrated: usize,
+    pub not_migrated: Vec<String>,
+    /// Rows whose organization maps to no account: they cannot be migrated.
+    pub unmapped: Vec<String>,
+}
+
+/// Where the installation stands: per legacy table, and the legacy route's recent traffic.
+pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<Value> {
+    let instances = ferry.store.legacy_instances().await?;
+    let configs = ferry.store.legacy_business_configs().await?;
+    let mut evolution = TableCheck::default_for(instances.len());
+    for row in &instances {
+        if row.status == "error" {
+            evolution.error += 1;
+        } else if row.account_id.is_none() {
+            evolution.unmapped.push(row.instance_name.clone());
+        } else if ferry
+            .store
+            .integration_by_key("evolution", &row.instance_name)
+            .await?
+            .is_some()
+        {
+            evolution.migrated += 1;
+        } else {
+            evolution.not_migrated.push(row.instance_name.clone());
+        }
+    }
+    let mut business = TableCheck::default_for(configs.len());
+    for row in &configs {
+        if row.account_id.is_none() {
+            business.unmapped.push(row.phone_number_id.clone());
+        } else if ferry
+            .store
+            .integration_by_key(&row.provider, &row.phone_number_id)
+            .await?
+            .is_some()
+        {
+            business.migrated += 1;
+        } else {
+            business.not_migrated.push(row.phone_number_id.clone());
+        }
+    }
+    let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
+    let hits = ferry.store.legacy_hits_since(since).await?;
+    Ok(json!({
+        "evolution_instances": evolution,
+        "whatsapp_business_configs": business,
+        // (provider, instance name / phone number id) is unique in `integrations`: duplicates cannot exist.
+        "duplicate_integrations": [],
+        "legacy_route": {
+            "enabled": ferry.store.legacy_route_enabled().await?,
+            "quiet_days": quiet_days,
+            "hits": hits,
+        },
+    }))
+}
+
+impl TableCheck {
+    fn default_for(total: usize) -> Self {
+        Self {
+            total,
+            error: 0,
+            migrated: 0,
+            not_migrated: Vec::new(),
+            unmapped: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct MigrateReport {
+    pub dry_run: bool,
+    pub migrated: Vec<Value>,
+    pub updated: Vec<Value>,
+    pub unchanged: Vec<Value>,
+    pub skipped: Vec<Value>,
+    pub errors: Vec<Value>,
+}
+
+/// One legacy row as `migrate` sees it.
+struct Legacy {
+    provider: &'static str,
+    key: String,
+    account_id: Option<i64>,
+    organization_id: String,
+    status: String,
+    phone_number: Option<String>,
+    api_url: Option<String>,
+    secrets: ProviderSecrets,
+}
+
+impl Legacy {
+    fn of_instance(row: LegacyInstanceRow) -> Self {
+        Self {
+            provider: "evolution",
+            key: row.instance_name,
+            account_id: row.account_id,
+            organization_id: row.organization_id,
+            status: row.status,
+            phone_number: row.phone_number,
+            api_url: row.api_url,
+            secrets: ProviderSecrets {
+                api_key: row.api_key,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn of_config(row: LegacyConfigRow) -> Self {
+        let dialog360 = row.provider == "dialog360";
+        Self {
+            provider: if dialog360 {
+                "dialog360"
+            } else {
+                "whatsapp_cloud"
+            },
+            key: row.phone_number_id,
+            account_id: row.account_id,
+            organization_id: row.organization_id,
+            status: row.status,
+            phone_number: row.phone_number,
+            api_url: None,
+            // 360dialog's access token is its D360-API-KEY.
+            secrets: ProviderSecrets {
+                app_secret: row.app_secret,
+                verify_token: row.verify_token,
+                api_key: row.access_token.clone().filter(|_| dialog360),
+                access_token: row.access_token.filter(|_| !dialog360),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// `open`→`active`, `connecting`→`pending`, `close`→`disconnected`.
+    fn mapped_status(&self) -> &'static str {
+        match self.status.as_str() {
+            "open" | "active" => "active",
+            "connecting" | "pending" => "pending",
+            "close" | "closed" | "disconnected" => "disconnected",
+            _ => "error",
+        }
+    }
+
+    fn config(&self, current: Option<&Value>) -> Value {
+        let mut config = current.cloned().unwrap_or_else(|| json!({}));
+        if let Some(url) = &self.api_url {
+            config["api_url"] = json!(url.trim_end_matches('/'));
+        }
+        config
+    }
+
+    fn item(&self, integration: Option<&Integration>, reason: Option<String>) -> Value {
+        json!({
+            "provider": self.provider,
+            "key": self.key,
+            "account_id": self.account_id,
+            "integration_id": integration.map(|i| i.id),
+            "inbox_id": integration.and_then(|i| i.inbox_id),
+            "status": self.mapped_status(),
+            "reason": reason,
+        })
+    }
+}
+
+/// Every non-error legacy row becomes exactly one integration (see the module). A dry run reports the same plan
+/// and writes nothing.
+pub async fn migrate(ferry: &Ferry, dry_run: bool) -> Result<MigrateReport> {
+    let mut report = MigrateReport {
+        dry_run,
+        ..Default::default()
+    };
+    let instances = ferry.store.legacy_instances().await?;
+    let configs = ferry.store.legacy_business_configs().await?;
+    let rows = instances
+        .into_iter()
+        .map(|row| {
+            let error = (row.status == "error").then(|| "the instance is in error".to_owned());
+            (Legacy::of_instance(row), error)
+        })
+        .chain(
+            configs
+                .into_iter()
+                .map(|row| (Legacy::of_config(row), None)),
+        );
+    for (legacy, error) in rows {
+        if let Some(reason) = error {
+            report.skipped.push(legacy.item(None, Some(reason)));
+            continue;
+        }
+        if legacy.account_id.is_none() {
+            let reason = format!("organization {} maps to no account", legacy.organization_id);
+            report.skipped.push(legacy.item(None, Some(reason)));
+            continue;
+        }
+        match migrate_one(ferry, &legacy, dry_run).await {
+            Ok((Outcome::Migrated, i)) => report.migrated.push(legacy.item(i.as_ref(), None)),
+            Ok((Outcome::Updated, i)) => report.updated.push(legacy.item(i.as_ref(), None)),
+            Ok((Outcome::Unchanged(reason), i)) => {
+                report.unchanged.push(legacy.item(i.as_ref(), reason))
+            }
+            Ok((Outcome::Skipped(reason), i)) => {
+                report.skipped.push(legacy.item(i.as_ref(), Some(reason)))
+            }
+            Err(e) => report.errors.push(legacy.item(None, Some(e.to_string()))),
+        }
+    }
+    if !dry_run {
+        ferry
+            .audit(
+                None,
+                None,
+                "integrations.migrate",
+                "integrations".into(),
+                json!({"migrated": report.migrated.len(), "updated": report.updated.len(),
+                       "skipped": report.skipped.len(), "errors": report.errors.len()}),
+            )
+            .await;
+    }
+    Ok(report)
+}
+
+enum Outcome {
+    Migrated,
+    Updated,
+    Unchanged(Option<String>),
+    Skipped(String),
+}
+
+async fn migrate_one(
+    ferry: &Ferry,
+    legacy: &Legacy,
+    dry_run: bool,
+) -> Result<(Outcome, Option<Integration>)> {
+    let account_id = legacy.account_id.expect("checked by the caller");
+    if let Some(existing) = ferry
+        .store
+        .integration_by_key(legacy.provider, &legacy.key)
+        .await?
+    {
+        let config = legacy.config(Some(&existing.config.0));
+        let differs = existing.status != legacy.mapped_status() || existing.config.0 != config;
+        if !differs {
+            return Ok((Outcome::Unchanged(None), Some(existing)));
+        }
+        if !dry_run {
+            ferry
+                .store
+                .set_integration_from_legacy(existing.id, legacy.mapped_status(), &config)
+                .await?;
+        }
+        return Ok((Outcome::Updated, Some(existing)));
+    }
+    let channel = Provider::parse(legacy.provider)?.channel();
+    let found = inbox_for(ferry, account_id, channel, legacy.phone_number.as_deref()).await?;
+    let created_inbox = found.is_none();
+    let inbox = match found {
+        Some(inbox) => inbox.id,
+        None if dry_run => {
+            return Ok((Outcome::Migrated, None));
+        }
+        None => {
+            ferry
+                .create_inbox(
+                    CreateInbox {
+                        account_id,
+                        name: format!("WhatsApp {} ({})", legacy.key, channel.label()),
+                        channel_type: channel,
+                        phone_number: legacy.phone_number.clone(),
+                        provider_config: None,
+                        lock_to_single_conversation: false,
+                    },
+                    None,
+                )
+                .await?
+                .id
+        }
+    };
+    if dry_run {
+        return Ok((Outcome::Migrated, None));
+    }
+    let created = integrations::create(
+        ferry,
+        CreateIntegration {
+            account_id,
+            inbox_id: inbox,
+            provider: Provider::parse(legacy.provider)?,
+            instance_name: (legacy.provider == "evolution").then(|| legacy.key.clone()),
+            phone_number_id: (legacy.provider != "evolution").then(|| legacy.key.clone()),
+            api_url: legacy.api_url.clone(),
+            secrets: legacy.secrets.clone(),
+        },
+        None,
+    )
+    .await;
+    let issued = match created {
+        Ok(issued) => issued,
+        // Another run created it between our lookup and our insert: the unique key kept it single, and the
+        // inbox this run made for it goes again.
+        Err(ServiceError::Conflict(_)) => {
+            if created_inbox {
+                ferry.store.delete_unused_inbox(account_id, inbox).await?;
+            }
+            let existing = ferry
+                .store
+                .integration_by_key(legacy.provider, &legacy.key)
+                .await?;
+            return Ok((
+                Outcome::Unchanged(Some("migrated by a concurrent run".into())),
+                existing,
+            ));
+        }
+        Err(ServiceError::Validation { field, message }) => {
+            return Ok((Outcome::Skipped(format!("{field}: {message}")), None));
+        }
+        Err(e) => return Err(e),
+    };
+    let config = legacy.config(Some(&issued.integration.config.0));
+    ferry
+        .store
+        .set_integration_from_legacy(issued.integration.id, legacy.mapped_status(), &config)
+        .await?;
+    let integration = ferry
+        .store
+        .get_integration(account_id, issued.integration.id)
+        .await?;
+    Ok((Outcome::Migrated, Some(integration)))
+}
+
+/// The account's inbox of `channel` with this phone number; without a number, its only inbox of that channel.
+/// A legacy row with another number gets an inbox of its own.
+async fn inbox_for(
+    ferry: &Ferry,
+    account_id: i64,
+    channel: ChannelType,
+    phone: Option<&str>,
+) -> std::result::Result<Option<Inbox>, StoreError> {
+    let digits = |p: &str| p.chars().filter(char::is_ascii_digit).collect::<String>();
+    let candidates: Vec<Inbox> = ferry
+        .store
+        .list_inboxes(account_id)
+        .await?
+        .into_iter()
+        .filter(|i| i.channel() == channel)
+        .collect();
+    Ok(match phone.map(digits).filter(|p| !p.is_empty()) {
+        Some(phone) => candidates.into_iter().find(|i| {
+            i.phone_number
+                .as_deref()
+                .is_some_and(|p| digits(p) == phone)
+        }),
+        None if candidates.len() == 1 => candidates.into_iter().next(),
+        None => None,
+    })
+}

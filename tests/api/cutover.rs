@@ -1,0 +1,197 @@
+//! The cut-over from legacy instance routing (SPEC 4.4), on the generated account's legacy rows: three usable
+//! Evolution instances (open, connecting, close), one in error, one whose organization maps to no account, and
+//! a Cloud and a 360dialog business config.
+
+use ferry::domain::ChannelType;
+use serde_json::Value;
+
+use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app};
+use crate::webhooks::count;
+
+fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+    let out = app.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn keys(items: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 20, 0.2).await;
+    let account = report.account_id;
+    let inboxes_before = count(&app, "SELECT COUNT(*) FROM inboxes").await;
+
+    let check = cli_json(&app, &["integrations", "check", "--json"]);
+    assert_eq!(check["evolution_instances"]["total"], 5, "{check}");
+    assert_eq!(check["evolution_instances"]["error"], 1);
+    assert_eq!(check["evolution_instances"]["migrated"], 0);
+    assert_eq!(
+        check["evolution_instances"]["unmapped"][0],
+        format!("orfa-{account}")
+    );
+    assert_eq!(
+        check["whatsapp_business_configs"]["not_migrated"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The dry run prints the plan and writes nothing.
+    let plan = cli_json(&app, &["integrations", "migrate", "--dry-run", "--json"]);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["migrated"].as_array().unwrap().len(), 5, "{plan}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM integrations").await, 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM inboxes").await,
+        inboxes_before
+    );
+
+    let done = cli_json(&app, &["integrations", "migrate", "--json"]);
+    assert_eq!(
+        keys(&done["migrated"]),
+        keys(&plan["migrated"]),
+        "the run did what the plan said"
+    );
+    let skipped: Vec<(String, String)> = done["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_owned(),
+                i["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|(k, r)| k.ends_with("-antigo") && r.contains("error"))
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|(k, r)| k.starts_with("orfa-") && r.contains("maps to no account"))
+    );
+    assert!(done["errors"].as_array().unwrap().is_empty());
+
+    let by_key = |key: String| {
+        done["migrated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == key.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} not migrated: {done}"))
+    };
+    let principal = by_key(format!("clinica-{account}-principal"));
+    assert_eq!(
+        principal["inbox_id"],
+        inbox_of(&report, ChannelType::Evolution),
+        "same number, same inbox"
+    );
+    assert_eq!(principal["status"], "active");
+    let recepcao = by_key(format!("clinica-{account}-recepcao"));
+    assert_eq!(recepcao["status"], "pending");
+    assert_ne!(
+        recepcao["inbox_id"], principal["inbox_id"],
+        "another number gets an inbox of its own"
+    );
+    assert_eq!(
+        by_key(format!("clinica-{account}-backup"))["status"],
+        "disconnected"
+    );
+    let cloud = done["migrated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["provider"] == "whatsapp_cloud")
+        .unwrap();
+    assert_eq!(
+        cloud["inbox_id"],
+        inbox_of(&report, ChannelType::WhatsappCloud)
+    );
+
+    // The migrated instance routes by token now, and the legacy URL reaches the same inbox.
+    let listed = cli_json(
+        &app,
+        &[
+            "integrations",
+            "list",
+            "--account",
+            &account.to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+    let principal_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == principal["integration_id"])
+        .unwrap();
+    assert_eq!(
+        principal_row["instance_name"],
+        format!("clinica-{account}-principal")
+    );
+    assert_eq!(
+        principal_row["secrets_set"], true,
+        "the legacy API key, sealed"
+    );
+
+    // Twice, and twice at once: nothing new, nothing duplicated.
+    let again = cli_json(&app, &["integrations", "migrate", "--json"]);
+    assert!(again["migrated"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(again["unchanged"].as_array().unwrap().len(), 5);
+    let inboxes_after = count(&app, "SELECT COUNT(*) FROM inboxes").await;
+    let (a, b) = tokio::join!(
+        ferry::webhooks::cutover::migrate(&app.ferry, false),
+        ferry::webhooks::cutover::migrate(&app.ferry, false)
+    );
+    assert!(a.unwrap().migrated.is_empty() && b.unwrap().migrated.is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM integrations").await, 5);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM inboxes").await,
+        inboxes_after
+    );
+
+    let check = cli_json(&app, &["integrations", "check", "--json"]);
+    assert_eq!(check["evolution_instances"]["migrated"], 3, "{check}");
+    assert_eq!(check["whatsapp_business_configs"]["migrated"], 2);
+}
+
+/// Concurrent first runs on a fresh installation: the unique key keeps one integration per legacy row, and an
+/// inbox a losing run created for it is removed again.
+pub async fn concurrent_first_migrations_make_no_duplicates(db: Db) {
+    let app = spawn_app(db).await;
+    seeded(&app, 10, 0.2).await;
+    let inboxes_before = count(&app, "SELECT COUNT(*) FROM inboxes").await;
+    let runs = futures::future::join_all(
+        (0..3).map(|_| ferry::webhooks::cutover::migrate(&app.ferry, false)),
+    )
+    .await;
+    let migrated: usize = runs.into_iter().map(|r| r.unwrap().migrated.len()).sum();
+    assert_eq!(migrated, 5, "each row migrated by exactly one run");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM integrations").await, 5);
+    // recepcao and backup have numbers no inbox has: one new inbox each, whoever won.
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM inboxes").await,
+        inboxes_before + 2
+    );
+}
