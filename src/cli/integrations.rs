@@ -86,6 +86,12 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over: compare the legacy rows with their integrations, key by key and field by field (exit 1 unless
+    /// they agree)
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut-over: every non-error legacy row becomes exactly one integration (idempotent; --dry-run writes nothing)
     Migrate {
         #[arg(long)]
@@ -159,6 +165,19 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             json: _,
         } => {
             print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Verify { json: _ } => {
+            let report = crate::webhooks::cutover::verify(&ferry).await?;
+            print_json(&report);
+            if report["agree"] != true {
+                anyhow::bail!(
+                    "the legacy rows and the integrations differ: {} missing, {} extra, {} different",
+                    report["missing"].as_array().map_or(0, Vec::len),
+                    report["extra"].as_array().map_or(0, Vec::len),
+                    report["different"].as_array().map_or(0, Vec::len)
+                );
+            }
             return Ok(());
         }
         IntegrationsCommand::Migrate { dry_run, json } => {

@@ -122,6 +122,8 @@ pub trait IntegrationStore: Send + Sync {
     async fn legacy_business_configs(&self) -> Result<Vec<LegacyConfigRow>>;
     /// The integration of `provider` keyed by `key` (the instance name for Evolution, else the phone number id).
     async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>>;
+    /// Every integration of the installation (the cut-over works across accounts).
+    async fn all_integrations(&self) -> Result<Vec<Integration>>;
     /// Deletes an inbox nothing uses yet (no conversation, contact or integration); false otherwise.
     async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool>;
     /// Sets what the cut-over's migrate maps from a legacy row; false when nothing changed.
@@ -401,6 +403,12 @@ macro_rules! impl_integration_store {
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn all_integrations(&self) -> Result<Vec<Integration>> {
+                Ok(sqlx::query_as(concat!(integration_select!(), "ORDER BY id"))
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool> {

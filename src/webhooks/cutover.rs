@@ -151,6 +151,14 @@ impl Legacy {
         }
     }
 
+    fn table(&self) -> &'static str {
+        if self.provider == "evolution" {
+            "evolution_instances"
+        } else {
+            "whatsapp_business_configs"
+        }
+    }
+
     /// `open`→`active`, `connecting`→`pending`, `close`→`disconnected`.
     fn mapped_status(&self) -> &'static str {
         match self.status.as_str() {
@@ -163,6 +171,8 @@ impl Legacy {
 
     fn config(&self, current: Option<&Value>) -> Value {
         let mut config = current.cloned().unwrap_or_else(|| json!({}));
+        // Marks the integration as the legacy row's: `verify` compares exactly these.
+        config["legacy_origin"] = json!(self.table());
         if let Some(url) = &self.api_url {
             config["api_url"] = json!(url.trim_end_matches('/'));
         }
@@ -371,4 +381,85 @@ async fn inbox_for(
         None if candidates.len() == 1 => candidates.into_iter().next(),
         None => None,
     })
+}
+
+/// Compares the legacy key set with the migrated one, and the mapped fields of the rows in both — never
+/// totals. `agree` is true only when nothing is missing, extra or different.
+pub async fn verify(ferry: &Ferry) -> Result<Value> {
+    use std::collections::BTreeMap;
+    let mut legacy: BTreeMap<(String, String), Legacy> = BTreeMap::new();
+    for row in ferry.store.legacy_instances().await? {
+        if row.status != "error" && row.account_id.is_some() {
+            let l = Legacy::of_instance(row);
+            legacy.insert((l.provider.to_owned(), l.key.clone()), l);
+        }
+    }
+    for row in ferry.store.legacy_business_configs().await? {
+        if row.account_id.is_some() {
+            let l = Legacy::of_config(row);
+            legacy.insert((l.provider.to_owned(), l.key.clone()), l);
+        }
+    }
+    let mut migrated: BTreeMap<(String, String), Integration> = BTreeMap::new();
+    for i in ferry.store.all_integrations().await? {
+        let key = if i.provider == "evolution" {
+            i.instance_name.clone()
+        } else {
+            i.phone_number_id.clone()
+        };
+        if i.config.0.get("legacy_origin").is_some()
+            && let Some(key) = key
+        {
+            migrated.insert((i.provider.clone(), key), i);
+        }
+    }
+    let name = |(provider, key): &(String, String)| json!({"provider": provider, "key": key});
+    let missing: Vec<Value> = legacy
+        .keys()
+        .filter(|k| !migrated.contains_key(*k))
+        .map(name)
+        .collect();
+    let extra: Vec<Value> = migrated
+        .keys()
+        .filter(|k| !legacy.contains_key(*k))
+        .map(name)
+        .collect();
+    let mut different = Vec::new();
+    for (key, l) in &legacy {
+        let Some(i) = migrated.get(key) else { continue };
+        let mut fields = serde_json::Map::new();
+        if i.status != l.mapped_status() {
+            fields.insert(
+                "status".into(),
+                json!({"legacy": l.mapped_status(), "integration": i.status}),
+            );
+        }
+        if Some(i.account_id) != l.account_id {
+            fields.insert(
+                "account_id".into(),
+                json!({"legacy": l.account_id, "integration": i.account_id}),
+            );
+        }
+        let url = l.api_url.as_deref().map(|u| u.trim_end_matches('/'));
+        if url.is_some() && i.config.0.get("api_url").and_then(Value::as_str) != url {
+            fields.insert(
+                "api_url".into(),
+                json!({"legacy": url, "integration": i.config.0.get("api_url")}),
+            );
+        }
+        if !fields.is_empty() {
+            let mut row = name(key);
+            row["integration_id"] = json!(i.id);
+            row["fields"] = Value::Object(fields);
+            different.push(row);
+        }
+    }
+    Ok(json!({
+        "agree": missing.is_empty() && extra.is_empty() && different.is_empty(),
+        "legacy_rows": legacy.len(),
+        "migrated_rows": migrated.len(),
+        "missing": missing,
+        "extra": extra,
+        "different": different,
+    }))
 }

@@ -174,6 +174,65 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     let check = cli_json(&app, &["integrations", "check", "--json"]);
     assert_eq!(check["evolution_instances"]["migrated"], 3, "{check}");
     assert_eq!(check["whatsapp_business_configs"]["migrated"], 2);
+
+    // Verify compares keys and fields, not totals: a hand-edited row and a new one are both found, although
+    // the totals still match (one instance put in error, one added).
+    let verified = cli_json(&app, &["integrations", "verify", "--json"]);
+    assert_eq!(verified["agree"], true, "{verified}");
+    let edits = [
+        format!(
+            "UPDATE evolution_instances SET status = 'close' WHERE instance_name = 'clinica-{account}-principal'"
+        ),
+        format!(
+            "UPDATE evolution_instances SET status = 'error' WHERE instance_name = 'clinica-{account}-backup'"
+        ),
+        format!(
+            "INSERT INTO evolution_instances (instance_name, organization_id, status, phone_number) \
+             VALUES ('clinica-{account}-nova', 'org-{account}', 'open', '+551140020001')"
+        ),
+    ];
+    for sql in edits {
+        execute(&app, sql).await;
+    }
+    let out = app.cli(&["integrations", "verify", "--json"]);
+    assert!(!out.status.success(), "verify must fail when they differ");
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        verified["legacy_rows"], verified["migrated_rows"],
+        "equal totals: {verified}"
+    );
+    assert_eq!(
+        keys(&verified["missing"]),
+        [format!("clinica-{account}-nova")]
+    );
+    assert_eq!(
+        keys(&verified["extra"]),
+        [format!("clinica-{account}-backup")]
+    );
+    assert_eq!(
+        verified["different"][0]["key"],
+        format!("clinica-{account}-principal")
+    );
+    assert_eq!(
+        verified["different"][0]["fields"]["status"]["legacy"],
+        "disconnected"
+    );
+}
+
+async fn execute(app: &TestApp, sql: String) {
+    if app.database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 }
 
 /// Concurrent first runs on a fresh installation: the unique key keeps one integration per legacy row, and an
