@@ -86,6 +86,16 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over: back up and drop the legacy tables and retire the legacy route (410 Gone); refused while the
+    /// legacy route saw traffic within the quiet window, unless --force
+    Cleanup {
+        #[arg(long, default_value_t = 14)]
+        quiet_days: i64,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut-over: compare the legacy rows with their integrations, key by key and field by field (exit 1 unless
     /// they agree)
     Verify {
@@ -165,6 +175,14 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             json: _,
         } => {
             print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Cleanup {
+            quiet_days,
+            force,
+            json: _,
+        } => {
+            print_json(&crate::webhooks::cutover::cleanup(&ferry, quiet_days, force).await?);
             return Ok(());
         }
         IntegrationsCommand::Verify { json: _ } => {

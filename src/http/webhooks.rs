@@ -51,7 +51,14 @@ async fn evolution_legacy(
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let unknown = || ApiError::not_found("evolution instance");
-    if instance.len() > 255 || !ferry.store.legacy_route_enabled().await? {
+    if !ferry.store.legacy_route_enabled().await? {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            "routing by instance name was retired: use the integration's token URL",
+        ));
+    }
+    if instance.len() > 255 {
         return Err(unknown());
     }
     let route = ferry

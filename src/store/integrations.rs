@@ -122,6 +122,12 @@ pub trait IntegrationStore: Send + Sync {
     async fn legacy_business_configs(&self) -> Result<Vec<LegacyConfigRow>>;
     /// The integration of `provider` keyed by `key` (the instance name for Evolution, else the phone number id).
     async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>>;
+    /// Every row of the legacy tables, whole (secrets included), as `(table, row)` for the cleanup's backup.
+    async fn legacy_backup_rows(&self) -> Result<Vec<(&'static str, serde_json::Value)>>;
+    /// Drops the legacy tables (irreversible: the cleanup's last step, after its backup).
+    async fn drop_legacy_tables(&self) -> Result<()>;
+    /// Whether the legacy tables still exist (false after the cleanup).
+    async fn legacy_tables_exist(&self) -> Result<bool>;
     /// Every integration of the installation (the cut-over works across accounts).
     async fn all_integrations(&self) -> Result<Vec<Integration>>;
     /// Deletes an inbox nothing uses yet (no conversation, contact or integration); false otherwise.
@@ -133,6 +139,46 @@ pub trait IntegrationStore: Send + Sync {
         status: &str,
         config: &serde_json::Value,
     ) -> Result<bool>;
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct BackupOrganization {
+    pub organization_id: String,
+    pub account_id: i64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct BackupInstance {
+    pub id: i64,
+    pub instance_name: String,
+    pub organization_id: String,
+    pub status: String,
+    pub phone_number: Option<String>,
+    pub api_url: Option<String>,
+    pub api_key: Option<String>,
+    pub webhook_url: Option<String>,
+    pub owner_jid: Option<String>,
+    pub profile_name: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct BackupBusinessConfig {
+    pub id: i64,
+    pub organization_id: String,
+    pub provider: String,
+    pub phone_number_id: String,
+    pub phone_number: Option<String>,
+    pub business_account_id: Option<String>,
+    pub access_token: Option<String>,
+    pub app_secret: Option<String>,
+    pub verify_token: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -403,6 +449,51 @@ macro_rules! impl_integration_store {
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn legacy_backup_rows(&self) -> Result<Vec<(&'static str, serde_json::Value)>> {
+                use $crate::store::integrations::{BackupBusinessConfig, BackupInstance, BackupOrganization};
+                let mut rows = Vec::new();
+                let organizations: Vec<BackupOrganization> =
+                    sqlx::query_as("SELECT organization_id, account_id, name FROM organization_accounts ORDER BY organization_id")
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.extend(organizations.iter().map(|r| ("organization_accounts", serde_json::json!(r))));
+                let instances: Vec<BackupInstance> = sqlx::query_as(
+                    "SELECT id, instance_name, organization_id, status, phone_number, api_url, api_key, webhook_url, \
+                     owner_jid, profile_name, error_message, created_at, updated_at FROM evolution_instances ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.extend(instances.iter().map(|r| ("evolution_instances", serde_json::json!(r))));
+                let configs: Vec<BackupBusinessConfig> = sqlx::query_as(
+                    "SELECT id, organization_id, provider, phone_number_id, phone_number, business_account_id, \
+                     access_token, app_secret, verify_token, status, created_at, updated_at \
+                     FROM whatsapp_business_configs ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.extend(configs.iter().map(|r| ("whatsapp_business_configs", serde_json::json!(r))));
+                Ok(rows)
+            }
+
+            async fn drop_legacy_tables(&self) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for table in ["evolution_instances", "whatsapp_business_configs", "organization_accounts"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn legacy_tables_exist(&self) -> Result<bool> {
+                // Works on both: a missing table is an error, an empty one is not.
+                Ok(sqlx::query("SELECT 1 FROM evolution_instances LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .is_ok())
             }
 
             async fn all_integrations(&self) -> Result<Vec<Integration>> {

@@ -26,6 +26,7 @@ pub struct TableCheck {
 
 /// Where the installation stands: per legacy table, and the legacy route's recent traffic.
 pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<Value> {
+    legacy_tables(ferry).await?;
     let instances = ferry.store.legacy_instances().await?;
     let configs = ferry.store.legacy_business_configs().await?;
     let mut evolution = TableCheck::default_for(instances.len());
@@ -195,6 +196,7 @@ impl Legacy {
 /// Every non-error legacy row becomes exactly one integration (see the module). A dry run reports the same plan
 /// and writes nothing.
 pub async fn migrate(ferry: &Ferry, dry_run: bool) -> Result<MigrateReport> {
+    legacy_tables(ferry).await?;
     let mut report = MigrateReport {
         dry_run,
         ..Default::default()
@@ -387,6 +389,7 @@ async fn inbox_for(
 /// totals. `agree` is true only when nothing is missing, extra or different.
 pub async fn verify(ferry: &Ferry) -> Result<Value> {
     use std::collections::BTreeMap;
+    legacy_tables(ferry).await?;
     let mut legacy: BTreeMap<(String, String), Legacy> = BTreeMap::new();
     for row in ferry.store.legacy_instances().await? {
         if row.status != "error" && row.account_id.is_some() {
@@ -462,4 +465,101 @@ pub async fn verify(ferry: &Ferry) -> Result<Value> {
         "extra": extra,
         "different": different,
     }))
+}
+
+async fn legacy_tables(ferry: &Ferry) -> Result<()> {
+    if ferry.store.legacy_tables_exist().await? {
+        Ok(())
+    } else {
+        Err(ServiceError::Conflict(
+            "the legacy tables were removed by `ferry integrations cleanup` (its backup is in the data directory)"
+                .into(),
+        ))
+    }
+}
+
+/// Retires the legacy layout: refused while any instance used the legacy route within the quiet window (unless
+/// `force`); otherwise a JSON Lines backup of every legacy table (mode 0600, in the data directory), then the
+/// legacy route turned off (it answers 410 Gone), then — irreversible, so last — the legacy tables dropped.
+pub async fn cleanup(ferry: &Ferry, quiet_days: i64, force: bool) -> Result<Value> {
+    legacy_tables(ferry).await?;
+    let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
+    let hits = ferry.store.legacy_hits_since(since).await?;
+    if !hits.is_empty() && !force {
+        let busy: Vec<String> = hits
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} ({} hits, last {})",
+                    h.instance_name,
+                    h.hits,
+                    h.last_hit_at.to_rfc3339()
+                )
+            })
+            .collect();
+        return Err(ServiceError::Conflict(format!(
+            "the legacy route was used within the last {quiet_days} days by {}; cut them over and wait, or --force",
+            busy.join(", ")
+        )));
+    }
+    let rows = ferry.store.legacy_backup_rows().await?;
+    let path = ferry.config.data_dir.join(format!(
+        "legacy-backup-{}.jsonl",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    write_backup(&path, &rows).map_err(|e| {
+        ServiceError::Conflict(format!("cannot write the backup {}: {e}", path.display()))
+    })?;
+    tracing::warn!(backup = %path.display(), rows = rows.len(), "legacy tables backed up");
+    let subject = "legacy".to_owned();
+    ferry
+        .audit(None, None, "integrations.cleanup.backup", subject.clone(),
+               json!({"path": path.display().to_string(), "rows": rows.len(), "forced": force && !hits.is_empty()}))
+        .await;
+    ferry.store.set_legacy_route_enabled(false).await?;
+    tracing::warn!("legacy webhook route turned off");
+    ferry
+        .audit(
+            None,
+            None,
+            "integrations.cleanup.route_off",
+            subject.clone(),
+            json!({}),
+        )
+        .await;
+    ferry.store.drop_legacy_tables().await?;
+    tracing::warn!("legacy tables dropped");
+    ferry
+        .audit(
+            None,
+            None,
+            "integrations.cleanup.tables_dropped",
+            subject,
+            json!({}),
+        )
+        .await;
+    Ok(json!({
+        "backup": path.display().to_string(),
+        "rows_backed_up": rows.len(),
+        "forced": force && !hits.is_empty(),
+        "legacy_route": "off",
+        "legacy_tables": "dropped",
+    }))
+}
+
+/// One line per row, `{"table": …, "row": …}`, written to a new file only the owner can read (it holds the
+/// legacy secrets), synced before anything is dropped.
+fn write_backup(path: &std::path::Path, rows: &[(&str, Value)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = std::io::BufWriter::new(options.open(path)?);
+    for (table, row) in rows {
+        serde_json::to_writer(&mut file, &json!({"table": table, "row": row}))?;
+        file.write_all(b"\n")?;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
 }

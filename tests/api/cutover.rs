@@ -254,3 +254,118 @@ pub async fn concurrent_first_migrations_make_no_duplicates(db: Db) {
         inboxes_before + 2
     );
 }
+
+/// Cleanup refuses while the legacy route saw traffic within the quiet window (the legacy route keeps working),
+/// and after it: a JSON Lines backup of every legacy row (owner-only), the route answering 410, the tables gone,
+/// the token routes untouched.
+pub async fn cleanup_waits_for_a_quiet_window_then_backs_up_and_retires(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 10, 0.2).await;
+    let account = report.account_id;
+    cli_json(&app, &["integrations", "migrate", "--json"]);
+    let legacy = format!("/webhooks/evolution/clinica-{account}-principal");
+    let message = |id: &str| {
+        serde_json::to_vec(&crate::webhooks::upsert(
+            id,
+            "5511977776666@s.whatsapp.net",
+            false,
+            "oi",
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        crate::webhooks::post_raw(&app, &legacy, &message("CLN1"))
+            .await
+            .0,
+        200
+    );
+
+    let out = app.cli(&["integrations", "cleanup", "--json"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("clinica-{account}-principal (1 hits")),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::webhooks::post_raw(&app, &legacy, &message("CLN2"))
+            .await
+            .0,
+        200,
+        "the legacy route keeps working until cleanup"
+    );
+
+    // Three weeks later (the hits moved back in time): quiet.
+    let old = (chrono::Utc::now() - chrono::Duration::days(21)).date_naive();
+    let back = "UPDATE legacy_route_hits SET day = $1";
+    if app.database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        sqlx::query(back).bind(old).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        sqlx::query(back).bind(old).execute(&pool).await.unwrap();
+    }
+    let legacy_rows = count(&app, "SELECT COUNT(*) FROM evolution_instances").await
+        + count(&app, "SELECT COUNT(*) FROM whatsapp_business_configs").await
+        + count(&app, "SELECT COUNT(*) FROM organization_accounts").await;
+    let done = cli_json(&app, &["integrations", "cleanup", "--json"]);
+    assert_eq!(done["rows_backed_up"], legacy_rows, "{done}");
+    let backup = std::path::PathBuf::from(done["backup"].as_str().unwrap());
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert_eq!(text.lines().count() as i64, legacy_rows);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first["table"].is_string() && first["row"].is_object());
+    assert!(
+        text.contains("legacy-key-clinica-"),
+        "the backup keeps the legacy secrets"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(!app.ferry.store.legacy_tables_exist().await.unwrap());
+    let (status, gone) = crate::webhooks::post_raw(&app, &legacy, &message("CLN3")).await;
+    assert_eq!(
+        (status, &gone["error"]["code"]),
+        (410, &serde_json::json!("gone"))
+    );
+
+    // The token route is untouched; the cut-over commands say the tables are gone.
+    let principal = cli_json(
+        &app,
+        &[
+            "integrations",
+            "list",
+            "--account",
+            &account.to_string(),
+            "--json",
+        ],
+    )
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|i| i["instance_name"] == format!("clinica-{account}-principal").as_str())
+    .unwrap()["id"]
+        .clone();
+    let revealed = cli_json(
+        &app,
+        &["integrations", "reveal", &principal.to_string(), "--json"],
+    );
+    let url = revealed["webhook_url"].as_str().unwrap();
+    // The CLI builds it from its own FERRY_PUBLIC_URL: the path is what routes.
+    let path = &url[url.find("/webhooks/").unwrap()..];
+    let (status, stored) = crate::webhooks::post_raw(&app, path, &message("CLN4")).await;
+    assert_eq!(
+        (status, &stored["status"]),
+        (200, &serde_json::json!("stored")),
+        "{stored}"
+    );
+    let out = app.cli(&["integrations", "check", "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("removed by `ferry integrations cleanup`")
+    );
+}

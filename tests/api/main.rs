@@ -75,6 +75,7 @@ fn main() {
         media::media_is_fetched_in_the_background_with_backoff_and_placeholders,
         cutover::migrate_turns_each_usable_legacy_row_into_one_integration,
         cutover::concurrent_first_migrations_make_no_duplicates,
+        cutover::cleanup_waits_for_a_quiet_window_then_backs_up_and_retires,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,

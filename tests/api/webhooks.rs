@@ -821,7 +821,7 @@ pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db)
         post_raw(&app, "/webhooks/evolution/clinica-sp", &body("LEG5"))
             .await
             .0,
-        404
+        410
     );
     assert_eq!(store.legacy_hits_since(today).await.unwrap()[0].hits, 3);
     store.set_legacy_route_enabled(true).await.unwrap();
