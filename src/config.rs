@@ -94,6 +94,19 @@ pub struct Config {
     #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// The installation's Evolution API server, for integrations without their own `api_url` (cut-over, media)
+    #[arg(long, env = "FERRY_EVOLUTION_API_URL", global = true)]
+    pub evolution_api_url: Option<String>,
+
+    /// Its global API key, for integrations without their own
+    #[arg(
+        long,
+        env = "FERRY_EVOLUTION_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub evolution_api_key: Option<String>,
+
     /// First retry delay of a failed media download, doubled per attempt (capped at an hour)
     #[arg(
         long,
@@ -119,6 +132,8 @@ impl Config {
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
             media_retry_base_ms: 30_000,
+            evolution_api_url: None,
+            evolution_api_key: None,
             lease_seconds: 30,
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,

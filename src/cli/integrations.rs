@@ -86,6 +86,18 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over: re-point Evolution instances at their token URLs through the Evolution API, one at a time,
+    /// restoring the previous URL and stopping at the first failure
+    Cutover {
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        instance: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut-over: back up and drop the legacy tables and retire the legacy route (410 Gone); refused while the
     /// legacy route saw traffic within the quiet window, unless --force
     Cleanup {
@@ -175,6 +187,25 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             json: _,
         } => {
             print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Cutover {
+            instance,
+            all: _,
+            dry_run,
+            json: _,
+        } => {
+            use crate::webhooks::cutover::{CutoverScope, cutover};
+            let scope = instance.map_or(CutoverScope::All, CutoverScope::Instance);
+            let report = cutover(&ferry, scope, dry_run).await?;
+            print_json(&report);
+            if report["ok"] != true {
+                anyhow::bail!(
+                    "cutover stopped at {}: {}",
+                    report["failed"]["instance"],
+                    report["failed"]["reason"]
+                );
+            }
             return Ok(());
         }
         IntegrationsCommand::Cleanup {

@@ -128,6 +128,8 @@ pub trait IntegrationStore: Send + Sync {
     async fn drop_legacy_tables(&self) -> Result<()>;
     /// Whether the legacy tables still exist (false after the cleanup).
     async fn legacy_tables_exist(&self) -> Result<bool>;
+    /// `legacy` (provider still posts to the legacy URL), `token` (re-pointed) or `failed`.
+    async fn set_integration_cutover_state(&self, id: i64, state: &str) -> Result<()>;
     /// Every integration of the installation (the cut-over works across accounts).
     async fn all_integrations(&self) -> Result<Vec<Integration>>;
     /// Deletes an inbox nothing uses yet (no conversation, contact or integration); false otherwise.
@@ -494,6 +496,16 @@ macro_rules! impl_integration_store {
                     .fetch_optional(&self.pool)
                     .await
                     .is_ok())
+            }
+
+            async fn set_integration_cutover_state(&self, id: i64, state: &str) -> Result<()> {
+                sqlx::query("UPDATE integrations SET cutover_state = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(state)
+                    .bind(chrono::Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn all_integrations(&self) -> Result<Vec<Integration>> {

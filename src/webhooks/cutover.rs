@@ -351,6 +351,11 @@ async fn migrate_one(
         .store
         .set_integration_from_legacy(issued.integration.id, legacy.mapped_status(), &config)
         .await?;
+    // The provider still posts to the legacy URL until `cutover` re-points it.
+    ferry
+        .store
+        .set_integration_cutover_state(issued.integration.id, "legacy")
+        .await?;
     let integration = ferry
         .store
         .get_integration(account_id, issued.integration.id)
@@ -562,4 +567,207 @@ fn write_backup(path: &std::path::Path, rows: &[(&str, Value)]) -> std::io::Resu
     }
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
+}
+
+/// Which Evolution integrations `cutover` re-points.
+pub enum CutoverScope {
+    Instance(String),
+    All,
+}
+
+/// Re-points Evolution instances at their token URLs through the Evolution API, one at a time: read the current
+/// webhook (`GET /webhook/find/{instance}`), set the token URL (`POST /webhook/set/{instance}`, the nested v2
+/// body, header `apikey`), read it back. On any failure the previous URL is put back and the run stops, so at
+/// most one instance is ever in doubt. `ok` is false when it stopped.
+pub async fn cutover(ferry: &Ferry, scope: CutoverScope, dry_run: bool) -> Result<Value> {
+    let mut targets: Vec<Integration> = ferry
+        .store
+        .all_integrations()
+        .await?
+        .into_iter()
+        .filter(|i| i.provider == "evolution" && i.enabled)
+        .collect();
+    if let CutoverScope::Instance(name) = &scope {
+        targets.retain(|i| i.instance_name.as_deref() == Some(name.as_str()));
+        if targets.is_empty() {
+            return Err(ServiceError::NotFound(
+                "enabled Evolution integration of that instance",
+            ));
+        }
+    }
+    let mut done = Vec::new();
+    for integration in targets {
+        let instance = integration.instance_name.clone().unwrap_or_default();
+        match cutover_one(ferry, &integration, dry_run).await {
+            Ok(step) => done.push(step),
+            Err(failure) => {
+                if !dry_run {
+                    ferry
+                        .store
+                        .set_integration_cutover_state(integration.id, "failed")
+                        .await?;
+                }
+                tracing::error!(instance, reason = %failure["reason"], "cutover stopped");
+                return Ok(
+                    json!({"ok": false, "dry_run": dry_run, "done": done, "failed": failure}),
+                );
+            }
+        }
+    }
+    Ok(json!({"ok": true, "dry_run": dry_run, "done": done, "failed": null}))
+}
+
+struct EvolutionApi {
+    base: String,
+    key: Option<String>,
+}
+
+impl EvolutionApi {
+    async fn find(&self, instance: &str) -> std::result::Result<Value, String> {
+        let mut request =
+            super::http_client().get(format!("{}/webhook/find/{instance}", self.base));
+        if let Some(key) = &self.key {
+            request = request.header("apikey", key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("webhook/find: {e}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(format!("webhook/find answered {status}: {body}"));
+        }
+        Ok(body)
+    }
+
+    async fn set(
+        &self,
+        instance: &str,
+        url: &str,
+        previous: &Value,
+    ) -> std::result::Result<(), String> {
+        // v2 takes the nested body only (a flat one is refused with 400); keep the instance's other settings.
+        let events = previous
+            .get("events")
+            .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+            .cloned()
+            .unwrap_or_else(|| {
+                json!([
+                    "MESSAGES_UPSERT",
+                    "MESSAGES_UPDATE",
+                    "MESSAGES_DELETE",
+                    "SEND_MESSAGE"
+                ])
+            });
+        let body = json!({"webhook": {
+            "enabled": true,
+            "url": url,
+            "byEvents": previous.get("webhookByEvents").and_then(Value::as_bool).unwrap_or(false),
+            "base64": previous.get("webhookBase64").and_then(Value::as_bool).unwrap_or(false),
+            "events": events,
+        }});
+        let mut request = super::http_client()
+            .post(format!("{}/webhook/set/{instance}", self.base))
+            .json(&body);
+        if let Some(key) = &self.key {
+            request = request.header("apikey", key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("webhook/set: {e}"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!("webhook/set answered {status}: {text}"));
+        }
+        Ok(())
+    }
+}
+
+async fn cutover_one(
+    ferry: &Ferry,
+    integration: &Integration,
+    dry_run: bool,
+) -> std::result::Result<Value, Value> {
+    let instance = integration.instance_name.clone().unwrap_or_default();
+    let fail = |reason: String, restored: Option<bool>| json!({"instance": instance, "integration_id": integration.id, "reason": reason, "restored": restored});
+    let secrets = integrations::integration_secrets(ferry, integration)
+        .map_err(|e| fail(format!("integration secrets: {e}"), None))?;
+    let api = EvolutionApi {
+        base: integration
+            .config
+            .0
+            .get("api_url")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| ferry.config.evolution_api_url.clone())
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .ok_or_else(|| {
+                fail(
+                    "no Evolution API URL: set the integration's api_url or FERRY_EVOLUTION_API_URL".into(),
+                    None,
+                )
+            })?,
+        key: secrets
+            .get("api_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| ferry.config.evolution_api_key.clone()),
+    };
+    let previous = api.find(&instance).await.map_err(|e| fail(e, None))?;
+    let previous_url = previous
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let issued = integrations::reveal(ferry, integration.account_id, integration.id, None)
+        .await
+        .map_err(|e| fail(format!("token: {e}"), None))?;
+    let step = json!({"instance": instance, "integration_id": integration.id, "from": previous_url,
+                      "to": issued.webhook_url});
+    if dry_run {
+        return Ok(step);
+    }
+    let confirmed = match api.set(&instance, &issued.webhook_url, &previous).await {
+        Ok(()) => match api.find(&instance).await {
+            Ok(now)
+                if now.get("url").and_then(Value::as_str) == Some(issued.webhook_url.as_str()) =>
+            {
+                Ok(())
+            }
+            Ok(now) => Err(format!("read back {} instead of the token URL", now["url"])),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match confirmed {
+        Ok(()) => {
+            ferry
+                .store
+                .set_integration_cutover_state(integration.id, "token")
+                .await
+                .map_err(|e| fail(e.to_string(), None))?;
+            ferry
+                .audit(
+                    Some(integration.account_id),
+                    None,
+                    "integration.cutover",
+                    format!("integration:{}", integration.id),
+                    json!({"instance": instance, "from": previous_url}),
+                )
+                .await;
+            Ok(step)
+        }
+        Err(reason) => {
+            // Put the previous URL back, so the instance keeps delivering where it did.
+            let restored = if previous_url.is_empty() {
+                None
+            } else {
+                Some(api.set(&instance, &previous_url, &previous).await.is_ok())
+            };
+            Err(fail(reason, restored))
+        }
+    }
 }

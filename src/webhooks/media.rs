@@ -198,17 +198,6 @@ fn backoff(base_ms: u64, attempt: i64) -> chrono::Duration {
     chrono::Duration::milliseconds(ms as i64)
 }
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        crate::install_tls();
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("HTTP client")
-    })
-}
-
 async fn fetch(
     ferry: &Ferry,
     payload: &FetchPayload,
@@ -242,7 +231,7 @@ async fn fetch(
             let instance = integration
                 .instance_name
                 .ok_or_else(|| Failure::GiveUp("the integration has no instance name".into()))?;
-            let mut request = client()
+            let mut request = super::http_client()
                 .post(format!("{base}/chat/getBase64FromMediaMessage/{instance}"))
                 .json(&json!({"message": {"key": {"id": message_id}}, "convertToMp4": false}));
             if let Some(key) = secret("api_key") {
@@ -273,8 +262,10 @@ async fn fetch(
                     Ok(request.bearer_auth(token))
                 }
             };
-            let meta: Value =
-                json_of(authorize(client().get(format!("{base}/{media_id}")))?).await?;
+            let meta: Value = json_of(authorize(
+                super::http_client().get(format!("{base}/{media_id}")),
+            )?)
+            .await?;
             let url = meta
                 .get("url")
                 .and_then(Value::as_str)
@@ -285,11 +276,11 @@ async fn fetch(
             } else {
                 url.to_owned()
             };
-            let bytes = bytes_of(authorize(client().get(url))?).await?;
+            let bytes = bytes_of(authorize(super::http_client().get(url))?).await?;
             Ok((bytes, meta["mime_type"].as_str().map(str::to_owned)))
         }
         MediaSource::Url { url, account_sid } => {
-            let mut request = client().get(url);
+            let mut request = super::http_client().get(url);
             if let (Some(sid), Some(token)) = (account_sid, secret("auth_token")) {
                 request = request.basic_auth(sid, Some(token));
             }

@@ -16,3 +16,15 @@ pub mod integrations;
 pub mod media;
 pub mod routing;
 pub mod twilio;
+
+/// The HTTP client for provider APIs (media downloads, the cut-over's Evolution calls): TLS, a 60 s timeout.
+pub fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        crate::install_tls();
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("HTTP client")
+    })
+}

@@ -369,3 +369,177 @@ pub async fn cleanup_waits_for_a_quiet_window_then_backs_up_and_retires(db: Db) 
         String::from_utf8_lossy(&out.stderr).contains("removed by `ferry integrations cleanup`")
     );
 }
+
+/// An in-process Evolution API v2 following its documented webhook endpoints: `GET /webhook/find/{instance}`,
+/// `POST /webhook/set/{instance}` with the nested body (a flat v1 body is refused with 400), header `apikey`;
+/// setting a token URL on `fail_instance` answers 500 (an injected failure).
+async fn fake_evolution(
+    instances: &[String],
+    fail_instance: String,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>,
+) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+    use serde_json::json;
+    type Hooks = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>;
+    let hooks: Hooks = Default::default();
+    for name in instances {
+        hooks.lock().unwrap().insert(
+            name.clone(),
+            json!({"url": format!("https://old.example/webhooks/evolution/{name}"), "enabled": true,
+                   "events": ["MESSAGES_UPSERT", "CONNECTION_UPDATE"], "webhookByEvents": false,
+                   "webhookBase64": true}),
+        );
+    }
+    let app = axum::Router::new()
+        .route(
+            "/webhook/find/{instance}",
+            get(|State(hooks): State<Hooks>, Path(instance): Path<String>| async move {
+                axum::Json(hooks.lock().unwrap().get(&instance).cloned().unwrap_or(json!({})))
+            }),
+        )
+        .route(
+            "/webhook/set/{instance}",
+            post({
+                let fail_instance = fail_instance.clone();
+                move |State(hooks): State<Hooks>, Path(instance): Path<String>, headers: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                    let key = headers.get("apikey").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    if !key.starts_with("legacy-key-") {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"})));
+                    }
+                    let Some(hook) = body.get("webhook") else {
+                        return (StatusCode::BAD_REQUEST, axum::Json(json!({"status": 400, "error": "Bad Request",
+                            "response": {"message": ["instance requires property \"webhook\""]}})));
+                    };
+                    let url = hook["url"].as_str().unwrap_or_default().to_owned();
+                    if instance == fail_instance && url.contains("/whatsapp/") {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": "injected"})));
+                    }
+                    let row = json!({"url": url, "enabled": hook["enabled"], "events": hook["events"],
+                                     "webhookByEvents": hook["byEvents"], "webhookBase64": hook["base64"]});
+                    hooks.lock().unwrap().insert(instance, row.clone());
+                    (StatusCode::CREATED, axum::Json(row))
+                }
+            }),
+        )
+        .with_state(hooks.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, hooks)
+}
+
+/// Cutover re-points instances one at a time through the Evolution API, keeping their other webhook settings;
+/// at the injected failure on the third it puts the old URL back and stops, and says so.
+pub async fn cutover_repoints_one_at_a_time_and_restores_on_failure(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 10, 0.2).await;
+    let account = report.account_id;
+    let names: Vec<String> = ["backup", "principal", "recepcao"]
+        .iter()
+        .map(|n| format!("clinica-{account}-{n}"))
+        .collect();
+    let (base, hooks) = fake_evolution(&names, names[2].clone()).await;
+    let flat = reqwest::Client::new()
+        .post(format!("{base}/webhook/set/{}", names[0]))
+        .header("apikey", "legacy-key-x")
+        .json(&serde_json::json!({"enabled": true, "url": "https://flat.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        flat.status(),
+        400,
+        "the fake refuses v1's flat body, as v2 does"
+    );
+    execute(
+        &app,
+        format!("UPDATE evolution_instances SET api_url = '{base}/'"),
+    )
+    .await;
+    cli_json(&app, &["integrations", "migrate", "--json"]);
+
+    use ferry::webhooks::cutover::{CutoverScope, cutover};
+    let plan = cutover(&app.ferry, CutoverScope::All, true).await.unwrap();
+    assert_eq!(plan["ok"], true, "{plan}");
+    assert_eq!(plan["done"].as_array().unwrap().len(), 3);
+    assert!(
+        hooks.lock().unwrap().values().all(|h| h["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://old.example")),
+        "a dry run changes nothing"
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM integrations WHERE provider = 'evolution' AND cutover_state = 'legacy'").await,
+        3,
+        "migrated instances still post to the legacy URL until re-pointed"
+    );
+
+    let out = app.cli(&["integrations", "cutover", "--all", "--json"]);
+    assert!(!out.status.success(), "a stopped cutover exits non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&names[2]) && stderr.contains("500"),
+        "{stderr}"
+    );
+    let ran: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ran["done"].as_array().unwrap().len(), 2, "{ran}");
+    assert_eq!(ran["failed"]["instance"], names[2].as_str());
+    assert_eq!(ran["failed"]["restored"], true);
+    let hooks = hooks.lock().unwrap().clone();
+    for name in &names[..2] {
+        let hook = &hooks[name];
+        assert!(
+            hook["url"]
+                .as_str()
+                .unwrap()
+                .contains("/webhooks/evolution/whatsapp/fwh_"),
+            "{hook}"
+        );
+        assert_eq!(hook["webhookBase64"], true, "other settings kept");
+        assert_eq!(
+            hook["events"],
+            serde_json::json!(["MESSAGES_UPSERT", "CONNECTION_UPDATE"])
+        );
+    }
+    assert!(
+        hooks[&names[2]]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://old.example"),
+        "restored"
+    );
+    let states: Vec<(String, String)> = cli_json(
+        &app,
+        &[
+            "integrations",
+            "list",
+            "--account",
+            &account.to_string(),
+            "--json",
+        ],
+    )
+    .as_array()
+    .unwrap()
+    .iter()
+    .filter(|i| i["provider"] == "evolution")
+    .map(|i| {
+        (
+            i["instance_name"].as_str().unwrap().to_owned(),
+            i["cutover_state"].as_str().unwrap().to_owned(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        states,
+        vec![
+            (names[0].clone(), "token".into()),
+            (names[1].clone(), "token".into()),
+            (names[2].clone(), "failed".into())
+        ]
+    );
+}
