@@ -86,6 +86,13 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over: every integration's webhook URL (token masked unless --reveal, which is audited)
+    Tokens {
+        #[arg(long)]
+        reveal: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut-over: re-point Evolution instances at their token URLs through the Evolution API, one at a time,
     /// restoring the previous URL and stopping at the first failure
     Cutover {
@@ -187,6 +194,24 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             json: _,
         } => {
             print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Tokens { reveal, json } => {
+            let all = crate::webhooks::cutover::tokens(&ferry, reveal).await?;
+            if json {
+                print_json(&all);
+            } else {
+                for i in all.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>5}  {:<16} {:<24} {:<12} {}",
+                        i["id"],
+                        i["provider"].as_str().unwrap_or_default(),
+                        i["key"].as_str().unwrap_or("-"),
+                        i["cutover_state"].as_str().unwrap_or_default(),
+                        i["webhook_url"].as_str().unwrap_or("(no token)")
+                    );
+                }
+            }
             return Ok(());
         }
         IntegrationsCommand::Cutover {

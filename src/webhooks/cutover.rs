@@ -771,3 +771,32 @@ async fn cutover_one(
         }
     }
 }
+
+/// Every integration with its webhook URL: the token masked, or in the clear with `reveal` (each reveal
+/// audited).
+pub async fn tokens(ferry: &Ferry, reveal: bool) -> Result<Value> {
+    let mut out = Vec::new();
+    for i in ferry.store.all_integrations().await? {
+        let url = if reveal && i.token_ciphertext.is_some() {
+            Some(
+                integrations::reveal(ferry, i.account_id, i.id, None)
+                    .await?
+                    .webhook_url,
+            )
+        } else {
+            integrations::masked_webhook_url(ferry, &i)
+        };
+        out.push(json!({
+            "id": i.id,
+            "account_id": i.account_id,
+            "inbox_id": i.inbox_id,
+            "provider": i.provider,
+            "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
+            "status": i.status,
+            "enabled": i.enabled,
+            "cutover_state": i.cutover_state,
+            "webhook_url": url,
+        }));
+    }
+    Ok(Value::Array(out))
+}

@@ -43,8 +43,8 @@ impl Provider {
     }
 
     /// The route a provider posts to (SPEC 4.1).
-    fn webhook_path(self, token: &WebhookToken) -> String {
-        let t = token.expose();
+    /// The route of this provider for `t` (a token, or a masked one for display).
+    fn webhook_path(self, t: &str) -> String {
         match self.0 {
             ChannelType::Evolution => format!("/webhooks/evolution/whatsapp/{t}"),
             ChannelType::TwilioWhatsapp => format!("/webhooks/twilio/{t}"),
@@ -158,8 +158,19 @@ pub fn webhook_url(ferry: &Ferry, provider: Provider, token: &WebhookToken) -> S
     format!(
         "{}{}",
         ferry.config.public_url().trim_end_matches('/'),
-        provider.webhook_path(token)
+        provider.webhook_path(token.expose())
     )
+}
+
+/// The webhook URL with only the token's first characters: what a listing may show.
+pub fn masked_webhook_url(ferry: &Ferry, i: &Integration) -> Option<String> {
+    let provider = Provider::parse(&i.provider).ok()?;
+    let prefix = i.token_prefix.as_deref()?;
+    Some(format!(
+        "{}{}",
+        ferry.config.public_url().trim_end_matches('/'),
+        provider.webhook_path(&format!("{prefix}…"))
+    ))
 }
 
 /// An integration as the API shows it: never a secret, only the token's first characters.
@@ -461,7 +472,10 @@ mod tests {
         );
         let token = WebhookToken::generate();
         let t = token.expose();
-        let paths: Vec<String> = providers.iter().map(|p| p.webhook_path(&token)).collect();
+        let paths: Vec<String> = providers
+            .iter()
+            .map(|p| p.webhook_path(token.expose()))
+            .collect();
         assert_eq!(
             paths,
             [

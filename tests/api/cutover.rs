@@ -175,6 +175,33 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     assert_eq!(check["evolution_instances"]["migrated"], 3, "{check}");
     assert_eq!(check["whatsapp_business_configs"]["migrated"], 2);
 
+    // Every webhook URL, masked; revealed only on request, and each reveal audited.
+    let masked = cli_json(&app, &["integrations", "tokens", "--json"]);
+    assert_eq!(masked.as_array().unwrap().len(), 5);
+    for t in masked.as_array().unwrap() {
+        let url = t["webhook_url"].as_str().unwrap();
+        assert!(url.ends_with('…') && url.contains("/fwh_"), "{url}");
+    }
+    let reveals_before = count(
+        &app,
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'integration.reveal'",
+    )
+    .await;
+    let revealed = cli_json(&app, &["integrations", "tokens", "--reveal", "--json"]);
+    for t in revealed.as_array().unwrap() {
+        let url = t["webhook_url"].as_str().unwrap();
+        let token = &url[url.find("fwh_").unwrap()..];
+        assert!(ferry::domain::WebhookToken::parse(token).is_ok(), "{url}");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'integration.reveal'"
+        )
+        .await,
+        reveals_before + 5
+    );
+
     // Verify compares keys and fields, not totals: a hand-edited row and a new one are both found, although
     // the totals still match (one instance put in error, one added).
     let verified = cli_json(&app, &["integrations", "verify", "--json"]);
