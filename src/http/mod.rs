@@ -2,6 +2,7 @@
 
 mod accounts;
 mod conversations;
+mod cutover;
 pub mod error;
 pub mod extract;
 mod health;
@@ -29,7 +30,8 @@ pub fn router(ferry: Ferry) -> Router {
         .merge(inboxes::router())
         .merge(conversations::router())
         .merge(migrations::router())
-        .merge(integrations::router());
+        .merge(integrations::router())
+        .merge(cutover::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())

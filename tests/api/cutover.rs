@@ -570,3 +570,88 @@ pub async fn cutover_repoints_one_at_a_time_and_restores_on_failure(db: Db) {
         ]
     );
 }
+
+/// The same cut-over over HTTP, for installation administrators only.
+pub async fn cutover_endpoints_are_for_installation_administrators(db: Db) {
+    use serde_json::json;
+    let app = spawn_app(db).await;
+    let (report, account_admin) = seeded(&app, 10, 0.2).await;
+    let root = app
+        .user_with_token(
+            report.account_id,
+            "root@ferry.test",
+            ferry::domain::Role::Administrator,
+            true,
+        )
+        .await;
+    let (status, refused) = app
+        .get("/api/v1/integrations/legacy/check", Some(&account_admin))
+        .await;
+    crate::helpers::assert_error(&(status, refused), 403, "forbidden");
+
+    let (status, check) = app
+        .get(
+            "/api/v1/integrations/legacy/check?quiet_days=7",
+            Some(&root),
+        )
+        .await;
+    assert_eq!(status, 200, "{check}");
+    assert_eq!(check["legacy_route"]["quiet_days"], 7);
+    let (status, verified) = app
+        .get("/api/v1/integrations/legacy/verify", Some(&root))
+        .await;
+    assert_eq!(
+        (
+            status.as_u16(),
+            verified["missing"].as_array().unwrap().len()
+        ),
+        (409, 5)
+    );
+    let (status, plan) = app
+        .post_json(
+            "/api/v1/integrations/legacy/migrate",
+            Some(&root),
+            &json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), plan["migrated"].as_array().unwrap().len()),
+        (200, 5)
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM integrations").await, 0);
+    let (status, _) = app
+        .post_json(
+            "/api/v1/integrations/legacy/migrate",
+            Some(&root),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, verified) = app
+        .get("/api/v1/integrations/legacy/verify", Some(&root))
+        .await;
+    assert_eq!((status.as_u16(), &verified["agree"]), (200, &json!(true)));
+    let (status, tokens) = app
+        .get("/api/v1/integrations/legacy/tokens", Some(&root))
+        .await;
+    assert_eq!(
+        (status.as_u16(), tokens.as_array().unwrap().len()),
+        (200, 5)
+    );
+    let ambiguous = app
+        .post_json(
+            "/api/v1/integrations/legacy/cutover",
+            Some(&root),
+            &json!({"dry_run": true}),
+        )
+        .await;
+    crate::helpers::assert_error(&ambiguous, 422, "validation_failed");
+    let (status, refused) = app
+        .post_json(
+            "/api/v1/integrations/legacy/cleanup",
+            Some(&account_admin),
+            &json!({}),
+        )
+        .await;
+    crate::helpers::assert_error(&(status, refused), 403, "forbidden");
+}
