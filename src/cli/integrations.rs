@@ -93,6 +93,16 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send a signed synthetic message through the running server's token route; report status, latency and
+    /// whether the route was cached; then remove the message
+    Test {
+        id: i64,
+        /// The running server (default FERRY_PUBLIC_URL)
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut-over: re-point Evolution instances at their token URLs through the Evolution API, one at a time,
     /// restoring the previous URL and stopping at the first failure
     Cutover {
@@ -194,6 +204,19 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             json: _,
         } => {
             print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            return Ok(());
+        }
+        IntegrationsCommand::Test { id, url, json: _ } => {
+            let report =
+                crate::webhooks::cutover::test_delivery(&ferry, id, url.as_deref()).await?;
+            print_json(&report);
+            if report["ok"] != true {
+                anyhow::bail!(
+                    "the test message was answered {}: {}",
+                    report["status"],
+                    report["answer"]
+                );
+            }
             return Ok(());
         }
         IntegrationsCommand::Tokens { reveal, json } => {

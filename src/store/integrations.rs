@@ -130,6 +130,15 @@ pub trait IntegrationStore: Send + Sync {
     async fn legacy_tables_exist(&self) -> Result<bool>;
     /// `legacy` (provider still posts to the legacy URL), `token` (re-pointed) or `failed`.
     async fn set_integration_cutover_state(&self, id: i64, state: &str) -> Result<()>;
+    /// Removes the synthetic messages `ferry integrations test` sent (provider id `source_id`, sender
+    /// `wa_identity`), with the conversation, contact_inbox and contact they alone needed. Returns how many
+    /// messages went.
+    async fn delete_test_messages(
+        &self,
+        account_id: i64,
+        source_id: &str,
+        wa_identity: &str,
+    ) -> Result<u64>;
     /// Every integration of the installation (the cut-over works across accounts).
     async fn all_integrations(&self) -> Result<Vec<Integration>>;
     /// Deletes an inbox nothing uses yet (no conversation, contact or integration); false otherwise.
@@ -506,6 +515,31 @@ macro_rules! impl_integration_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn delete_test_messages(&self, account_id: i64, source_id: &str, wa_identity: &str) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let gone = sqlx::query("DELETE FROM messages WHERE account_id = $1 AND source_id = $2")
+                    .bind(account_id)
+                    .bind(source_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                for sql in [
+                    "DELETE FROM conversations WHERE account_id = $1 AND contact_inbox_id IN \
+                     (SELECT id FROM contact_inboxes WHERE wa_identity = $2) \
+                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)",
+                    "DELETE FROM contact_inboxes WHERE wa_identity = $2 AND contact_id IN \
+                     (SELECT id FROM contacts WHERE account_id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = contact_inboxes.id)",
+                    "DELETE FROM contacts WHERE account_id = $1 AND phone_number = '+' || $2 \
+                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
+                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id)",
+                ] {
+                    sqlx::query(sql).bind(account_id).bind(wa_identity).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(gone)
             }
 
             async fn all_integrations(&self) -> Result<Vec<Integration>> {

@@ -26,6 +26,13 @@ pub fn signature_is_valid(app_secret: &[u8], body: &[u8], header: Option<&str>) 
     mac.verify_slice(&expected).is_ok()
 }
 
+/// `X-Hub-Signature-256` of `body` under the app secret (what Meta sends; `ferry integrations test` signs so).
+pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Every message and status of a (possibly batched) delivery, in order.
 pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     let root: Value =

@@ -800,3 +800,113 @@ pub async fn tokens(ferry: &Ferry, reveal: bool) -> Result<Value> {
     }
     Ok(Value::Array(out))
 }
+
+/// The sender of `ferry integrations test` messages: a number no customer has.
+pub const TEST_SENDER: &str = "5500000000001";
+
+/// Sends a correctly signed synthetic inbound message through the running server's token route (at `base`, or
+/// `FERRY_PUBLIC_URL`) and reports the answer, the latency and whether the route came from the server's cache
+/// (its `/metrics` lookups did not move); then removes the message again.
+pub async fn test_delivery(ferry: &Ferry, id: i64, base: Option<&str>) -> Result<Value> {
+    let account_id = ferry.store.integration_account(id).await?;
+    let integration = ferry.store.get_integration(account_id, id).await?;
+    let issued = integrations::reveal(ferry, account_id, id, None).await?;
+    let secrets = integrations::integration_secrets(ferry, &integration)?;
+    let secret = |name: &str| {
+        secrets
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let path = &issued.webhook_url[issued.webhook_url.find("/webhooks/").unwrap_or(0)..];
+    let public = ferry.config.public_url();
+    let base = base.unwrap_or(&public).trim_end_matches('/');
+    let message_id = format!("FERRYTEST{:016X}", rand::random::<u64>());
+    let now = chrono::Utc::now().timestamp();
+    let client = super::http_client();
+    let mut request = client.post(format!("{base}{path}"));
+    request = match integration.provider.as_str() {
+        "evolution" => request.json(&json!({
+            "event": "messages.upsert", "instance": integration.instance_name,
+            "data": {"key": {"remoteJid": format!("{TEST_SENDER}@s.whatsapp.net"), "fromMe": false, "id": message_id},
+                     "pushName": "ferry test", "message": {"conversation": "ferry integrations test"},
+                     "messageType": "conversation", "messageTimestamp": now}})),
+        "whatsapp_cloud" | "dialog360" => {
+            let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "0",
+                "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": integration.phone_number_id},
+                "contacts": [{"profile": {"name": "ferry test"}, "wa_id": TEST_SENDER}],
+                "messages": [{"from": TEST_SENDER, "id": message_id, "timestamp": now.to_string(),
+                              "type": "text", "text": {"body": "ferry integrations test"}}]}}]}]}))
+            .expect("serializable");
+            request
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", super::cloud::sign(secret("app_secret").as_bytes(), &body))
+                .body(body)
+        }
+        _ => {
+            let params: Vec<(String, String)> = vec![
+                ("MessageSid".into(), format!("SM{}", message_id.to_lowercase())),
+                ("From".into(), format!("whatsapp:+{TEST_SENDER}")),
+                ("Body".into(), "ferry integrations test".into()),
+                ("NumMedia".into(), "0".into()),
+            ];
+            let signature = super::twilio::sign(secret("auth_token").as_bytes(), &issued.webhook_url, &params);
+            let form = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish();
+            request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", signature)
+                .body(form)
+        }
+    };
+    let lookups = |page: String| {
+        page.lines()
+            .find_map(|l| l.strip_prefix("ferry_webhook_route_lookups_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let metrics = || async {
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    let before = metrics().await.and_then(lookups);
+    let started = std::time::Instant::now();
+    let answer = request.send().await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after = metrics().await.and_then(lookups);
+    let (status, body) = match answer {
+        Ok(r) => (
+            Some(r.status().as_u16()),
+            r.text().await.unwrap_or_default(),
+        ),
+        Err(e) => (None, e.to_string()),
+    };
+    let source_id = if integration.provider == "twilio_whatsapp" {
+        format!("SM{}", message_id.to_lowercase())
+    } else {
+        message_id.clone()
+    };
+    let removed = ferry
+        .store
+        .delete_test_messages(account_id, &source_id, TEST_SENDER)
+        .await?;
+    Ok(json!({
+        "integration_id": id,
+        "provider": integration.provider,
+        "url": integrations::masked_webhook_url(ferry, &integration),
+        "ok": status.is_some_and(|s| (200..300).contains(&s)),
+        "status": status,
+        "answer": body,
+        "latency_ms": (latency_ms * 100.0).round() / 100.0,
+        "cache_hit": match (before, after) { (Some(b), Some(a)) => Some(a == b), _ => None },
+        "messages_removed": removed,
+    }))
+}

@@ -655,3 +655,66 @@ pub async fn cutover_endpoints_are_for_installation_administrators(db: Db) {
         .await;
     crate::helpers::assert_error(&(status, refused), 403, "forbidden");
 }
+
+/// `ferry integrations test` against a running `ferry serve`: a signed synthetic message per provider is
+/// accepted, the second one is routed from the server's cache, and nothing of it stays behind.
+pub async fn integration_test_sends_a_signed_message_and_cleans_up(db: Db) {
+    use serde_json::json;
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let mut ids = Vec::new();
+    for (channel, integration) in [
+        (
+            "evolution",
+            json!({"provider": "evolution", "instance_name": "teste"}),
+        ),
+        (
+            "whatsapp_cloud",
+            json!({"provider": "whatsapp_cloud", "phone_number_id": "777", "app_secret": "s", "verify_token": "v"}),
+        ),
+        (
+            "twilio_whatsapp",
+            json!({"provider": "twilio_whatsapp", "auth_token": "tw"}),
+        ),
+    ] {
+        let (created, _) = crate::webhooks::connected(&app, &f, channel, integration).await;
+        ids.push(created["id"].to_string());
+    }
+    let (_server, base) = app.serve_process().await;
+    let public = app.ferry.config.public_url();
+    let contacts = count(&app, "SELECT COUNT(*) FROM contacts").await;
+    for id in &ids {
+        let run = || {
+            let out = app.cli_with_env(
+                &["integrations", "test", id, "--url", &base, "--json"],
+                &[("FERRY_PUBLIC_URL", public.as_str())],
+            );
+            assert!(
+                out.status.success(),
+                "{id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        let first = run();
+        assert_eq!(
+            (&first["ok"], &first["messages_removed"]),
+            (&json!(true), &json!(1)),
+            "{first}"
+        );
+        assert_eq!(
+            first["cache_hit"], false,
+            "a fresh server looks the token up once"
+        );
+        let second = run();
+        assert_eq!(second["cache_hit"], true, "{second}");
+        assert!(second["latency_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM messages").await,
+        0,
+        "test messages removed"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM contacts").await, contacts);
+}

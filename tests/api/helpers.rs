@@ -378,8 +378,13 @@ impl TestApp {
 
     /// Runs the real `ferry` binary against this app's database and key.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with_env(args, &[])
+    }
+
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
+            .envs(env.iter().copied())
             .env("FERRY_DATABASE_URL", &self.database_url)
             .env("FERRY_DATA_DIR", self.dir.path())
             .env("FERRY_SECRET_KEY", &self.secret_key)

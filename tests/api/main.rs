@@ -78,6 +78,7 @@ fn main() {
         cutover::cleanup_waits_for_a_quiet_window_then_backs_up_and_retires,
         cutover::cutover_repoints_one_at_a_time_and_restores_on_failure,
         cutover::cutover_endpoints_are_for_installation_administrators,
+        cutover::integration_test_sends_a_signed_message_and_cleans_up,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,
