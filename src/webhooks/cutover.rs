@@ -236,6 +236,19 @@ pub async fn migrate(ferry: &Ferry, dry_run: bool) -> Result<MigrateReport> {
             Err(e) => report.errors.push(legacy.item(None, Some(e.to_string()))),
         }
     }
+    // Integrations without a token (made by hand or by an older tool) cannot be routed: they get one.
+    for i in ferry.store.all_integrations().await? {
+        if i.token_ciphertext.is_some() {
+            continue;
+        }
+        let item = json!({"provider": i.provider, "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
+                          "account_id": i.account_id, "integration_id": i.id, "inbox_id": i.inbox_id,
+                          "status": i.status, "reason": "had no token: one was issued"});
+        if !dry_run {
+            integrations::rotate(ferry, i.account_id, i.id, chrono::Duration::zero(), None).await?;
+        }
+        report.updated.push(item);
+    }
     if !dry_run {
         ferry
             .audit(

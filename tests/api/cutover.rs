@@ -155,6 +155,34 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
         "the legacy API key, sealed"
     );
 
+    // An integration without a token (made by an older tool) gets one from the next run.
+    execute(
+        &app,
+        format!(
+            "INSERT INTO integrations (account_id, inbox_id, provider, instance_name, status) \
+             VALUES ({account}, {}, 'evolution', 'sem-token', 'active')",
+            inbox_of(&report, ChannelType::Evolution)
+        ),
+    )
+    .await;
+    let fixed = cli_json(&app, &["integrations", "migrate", "--json"]);
+    let updated = fixed["updated"].as_array().unwrap();
+    assert_eq!(updated.len(), 1, "{fixed}");
+    assert_eq!(updated[0]["key"], "sem-token");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM integrations WHERE token_hash IS NULL"
+        )
+        .await,
+        0
+    );
+    execute(
+        &app,
+        "DELETE FROM integrations WHERE instance_name = 'sem-token'".into(),
+    )
+    .await;
+
     // Twice, and twice at once: nothing new, nothing duplicated.
     let again = cli_json(&app, &["integrations", "migrate", "--json"]);
     assert!(again["migrated"].as_array().unwrap().is_empty(), "{again}");
