@@ -63,7 +63,21 @@ pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<Value> {
     }
     let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
     let hits = ferry.store.legacy_hits_since(since).await?;
+    // No token (an older tool made them) or disabled: nothing routes to them.
+    let unusable: Vec<Value> = ferry
+        .store
+        .all_integrations()
+        .await?
+        .iter()
+        .filter(|i| i.token_ciphertext.is_none() || !i.enabled)
+        .map(|i| {
+            json!({"integration_id": i.id, "provider": i.provider,
+                   "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
+                   "reason": if i.token_ciphertext.is_none() { "no token" } else { "disabled" }})
+        })
+        .collect();
     Ok(json!({
+        "integrations_without_usable_token": unusable,
         "evolution_instances": evolution,
         "whatsapp_business_configs": business,
         // (provider, instance name / phone number id) is unique in `integrations`: duplicates cannot exist.

@@ -165,6 +165,11 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
         ),
     )
     .await;
+    let check = cli_json(&app, &["integrations", "check", "--json"]);
+    assert_eq!(
+        check["integrations_without_usable_token"][0]["key"], "sem-token",
+        "{check}"
+    );
     let fixed = cli_json(&app, &["integrations", "migrate", "--json"]);
     let updated = fixed["updated"].as_array().unwrap();
     assert_eq!(updated.len(), 1, "{fixed}");
