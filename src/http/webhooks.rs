@@ -87,14 +87,10 @@ async fn evolution_legacy(
         headers.insert(LEGACY_INSTANCE_HEADER, name);
     }
     let delivery = Delivery {
-        ferry: &ferry,
-        route: &route,
         via: "legacy",
-        headers: &headers,
-        body: &body,
+        ..Delivery::token(&ferry, &route, &headers, &body)
     };
-    let event = delivery.parsed(evolution::parse(&body)).await?;
-    Ok((StatusCode::OK, Json(delivery.store(event).await?)))
+    delivery.store_one(evolution::parse(&body)).await
 }
 
 pub const LEGACY_INSTANCE_HEADER: &str = "x-ferry-legacy-instance";
@@ -152,13 +148,7 @@ async fn twilio_post(
             "X-Twilio-Signature does not match the URL and parameters",
         ));
     }
-    let delivery = Delivery {
-        ferry: &ferry,
-        route: &route,
-        via: "token",
-        headers: &headers,
-        body: &body,
-    };
+    let delivery = Delivery::token(&ferry, &route, &headers, &body);
     let event = delivery.parsed(twilio::parse(&params)).await?;
     delivery.store(event).await?;
     Ok((
@@ -185,13 +175,7 @@ async fn dialog360_post(
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "dialog360").await?;
-    let delivery = Delivery {
-        ferry: &ferry,
-        route: &route,
-        via: "token",
-        headers: &headers,
-        body: &body,
-    };
+    let delivery = Delivery::token(&ferry, &route, &headers, &body);
     delivery.store_all(dialog360::parse(&body)).await
 }
 
@@ -284,13 +268,7 @@ async fn cloud_post(
             "X-Hub-Signature-256 does not match the body",
         ));
     }
-    let delivery = Delivery {
-        ferry: &ferry,
-        route: &route,
-        via: "token",
-        headers: &headers,
-        body: &body,
-    };
+    let delivery = Delivery::token(&ferry, &route, &headers, &body);
     delivery.store_all(cloud::parse(&body)).await
 }
 
@@ -301,15 +279,9 @@ async fn evolution_inner(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "evolution").await?;
-    let delivery = Delivery {
-        ferry: &ferry,
-        route: &route,
-        via: "token",
-        headers: &headers,
-        body: &body,
-    };
-    let event = delivery.parsed(evolution::parse(&body)).await?;
-    Ok((StatusCode::OK, Json(delivery.store(event).await?)))
+    Delivery::token(&ferry, &route, &headers, &body)
+        .store_one(evolution::parse(&body))
+        .await
 }
 
 /// One routed request: what it becomes, and where it goes when it cannot be stored.
@@ -322,7 +294,31 @@ struct Delivery<'a> {
     body: &'a [u8],
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    fn token(
+        ferry: &'a Ferry,
+        route: &'a TokenRoute,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Self {
+        Self {
+            ferry,
+            route,
+            via: "token",
+            headers,
+            body,
+        }
+    }
+
+    /// A delivery of one event (Evolution): stored, answered with what became of it.
+    async fn store_one(
+        &self,
+        parsed: Result<crate::webhooks::event::InboundEvent, ParseError>,
+    ) -> ApiResult<(StatusCode, Json<Value>)> {
+        let event = self.parsed(parsed).await?;
+        Ok((StatusCode::OK, Json(self.store(event).await?)))
+    }
+
     /// A body the provider's parser refused: 400, kept as a dead letter.
     async fn parsed<T>(&self, parsed: Result<T, ParseError>) -> ApiResult<T> {
         match parsed {

@@ -156,14 +156,11 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     );
 
     // An integration without a token (made by an older tool) gets one from the next run.
-    execute(
-        &app,
-        format!(
-            "INSERT INTO integrations (account_id, inbox_id, provider, instance_name, status) \
+    app.execute(format!(
+        "INSERT INTO integrations (account_id, inbox_id, provider, instance_name, status) \
              VALUES ({account}, {}, 'evolution', 'sem-token', 'active')",
-            inbox_of(&report, ChannelType::Evolution)
-        ),
-    )
+        inbox_of(&report, ChannelType::Evolution)
+    ))
     .await;
     let check = cli_json(&app, &["integrations", "check", "--json"]);
     assert_eq!(
@@ -182,11 +179,8 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
         .await,
         0
     );
-    execute(
-        &app,
-        "DELETE FROM integrations WHERE instance_name = 'sem-token'".into(),
-    )
-    .await;
+    app.execute("DELETE FROM integrations WHERE instance_name = 'sem-token'")
+        .await;
 
     // Twice, and twice at once: nothing new, nothing duplicated.
     let again = cli_json(&app, &["integrations", "migrate", "--json"]);
@@ -252,7 +246,7 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
         ),
     ];
     for sql in edits {
-        execute(&app, sql).await;
+        app.execute(sql).await;
     }
     let out = app.cli(&["integrations", "verify", "--json"]);
     assert!(!out.status.success(), "verify must fail when they differ");
@@ -277,22 +271,6 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
         verified["different"][0]["fields"]["status"]["legacy"],
         "disconnected"
     );
-}
-
-async fn execute(app: &TestApp, sql: String) {
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
 }
 
 /// Concurrent first runs on a fresh installation: the unique key keeps one integration per legacy row, and an
@@ -358,14 +336,8 @@ pub async fn cleanup_waits_for_a_quiet_window_then_backs_up_and_retires(db: Db) 
 
     // Three weeks later (the hits moved back in time): quiet.
     let old = (chrono::Utc::now() - chrono::Duration::days(21)).date_naive();
-    let back = "UPDATE legacy_route_hits SET day = $1";
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query(back).bind(old).execute(&pool).await.unwrap();
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query(back).bind(old).execute(&pool).await.unwrap();
-    }
+    app.execute(format!("UPDATE legacy_route_hits SET day = '{old}'"))
+        .await;
     let legacy_rows = count(&app, "SELECT COUNT(*) FROM evolution_instances").await
         + count(&app, "SELECT COUNT(*) FROM whatsapp_business_configs").await
         + count(&app, "SELECT COUNT(*) FROM organization_accounts").await;
@@ -515,10 +487,9 @@ pub async fn cutover_repoints_one_at_a_time_and_restores_on_failure(db: Db) {
         400,
         "the fake refuses v1's flat body, as v2 does"
     );
-    execute(
-        &app,
-        format!("UPDATE evolution_instances SET api_url = '{base}/'"),
-    )
+    app.execute(format!(
+        "UPDATE evolution_instances SET api_url = '{base}/'"
+    ))
     .await;
     cli_json(&app, &["integrations", "migrate", "--json"]);
 

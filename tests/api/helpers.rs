@@ -333,6 +333,18 @@ impl TestApp {
         into_parts(req.send().await.expect("request")).await
     }
 
+    /// Runs a statement on the app's own database: to break, repair or hand-edit what no API changes.
+    pub async fn execute(&self, sql: impl Into<String>) {
+        let sql = sqlx::AssertSqlSafe(sql.into());
+        if self.database_url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    }
+
     /// Another node of the same installation (same database, key and Redis), in this process, answering at the
     /// returned base URL.
     pub async fn another_node(&self) -> (Ferry, String) {

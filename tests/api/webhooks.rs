@@ -834,13 +834,7 @@ pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db)
 
     // The unroutable delivery, once its instance has the main inbox's number, is replayed by instance.
     let fix = "UPDATE evolution_instances SET phone_number = '+551140028922' WHERE instance_name = 'sem-numero'";
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query(fix).execute(&pool).await.unwrap();
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query(fix).execute(&pool).await.unwrap();
-    }
+    app.execute(fix).await;
     let out = app.cli(&["webhooks", "dead-letters", "--json"]);
     let letters: Value = serde_json::from_slice(&out.stdout).unwrap();
     let legacy = letters
@@ -1453,29 +1447,9 @@ pub async fn a_database_failure_keeps_the_delivery_as_a_dead_letter(db: Db) {
            BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"]
     };
     let fix_sql = "DROP TRIGGER refuse_messages ON messages";
-    let run = |sqls: Vec<String>| {
-        let url = app.database_url.clone();
-        async move {
-            if url.starts_with("postgres") {
-                let pool = sqlx::PgPool::connect(&url).await.unwrap();
-                for sql in sqls {
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&pool)
-                        .await
-                        .unwrap();
-                }
-            } else {
-                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-                for sql in sqls {
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&pool)
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-    };
-    run(break_sql.iter().map(|s| s.to_string()).collect()).await;
+    for sql in break_sql {
+        app.execute(*sql).await;
+    }
     let body = serde_json::to_vec(&upsert(
         "DBFAIL1",
         "5511988887777@s.whatsapp.net",
@@ -1505,11 +1479,11 @@ pub async fn a_database_failure_keeps_the_delivery_as_a_dead_letter(db: Db) {
         1
     );
 
-    run(vec![if postgres {
-        fix_sql.to_owned()
+    app.execute(if postgres {
+        fix_sql
     } else {
-        "DROP TRIGGER refuse_messages".to_owned()
-    }])
+        "DROP TRIGGER refuse_messages"
+    })
     .await;
     let out = app.cli(&["webhooks", "dead-letters", "--json"]);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
