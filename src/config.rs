@@ -115,6 +115,169 @@ pub struct Config {
         global = true
     )]
     pub media_retry_base_ms: u64,
+
+    #[command(flatten)]
+    pub legacy: LegacyConfig,
+}
+
+/// Capability C: where the legacy system is and how account imports read it (`reference/legacy-source.md`).
+#[derive(Clone, clap::Args)]
+pub struct LegacyConfig {
+    /// Base URL of the legacy HTTP API (account existence, channel configs)
+    #[arg(long = "legacy-api-url", env = "FERRY_LEGACY_API_URL", global = true)]
+    pub api_url: Option<String>,
+
+    /// Sent as `Authorization: Bearer …` to the legacy HTTP API
+    #[arg(
+        long = "legacy-api-token",
+        env = "FERRY_LEGACY_API_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
+    /// Seconds before a legacy API request counts as an outage
+    #[arg(
+        long = "legacy-api-timeout",
+        env = "FERRY_LEGACY_API_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub api_timeout_seconds: u64,
+
+    /// Base64 of the 32-byte AES-256-GCM key of the config envelopes; default: DATA_DIR/legacy-config.key if present
+    #[arg(
+        long = "legacy-config-key",
+        env = "FERRY_LEGACY_CONFIG_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub config_key: Option<String>,
+
+    /// DynamoDB endpoint URL (unset: the AWS default for the region)
+    #[arg(
+        long = "legacy-dynamodb-endpoint",
+        env = "FERRY_LEGACY_DYNAMODB_ENDPOINT",
+        global = true
+    )]
+    pub dynamodb_endpoint: Option<String>,
+
+    #[arg(
+        long = "legacy-dynamodb-region",
+        env = "FERRY_LEGACY_DYNAMODB_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub dynamodb_region: String,
+
+    #[arg(
+        long = "legacy-threads-table",
+        env = "FERRY_LEGACY_THREADS_TABLE",
+        default_value = "threads",
+        global = true
+    )]
+    pub threads_table: String,
+
+    #[arg(
+        long = "legacy-messages-table",
+        env = "FERRY_LEGACY_MESSAGES_TABLE",
+        default_value = "messages",
+        global = true
+    )]
+    pub messages_table: String,
+
+    /// HS256 secret of the legacy media service's bearer tokens
+    #[arg(
+        long = "legacy-media-jwt-secret",
+        env = "FERRY_LEGACY_MEDIA_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub media_jwt_secret: Option<String>,
+
+    /// Read an export directory instead of the API and DynamoDB
+    #[arg(
+        long = "legacy-export-dir",
+        env = "FERRY_LEGACY_EXPORT_DIR",
+        global = true
+    )]
+    pub export_dir: Option<PathBuf>,
+
+    /// The recent stage's window, in days
+    #[arg(
+        long = "import-recent-days",
+        env = "FERRY_IMPORT_RECENT_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub recent_days: u32,
+
+    /// Most threads the recent stage imports
+    #[arg(
+        long = "import-recent-threads",
+        env = "FERRY_IMPORT_RECENT_THREADS",
+        default_value_t = 500,
+        global = true
+    )]
+    pub recent_threads: usize,
+
+    /// Latest messages per thread the recent stage imports
+    #[arg(
+        long = "import-recent-messages",
+        env = "FERRY_IMPORT_RECENT_MESSAGES",
+        default_value_t = 20,
+        global = true
+    )]
+    pub recent_messages: usize,
+
+    /// Allow `POST …/migrate?force=true` (deletes what earlier imports created, then imports again)
+    #[arg(
+        long = "allow-force-remigration",
+        env = "FERRY_ALLOW_FORCE_REMIGRATION",
+        default_value_t = false,
+        global = true
+    )]
+    pub allow_force_remigration: bool,
+
+    /// First delay of the automatic repair of a failed history import, doubled per attempt (capped at a day)
+    #[arg(
+        long = "import-repair-base-seconds",
+        env = "FERRY_IMPORT_REPAIR_BASE_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub repair_base_seconds: u64,
+
+    /// Throttle for account imports, messages per second (unset: as fast as the database goes)
+    #[arg(
+        long = "import-max-messages-per-second",
+        env = "FERRY_IMPORT_MAX_MESSAGES_PER_SECOND",
+        global = true
+    )]
+    pub max_messages_per_second: Option<u64>,
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            api_token: None,
+            api_timeout_seconds: 10,
+            config_key: None,
+            dynamodb_endpoint: None,
+            dynamodb_region: "us-east-1".into(),
+            threads_table: "threads".into(),
+            messages_table: "messages".into(),
+            media_jwt_secret: None,
+            export_dir: None,
+            recent_days: 30,
+            recent_threads: 500,
+            recent_messages: 20,
+            allow_force_remigration: false,
+            repair_base_seconds: 300,
+            max_messages_per_second: None,
+        }
+    }
 }
 
 impl Config {
@@ -137,6 +300,7 @@ impl Config {
             lease_seconds: 30,
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,
+            legacy: LegacyConfig::default(),
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Ferry {
     pub token_routes: Arc<TokenRoutes>,
     /// Inbound webhook messages are stored through here: concurrent deliveries share a transaction.
     pub group_commit: Arc<GroupCommit>,
+    /// The legacy system account imports read (SPEC 5.3); None when none is configured.
+    pub legacy: Option<Arc<dyn crate::account_import::LegacySource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,9 @@ impl Ferry {
             store::Backend::Postgres => 2,
         };
         let group_commit = Arc::new(GroupCommit::start(store.clone(), writers, 256));
+        let legacy = crate::account_import::open_source(&config).await;
         Ok(Self {
+            legacy,
             group_commit,
             store,
             cipher: Cipher::new(key),

@@ -54,6 +54,7 @@ impl Worker {
             self.id.clone(),
             shutdown.clone(),
         ));
+        let mut last_repair_check = std::time::Instant::now() - REPAIR_CHECK_EVERY;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -62,6 +63,17 @@ impl Worker {
                 Ok(Some(_)) => continue,
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "worker: claiming work failed"),
+            }
+            match self.run_import_once(shutdown.clone()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "worker: claiming an account import failed"),
+            }
+            if last_repair_check.elapsed() >= REPAIR_CHECK_EVERY {
+                last_repair_check = std::time::Instant::now();
+                if let Err(e) = crate::account_import::run_due_repairs(&self.ferry).await {
+                    tracing::error!(error = %e, "worker: repairing failed history imports");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}
@@ -97,7 +109,7 @@ impl Worker {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = tokio::spawn(heartbeat(
             self.ferry.clone(),
-            migration.id,
+            Leased::InboxMigration(migration.id),
             token.clone(),
             self.lease(),
             lost.clone(),
@@ -115,12 +127,66 @@ impl Worker {
         heartbeat.abort();
         Ok(Some(outcome))
     }
+
+    /// Claims and runs one account import, if one is waiting (or its worker's lease expired).
+    pub async fn run_import_once(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Outcome>, crate::store::StoreError> {
+        let token = format!("{:032x}", rand::thread_rng().r#gen::<u128>());
+        let now = chrono::Utc::now();
+        let Some(import) = self
+            .ferry
+            .store
+            .claim_account_import(&self.id, &token, now, now + self.lease())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if import.attempts > 1 {
+            tracing::warn!(
+                id = import.id,
+                attempts = import.attempts,
+                stage = import.stage,
+                "resuming an account import"
+            );
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(heartbeat(
+            self.ferry.clone(),
+            Leased::AccountImport(import.id),
+            token.clone(),
+            self.lease(),
+            lost.clone(),
+        ));
+        let outcome = crate::account_import::engine::run(
+            &self.ferry,
+            import,
+            RunContext {
+                token,
+                lease_lost: lost,
+                shutdown,
+            },
+        )
+        .await;
+        heartbeat.abort();
+        Ok(Some(outcome))
+    }
+}
+
+/// How often the worker looks for failed history imports due for an automatic repair.
+const REPAIR_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy)]
+enum Leased {
+    InboxMigration(i64),
+    AccountImport(i64),
 }
 
 /// Renews the lease three times per lease period; a renewal that finds another token marks the lease lost.
 async fn heartbeat(
     ferry: Ferry,
-    id: i64,
+    leased: Leased,
     token: String,
     lease: chrono::Duration,
     lost: Arc<AtomicBool>,
@@ -131,17 +197,28 @@ async fn heartbeat(
         .max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(every).await;
-        match ferry
-            .store
-            .renew_inbox_migration_lease(id, &token, chrono::Utc::now() + lease)
-            .await
-        {
+        let until = chrono::Utc::now() + lease;
+        let renewed = match leased {
+            Leased::InboxMigration(id) => {
+                ferry
+                    .store
+                    .renew_inbox_migration_lease(id, &token, until)
+                    .await
+            }
+            Leased::AccountImport(id) => {
+                ferry
+                    .store
+                    .renew_account_import_lease(id, &token, until)
+                    .await
+            }
+        };
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, id, "lease renewal failed; retrying"),
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
         }
     }
 }

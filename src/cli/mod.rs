@@ -1,5 +1,6 @@
 //! The `ferry` command line: a thin adapter over `services`. Human output by default, `--json` for scripts.
 
+mod imports;
 mod integrations;
 mod migrations;
 mod webhooks;
@@ -39,7 +40,7 @@ pub enum Command {
         #[arg(long)]
         no_worker: bool,
     },
-    /// Background worker only: claims inbox migrations (and later imports) from the database
+    /// Background worker only: claims inbox migrations, account imports and downloads from the database
     Worker,
     /// Inbox migration (capability A)
     Migrate {
@@ -85,6 +86,11 @@ pub enum Command {
     Integrations {
         #[command(subcommand)]
         command: integrations::IntegrationsCommand,
+    },
+    /// On-demand account import from the legacy system (capability C)
+    Import {
+        #[command(subcommand)]
+        command: imports::ImportCommand,
     },
     /// Reproducible benchmarks on generated data (JSON)
     Bench {
@@ -346,6 +352,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Inboxes { command } => inboxes(ferry, command).await,
         Command::Integrations { command } => integrations::integrations(ferry, command).await,
+        Command::Import { command } => imports::import(ferry, command).await,
         Command::Webhooks { command } => webhooks::webhooks(ferry, command).await,
         Command::Bench { .. } => unreachable!("handled above"),
         Command::Migrate { command } => migrations::migrate(ferry, command).await,

@@ -5,6 +5,7 @@
 
 mod bench;
 mod common;
+mod imports;
 mod inbox_migrations;
 mod inbox_migrations_impl;
 mod ingest;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use bench::BenchStore;
+pub use imports::*;
 pub use inbox_migrations::*;
 pub use ingest::{
     DeadLetter, IngestAttachment, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite,
@@ -103,7 +105,15 @@ pub type Sealer<'a> = &'a (dyn Fn(i64) -> Vec<u8> + Send + Sync);
 
 #[async_trait]
 pub trait Store:
-    InboxMigrationStore + IntegrationStore + IngestStore + JobStore + BenchStore + Send + Sync + 'static
+    InboxMigrationStore
+    + AccountImportStore
+    + IntegrationStore
+    + IngestStore
+    + JobStore
+    + BenchStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::bench::impl_bench_store;
 use super::common::*;
+use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
@@ -79,3 +80,4 @@ impl_job_store!(PgStore, Postgres);
 impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
+impl_account_import_store!(PgStore, Postgres);

@@ -9,6 +9,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::bench::impl_bench_store;
 use super::common::*;
+use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
@@ -135,3 +136,4 @@ impl_job_store!(SqliteStore, Sqlite);
 impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
+impl_account_import_store!(SqliteStore, Sqlite);

@@ -83,6 +83,8 @@ pub enum MediaSource {
         url: String,
         account_sid: Option<String>,
     },
+    /// An account import's file: the legacy media service (bearer JWT) or the export directory.
+    Legacy { url: String },
 }
 
 impl MessageKind {

@@ -202,6 +202,14 @@ async fn fetch(
     ferry: &Ferry,
     payload: &FetchPayload,
 ) -> Result<(Vec<u8>, Option<String>), Failure> {
+    if let MediaSource::Legacy { url } = &payload.source {
+        return crate::account_import::fetch_media(ferry, url)
+            .await
+            .map_err(|e| match e {
+                crate::account_import::MediaError::Unavailable(_) => Failure::Retry(e.to_string()),
+                other => Failure::GiveUp(other.to_string()),
+            });
+    }
     let id = payload.integration_id.ok_or_else(|| {
         Failure::GiveUp("no integration to download with (delivered by the legacy route)".into())
     })?;
@@ -279,6 +287,7 @@ async fn fetch(
             let bytes = bytes_of(authorize(super::http_client().get(url))?).await?;
             Ok((bytes, meta["mime_type"].as_str().map(str::to_owned)))
         }
+        MediaSource::Legacy { .. } => unreachable!("answered above"),
         MediaSource::Url { url, account_sid } => {
             let mut request = super::http_client().get(url);
             if let (Some(sid), Some(token)) = (account_sid, secret("auth_token")) {

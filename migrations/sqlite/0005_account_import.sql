@@ -1,0 +1,16 @@
+-- Capability C (SPEC 5): when each stage of an account import finished (the client's timeline and the
+-- benchmark read them), and indexes that let a forced re-migration find exactly the rows imports created.
+ALTER TABLE account_imports ADD COLUMN channels_migrated_at TEXT;
+ALTER TABLE account_imports ADD COLUMN recent_migrated_at TEXT;
+-- The stage that failed last, kept after a resumed stage succeeds (for the administrators' view).
+ALTER TABLE account_imports ADD COLUMN failed_stage TEXT;
+
+CREATE INDEX account_imports_account ON account_imports (account_id, id);
+CREATE INDEX messages_import ON messages (import_id) WHERE import_id IS NOT NULL;
+CREATE INDEX attachments_import ON attachments (import_id, status) WHERE import_id IS NOT NULL;
+CREATE INDEX conversations_import ON conversations (import_id) WHERE import_id IS NOT NULL;
+CREATE INDEX contacts_import ON contacts (import_id) WHERE import_id IS NOT NULL;
+CREATE INDEX contact_inboxes_import ON contact_inboxes (import_id) WHERE import_id IS NOT NULL;
+CREATE INDEX inboxes_import ON inboxes (import_id) WHERE import_id IS NOT NULL;
+-- Imports find a customer's contact across the account's inboxes by identity key.
+CREATE INDEX contact_inboxes_wa_key ON contact_inboxes (wa_key);
