@@ -303,7 +303,8 @@ macro_rules! impl_account_import_store {
                     ImportStart::Resume { id } => {
                         let stage: Option<String> = sqlx::query_scalar(
                             "UPDATE account_imports SET status = 'queued', lease_owner = NULL, lease_token = NULL, \
-                             lease_expires_at = NULL, next_repair_at = NULL, updated_at = $1 \
+                             lease_expires_at = NULL, next_repair_at = NULL, updated_at = $1, \
+                             repair_attempts = repair_attempts + CASE WHEN stage = 'all' THEN 1 ELSE 0 END \
                              WHERE id = $2 AND account_id = $3 AND status = 'failed' RETURNING stage",
                         )
                         .bind(now)

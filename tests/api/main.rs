@@ -7,6 +7,7 @@ mod cli;
 mod cutover;
 mod datagen;
 mod helpers;
+mod imports;
 mod inboxes;
 mod integrations;
 mod media;
@@ -97,10 +98,19 @@ fn main() {
         cli::cli_creates_account_user_token_and_inbox,
         cli::cli_failures_are_one_line_and_write_nothing,
         cli::cli_migrates_an_inbox_and_manages_migrations,
+        imports::import_runs_every_stage_once_and_is_idempotent,
+        imports::cli_imports_an_account_through_every_stage,
+        imports::each_failure_stage_has_its_status_and_its_next_migrate,
+        imports::empty_pages_with_a_cursor_are_followed,
+        imports::a_killed_worker_process_resumes_the_history_without_duplicates,
+        imports::forced_remigration_deletes_only_what_imports_created,
+        imports::legacy_existence_is_asked_once_and_outages_are_errors,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =
         storage_tests![webhooks::redis_shares_routes_and_invalidations_between_nodes,];
+    let moto_tests: Vec<(&str, TestFn)> =
+        storage_tests![imports::dynamodb_source_imports_with_media_tokens,];
     let postgres = helpers::postgres_available();
     let mut trials = Vec::new();
     for (name, test) in tests {
@@ -126,6 +136,18 @@ fn main() {
             );
         }
     }
+    let moto = imports::moto_available();
+    for (name, test) in moto_tests {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let ignored = moto.is_err() || (db == Db::Postgres && postgres.is_err());
+            trials.push(
+                Trial::test(format!("{}::{name}", db.as_str()), move || {
+                    helpers::run(db, test)
+                })
+                .with_ignored_flag(ignored),
+            );
+        }
+    }
     trials.push(Trial::test(
         "sqlite::cli::serve_demo_prints_a_working_token_and_keeps_data",
         || helpers::run_plain(cli::serve_demo_prints_a_working_token_and_keeps_data()),
@@ -143,6 +165,13 @@ fn main() {
             std::process::exit(1);
         }
         eprintln!("skipped: {reason} — the Redis tests are reported as ignored");
+    }
+    if let Err(reason) = &moto {
+        if std::env::var("FERRY_TEST_REQUIRE_MOTO").is_ok_and(|v| v == "1") {
+            eprintln!("FERRY_TEST_REQUIRE_MOTO=1 but {reason}");
+            std::process::exit(1);
+        }
+        eprintln!("skipped: {reason} — the DynamoDB tests are reported as ignored");
     }
     let conclusion = libtest_mimic::run(&args, trials);
     helpers::drop_created_databases();
