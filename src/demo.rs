@@ -60,6 +60,16 @@ pub async fn ensure_demo(ferry: &Ferry) -> anyhow::Result<DemoState> {
             installation_admin: false,
         })
         .await?;
+    // Accounts still in the legacy system (the demo's export directory), ready for an import.
+    for (legacy_ref, name, _, _) in crate::account_import::generate::DEMO_ACCOUNTS {
+        let account = ferry
+            .create_account(&format!("{name} (legacy)"), Some(legacy_ref))
+            .await?;
+        ferry
+            .store
+            .set_account_role(account.id, user.id, Role::Administrator)
+            .await?;
+    }
     let (_, token) = ferry.create_token(DEMO_EMAIL, "demo").await?;
     let login = DemoLogin {
         account_id: report.account_id,

@@ -11,6 +11,58 @@ use super::source::{ConfigsAnswer, LegacyChannel, LegacyMedia, LegacyMessage, Le
 
 /// Where the demo keeps the config envelope key (read when `FERRY_LEGACY_CONFIG_KEY` is unset).
 pub const CONFIG_KEY_FILE: &str = "legacy-config.key";
+/// The demo's export directory under the data directory (used when no legacy source is configured).
+pub const DEMO_EXPORT_DIR: &str = "legacy-export";
+
+/// The two legacy accounts of `ferry serve --demo`: (legacy_ref, name, threads, messages per thread).
+pub const DEMO_ACCOUNTS: [(&str, &str, usize, usize); 2] = [
+    ("padaria-estrela", "Padaria Estrela", 400, 25),
+    ("oficina-rapida", "Oficina Rápida", 150, 12),
+];
+
+/// Writes the demo's legacy export and its config key into `data_dir`, once.
+pub fn demo_export(data_dir: &Path) -> std::io::Result<()> {
+    let dir = data_dir.join(DEMO_EXPORT_DIR);
+    if dir.join("accounts.json").exists() {
+        return Ok(());
+    }
+    let key_file = data_dir.join(CONFIG_KEY_FILE);
+    let key = match std::fs::read_to_string(&key_file) {
+        Ok(key) => key,
+        Err(_) => {
+            let key = super::envelope::generate_key();
+            std::fs::create_dir_all(data_dir)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(&key_file)?, key.as_bytes())?;
+            key
+        }
+    };
+    let key = ConfigKey::parse(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let now = chrono::Utc::now().timestamp();
+    let accounts: Vec<_> = DEMO_ACCOUNTS
+        .iter()
+        .map(|(legacy_ref, name, threads, messages)| {
+            account(
+                &AccountSpec {
+                    legacy_ref: (*legacy_ref).into(),
+                    name: (*name).into(),
+                    threads: *threads,
+                    messages_per_thread: *messages,
+                    media_every: Some(15),
+                    // A few hours apart: the newest ones are in the recent window, the oldest months back.
+                    thread_spacing_seconds: 6 * 3600,
+                },
+                &key,
+                now,
+                "file://media/",
+            )
+        })
+        .collect();
+    write_export(&dir, &accounts)
+}
 
 #[derive(Debug, Clone)]
 pub struct AccountSpec {

@@ -55,6 +55,11 @@ pub async fn open_source(config: &Config) -> Option<Arc<dyn LegacySource>> {
     if let Some(dir) = &legacy.export_dir {
         return Some(Arc::new(export::ExportSource::new(dir)));
     }
+    // The demo's export directory, when nothing else is configured.
+    let demo = config.data_dir.join(generate::DEMO_EXPORT_DIR);
+    if legacy.api_url.is_none() && demo.join("accounts.json").exists() {
+        return Some(Arc::new(export::ExportSource::new(demo)));
+    }
     let base = legacy.api_url.as_deref()?;
     Some(Arc::new(
         api::ApiSource::new(

@@ -265,6 +265,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // Benchmarks make their own fresh databases; --database-url names the server, not a database to use.
         return bench(cli.config.database_url.as_deref(), command).await;
     }
+    if let Command::Serve { demo: true, .. } = &cli.command
+        && cli.config.legacy.export_dir.is_none()
+        && cli.config.legacy.api_url.is_none()
+    {
+        crate::account_import::generate::demo_export(&cli.config.data_dir)
+            .context("cannot write the demo's legacy export")?;
+    }
     let ferry = Ferry::open(cli.config.clone()).await?;
     match cli.command {
         Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
@@ -482,6 +489,7 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
                     login.account_id, report.conversations, report.messages
                 );
                 print_login(&url, &login);
+                print_imports(&ferry, login.account_id).await;
             }
             DemoState::Existing(Some(login)) => {
                 println!(
@@ -489,6 +497,7 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
                     ferry.config.data_dir.display()
                 );
                 print_login(&url, &login);
+                print_imports(&ferry, login.account_id).await;
             }
             DemoState::Existing(None) => {
                 println!(
@@ -498,16 +507,42 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
             }
         }
     }
-    if no_worker {
+    // The background worker (migrations, imports, downloads) runs beside the server unless --no-worker.
+    let (stop_worker, worker_shutdown) = tokio::sync::watch::channel(false);
+    let worker = if no_worker {
         tracing::info!("worker disabled (--no-worker)");
-    }
+        None
+    } else {
+        Some(tokio::spawn(
+            crate::worker::Worker::new(ferry.clone()).run(worker_shutdown),
+        ))
+    };
     println!("ferry is listening on {url}");
     tracing::info!(%url, backend = ferry.store.backend().as_str(), "listening");
-    app.run_until(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let served = app.run_until(shutdown_signal()).await;
+    // The worker stops at its next batch boundary and releases its lease.
+    let _ = stop_worker.send(true);
+    if let Some(worker) = worker {
+        worker.await.context("worker task failed")?;
+    }
+    served.context("server failed")?;
     ferry.store.close().await;
     Ok(())
+}
+
+/// The demo's accounts that wait in the legacy export, and how to import them.
+async fn print_imports(ferry: &Ferry, demo_account: i64) {
+    for id in demo_account + 1..=demo_account + 2 {
+        if let Ok(account) = ferry.store.get_account(id).await
+            && account.legacy_ref.is_some()
+        {
+            println!(
+                "account {id} ({}) waits in the legacy export: import it with `ferry import account {id}` \
+                 or POST /api/v1/accounts/{id}/migrate",
+                account.name
+            );
+        }
+    }
 }
 
 fn print_login(url: &str, login: &crate::demo::DemoLogin) {

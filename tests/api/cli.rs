@@ -217,6 +217,39 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    // The demo's legacy export: account 2 imports through every stage from the browser's API.
+    assert!(
+        first_output.contains("account 2 (Padaria Estrela (legacy)) waits in the legacy export"),
+        "{first_output}"
+    );
+    let started = client
+        .post(format!("{url}/api/v1/accounts/2/migrate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = client
+            .get(format!("{url}/api/v1/accounts/2/migration-status"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["counts"]["channels"], 2);
+    assert_eq!(view["counts"]["threads"], 400);
+    assert_eq!(view["counts"]["messages"], 400 * 25);
+
     let (url, again, second_output) = start_demo(dir.path()).await;
     assert_eq!(again, token);
     assert!(
@@ -234,7 +267,7 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
         .unwrap();
     assert_eq!(inboxes["data"].as_array().unwrap().len(), 5);
     let none: Value = client
-        .get(format!("{url}/api/v1/accounts/2"))
+        .get(format!("{url}/api/v1/accounts/4"))
         .bearer_auth(&token)
         .send()
         .await
@@ -242,7 +275,7 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
         .json()
         .await
         .unwrap();
-    assert_eq!(none["error"]["code"], "not_found", "no second demo account");
+    assert_eq!(none["error"]["code"], "not_found", "no other demo account");
 }
 
 /// Starts the demo server, returns its URL, the printed token and everything printed up to "listening", and
