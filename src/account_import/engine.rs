@@ -23,8 +23,8 @@ const THREADS_PAGE: usize = 100;
 /// Messages read per page.
 const MESSAGES_PAGE: usize = 1000;
 /// A batch transaction holds about this many messages (or this many threads).
-const BATCH_MESSAGES: usize = 2000;
-const BATCH_THREADS: usize = 200;
+const BATCH_MESSAGES: usize = 5000;
+const BATCH_THREADS: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 enum StageError {
@@ -347,11 +347,20 @@ impl Stage<'_> {
     async fn commit(&self, stage: &str, batch: &mut ImportBatch) -> Result<(), StageError> {
         check(self.ctx)?;
         let done = std::mem::take(batch);
-        self.ferry
+        let started = std::time::Instant::now();
+        let outcome = self
+            .ferry
             .store
             .import_batch(self.import_id, &self.ctx.token, stage, &done)
             .await?
             .ok_or(StageError::LeaseLost)?;
+        tracing::debug!(
+            stage,
+            threads = outcome.threads_created,
+            messages = outcome.messages_created,
+            ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         // The throttle: never ahead of the configured rate since this run started.
         if let Some(rate) = self
             .ferry

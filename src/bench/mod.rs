@@ -7,8 +7,10 @@
 //! events carry `inbox_id` and must be rewritten) and `reference` (the reference implementation's statement
 //! pattern on that schema).
 
+mod account_import;
 mod webhooks;
 
+pub use account_import::{AccountImportBench, LegacySourceKind, account_import};
 pub use webhooks::{WebhooksBench, webhooks};
 
 use std::path::PathBuf;

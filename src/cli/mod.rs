@@ -201,6 +201,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import a generated legacy account (export directory, or DynamoDB on moto) into a fresh database: seconds
+    /// from /migrate to channels-migrated, recent-messages-migrated and completed, and messages per second.
+    /// --database-url postgres://… runs on a fresh database of that server; otherwise on a temporary SQLite file.
+    AccountImport {
+        #[arg(long, default_value_t = 10_000)]
+        threads: usize,
+        #[arg(long, default_value_t = 20)]
+        messages_per_thread: usize,
+        #[arg(long, value_enum, default_value = "export")]
+        source: crate::bench::LegacySourceKind,
+        /// A running DynamoDB-compatible server (default: start moto_server on a free port)
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Migrate an Evolution inbox into a Cloud inbox on a fresh copy of generated data; with --compare, also
     /// time the unbatched lower bound, the Chatwoot-shaped lower bound and the reference statement pattern.
     /// --database-url postgres://… runs on fresh databases of that server; otherwise on temporary SQLite files.
@@ -572,6 +588,21 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
                 contacts: (*contacts).max(1),
             };
             crate::bench::webhooks(database_url, &opts).await?
+        }
+        BenchCommand::AccountImport {
+            threads,
+            messages_per_thread,
+            source,
+            dynamodb_endpoint,
+            json: _,
+        } => {
+            let opts = crate::bench::AccountImportBench {
+                threads: *threads,
+                messages_per_thread: *messages_per_thread,
+                source: *source,
+                dynamodb_endpoint: dynamodb_endpoint.clone(),
+            };
+            crate::bench::account_import(database_url, &opts).await?
         }
         BenchCommand::InboxMigration {
             conversations,

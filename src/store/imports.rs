@@ -530,8 +530,10 @@ macro_rules! impl_account_import_store {
                     .iter()
                     .filter(|t| !conversation_of.contains_key(t.legacy_thread_id.as_str()))
                     .collect();
-                new_threads.dedup_by(|a, b| a.legacy_thread_id == b.legacy_thread_id);
+                let mut seen_threads = std::collections::HashSet::new();
+                new_threads.retain(|t| seen_threads.insert(t.legacy_thread_id.as_str()));
                 if !new_threads.is_empty() {
+                    // Set-based: a handful of statements for all the batch's new threads, whatever their number.
                     let last_display_id: i64 = sqlx::query_scalar(
                         "UPDATE accounts SET last_display_id = last_display_id + $1 WHERE id = $2 RETURNING last_display_id",
                     )
@@ -539,77 +541,165 @@ macro_rules! impl_account_import_store {
                     .bind(account_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let mut display_id = last_display_id - new_threads.len() as i64;
-                    for t in new_threads {
-                        display_id += 1;
-                        // The customer: this inbox's contact_inbox with the identity, else the account's contact
-                        // with it in another inbox, else a new contact.
-                        let found: Option<(i64, i64)> = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
-                            .bind(t.inbox_id)
-                            .bind(&t.wa_identity)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        let (contact_inbox_id, contact_id) = match found {
-                            Some(found) => found,
-                            None => {
-                                let contact: Option<i64> = sqlx::query_scalar(
-                                    "SELECT ci.contact_id FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
-                                     WHERE ci.wa_key = $2 AND c.account_id = $1 ORDER BY ci.contact_id LIMIT 1",
-                                )
-                                .bind(account_id)
-                                .bind(&t.wa_key)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                                let contact_id = match contact {
-                                    Some(c) => c,
-                                    None => sqlx::query_scalar(
-                                        "INSERT INTO contacts (account_id, name, phone_number, import_id, created_at, updated_at) \
-                                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-                                    )
-                                    .bind(account_id)
-                                    .bind(&t.contact_name)
-                                    .bind(&t.phone_number)
-                                    .bind(id)
-                                    .bind(now)
-                                    .fetch_one(&mut *tx)
-                                    .await?,
-                                };
-                                let ci: i64 = sqlx::query_scalar(
-                                    "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key, import_id, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                                )
-                                .bind(contact_id)
-                                .bind(t.inbox_id)
-                                .bind(&t.source_id)
-                                .bind(&t.wa_identity)
-                                .bind(&t.wa_key)
-                                .bind(id)
-                                .bind(now)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                                (ci, contact_id)
-                            }
-                        };
-                        let conversation: i64 = sqlx::query_scalar(
-                            "INSERT INTO conversations (account_id, inbox_id, contact_id, contact_inbox_id, display_id, status, \
-                             last_activity_at, legacy_thread_id, import_id, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10) RETURNING id",
-                        )
-                        .bind(account_id)
-                        .bind(t.inbox_id)
-                        .bind(contact_id)
-                        .bind(contact_inbox_id)
-                        .bind(display_id)
-                        .bind(t.status)
-                        .bind(t.last_activity_at)
-                        .bind(&t.legacy_thread_id)
-                        .bind(id)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        conversation_of.insert(t.legacy_thread_id.as_str(), conversation);
-                        outcome.threads_created += 1;
+                    let first_display_id = last_display_id - new_threads.len() as i64 + 1;
+
+                    // The customers: this inbox's contact_inbox with the identity (locked on PostgreSQL against
+                    // a webhook storing the same customer right now), else the account's contact with that
+                    // identity key in another inbox, else a new contact.
+                    let mut people: Vec<(i64, &str)> =
+                        new_threads.iter().map(|t| (t.inbox_id, t.wa_identity.as_str())).collect();
+                    people.sort_unstable();
+                    people.dedup();
+                    let mut known: HashMap<(i64, String), (i64, i64)> = HashMap::with_capacity(people.len());
+                    for chunk in people.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT inbox_id, wa_identity, id, contact_id FROM contact_inboxes WHERE (inbox_id, wa_identity) IN (",
+                        );
+                        let mut list = qb.separated(", ");
+                        for (inbox_id, identity) in $crate::store::ingest::padded(chunk.to_vec()) {
+                            list.push("(");
+                            list.push_bind_unseparated(inbox_id);
+                            list.push_unseparated(", ");
+                            list.push_bind_unseparated(identity);
+                            list.push_unseparated(")");
+                        }
+                        qb.push(") ORDER BY id");
+                        qb.push(Self::FOR_UPDATE);
+                        let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                        for (inbox_id, identity, ci, contact) in rows {
+                            known.insert((inbox_id, identity), (ci, contact));
+                        }
                     }
+                    let missing: Vec<&$crate::store::ImportThread> = {
+                        let mut seen = std::collections::HashSet::new();
+                        new_threads
+                            .iter()
+                            .copied()
+                            .filter(|t| !known.contains_key(&(t.inbox_id, t.wa_identity.clone())))
+                            .filter(|t| seen.insert((t.inbox_id, t.wa_identity.as_str())))
+                            .collect()
+                    };
+                    if !missing.is_empty() {
+                        let mut contact_of_key: HashMap<String, i64> = HashMap::new();
+                        let mut keys: Vec<&str> = missing.iter().map(|t| t.wa_key.as_str()).collect();
+                        keys.sort_unstable();
+                        keys.dedup();
+                        for chunk in keys.chunks(500) {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "SELECT ci.wa_key, MIN(ci.contact_id) FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
+                                 WHERE c.account_id = ",
+                            );
+                            qb.push_bind(account_id);
+                            qb.push(" AND ci.wa_key IN (");
+                            let mut list = qb.separated(", ");
+                            for key in $crate::store::ingest::padded(chunk.to_vec()) {
+                                list.push_bind(key);
+                            }
+                            qb.push(") GROUP BY ci.wa_key");
+                            contact_of_key.extend(qb.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await?);
+                        }
+                        // New contacts, one per identity key.
+                        let mut fresh: Vec<&$crate::store::ImportThread> = Vec::new();
+                        for t in &missing {
+                            if !contact_of_key.contains_key(&t.wa_key) && !fresh.iter().any(|f| f.wa_key == t.wa_key) {
+                                fresh.push(t);
+                            }
+                        }
+                        let contact_ids = Self::allocate_ids(&mut tx, "contacts", fresh.len()).await?;
+                        for chunk in fresh.iter().zip(&contact_ids).collect::<Vec<_>>().chunks(500) {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "INSERT INTO contacts (id, account_id, name, phone_number, import_id, created_at, updated_at) ",
+                            );
+                            qb.push_values(chunk, |mut row, (t, contact_id)| {
+                                row.push_bind(**contact_id)
+                                    .push_bind(account_id)
+                                    .push_bind(&t.contact_name)
+                                    .push_bind(&t.phone_number)
+                                    .push_bind(id)
+                                    .push_bind(now)
+                                    .push_bind(now);
+                            });
+                            qb.build().execute(&mut *tx).await?;
+                        }
+                        for (t, contact_id) in fresh.iter().zip(&contact_ids) {
+                            contact_of_key.insert(t.wa_key.clone(), *contact_id);
+                        }
+                        let ci_ids = Self::allocate_ids(&mut tx, "contact_inboxes", missing.len()).await?;
+                        let mut inserted: std::collections::HashSet<i64> = std::collections::HashSet::new();
+                        for chunk in missing.iter().zip(&ci_ids).collect::<Vec<_>>().chunks(500) {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key, import_id, created_at) ",
+                            );
+                            qb.push_values(chunk, |mut row, (t, ci)| {
+                                row.push_bind(**ci)
+                                    .push_bind(contact_of_key[&t.wa_key])
+                                    .push_bind(t.inbox_id)
+                                    .push_bind(&t.source_id)
+                                    .push_bind(&t.wa_identity)
+                                    .push_bind(&t.wa_key)
+                                    .push_bind(id)
+                                    .push_bind(now);
+                            });
+                            // A webhook may have stored the same customer since the lookup (PostgreSQL): its row wins.
+                            qb.push(" ON CONFLICT DO NOTHING RETURNING id");
+                            inserted.extend(qb.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
+                        }
+                        let mut lost = false;
+                        for (t, ci) in missing.iter().zip(&ci_ids) {
+                            if inserted.contains(ci) {
+                                known.insert((t.inbox_id, t.wa_identity.clone()), (*ci, contact_of_key[&t.wa_key]));
+                            } else {
+                                lost = true;
+                                let found: (i64, i64) = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
+                                    .bind(t.inbox_id)
+                                    .bind(&t.wa_identity)
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                                known.insert((t.inbox_id, t.wa_identity.clone()), found);
+                            }
+                        }
+                        if lost {
+                            // Contacts made for rows that lost the race are nobody's.
+                            for chunk in contact_ids.chunks(500) {
+                                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM contacts WHERE id IN (");
+                                let mut list = qb.separated(", ");
+                                for c in chunk {
+                                    list.push_bind(*c);
+                                }
+                                qb.push(") AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id)");
+                                qb.build().execute(&mut *tx).await?;
+                            }
+                        }
+                    }
+
+                    let conversation_ids = Self::allocate_ids(&mut tx, "conversations", new_threads.len()).await?;
+                    let rows: Vec<(usize, &$crate::store::ImportThread)> = new_threads.iter().copied().enumerate().collect();
+                    for chunk in rows.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO conversations (id, account_id, inbox_id, contact_id, contact_inbox_id, display_id, status, \
+                             last_activity_at, legacy_thread_id, import_id, created_at, updated_at) ",
+                        );
+                        qb.push_values(chunk, |mut row, (i, t)| {
+                            let (ci, contact) = known[&(t.inbox_id, t.wa_identity.clone())];
+                            row.push_bind(conversation_ids[*i])
+                                .push_bind(account_id)
+                                .push_bind(t.inbox_id)
+                                .push_bind(contact)
+                                .push_bind(ci)
+                                .push_bind(first_display_id + *i as i64)
+                                .push_bind(t.status)
+                                .push_bind(t.last_activity_at)
+                                .push_bind(&t.legacy_thread_id)
+                                .push_bind(id)
+                                .push_bind(t.last_activity_at)
+                                .push_bind(now);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    for (i, t) in rows {
+                        conversation_of.insert(t.legacy_thread_id.as_str(), conversation_ids[i]);
+                    }
+                    outcome.threads_created = new_threads.len() as i64;
                 }
 
                 // Messages, once per legacy message id.
@@ -621,27 +711,8 @@ macro_rules! impl_account_import_store {
                         t.messages.iter().map(move |m| (conversation, m))
                     })
                     .collect();
-                let mut created: HashMap<String, i64> = HashMap::new();
-                for chunk in rows.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO messages (account_id, conversation_id, message_type, content, status, starred, \
-                         legacy_message_id, import_id, created_at, updated_at) ",
-                    );
-                    qb.push_values($crate::store::ingest::padded(chunk.to_vec()), |mut row, (conversation, m)| {
-                        row.push_bind(account_id)
-                            .push_bind(conversation)
-                            .push_bind(m.message_type)
-                            .push_bind(&m.content)
-                            .push_bind(m.status)
-                            .push_bind(m.starred)
-                            .push_bind(&m.legacy_message_id)
-                            .push_bind(id)
-                            .push_bind(m.created_at)
-                            .push_bind(m.created_at);
-                    });
-                    qb.push(" ON CONFLICT (legacy_message_id) DO NOTHING RETURNING legacy_message_id, id");
-                    created.extend(qb.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await?);
-                }
+                let created: HashMap<String, i64> =
+                    Self::insert_import_messages(&mut tx, account_id, id, &rows).await?.into_iter().collect();
                 outcome.messages_created = created.len() as i64;
 
                 // Files of the new messages: pending placeholders, each with its download job.

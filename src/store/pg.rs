@@ -56,6 +56,42 @@ impl PgStore {
     }
 
     /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
+    /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
+    async fn insert_import_messages(
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: i64,
+        import_id: i64,
+        rows: &[(i64, &ImportMessage)],
+    ) -> Result<Vec<(String, i64)>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column =
+            |f: fn(&ImportMessage) -> &str| rows.iter().map(|(_, m)| f(m)).collect::<Vec<_>>();
+        Ok(
+            sqlx::query_as(include_str!("queries/pg/insert_import_messages.sql"))
+                .bind(account_id)
+                .bind(import_id)
+                .bind(rows.iter().map(|(c, _)| *c).collect::<Vec<i64>>())
+                .bind(column(|m| m.message_type))
+                .bind(
+                    rows.iter()
+                        .map(|(_, m)| m.content.as_deref())
+                        .collect::<Vec<Option<&str>>>(),
+                )
+                .bind(column(|m| m.status))
+                .bind(rows.iter().map(|(_, m)| m.starred).collect::<Vec<bool>>())
+                .bind(column(|m| m.legacy_message_id.as_str()))
+                .bind(
+                    rows.iter()
+                        .map(|(_, m)| m.created_at)
+                        .collect::<Vec<DateTime<Utc>>>(),
+                )
+                .fetch_all(&mut **tx)
+                .await?,
+        )
+    }
+
     async fn allocate_ids(
         tx: &mut Transaction<'static, Postgres>,
         table: &'static str,

@@ -113,6 +113,45 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
+    async fn insert_import_messages(
+        tx: &mut Transaction<'static, Sqlite>,
+        account_id: i64,
+        import_id: i64,
+        rows: &[(i64, &ImportMessage)],
+    ) -> Result<Vec<(String, i64)>> {
+        let mut created = Vec::with_capacity(rows.len());
+        // SQLite binds at most 32,766 parameters per statement.
+        for chunk in rows.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (account_id, conversation_id, message_type, content, status, starred, \
+                 legacy_message_id, import_id, created_at, updated_at) ",
+            );
+            qb.push_values(
+                super::ingest::padded(chunk.to_vec()),
+                |mut row, (conversation, m)| {
+                    row.push_bind(account_id)
+                        .push_bind(conversation)
+                        .push_bind(m.message_type)
+                        .push_bind(&m.content)
+                        .push_bind(m.status)
+                        .push_bind(m.starred)
+                        .push_bind(&m.legacy_message_id)
+                        .push_bind(import_id)
+                        .push_bind(m.created_at)
+                        .push_bind(m.created_at);
+                },
+            );
+            qb.push(" ON CONFLICT (legacy_message_id) DO NOTHING RETURNING legacy_message_id, id");
+            created.extend(
+                qb.build_query_as::<(String, i64)>()
+                    .fetch_all(&mut **tx)
+                    .await?,
+            );
+        }
+        Ok(created)
+    }
+
     /// Ids for `n` new rows of `table`. Safe because the caller holds the write lock (`begin_write`).
     async fn allocate_ids(
         tx: &mut Transaction<'static, Sqlite>,
