@@ -506,25 +506,9 @@ macro_rules! impl_account_import_store {
                 let mut outcome = $crate::store::ImportBatchOutcome::default();
 
                 // Conversations already imported (keyed by legacy thread id).
-                let mut conversation_of: HashMap<&str, i64> = HashMap::with_capacity(batch.threads.len());
-                for chunk in batch.threads.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT legacy_thread_id, id FROM conversations WHERE account_id = ",
-                    );
-                    qb.push_bind(account_id);
-                    qb.push(" AND legacy_thread_id IN (");
-                    let mut list = qb.separated(", ");
-                    for t in $crate::store::ingest::padded(chunk.iter().collect()) {
-                        list.push_bind(&t.legacy_thread_id);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    for (thread, conversation) in rows {
-                        if let Some(t) = chunk.iter().find(|t| t.legacy_thread_id == thread) {
-                            conversation_of.insert(t.legacy_thread_id.as_str(), conversation);
-                        }
-                    }
-                }
+                let thread_ids: Vec<&str> = batch.threads.iter().map(|t| t.legacy_thread_id.as_str()).collect();
+                let mut conversation_of: HashMap<String, i64> =
+                    Self::conversations_by_legacy_thread(&mut tx, account_id, &thread_ids).await?.into_iter().collect();
                 let mut new_threads: Vec<&$crate::store::ImportThread> = batch
                     .threads
                     .iter()
@@ -697,7 +681,7 @@ macro_rules! impl_account_import_store {
                         qb.build().execute(&mut *tx).await?;
                     }
                     for (i, t) in rows {
-                        conversation_of.insert(t.legacy_thread_id.as_str(), conversation_ids[i]);
+                        conversation_of.insert(t.legacy_thread_id.clone(), conversation_ids[i]);
                     }
                     outcome.threads_created = new_threads.len() as i64;
                 }
@@ -944,7 +928,11 @@ macro_rules! impl_account_import_store {
                 ))
                 .await?;
                 deleted.attachments = run(format!("DELETE FROM attachments WHERE import_id IN {imports}")).await?;
-                deleted.messages = run(format!("DELETE FROM messages WHERE import_id IN {imports}")).await?;
+                deleted.messages = run(format!(
+                    "DELETE FROM messages WHERE import_id IN {imports} \
+                     AND conversation_id IN (SELECT id FROM conversations WHERE account_id = $1)"
+                ))
+                .await?;
                 // A conversation that ferry's own messages joined since is kept (its legacy id too, so that a new
                 // import fills it again); only its import mark goes.
                 deleted.conversations = run(format!(

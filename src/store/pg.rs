@@ -56,6 +56,22 @@ impl PgStore {
     }
 
     /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
+    /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads. One
+    /// array parameter: an IN list of hundreds of parameters gets a generic plan that scans the table.
+    async fn conversations_by_legacy_thread(
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: i64,
+        threads: &[&str],
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT legacy_thread_id, id FROM conversations WHERE account_id = $1 AND legacy_thread_id = ANY($2)",
+        )
+        .bind(account_id)
+        .bind(threads)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
     /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
     async fn insert_import_messages(
         tx: &mut Transaction<'static, Postgres>,

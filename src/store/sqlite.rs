@@ -113,6 +113,33 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads.
+    async fn conversations_by_legacy_thread(
+        tx: &mut Transaction<'static, Sqlite>,
+        account_id: i64,
+        threads: &[&str],
+    ) -> Result<Vec<(String, i64)>> {
+        let mut found = Vec::new();
+        for chunk in threads.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+                "SELECT legacy_thread_id, id FROM conversations WHERE account_id = ",
+            );
+            qb.push_bind(account_id);
+            qb.push(" AND legacy_thread_id IN (");
+            let mut list = qb.separated(", ");
+            for t in super::ingest::padded(chunk.to_vec()) {
+                list.push_bind(t);
+            }
+            qb.push(")");
+            found.extend(
+                qb.build_query_as::<(String, i64)>()
+                    .fetch_all(&mut **tx)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
     /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
     async fn insert_import_messages(
         tx: &mut Transaction<'static, Sqlite>,

@@ -1,5 +1,6 @@
 -- An import batch's messages in one statement: seven arrays instead of thousands of parameters (PostgreSQL
--- parses and plans it once). A legacy message already imported is skipped by its unique id.
+-- parses and plans it once). A legacy message already imported is skipped by its unique id. (Measured: with
+-- RETURNING it runs faster through sqlx than the same statement executed for its row count alone.)
 INSERT INTO messages (account_id, conversation_id, message_type, content, status, starred, legacy_message_id,
                       import_id, created_at, updated_at)
 SELECT $1, m.conversation_id, m.message_type, m.content, m.status, m.starred, m.legacy_message_id, $2,
