@@ -18,3 +18,5 @@ CREATE INDEX contact_inboxes_wa_key ON contact_inboxes (wa_key);
 -- messages stay out of the index, which makes bulk imports cheaper.
 DROP INDEX messages_source;
 CREATE INDEX messages_source ON messages (account_id, source_id) WHERE source_id IS NOT NULL;
+-- A conversation's messages are listed by when they were sent: an import writes the recent ones first.
+CREATE INDEX messages_conversation_time ON messages (conversation_id, created_at, id);

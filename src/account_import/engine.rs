@@ -48,7 +48,21 @@ enum StageError {
 struct AllCursor {
     page: Option<String>,
     skip: usize,
+    /// The thread `messages` belongs to: if the legacy page changed since, the cursor is used only for it.
+    #[serde(default)]
+    thread: Option<String>,
     messages: Option<String>,
+    /// Every thread is in: a resume only finishes the stage.
+    #[serde(default)]
+    done: bool,
+}
+
+/// Where the `recent` stage stands: its window (kept, so a resume selects the same threads) and how many of
+/// them are in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct RecentCursor {
+    since: i64,
+    done: usize,
 }
 
 #[tracing::instrument(name = "account_import", skip_all, fields(id = import.id, account = import.account_id))]
@@ -311,7 +325,8 @@ impl Stage<'_> {
             legacy_thread_id: t.thread_id.clone(),
             inbox_id,
             wa_identity: identity.canonical(),
-            wa_key: identity.match_key(self.merge_brazil_ninth_digit),
+            // Stored folded, as webhook ingestion stores it; matched per the account's setting.
+            wa_key: identity.match_key(true),
             source_id,
             contact_name: t.contact_name.clone().filter(|n| !n.trim().is_empty()),
             phone_number: identity.e164(),
@@ -332,10 +347,15 @@ impl Stage<'_> {
     fn add(&self, batch: &mut ImportBatch, prepared: &Prepared, messages: &[LegacyMessage]) {
         match prepared {
             Prepared::Skip => {}
-            Prepared::Widget => batch.starred.extend(messages.iter().filter_map(|m| {
-                let id = m.external_id.as_deref()?.trim().parse::<i64>().ok()?;
-                Some((id, m.starred))
-            })),
+            // A star from the legacy system is added; one that a ferry user gave is never taken away.
+            Prepared::Widget => {
+                batch
+                    .starred
+                    .extend(messages.iter().filter(|m| m.starred).filter_map(|m| {
+                        let id = m.external_id.as_deref()?.trim().parse::<i64>().ok()?;
+                        Some((id, true))
+                    }))
+            }
             Prepared::Thread(thread) => {
                 let mut thread = thread.clone();
                 thread.messages = messages.iter().map(message).collect();
@@ -346,14 +366,26 @@ impl Stage<'_> {
 
     async fn commit(&self, stage: &str, batch: &mut ImportBatch) -> Result<(), StageError> {
         check(self.ctx)?;
-        let done = std::mem::take(batch);
+        let mut done = std::mem::take(batch);
+        done.merge_brazil_ninth_digit = self.merge_brazil_ninth_digit;
         let started = std::time::Instant::now();
-        let outcome = self
-            .ferry
-            .store
-            .import_batch(self.import_id, &self.ctx.token, stage, &done)
-            .await?
-            .ok_or(StageError::LeaseLost)?;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match self
+                .ferry
+                .store
+                .import_batch(self.import_id, &self.ctx.token, stage, &done)
+                .await
+            {
+                // A deadlock victim or a busy database: the transaction rolled back whole; run it again.
+                Err(e) if attempt < 4 && is_transient(&e) => {
+                    tracing::warn!(error = %e, attempt, "import batch rolled back; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                other => break other?.ok_or(StageError::LeaseLost)?,
+            }
+        };
         tracing::debug!(
             stage,
             threads = outcome.threads_created,
@@ -379,13 +411,35 @@ impl Stage<'_> {
         Ok(())
     }
 
+    /// Between history batches: gives the worker back when another account's import waits for its first
+    /// stages, so that a long history never keeps someone else from working (it resumes from its cursor).
+    async fn yield_to_waiting(&self) -> Result<(), StageError> {
+        if self
+            .ferry
+            .store
+            .account_import_waiting(self.import_id)
+            .await?
+        {
+            tracing::info!("another account's import is waiting: pausing this history import");
+            return Err(StageError::Shutdown);
+        }
+        Ok(())
+    }
+
     /// The newest threads of the window, each with its latest messages. The cursor counts the threads done.
     async fn recent(
         &self,
         cursor: Option<&str>,
         settings: &crate::config::LegacyConfig,
     ) -> Result<(), StageError> {
-        let since = Utc::now().timestamp() - i64::from(settings.recent_days) * 86_400;
+        let at: RecentCursor = match cursor.map(serde_json::from_str) {
+            Some(Ok(at)) => at,
+            _ => RecentCursor {
+                since: Utc::now().timestamp() - i64::from(settings.recent_days) * 86_400,
+                done: 0,
+            },
+        };
+        let since = at.since;
         let most = settings.recent_threads;
         let mut threads = Vec::new();
         let mut page_cursor: Option<String> = None;
@@ -406,7 +460,7 @@ impl Stage<'_> {
             }
         }
         threads.truncate(most);
-        let done: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let done = at.done;
         let mut batch = ImportBatch::default();
         let mut in_batch = 0;
         for (i, thread) in threads.iter().enumerate().skip(done) {
@@ -419,7 +473,8 @@ impl Stage<'_> {
             }
             in_batch += 1;
             if in_batch >= 50 || i + 1 == threads.len() {
-                batch.cursor = Some((i + 1).to_string());
+                let position = RecentCursor { since, done: i + 1 };
+                batch.cursor = Some(serde_json::to_string(&position).expect("cursor"));
                 self.commit("recent", &mut batch).await?;
                 in_batch = 0;
             }
@@ -455,6 +510,9 @@ impl Stage<'_> {
                 .map_err(|e| StageError::Invalid(format!("stored cursor {c:?}: {e}")))?,
             None => AllCursor::default(),
         };
+        if at.done {
+            return Ok(());
+        }
         let mut batch = ImportBatch::default();
         let mut in_batch = (0usize, 0usize);
         loop {
@@ -462,10 +520,19 @@ impl Stage<'_> {
                 .source
                 .threads_page(&self.legacy_ref, at.page.as_deref(), THREADS_PAGE)
                 .await?;
-            for (i, thread) in page.items.iter().enumerate().skip(at.skip) {
+            // Where to go on in this page: the named thread where it is now (threads may have come or gone
+            // since the cursor was written), else the position; its message cursor only for that thread.
+            let (start, mut resume_messages) = match &at.thread {
+                Some(id) => match page.items.iter().position(|t| &t.thread_id == id) {
+                    Some(found) => (found, at.messages.take()),
+                    None => (at.skip, None),
+                },
+                None => (at.skip, None),
+            };
+            for (i, thread) in page.items.iter().enumerate().skip(start) {
                 let prepared = self.prepare(thread);
-                let mut messages_cursor = if i == at.skip {
-                    at.messages.take()
+                let mut messages_cursor = if i == start {
+                    resume_messages.take()
                 } else {
                     None
                 };
@@ -490,18 +557,23 @@ impl Stage<'_> {
                         Some(m) => AllCursor {
                             page: at.page.clone(),
                             skip: i,
+                            thread: Some(thread.thread_id.clone()),
                             messages: Some(m.clone()),
+                            done: false,
                         },
                         None => AllCursor {
                             page: at.page.clone(),
                             skip: i + 1,
+                            thread: page.items.get(i + 1).map(|t| t.thread_id.clone()),
                             messages: None,
+                            done: false,
                         },
                     };
                     batch.cursor = Some(serde_json::to_string(&position).expect("cursor"));
                     if in_batch.0 >= BATCH_MESSAGES || in_batch.1 >= BATCH_THREADS {
                         self.commit("all", &mut batch).await?;
                         in_batch = (0, 0);
+                        self.yield_to_waiting().await?;
                     }
                     if messages_cursor.is_none() {
                         break;
@@ -511,8 +583,8 @@ impl Stage<'_> {
             }
             at = AllCursor {
                 page: page.next.clone(),
-                skip: 0,
-                messages: None,
+                done: page.next.is_none(),
+                ..AllCursor::default()
             };
             batch.cursor = Some(serde_json::to_string(&at).expect("cursor"));
             if page.next.is_none() {
@@ -521,6 +593,18 @@ impl Stage<'_> {
         }
         self.commit("all", &mut batch).await
     }
+}
+
+/// A failure worth running the same transaction again for: PostgreSQL deadlock or serialization failure,
+/// SQLite busy or locked.
+fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("40P01" | "40001" | "5" | "6" | "261" | "517")
+    )
 }
 
 fn message(m: &LegacyMessage) -> ImportMessage {

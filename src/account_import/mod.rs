@@ -195,8 +195,9 @@ async fn queue(
         .start_account_import(account_id, user_id, start)
         .await
     {
-        // Two first calls at once (PostgreSQL): the unique index let one in; the other returns it.
-        Err(StoreError::Conflict { .. }) => {
+        // Two first calls at once (PostgreSQL): the unique index let one in; the other returns it. Two
+        // resumes at once: the first requeued it, the second finds it no longer failed.
+        Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
             let active = ferry.store.latest_account_import(account_id).await?;
             active
                 .map(|a| (a, false))
@@ -244,13 +245,16 @@ pub async fn run_due_repairs(ferry: &Ferry) -> Result<usize, ImportError> {
             attempt = import.repair_attempts + 1,
             "repairing a failed history import"
         );
-        queue(
+        if let Err(e) = queue(
             ferry,
             import.account_id,
             None,
             ImportStart::Resume { id: import.id },
         )
-        .await?;
+        .await
+        {
+            tracing::error!(error = %e, import = import.id, "could not queue the repair");
+        }
     }
     Ok(due.len())
 }
@@ -291,14 +295,20 @@ pub async fn status_view(
     let status = migration_status(ferry, account).await?;
     let import = ferry.store.latest_account_import(account.id).await?;
     let files = ferry.store.import_attachment_counts(account.id).await?;
-    let client_status = if status == "messages-failure" && !detail {
+    let hidden_failure = status == "messages-failure" && !detail;
+    let client_status = if hidden_failure {
         "completed".to_owned()
     } else {
         status.clone()
     };
+    let stage = if hidden_failure {
+        Some("done".to_owned())
+    } else {
+        import.as_ref().map(|i| i.stage.clone())
+    };
     let mut view = json!({
         "status": client_status,
-        "stage": import.as_ref().map(|i| i.stage.clone()),
+        "stage": stage,
         "counts": {
             "channels": import.as_ref().map_or(0, |i| i.channels_count),
             "threads": import.as_ref().map_or(0, |i| i.threads_count),

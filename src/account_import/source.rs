@@ -120,8 +120,13 @@ pub fn parse_items<T: serde::de::DeserializeOwned>(
     items
         .into_iter()
         .map(|item| {
-            serde_json::from_value(item.clone())
-                .map_err(|e| SourceError::Invalid(format!("{what} {item}: {e}")))
+            // Named by its ids only: the item holds message bodies and phone numbers.
+            let name = ["message_id", "thread_id"]
+                .iter()
+                .find_map(|k| item.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "without an id".into());
+            serde_json::from_value(item)
+                .map_err(|e| SourceError::Invalid(format!("{what} {name}: {e}")))
         })
         .collect()
 }

@@ -199,6 +199,10 @@ async fn run(target: &mut Target, opts: &AccountImportBench) -> anyhow::Result<V
     };
     let total = since(done.completed_at).unwrap_or(0.0);
     let stored: i64 = ferry.store.bench_count_messages().await?;
+    anyhow::ensure!(
+        stored == expected,
+        "imported {stored} messages of {expected}"
+    );
     ferry.store.close().await;
     Ok(json!({
         "benchmark": "account-import",

@@ -323,9 +323,14 @@ macro_rules! impl_store {
 
             async fn list_messages(&self, account_id: i64, conversation_id: i64, page: Page) -> Result<Vec<Message>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, account_id, conversation_id, message_type, content, content_type, content_attributes, \
-                     source_id, status, starred, private, sender_type, sender_id, created_at FROM messages \
-                     WHERE account_id = $1 AND conversation_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+                    // Newest first by when they were sent (an import writes recent messages before older
+                    // history); `before` is the last message of the previous page.
+                    "SELECT m.id, m.account_id, m.conversation_id, m.message_type, m.content, m.content_type, \
+                     m.content_attributes, m.source_id, m.status, m.starred, m.private, m.sender_type, m.sender_id, \
+                     m.created_at FROM messages m LEFT JOIN messages b ON b.id = $3 \
+                     WHERE m.account_id = $1 AND m.conversation_id = $2 AND (b.id IS NULL \
+                       OR m.created_at < b.created_at OR (m.created_at = b.created_at AND m.id < b.id)) \
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
                 )
                 .bind(account_id)
                 .bind(conversation_id)

@@ -111,6 +111,8 @@ pub struct ImportBatch {
     pub starred: Vec<(i64, bool)>,
     /// The stage's cursor once this batch is in.
     pub cursor: Option<String>,
+    /// The account's setting: customers match across inboxes by identity key (folded) or exact identity.
+    pub merge_brazil_ninth_digit: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,6 +184,8 @@ pub trait AccountImportStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Option<AccountImport>>;
+    /// Whether another import waits (queued) that has not reached its history stage yet.
+    async fn account_import_waiting(&self, except: i64) -> Result<bool>;
     async fn renew_account_import_lease(
         &self,
         id: i64,
@@ -369,7 +373,8 @@ macro_rules! impl_account_import_store {
                     "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
                      lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4 \
                      WHERE id = (SELECT id FROM account_imports WHERE status = 'queued' \
-                     OR (status = 'running' AND lease_expires_at < $4) ORDER BY id LIMIT 1{}) RETURNING id",
+                     OR (status = 'running' AND lease_expires_at < $4) \
+                     ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}) RETURNING id",
                     Self::SKIP_LOCKED
                 );
                 let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -386,6 +391,16 @@ macro_rules! impl_account_import_store {
                 let import = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(Some(import))
+            }
+
+            async fn account_import_waiting(&self, except: i64) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM account_imports WHERE status = 'queued' AND stage IN ('channels', 'recent') AND id <> $1",
+                )
+                .bind(except)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n > 0)
             }
 
             async fn renew_account_import_lease(&self, id: i64, token: &str, until: DateTime<Utc>) -> Result<bool> {
@@ -518,14 +533,6 @@ macro_rules! impl_account_import_store {
                 new_threads.retain(|t| seen_threads.insert(t.legacy_thread_id.as_str()));
                 if !new_threads.is_empty() {
                     // Set-based: a handful of statements for all the batch's new threads, whatever their number.
-                    let last_display_id: i64 = sqlx::query_scalar(
-                        "UPDATE accounts SET last_display_id = last_display_id + $1 WHERE id = $2 RETURNING last_display_id",
-                    )
-                    .bind(new_threads.len() as i64)
-                    .bind(account_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let first_display_id = last_display_id - new_threads.len() as i64 + 1;
 
                     // The customers: this inbox's contact_inbox with the identity (locked on PostgreSQL against
                     // a webhook storing the same customer right now), else the account's contact with that
@@ -565,27 +572,33 @@ macro_rules! impl_account_import_store {
                     };
                     if !missing.is_empty() {
                         let mut contact_of_key: HashMap<String, i64> = HashMap::new();
-                        let mut keys: Vec<&str> = missing.iter().map(|t| t.wa_key.as_str()).collect();
+                        let key_of = |t: &$crate::store::ImportThread| {
+                            if batch.merge_brazil_ninth_digit { t.wa_key.clone() } else { t.wa_identity.clone() }
+                        };
+                        let mut keys: Vec<String> = missing.iter().map(|t| key_of(t)).collect();
                         keys.sort_unstable();
                         keys.dedup();
                         for chunk in keys.chunks(500) {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                "SELECT ci.wa_key, MIN(ci.contact_id) FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
-                                 WHERE c.account_id = ",
-                            );
+                            // The identity key folds the Brazilian ninth digit; without merging, the exact identity
+                            // (which is then the key) must match.
+                            let column = if batch.merge_brazil_ninth_digit { "ci.wa_key" } else { "ci.wa_identity" };
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                                "SELECT {column}, MIN(ci.contact_id) FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
+                                 WHERE c.account_id = "
+                            ));
                             qb.push_bind(account_id);
-                            qb.push(" AND ci.wa_key IN (");
+                            qb.push(format!(" AND {column} IN ("));
                             let mut list = qb.separated(", ");
                             for key in $crate::store::ingest::padded(chunk.to_vec()) {
                                 list.push_bind(key);
                             }
-                            qb.push(") GROUP BY ci.wa_key");
+                            qb.push(format!(") GROUP BY {column}"));
                             contact_of_key.extend(qb.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await?);
                         }
                         // New contacts, one per identity key.
                         let mut fresh: Vec<&$crate::store::ImportThread> = Vec::new();
                         for t in &missing {
-                            if !contact_of_key.contains_key(&t.wa_key) && !fresh.iter().any(|f| f.wa_key == t.wa_key) {
+                            if !contact_of_key.contains_key(&key_of(t)) && !fresh.iter().any(|f| key_of(f) == key_of(t)) {
                                 fresh.push(t);
                             }
                         }
@@ -606,7 +619,7 @@ macro_rules! impl_account_import_store {
                             qb.build().execute(&mut *tx).await?;
                         }
                         for (t, contact_id) in fresh.iter().zip(&contact_ids) {
-                            contact_of_key.insert(t.wa_key.clone(), *contact_id);
+                            contact_of_key.insert(key_of(t), *contact_id);
                         }
                         let ci_ids = Self::allocate_ids(&mut tx, "contact_inboxes", missing.len()).await?;
                         let mut inserted: std::collections::HashSet<i64> = std::collections::HashSet::new();
@@ -616,7 +629,7 @@ macro_rules! impl_account_import_store {
                             );
                             qb.push_values(chunk, |mut row, (t, ci)| {
                                 row.push_bind(**ci)
-                                    .push_bind(contact_of_key[&t.wa_key])
+                                    .push_bind(contact_of_key[&key_of(t)])
                                     .push_bind(t.inbox_id)
                                     .push_bind(&t.source_id)
                                     .push_bind(&t.wa_identity)
@@ -631,7 +644,7 @@ macro_rules! impl_account_import_store {
                         let mut lost = false;
                         for (t, ci) in missing.iter().zip(&ci_ids) {
                             if inserted.contains(ci) {
-                                known.insert((t.inbox_id, t.wa_identity.clone()), (*ci, contact_of_key[&t.wa_key]));
+                                known.insert((t.inbox_id, t.wa_identity.clone()), (*ci, contact_of_key[&key_of(t)]));
                             } else {
                                 lost = true;
                                 let found: (i64, i64) = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
@@ -656,6 +669,16 @@ macro_rules! impl_account_import_store {
                         }
                     }
 
+                    // The account's counter after the customers, in the order webhook ingestion takes them (contact
+                    // rows, then the account): the two never wait for each other crosswise.
+                    let last_display_id: i64 = sqlx::query_scalar(
+                        "UPDATE accounts SET last_display_id = last_display_id + $1 WHERE id = $2 RETURNING last_display_id",
+                    )
+                    .bind(new_threads.len() as i64)
+                    .bind(account_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let first_display_id = last_display_id - new_threads.len() as i64 + 1;
                     let conversation_ids = Self::allocate_ids(&mut tx, "conversations", new_threads.len()).await?;
                     let rows: Vec<(usize, &$crate::store::ImportThread)> = new_threads.iter().copied().enumerate().collect();
                     for chunk in rows.chunks(500) {
@@ -937,7 +960,8 @@ macro_rules! impl_account_import_store {
                 // import fills it again); only its import mark goes.
                 deleted.conversations = run(format!(
                     "DELETE FROM conversations WHERE import_id IN {imports} \
-                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)"
+                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id) \
+                     AND NOT EXISTS (SELECT 1 FROM reporting_events r WHERE r.conversation_id = conversations.id)"
                 ))
                 .await?;
                 deleted.conversations_kept =
@@ -951,7 +975,9 @@ macro_rules! impl_account_import_store {
                 deleted.contacts = run(format!(
                     "DELETE FROM contacts WHERE import_id IN {imports} \
                      AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id)"
+                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
+                     AND NOT EXISTS (SELECT 1 FROM contact_notes n WHERE n.contact_id = contacts.id) \
+                     AND NOT EXISTS (SELECT 1 FROM contact_labels l WHERE l.contact_id = contacts.id)"
                 ))
                 .await?;
                 deleted.contacts_kept =
@@ -961,6 +987,7 @@ macro_rules! impl_account_import_store {
                      AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.inbox_id = inboxes.id) \
                      AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.inbox_id = inboxes.id) \
                      AND NOT EXISTS (SELECT 1 FROM integrations g WHERE g.inbox_id = inboxes.id) \
+                     AND NOT EXISTS (SELECT 1 FROM inbox_members im WHERE im.inbox_id = inboxes.id) \
                      AND NOT EXISTS (SELECT 1 FROM inbox_migrations im WHERE im.source_inbox_id = inboxes.id \
                                      OR im.destination_inbox_id = inboxes.id)"
                 ))

@@ -289,17 +289,39 @@ pub async fn import_runs_every_stage_once_and_is_idempotent(db: Db) {
         scalar(&app, format!("SELECT COUNT(*) FROM conversations WHERE account_id = {account} AND status = 'resolved'")).await,
         4
     );
-    // Recent stage: the 5 newest threads with their latest 4 messages came first (ids below those of the rest).
+    // Recent stage first: the newest threads' latest 4 messages were written before any older history.
     let recent_max: i64 = scalar(&app, format!(
-        "SELECT MAX(m.id) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-         WHERE c.legacy_thread_id IN ('loja-1-t000000','loja-1-t000001','loja-1-t000002','loja-1-t000003','loja-1-t000004') \
-         AND m.legacy_message_id LIKE '%-m0002_' AND m.legacy_message_id >= 'loja-1-t000000-m00026'")).await;
-    let all_min: i64 = scalar(&app, format!(
-        "SELECT MIN(id) FROM messages WHERE account_id = {account} AND legacy_message_id LIKE 'loja-1-t000011-%'")).await;
+        "SELECT MAX(id) FROM messages WHERE account_id = {account} AND legacy_message_id IN \
+         ('loja-1-t000000-m00029', 'loja-1-t000001-m00029', 'loja-1-t000002-m00029', 'loja-1-t000003-m00029')")).await;
+    let history_min: i64 = scalar(&app, format!(
+        "SELECT id FROM messages WHERE account_id = {account} AND legacy_message_id = 'loja-1-t000000-m00000'")).await;
     assert!(
-        recent_max < all_min,
+        recent_max < history_min,
         "the recent stage ran before the history"
     );
+    // …and a conversation still lists its messages newest first.
+    let conversation = scalar(&app, format!("SELECT id FROM conversations WHERE legacy_thread_id = 'loja-1-t000000' AND account_id = {account}")).await;
+    let (_, listed) = app
+        .get(
+            &format!("/api/v1/accounts/{account}/conversations/{conversation}/messages?limit=5"),
+            Some(&token),
+        )
+        .await;
+    let first: Vec<_> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    let newest = scalar(&app, format!("SELECT id FROM messages WHERE legacy_message_id = 'loja-1-t000000-m00029' AND account_id = {account}")).await;
+    assert_eq!(first[0], newest, "{listed}");
+    let (_, older) = app.get(&format!("/api/v1/accounts/{account}/conversations/{conversation}/messages?limit=30&before={}", first[4]), Some(&token)).await;
+    assert_eq!(
+        older["data"].as_array().unwrap().len(),
+        25,
+        "the rest, once each"
+    );
+    assert_eq!(older["data"][24]["id"], history_min, "the oldest last");
 
     // Media: placeholders whose downloads run in the background.
     assert_eq!(
@@ -773,6 +795,9 @@ pub async fn forced_remigration_deletes_only_what_imports_created(db: Db) {
     ] {
         app.execute(sql).await;
     }
+    // …and an agent's note on an imported customer whose conversation goes.
+    let noted = scalar(&app, format!("SELECT contact_id FROM conversations WHERE account_id = {account} AND id <> {conversation} ORDER BY id DESC LIMIT 1")).await;
+    app.execute(format!("INSERT INTO contact_notes (account_id, contact_id, content) VALUES ({account}, {noted}, 'cliente VIP')")).await;
     assert_error(
         &migrate(&app, account, &agent, "?force=true").await,
         403,
@@ -797,6 +822,23 @@ pub async fn forced_remigration_deletes_only_what_imports_created(db: Db) {
     );
     assert_eq!(
         scalar(&app, "SELECT COUNT(*) FROM conversations WHERE id = 800001").await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            format!("SELECT COUNT(*) FROM contacts WHERE id = {noted}")
+        )
+        .await,
+        1,
+        "a contact with a note stays"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM contact_notes WHERE content = 'cliente VIP'"
+        )
+        .await,
         1
     );
     let kept = app.ferry.store.list_inboxes(account).await.unwrap();
@@ -1130,4 +1172,56 @@ pub async fn legacy_existence_is_asked_once_and_outages_are_errors(db: Db) {
     );
     let (code, _) = migrate(&app, known, &agent, "").await;
     assert_eq!(code, 202);
+}
+
+pub async fn a_long_history_gives_way_to_another_accounts_first_stages(db: Db) {
+    let legacy = Legacy::new(
+        &[
+            AccountSpec {
+                media_every: None,
+                ..spec("y-1", 600, 2)
+            },
+            spec("y-2", 3, 2),
+        ],
+        "file://media/",
+    );
+    let app = export_app(db, &legacy, |_| {}).await;
+    let (first, first_token) = account(&app, "y-1").await;
+    let (second, second_token) = account(&app, "y-2").await;
+    migrate(&app, first, &first_token, "").await;
+    migrate(&app, second, &second_token, "").await;
+    // One worker: the first import pauses after a history batch, the second runs all its stages, then the
+    // first resumes where it paused.
+    assert_eq!(
+        drain(&app.ferry).await,
+        vec![Outcome::Released, Outcome::Completed, Outcome::Completed]
+    );
+    let a = app
+        .ferry
+        .store
+        .latest_account_import(first)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = app
+        .ferry
+        .store
+        .latest_account_import(second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        b.completed_at < a.completed_at,
+        "the second account was done first"
+    );
+    assert!(b.completed_at > a.recent_migrated_at);
+    assert_eq!(
+        imported_rows(&app, first).await,
+        expected(&legacy.accounts[0])
+    );
+    assert_eq!(
+        imported_rows(&app, second).await,
+        expected(&legacy.accounts[1])
+    );
+    assert_eq!(a.messages_count, 1200);
 }

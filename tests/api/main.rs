@@ -105,6 +105,7 @@ fn main() {
         imports::a_killed_worker_process_resumes_the_history_without_duplicates,
         imports::forced_remigration_deletes_only_what_imports_created,
         imports::legacy_existence_is_asked_once_and_outages_are_errors,
+        imports::a_long_history_gives_way_to_another_accounts_first_stages,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =
