@@ -237,9 +237,10 @@ async fn channels(
             })?;
         let config = key.open(&c.channel_id, &c.config)?;
         for setting in required_settings(kind).unwrap_or_default() {
-            if !config
+            if config
                 .get(*setting)
-                .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                .and_then(|v| v.as_str())
+                .is_none_or(str::is_empty)
             {
                 return Err(StageError::Invalid(format!(
                     "channel {}: the {} config has no {setting}",
@@ -289,7 +290,7 @@ struct Stage<'a> {
 
 /// A thread as this stage imports it: a conversation, or (web widget) only starred flags.
 enum Prepared {
-    Thread(ImportThread),
+    Thread(Box<ImportThread>),
     Widget,
     Skip,
 }
@@ -321,7 +322,7 @@ impl Stage<'_> {
             );
             return Prepared::Skip;
         };
-        Prepared::Thread(ImportThread {
+        Prepared::Thread(Box::new(ImportThread {
             legacy_thread_id: t.thread_id.clone(),
             inbox_id,
             wa_identity: identity.canonical(),
@@ -340,7 +341,7 @@ impl Stage<'_> {
                 .single()
                 .unwrap_or_else(Utc::now),
             messages: Vec::new(),
-        })
+        }))
     }
 
     /// Adds a page of one thread's messages to the batch.
@@ -357,7 +358,7 @@ impl Stage<'_> {
                     }))
             }
             Prepared::Thread(thread) => {
-                let mut thread = thread.clone();
+                let mut thread = ImportThread::clone(thread);
                 thread.messages = messages.iter().map(message).collect();
                 batch.threads.push(thread);
             }

@@ -995,7 +995,6 @@ macro_rules! impl_account_import_store {
                 deleted.inboxes_kept =
                     run(format!("UPDATE inboxes SET import_id = NULL WHERE import_id IN {imports}")).await?;
                 run("UPDATE accounts SET migration_status = 'not-started' WHERE id = $1".to_owned()).await?;
-                drop(run);
                 tx.commit().await?;
                 Ok(deleted)
             }
