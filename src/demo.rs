@@ -70,6 +70,34 @@ pub async fn ensure_demo(ferry: &Ferry) -> anyhow::Result<DemoState> {
             .set_account_role(account.id, user.id, Role::Administrator)
             .await?;
     }
+    // The Cloud inbox already receives webhooks through a token integration (the integrations page shows it);
+    // the Evolution inboxes still use the legacy by-name route, ready for the cut-over.
+    if let Some(cloud) = report
+        .inboxes
+        .iter()
+        .find(|i| i.channel_type == crate::domain::ChannelType::WhatsappCloud)
+    {
+        use crate::webhooks::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
+        integrations::create(
+            ferry,
+            CreateIntegration {
+                account_id: report.account_id,
+                inbox_id: cloud.id,
+                provider: Provider::parse("whatsapp_cloud")?,
+                instance_name: None,
+                phone_number_id: Some("demo-phone-number-id".into()),
+                api_url: None,
+                secrets: ProviderSecrets {
+                    app_secret: Some(random_password()),
+                    verify_token: Some(random_password()),
+                    access_token: Some(random_password()),
+                    ..ProviderSecrets::default()
+                },
+            },
+            Some(user.id),
+        )
+        .await?;
+    }
     let (_, token) = ferry.create_token(DEMO_EMAIL, "demo").await?;
     let login = DemoLogin {
         account_id: report.account_id,

@@ -19,6 +19,7 @@ pub mod services;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod webhooks;
 pub mod worker;
 

@@ -3,6 +3,9 @@
 -- (messages through their account's conversations: an index on messages.import_id would slow every import).
 ALTER TABLE account_imports ADD COLUMN channels_migrated_at TEXT;
 ALTER TABLE account_imports ADD COLUMN recent_migrated_at TEXT;
+-- Threads and messages the recent stage had imported when it finished: the timeline's counts per stage.
+ALTER TABLE account_imports ADD COLUMN recent_threads_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account_imports ADD COLUMN recent_messages_count INTEGER NOT NULL DEFAULT 0;
 -- The stage that failed last, kept after a resumed stage succeeds (for the administrators' view).
 ALTER TABLE account_imports ADD COLUMN failed_stage TEXT;
 

@@ -553,8 +553,8 @@ async fn print_imports(ferry: &Ferry, demo_account: i64) {
             && account.legacy_ref.is_some()
         {
             println!(
-                "account {id} ({}) waits in the legacy export: import it with `ferry import account {id}` \
-                 or POST /api/v1/accounts/{id}/migrate",
+                "account {id} ({}) waits in the legacy export: import it at /app/accounts/{id}/import, with \
+                 `ferry import account {id}` or POST /api/v1/accounts/{id}/migrate",
                 account.name
             );
         }
@@ -562,6 +562,7 @@ async fn print_imports(ferry: &Ferry, demo_account: i64) {
 }
 
 fn print_login(url: &str, login: &crate::demo::DemoLogin) {
+    println!("  open:      {url}/login  and sign in as the administrator below");
     println!(
         "  administrator: email {}   password {}",
         login.email, login.password

@@ -190,8 +190,17 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     access.require_admin()?;
     let first = im::get(&ferry, access.account_id, Some(inbox_id), id).await?;
+    Ok(progress_stream(ferry, first.id))
+}
+
+/// The migration's record as a `progress` event whenever it changes, then `done` at a terminal status. Shared
+/// with the web UI's live panel.
+pub(crate) fn progress_stream(
+    ferry: Ferry,
+    id: i64,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures::stream::unfold(
-        (ferry, first.id, None::<String>, false),
+        (ferry, id, None::<String>, false),
         |(ferry, id, last, done)| async move {
             if done {
                 return None;
@@ -216,5 +225,5 @@ async fn events(
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -8,7 +8,7 @@ pub mod extract;
 mod health;
 mod inboxes;
 mod integrations;
-mod migrations;
+pub(crate) mod migrations;
 mod webhooks;
 
 pub use webhooks::LEGACY_INSTANCE_HEADER;
@@ -36,6 +36,7 @@ pub fn router(ferry: Ferry) -> Router {
         .nest("/api/v1", api)
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

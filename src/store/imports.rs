@@ -38,6 +38,9 @@ pub struct AccountImport {
     pub lease_token: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub channels_migrated_at: Option<DateTime<Utc>>,
+    /// What the recent stage had imported when it finished (the rest came with `all`).
+    pub recent_threads_count: i64,
+    pub recent_messages_count: i64,
     pub recent_migrated_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -47,7 +50,8 @@ pub struct AccountImport {
 pub(crate) const IMPORT_COLUMNS: &str = "id, account_id, user_id, status, stage, forced, channels_count, \
     threads_count, messages_count, attachments_count, recent_cursor, all_cursor, error_message, error_detail, \
     failed_stage, attempts, repair_attempts, next_repair_at, lease_owner, lease_token, started_at, \
-    channels_migrated_at, recent_migrated_at, completed_at, created_at, updated_at";
+    channels_migrated_at, recent_migrated_at, recent_threads_count, recent_messages_count, completed_at, \
+    created_at, updated_at";
 
 /// How `start_account_import` should begin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -793,7 +797,8 @@ macro_rules! impl_account_import_store {
                 let now = Utc::now();
                 let (sql, account_status) = match stage {
                     "recent" => (
-                        "UPDATE account_imports SET stage = 'all', recent_migrated_at = $1, updated_at = $1 \
+                        "UPDATE account_imports SET stage = 'all', recent_migrated_at = $1, updated_at = $1, \
+                         recent_threads_count = threads_count, recent_messages_count = messages_count \
                          WHERE id = $2 AND lease_token = $3 AND status = 'running' AND stage = 'recent' RETURNING account_id",
                         "recent-messages-migrated",
                     ),

@@ -15,6 +15,7 @@ mod models;
 mod pg;
 pub mod seed;
 mod sqlite;
+mod web;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
+pub use web::{AttachmentFailure, WebSession, WebStore};
 
 use crate::secrets::{Cipher, SecretsError};
 
@@ -111,6 +113,7 @@ pub trait Store:
     + IngestStore
     + JobStore
     + BenchStore
+    + WebStore
     + Send
     + Sync
     + 'static

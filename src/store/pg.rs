@@ -14,6 +14,7 @@ use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
 use super::jobs::impl_job_store;
+use super::web::impl_web_store;
 use super::*;
 use crate::domain::Role;
 
@@ -132,4 +133,5 @@ impl_job_store!(PgStore, Postgres);
 impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
+impl_web_store!(PgStore);
 impl_account_import_store!(PgStore, Postgres);

@@ -15,6 +15,7 @@ use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
 use super::jobs::impl_job_store;
+use super::web::impl_web_store;
 use super::*;
 use crate::domain::Role;
 
@@ -202,4 +203,5 @@ impl_job_store!(SqliteStore, Sqlite);
 impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
+impl_web_store!(SqliteStore);
 impl_account_import_store!(SqliteStore, Sqlite);

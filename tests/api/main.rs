@@ -3,6 +3,7 @@
 //! server answers. Set `FERRY_TEST_REQUIRE_POSTGRES=1` (CI does) to fail instead.
 
 mod auth;
+mod browser;
 mod cli;
 mod cutover;
 mod datagen;
@@ -112,6 +113,13 @@ fn main() {
         storage_tests![webhooks::redis_shares_routes_and_invalidations_between_nodes,];
     let moto_tests: Vec<(&str, TestFn)> =
         storage_tests![imports::dynamodb_source_imports_with_media_tokens,];
+    // Browser tests: ignored (never passed) without chromium, failed with FERRY_TEST_REQUIRE_BROWSER=1.
+    let browser_tests: Vec<(&str, TestFn)> = storage_tests![
+        browser::admin_migrates_and_reverts_an_inbox_in_the_browser,
+        browser::agents_forged_posts_and_guessers_are_refused,
+        browser::integrations_reveal_rotate_and_cut_over_in_the_browser,
+        browser::import_timeline_advances_in_the_browser,
+    ];
     let postgres = helpers::postgres_available();
     let mut trials = Vec::new();
     for (name, test) in tests {
@@ -129,6 +137,18 @@ fn main() {
     for (name, test) in redis_tests {
         for db in [Db::Sqlite, Db::Postgres] {
             let ignored = redis.is_err() || (db == Db::Postgres && postgres.is_err());
+            trials.push(
+                Trial::test(format!("{}::{name}", db.as_str()), move || {
+                    helpers::run(db, test)
+                })
+                .with_ignored_flag(ignored),
+            );
+        }
+    }
+    let browser = browser::browser_available();
+    for (name, test) in browser_tests {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let ignored = browser.is_err() || (db == Db::Postgres && postgres.is_err());
             trials.push(
                 Trial::test(format!("{}::{name}", db.as_str()), move || {
                     helpers::run(db, test)
@@ -173,6 +193,13 @@ fn main() {
             std::process::exit(1);
         }
         eprintln!("skipped: {reason} — the DynamoDB tests are reported as ignored");
+    }
+    if let Err(reason) = &browser {
+        if std::env::var("FERRY_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            eprintln!("FERRY_TEST_REQUIRE_BROWSER=1 but {reason}");
+            std::process::exit(1);
+        }
+        eprintln!("skipped: {reason} — the browser tests are reported as ignored");
     }
     let conclusion = libtest_mimic::run(&args, trials);
     helpers::drop_created_databases();

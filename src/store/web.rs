@@ -1,0 +1,250 @@
+//! Storage of the web UI's sessions and failed sign-ins (SPEC 6.2). Tokens arrive hashed; nothing here ever
+//! sees a session cookie.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Account, Result, User};
+use crate::domain::Role;
+
+/// A signed-in browser: its user and the CSRF token its forms carry.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub user: User,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait WebStore: Send + Sync {
+    /// Stores a new session and drops the user's expired ones.
+    async fn create_web_session(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The session of this token if it has not expired.
+    async fn web_session(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>>;
+    async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()>;
+    /// Records a failed sign-in and answers how many failed since `since` (this one included) and when the
+    /// oldest of those was.
+    async fn record_login_failure(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, Option<DateTime<Utc>>)>;
+    /// Failed sign-ins since `since`: their count and the oldest one's time.
+    async fn login_failures(
+        &self,
+        email: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, Option<DateTime<Utc>>)>;
+    async fn clear_login_failures(&self, email: &str) -> Result<()>;
+    /// The accounts a user has a role in, by name.
+    async fn user_accounts(&self, user_id: i64) -> Result<Vec<(Account, Role)>>;
+    /// The newest imported attachments of the account that could not be downloaded, with their reasons.
+    async fn import_attachment_failures(
+        &self,
+        account_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AttachmentFailure>>;
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttachmentFailure {
+    pub id: i64,
+    pub file_type: String,
+    pub file_name: Option<String>,
+    pub failure_reason: Option<String>,
+    pub conversation_id: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionRow {
+    id: i64,
+    name: String,
+    email: String,
+    password_hash: String,
+    installation_admin: bool,
+    created_at: DateTime<Utc>,
+    csrf_token: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountRoleRow {
+    #[sqlx(flatten)]
+    pub(super) account: Account,
+    pub(super) role: String,
+}
+
+macro_rules! impl_web_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::WebStore for $store {
+            async fn create_web_session(
+                &self,
+                token_hash: &[u8],
+                user_id: i64,
+                csrf_token: &str,
+                now: DateTime<Utc>,
+                expires_at: DateTime<Utc>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND expires_at <= $2")
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO web_sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(csrf_token)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn web_session(
+                &self,
+                token_hash: &[u8],
+                now: DateTime<Utc>,
+            ) -> Result<Option<$crate::store::WebSession>> {
+                let row: Option<$crate::store::web::SessionRow> = sqlx::query_as(
+                    "SELECT u.id, u.name, u.email, u.password_hash, u.installation_admin, u.created_at, \
+                     s.csrf_token, s.expires_at FROM web_sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map($crate::store::web::SessionRow::into_session))
+            }
+
+            async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()> {
+                sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn record_login_failure(
+                &self,
+                email: &str,
+                now: DateTime<Utc>,
+                since: DateTime<Utc>,
+            ) -> Result<(i64, Option<DateTime<Utc>>)> {
+                let mut tx = self.pool.begin().await?;
+                // Old failures no longer count: keep the table as small as the window.
+                sqlx::query("DELETE FROM web_login_failures WHERE email = $1 AND failed_at < $2")
+                    .bind(email)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO web_login_failures (email, failed_at) VALUES ($1, $2)")
+                    .bind(email)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let counted: (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(failed_at) FROM web_login_failures WHERE email = $1 AND failed_at >= $2",
+                )
+                .bind(email)
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(counted)
+            }
+
+            async fn login_failures(
+                &self,
+                email: &str,
+                since: DateTime<Utc>,
+            ) -> Result<(i64, Option<DateTime<Utc>>)> {
+                Ok(sqlx::query_as(
+                    "SELECT COUNT(*), MIN(failed_at) FROM web_login_failures WHERE email = $1 AND failed_at >= $2",
+                )
+                .bind(email)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn clear_login_failures(&self, email: &str) -> Result<()> {
+                sqlx::query("DELETE FROM web_login_failures WHERE email = $1")
+                    .bind(email)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn user_accounts(&self, user_id: i64) -> Result<Vec<($crate::store::Account, Role)>> {
+                let rows: Vec<$crate::store::web::AccountRoleRow> = sqlx::query_as(
+                    "SELECT a.id, a.name, a.migration_status, a.legacy_ref, a.merge_brazil_ninth_digit, \
+                     a.created_at, a.updated_at, au.role FROM account_users au \
+                     JOIN accounts a ON a.id = au.account_id WHERE au.user_id = $1 ORDER BY a.name, a.id",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|r| Ok((r.account, $crate::store::role_from_db(&r.role)?)))
+                    .collect()
+            }
+
+            async fn import_attachment_failures(
+                &self,
+                account_id: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::AttachmentFailure>> {
+                Ok(sqlx::query_as(
+                    "SELECT a.id, a.file_type, a.file_name, a.failure_reason, m.conversation_id, a.created_at \
+                     FROM attachments a JOIN messages m ON m.id = a.message_id \
+                     WHERE a.status = 'failed' AND a.import_id IN (SELECT id FROM account_imports WHERE account_id = $1) \
+                     ORDER BY a.id DESC LIMIT $2",
+                )
+                .bind(account_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+        }
+    };
+}
+
+pub(super) use impl_web_store;
+
+impl SessionRow {
+    pub(super) fn into_session(self) -> WebSession {
+        WebSession {
+            user: User {
+                id: self.id,
+                name: self.name,
+                email: self.email,
+                password_hash: self.password_hash,
+                installation_admin: self.installation_admin,
+                created_at: self.created_at,
+            },
+            csrf_token: self.csrf_token,
+            expires_at: self.expires_at,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The integrations page: every provider connection with its masked webhook URL (revealed on request, audited),
+//! token rotation, legacy-route traffic and cut-over state; for installation administrators, the cut-over flow
+//! of SPEC 4.4 (check → migrate, dry run first → verify → cleanup) with the CLI's safety rules.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::session::{AccountUser, CsrfForm, NoFields};
+use super::{Chrome, WebError, WebResult, count, html, when};
+use crate::services::Ferry;
+use crate::store::Integration;
+use crate::webhooks::cutover;
+use crate::webhooks::integrations::{self, Provider};
+
+/// Traffic on the legacy route within this many days blocks the cleanup (as `ferry integrations cleanup`).
+const QUIET_DAYS: i64 = 14;
+
+pub fn router() -> Router<Ferry> {
+    let base = "/accounts/{account_id}/integrations";
+    Router::new()
+        .route(base, get(page))
+        .route(&format!("{base}/{{id}}/reveal"), post(reveal))
+        .route(&format!("{base}/{{id}}/rotate"), post(rotate))
+        .route(&format!("{base}/cutover/{{step}}"), post(cutover_step))
+}
+
+struct Row {
+    id: i64,
+    provider: &'static str,
+    inbox: String,
+    enabled: bool,
+    status: String,
+    masked_url: String,
+    instance: String,
+    legacy_hits: String,
+    last_legacy_hit: String,
+    cutover_state: String,
+    revealed: Option<String>,
+}
+
+fn row(ferry: &Ferry, i: &Integration, inboxes: &HashMap<i64, String>) -> Row {
+    Row {
+        id: i.id,
+        provider: Provider::parse(&i.provider)
+            .map(|p| p.channel().label())
+            .unwrap_or("Unknown provider"),
+        inbox: i
+            .inbox_id
+            .and_then(|id| inboxes.get(&id).cloned())
+            .unwrap_or_else(|| "—".into()),
+        enabled: i.enabled,
+        status: i.status.clone(),
+        masked_url: integrations::masked_webhook_url(ferry, i)
+            .unwrap_or_else(|| "no token yet".into()),
+        instance: i
+            .instance_name
+            .clone()
+            .or_else(|| i.phone_number_id.clone())
+            .unwrap_or_else(|| "—".into()),
+        legacy_hits: count(i.legacy_hits),
+        last_legacy_hit: i
+            .last_legacy_hit_at
+            .as_ref()
+            .map(when)
+            .unwrap_or_else(|| "never".into()),
+        cutover_state: i.cutover_state.clone(),
+        revealed: None,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "integrations.html")]
+struct Page {
+    chrome: Chrome,
+    rows: Vec<Row>,
+    legacy_route_enabled: bool,
+    new_url: Option<(String, String)>,
+}
+
+async fn render(
+    ferry: &Ferry,
+    access: &AccountUser,
+    new_url: Option<(i64, String)>,
+) -> WebResult<Page> {
+    let inboxes: HashMap<i64, String> = ferry
+        .store
+        .list_inboxes(access.account.id)
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.name))
+        .collect();
+    let list = ferry.store.list_integrations(access.account.id).await?;
+    let mut rows: Vec<Row> = list.iter().map(|i| row(ferry, i, &inboxes)).collect();
+    let mut announced = None;
+    if let Some((id, url)) = new_url
+        && let Some(r) = rows.iter_mut().find(|r| r.id == id)
+    {
+        r.revealed = Some(url.clone());
+        announced = Some((format!("{} · {}", r.provider, r.inbox), url));
+    }
+    Ok(Page {
+        chrome: Chrome::new(access, "integrations"),
+        rows,
+        legacy_route_enabled: ferry.store.legacy_route_enabled().await?,
+        new_url: announced,
+    })
+}
+
+async fn page(State(ferry): State<Ferry>, access: AccountUser) -> WebResult<Response> {
+    Ok(html(&render(&ferry, &access, None).await?))
+}
+
+#[derive(Template)]
+#[template(path = "integration_url.html")]
+struct RevealedUrl {
+    url: String,
+}
+
+async fn reveal(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, id)): Path<(i64, i64)>,
+    form: CsrfForm<NoFields>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("reveal webhook URLs")?;
+    let issued =
+        integrations::reveal(&ferry, access.account.id, id, Some(access.user().id)).await?;
+    Ok(html(&RevealedUrl {
+        url: issued.webhook_url,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RotateForm {
+    overlap_hours: String,
+}
+
+async fn rotate(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, id)): Path<(i64, i64)>,
+    form: CsrfForm<RotateForm>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("rotate webhook tokens")?;
+    let hours: i64 = match form.data.overlap_hours.parse() {
+        Ok(h) if (0..=24 * 30).contains(&h) => h,
+        _ => {
+            return Err(WebError::BadRequest(
+                "Choose how long the old URL keeps working.".into(),
+            ));
+        }
+    };
+    let issued = integrations::rotate(
+        &ferry,
+        access.account.id,
+        id,
+        chrono::Duration::hours(hours),
+        Some(access.user().id),
+    )
+    .await?;
+    let page = render(&ferry, &access, Some((id, issued.webhook_url))).await?;
+    Ok(html(&page))
+}
+
+#[derive(Template)]
+#[template(path = "cutover_result.html")]
+struct StepResult {
+    account_id: i64,
+    title: String,
+    ok: bool,
+    facts: Vec<(String, String)>,
+    lists: Vec<(String, Vec<String>)>,
+    raw: String,
+    /// After a dry run: the real migration may follow.
+    offer_migrate: bool,
+}
+
+#[derive(Deserialize)]
+struct CleanupForm {
+    #[serde(default)]
+    confirmation: String,
+    #[serde(default)]
+    force: Option<String>,
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    other => other
+                        .get("key")
+                        .or_else(|| other.get("instance_name"))
+                        .and_then(Value::as_str)
+                        .map(|k| match other.get("reason").and_then(Value::as_str) {
+                            Some(r) => format!("{k}: {r}"),
+                            None => k.to_owned(),
+                        })
+                        .unwrap_or_else(|| other.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn table_facts(label: &str, t: &Value, facts: &mut Vec<(String, String)>) {
+    facts.push((
+        label.to_owned(),
+        format!(
+            "{} rows: {} migrated, {} not yet, {} unmapped, {} in error",
+            t["total"],
+            t["migrated"],
+            t["not_migrated"].as_array().map_or(0, Vec::len),
+            t["unmapped"].as_array().map_or(0, Vec::len),
+            t["error"]
+        ),
+    ));
+}
+
+async fn cutover_step(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, step)): Path<(i64, String)>,
+    form: CsrfForm<CleanupForm>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    if !access.user().installation_admin {
+        return Err(WebError::Forbidden(
+            "The cut-over is for installation administrators.".into(),
+        ));
+    }
+    let mut facts = Vec::new();
+    let mut lists = Vec::new();
+    let mut offer_migrate = false;
+    let outcome: Result<(String, bool, Value), WebError> = async {
+        Ok(match step.as_str() {
+            "check" => {
+                let v = cutover::check(&ferry, QUIET_DAYS).await?;
+                table_facts("Evolution instances", &v["evolution_instances"], &mut facts);
+                table_facts(
+                    "Business configs",
+                    &v["whatsapp_business_configs"],
+                    &mut facts,
+                );
+                let route = &v["legacy_route"];
+                let hits = names(&route["hits"]);
+                facts.push((
+                    "Legacy route".into(),
+                    format!(
+                        "{}; {} instance(s) used it in the last {QUIET_DAYS} days",
+                        if route["enabled"] == true {
+                            "on"
+                        } else {
+                            "off"
+                        },
+                        route["hits"].as_array().map_or(0, Vec::len)
+                    ),
+                ));
+                lists.push((
+                    "Not migrated yet".into(),
+                    names(&v["evolution_instances"]["not_migrated"]),
+                ));
+                lists.push((
+                    "Unmapped (no account)".into(),
+                    names(&v["evolution_instances"]["unmapped"]),
+                ));
+                lists.push(("Recent legacy traffic".into(), hits));
+                lists.push((
+                    "Integrations without a usable token".into(),
+                    names(&v["integrations_without_usable_token"]),
+                ));
+                ("Check".to_owned(), true, v)
+            }
+            "dry-run" | "migrate" => {
+                let dry_run = step == "dry-run";
+                let report = cutover::migrate(&ferry, dry_run).await?;
+                let v = serde_json::to_value(&report).unwrap_or_default();
+                for (done, planned, key) in [
+                    ("Migrated", "Would migrate", "migrated"),
+                    ("Updated", "Would update", "updated"),
+                    ("Unchanged", "Unchanged", "unchanged"),
+                    ("Skipped", "Skipped", "skipped"),
+                    ("Errors", "Errors", "errors"),
+                ] {
+                    let n = v[key].as_array().map_or(0, Vec::len);
+                    facts.push((
+                        (if dry_run { planned } else { done }).to_owned(),
+                        n.to_string(),
+                    ));
+                }
+                lists.push(("Skipped".into(), names(&v["skipped"])));
+                lists.push(("Errors".into(), names(&v["errors"])));
+                offer_migrate = dry_run && report.errors.is_empty();
+                let title = if dry_run {
+                    "Migrate (dry run)"
+                } else {
+                    "Migrate"
+                };
+                (title.to_owned(), report.errors.is_empty(), v)
+            }
+            "verify" => {
+                let v = cutover::verify(&ferry).await?;
+                let agree = v["agree"] == true;
+                facts.push((
+                    "Agree".into(),
+                    if agree { "yes".into() } else { "no".into() },
+                ));
+                facts.push(("Legacy rows".into(), v["legacy_rows"].to_string()));
+                facts.push(("Integrations".into(), v["migrated_rows"].to_string()));
+                lists.push(("Missing".into(), names(&v["missing"])));
+                lists.push(("Extra".into(), names(&v["extra"])));
+                lists.push(("Different".into(), names(&v["different"])));
+                ("Verify".to_owned(), agree, v)
+            }
+            "cleanup" => {
+                if !form
+                    .data
+                    .confirmation
+                    .trim()
+                    .eq_ignore_ascii_case("CLEANUP")
+                {
+                    return Err(WebError::BadRequest(
+                        "Type CLEANUP to confirm; nothing was changed.".into(),
+                    ));
+                }
+                let force = form.data.force.is_some();
+                let v = cutover::cleanup(&ferry, QUIET_DAYS, force).await?;
+                facts.push((
+                    "Backup".into(),
+                    v["backup"].as_str().unwrap_or("").to_owned(),
+                ));
+                facts.push(("Rows backed up".into(), v["rows_backed_up"].to_string()));
+                facts.push(("Legacy route".into(), "off (410 Gone)".into()));
+                facts.push(("Legacy tables".into(), "dropped".into()));
+                ("Cleanup".to_owned(), true, v)
+            }
+            _ => return Err(WebError::NotFound),
+        })
+    }
+    .await;
+    let (title, ok, raw) = match outcome {
+        Ok(done) => done,
+        // A refusal (traffic in the quiet window, tables already gone) is shown in place, like the CLI's line.
+        Err(WebError::Conflict(message)) => {
+            facts.push(("Refused".into(), message));
+            (format!("{} refused", step_title(&step)), false, Value::Null)
+        }
+        Err(e) => return Err(e),
+    };
+    let part = StepResult {
+        account_id: access.account.id,
+        title,
+        ok,
+        facts,
+        lists: lists.into_iter().filter(|(_, l)| !l.is_empty()).collect(),
+        raw: if raw.is_null() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(&raw).unwrap_or_default()
+        },
+        offer_migrate,
+    };
+    Ok(html(&part))
+}
+
+fn step_title(step: &str) -> &'static str {
+    match step {
+        "check" => "Check",
+        "dry-run" => "Dry run",
+        "migrate" => "Migrate",
+        "verify" => "Verify",
+        _ => "Cleanup",
+    }
+}

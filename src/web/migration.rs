@@ -1,0 +1,501 @@
+//! The inbox migration page (SPEC 3.8): destination, preview, typed confirmation, a live progress panel fed by
+//! Server-Sent Events, cancel, revert with its own typed confirmation, and the inbox's migration history.
+//! Administrators only.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::inboxes::InboxRow;
+use super::session::{AccountUser, CsrfForm, NoFields};
+use super::{Chrome, WebError, WebResult, count, duration, html, when};
+use crate::inbox_migration::{self as im, Created, MigrationError, MigrationOptions};
+use crate::services::Ferry;
+use crate::store::InboxMigration;
+
+pub fn router() -> Router<Ferry> {
+    let base = "/accounts/{account_id}/inboxes/{inbox_id}/migration";
+    Router::new()
+        .route(base, get(page).post(start))
+        .route(&format!("{base}/preview"), get(preview))
+        .route(&format!("{base}s/{{id}}/events"), get(events))
+        .route(&format!("{base}s/{{id}}/cancel"), post(cancel))
+        .route(&format!("{base}s/{{id}}/revert"), post(revert))
+}
+
+impl From<MigrationError> for WebError {
+    fn from(e: MigrationError) -> Self {
+        match e {
+            MigrationError::Refused { message, .. } => WebError::Conflict(message),
+            MigrationError::NotFound(_) => WebError::NotFound,
+            MigrationError::Service(s) => s.into(),
+        }
+    }
+}
+
+/// One migration as the panel and the history show it.
+pub struct MigrationView {
+    pub id: i64,
+    pub status: String,
+    pub status_label: &'static str,
+    pub badge: &'static str,
+    pub active: bool,
+    pub destination: String,
+    pub who: String,
+    pub when: String,
+    pub duration: String,
+    pub summary: String,
+    pub error: Option<String>,
+    pub percentage: String,
+    pub bars: Vec<Bar>,
+    pub eta: String,
+    pub cancel_requested: bool,
+    pub contacts_merged: String,
+    pub duplicates: String,
+}
+
+pub struct Bar {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub moved: String,
+    pub total: String,
+    pub percent: String,
+}
+
+pub fn status_label(status: &str) -> (&'static str, &'static str) {
+    match status {
+        "queued" => ("Queued", "badge-neutral"),
+        "running" => ("Running", "badge-info"),
+        "completed" => ("Completed", "badge-success"),
+        "failed" => ("Failed", "badge-danger"),
+        "cancelled" => ("Cancelled", "badge-warning"),
+        "reverted" => ("Reverted", "badge-neutral"),
+        _ => ("Unknown", "badge-neutral"),
+    }
+}
+
+fn view(m: &InboxMigration, json: &Value, who: String) -> MigrationView {
+    let (status_label, badge) = status_label(&m.status);
+    let progress = &json["progress"];
+    let entity = |key: &'static str, label: &'static str| {
+        let total = progress[key]["total"].as_i64().unwrap_or(0);
+        let moved = progress[key]["moved"]
+            .as_i64()
+            .unwrap_or(0)
+            .min(total.max(0));
+        let percent = if m.status == "completed" || total == 0 {
+            if m.status == "completed" { 100.0 } else { 0.0 }
+        } else {
+            moved as f64 * 100.0 / total as f64
+        };
+        Bar {
+            key,
+            label,
+            moved: count(moved),
+            total: count(total),
+            percent: format!("{percent:.1}"),
+        }
+    };
+    let duration_seconds = json["timing"]["duration_seconds"].as_f64();
+    let eta = match json["timing"]["eta_seconds"].as_f64() {
+        Some(s) => format!("about {} left", duration(s)),
+        None if m.is_active() => "estimating…".into(),
+        None => String::new(),
+    };
+    MigrationView {
+        id: m.id,
+        status: m.status.clone(),
+        status_label,
+        badge,
+        active: m.is_active(),
+        destination: json["destination_inbox"]["name"]
+            .as_str()
+            .unwrap_or("(deleted inbox)")
+            .to_owned(),
+        who,
+        when: when(&m.created_at),
+        duration: duration_seconds.map(duration).unwrap_or_else(|| "—".into()),
+        summary: format!(
+            "{} conversations, {} messages, {} attachments, {} contacts",
+            count(
+                m.conversations_moved
+                    .min(m.conversations_count.max(m.conversations_moved))
+            ),
+            count(m.messages_moved),
+            count(m.attachments_moved),
+            count(m.contact_inboxes_moved),
+        ),
+        error: m.error_message.clone(),
+        percentage: format!("{:.1}", progress["percentage"].as_f64().unwrap_or(0.0)),
+        bars: vec![
+            entity("conversations", "Conversations"),
+            entity("messages", "Messages"),
+            entity("attachments", "Attachments"),
+            entity("contact_inboxes", "Contacts"),
+        ],
+        eta,
+        cancel_requested: m.cancel_requested,
+        contacts_merged: count(m.contacts_merged),
+        duplicates: count(m.duplicates),
+    }
+}
+
+/// The live part of the page: the current (or last completed) migration's panel and the history.
+#[derive(Template)]
+#[template(path = "migration_live.html")]
+struct Live {
+    account_id: i64,
+    inbox_id: i64,
+    csrf_token: String,
+    current: Option<MigrationView>,
+    history: Vec<MigrationView>,
+}
+
+async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebResult<Live> {
+    let migrations = ferry
+        .store
+        .list_inbox_migrations(access.account.id, Some(inbox_id), false)
+        .await?;
+    let mut names: HashMap<i64, String> = HashMap::new();
+    let mut history = Vec::new();
+    for m in &migrations {
+        let who = match m.user_id {
+            Some(id) => match names.get(&id) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = ferry
+                        .store
+                        .get_user(id)
+                        .await
+                        .map(|u| u.name)
+                        .unwrap_or_else(|_| "a deleted user".into());
+                    names.insert(id, n.clone());
+                    n
+                }
+            },
+            None => "the CLI".into(),
+        };
+        let json = im::to_json(ferry, m).await?;
+        history.push(view(m, &json, who));
+    }
+    // Newest first: the panel shows it while it runs, and after it completed (to offer the revert).
+    let shown = history
+        .first()
+        .is_some_and(|v| v.active || v.status == "completed");
+    let current = shown.then(|| history.remove(0));
+    Ok(Live {
+        account_id: access.account.id,
+        inbox_id,
+        csrf_token: access.signed_in.csrf_token.clone(),
+        current,
+        history,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "migration.html")]
+struct Page {
+    chrome: Chrome,
+    inbox: InboxRow,
+    unavailable: Option<String>,
+    destinations: Vec<(i64, String)>,
+    can_start: bool,
+    live: Live,
+}
+
+async fn render_page(
+    ferry: &Ferry,
+    access: &AccountUser,
+    inbox_id: i64,
+    notice: Option<String>,
+) -> WebResult<Page> {
+    access.require_admin("migrate inboxes")?;
+    let inbox = ferry.store.get_inbox(access.account.id, inbox_id).await?;
+    let unavailable = (!inbox.channel().is_whatsapp_like()).then(|| {
+        format!(
+            "{} is a {} inbox. Only WhatsApp inboxes (Evolution API, WhatsApp Cloud, 360dialog, Twilio WhatsApp) \
+             can be migrated, because only their conversations can continue on another WhatsApp number.",
+            inbox.name,
+            inbox.channel().label()
+        )
+    });
+    let destinations = if unavailable.is_none() {
+        im::eligible_destinations(ferry, access.account.id, inbox_id)
+            .await?
+            .into_iter()
+            .filter_map(|d| Some((d["id"].as_i64()?, d["label"].as_str()?.to_owned())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let live = live_part(ferry, access, inbox_id).await?;
+    let can_start = unavailable.is_none() && live.current.as_ref().is_none_or(|c| !c.active);
+    Ok(Page {
+        chrome: Chrome::new(access, "inboxes").with_notice(notice),
+        inbox: InboxRow::new(&inbox),
+        unavailable,
+        destinations,
+        can_start,
+        live,
+    })
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    done: Option<String>,
+}
+
+async fn page(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id)): Path<(i64, i64)>,
+    Query(q): Query<PageQuery>,
+) -> WebResult<Response> {
+    let notice = match q.done.as_deref() {
+        Some("started") => Some("Migration queued. Progress appears below as it runs.".to_owned()),
+        Some("cancelled") => {
+            Some("Cancellation requested: the migration stops after its current batch.".to_owned())
+        }
+        Some("reverted") => {
+            Some("Migration reverted: every conversation is back in this inbox.".to_owned())
+        }
+        _ => None,
+    };
+    Ok(html(&render_page(&ferry, &access, inbox_id, notice).await?))
+}
+
+#[derive(Template)]
+#[template(path = "migration_preview.html")]
+struct PreviewPart {
+    account_id: i64,
+    inbox_id: i64,
+    csrf_token: String,
+    destination_id: i64,
+    destination_name: String,
+    conversations: String,
+    messages: String,
+    attachments: String,
+    contacts: String,
+    contacts_to_merge: String,
+    duplicates: String,
+    warnings: Vec<String>,
+    estimate: String,
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    destination_inbox_id: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "migration_preview_empty.html")]
+struct PreviewEmpty {
+    message: String,
+}
+
+async fn preview(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id)): Path<(i64, i64)>,
+    Query(q): Query<PreviewQuery>,
+) -> WebResult<Response> {
+    access.require_admin("migrate inboxes")?;
+    let Some(destination_id) = q
+        .destination_inbox_id
+        .as_deref()
+        .and_then(|d| d.parse::<i64>().ok())
+    else {
+        let message = "Choose the inbox that should receive this inbox's conversations.".into();
+        return Ok(html(&PreviewEmpty { message }));
+    };
+    let p = match im::preview(&ferry, access.account.id, inbox_id, destination_id).await {
+        Ok(p) => p,
+        Err(MigrationError::Refused { message, .. }) => {
+            return Ok(html(&PreviewEmpty { message }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let part = PreviewPart {
+        account_id: access.account.id,
+        inbox_id,
+        csrf_token: access.signed_in.csrf_token.clone(),
+        destination_id,
+        destination_name: p.destination_inbox["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        conversations: count(p.conversations),
+        messages: count(p.messages),
+        attachments: count(p.attachments),
+        contacts: count(p.contacts),
+        contacts_to_merge: count(p.contacts_to_merge),
+        duplicates: count(p.duplicates),
+        warnings: p
+            .warnings
+            .iter()
+            // The merge count is already said above, in the UI's own words.
+            .filter(|w| w["code"] != "CONTACTS_WILL_MERGE")
+            .filter_map(|w| w["message"].as_str().map(str::to_owned))
+            .collect(),
+        estimate: duration(p.estimated_seconds),
+    };
+    Ok(html(&part))
+}
+
+#[derive(Deserialize)]
+struct StartForm {
+    destination_inbox_id: String,
+    #[serde(default)]
+    confirmation: String,
+}
+
+fn confirmed(typed: &str, word: &str) -> bool {
+    typed.trim().eq_ignore_ascii_case(word)
+}
+
+async fn start(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id)): Path<(i64, i64)>,
+    form: CsrfForm<StartForm>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("migrate inboxes")?;
+    if !confirmed(&form.data.confirmation, "MIGRATE") {
+        let message = "Type MIGRATE to confirm the migration; nothing was started.";
+        return refused(&ferry, &access, inbox_id, message.into()).await;
+    }
+    let Ok(destination_id) = form.data.destination_inbox_id.trim().parse::<i64>() else {
+        return refused(
+            &ferry,
+            &access,
+            inbox_id,
+            "Choose a destination inbox first.".into(),
+        )
+        .await;
+    };
+    let created = im::create(
+        &ferry,
+        access.account.id,
+        inbox_id,
+        destination_id,
+        false,
+        MigrationOptions::default(),
+        Some(access.user().id),
+    )
+    .await;
+    match created {
+        Ok(Created::Queued(_)) | Ok(Created::DryRun(_)) => Ok(Redirect::to(&format!(
+            "/app/accounts/{}/inboxes/{inbox_id}/migration?done=started",
+            access.account.id
+        ))
+        .into_response()),
+        Err(MigrationError::Refused { message, .. }) => {
+            refused(&ferry, &access, inbox_id, message).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The page again, saying why nothing was started.
+async fn refused(
+    ferry: &Ferry,
+    access: &AccountUser,
+    inbox_id: i64,
+    message: String,
+) -> WebResult<Response> {
+    let page = render_page(ferry, access, inbox_id, Some(message)).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+}
+
+async fn cancel(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
+    form: CsrfForm<NoFields>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("cancel migrations")?;
+    im::cancel(
+        &ferry,
+        access.account.id,
+        Some(inbox_id),
+        id,
+        Some(access.user().id),
+    )
+    .await?;
+    Ok(Redirect::to(&format!(
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=cancelled",
+        access.account.id
+    ))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct RevertForm {
+    #[serde(default)]
+    confirmation: String,
+}
+
+async fn revert(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
+    form: CsrfForm<RevertForm>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("revert migrations")?;
+    if !confirmed(&form.data.confirmation, "REVERT") {
+        return Err(WebError::BadRequest(
+            "Type REVERT to confirm; nothing was reverted.".into(),
+        ));
+    }
+    im::revert(
+        &ferry,
+        access.account.id,
+        Some(inbox_id),
+        id,
+        Some(access.user().id),
+    )
+    .await?;
+    Ok(Redirect::to(&format!(
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=reverted",
+        access.account.id
+    ))
+    .into_response())
+}
+
+async fn events(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
+) -> WebResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    access.require_admin("migrate inboxes")?;
+    let m = im::get(&ferry, access.account.id, Some(inbox_id), id).await?;
+    Ok(crate::http::migrations::progress_stream(ferry, m.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirmed;
+
+    #[test]
+    fn confirmation_is_case_insensitive_and_exact() {
+        assert!(confirmed("MIGRATE", "MIGRATE"));
+        assert!(confirmed("migrate", "MIGRATE"));
+        assert!(confirmed(" Migrate ", "MIGRATE"));
+        assert!(!confirmed("migrat", "MIGRATE"));
+        assert!(!confirmed("MIGRATE NOW", "MIGRATE"));
+        assert!(!confirmed("", "MIGRATE"));
+    }
+}

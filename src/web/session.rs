@@ -1,0 +1,236 @@
+//! Browser sessions: an HttpOnly cookie holding a random token (the database keeps its SHA-256), a CSRF token
+//! per session checked on every form post, and throttling of repeated failed sign-ins.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Duration, Utc};
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::WebError;
+use crate::domain::Role;
+use crate::services::Ferry;
+use crate::store::{Account, User};
+
+pub const SESSION_COOKIE: &str = "ferry_session";
+/// The sign-in form's CSRF token lives in a cookie of its own (double submit): there is no session yet.
+pub const LOGIN_CSRF_COOKIE: &str = "ferry_login_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_FIELD: &str = "csrf_token";
+pub const SESSION_HOURS: i64 = 12;
+/// Sign-in failures per email within the window before further attempts are refused until it passes.
+pub const MAX_FAILURES: i64 = 5;
+pub const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Constant-time comparison of two CSRF tokens.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `Set-Cookie` for a cookie of ours: HttpOnly, SameSite=Lax, Secure when ferry is served over HTTPS.
+pub fn set_cookie(
+    ferry: &Ferry,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: i64,
+) -> String {
+    let secure = if served_over_https(ferry, headers) {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+fn served_over_https(ferry: &Ferry, headers: &HeaderMap) -> bool {
+    ferry.config.public_url().starts_with("https://")
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// The signed-in user of this request; without a valid session the browser is sent to the sign-in page.
+pub struct SignedIn {
+    pub user: User,
+    pub csrf_token: String,
+    pub token_hash: Vec<u8>,
+}
+
+impl SignedIn {
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), WebError> {
+        match sent {
+            Some(sent) if same_token(sent, &self.csrf_token) => Ok(()),
+            _ => Err(WebError::Csrf),
+        }
+    }
+}
+
+impl FromRequestParts<Ferry> for SignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/app".into());
+        let sign_in = || WebError::SignIn { next: next.clone() };
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
+        let hash = token_hash(&token);
+        match ferry.store.web_session(&hash, Utc::now()).await? {
+            Some(session) => Ok(SignedIn {
+                user: session.user,
+                csrf_token: session.csrf_token,
+                token_hash: hash,
+            }),
+            None => Err(sign_in()),
+        }
+    }
+}
+
+/// A signed-in user with a role in the path's `{account_id}`; anyone else gets a 404 page and learns nothing.
+pub struct AccountUser {
+    pub signed_in: SignedIn,
+    pub account: Account,
+    pub role: Role,
+    /// Every account the user can switch to.
+    pub accounts: Vec<(Account, Role)>,
+}
+
+impl AccountUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Administrator
+    }
+
+    pub fn require_admin(&self, what: &str) -> Result<(), WebError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden(format!(
+                "Only administrators of {} can {what}.",
+                self.account.name
+            )))
+        }
+    }
+
+    pub fn user(&self) -> &User {
+        &self.signed_in.user
+    }
+}
+
+impl FromRequestParts<Ferry> for AccountUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
+        let signed_in = SignedIn::from_request_parts(parts, ferry).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, ferry)
+            .await
+            .map_err(|_| WebError::NotFound)?;
+        let account_id: i64 = params
+            .iter()
+            .find(|(k, _)| *k == "account_id")
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or(WebError::NotFound)?;
+        let accounts = ferry.store.user_accounts(signed_in.user.id).await?;
+        let (account, role) = accounts
+            .iter()
+            .find(|(a, _)| a.id == account_id)
+            .cloned()
+            .ok_or(WebError::NotFound)?;
+        Ok(AccountUser {
+            signed_in,
+            account,
+            role,
+            accounts,
+        })
+    }
+}
+
+/// A form without fields of its own (only the CSRF token).
+pub type NoFields = std::collections::HashMap<String, String>;
+
+/// A form post (urlencoded) with the CSRF token it carried, as a field or as the header htmx sends.
+pub struct CsrfForm<T> {
+    pub token: Option<String>,
+    pub data: T,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CsrfForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let header = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| WebError::BadRequest("The form could not be read.".into()))?;
+        let field = form_urlencoded_field(&bytes, CSRF_FIELD);
+        let data = serde_urlencoded_from(&bytes)?;
+        Ok(CsrfForm {
+            token: field.or(header),
+            data,
+        })
+    }
+}
+
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn serde_urlencoded_from<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebError> {
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| WebError::BadRequest(format!("The form is incomplete or invalid: {e}.")))
+}
+
+/// Starts a session for `user`: the cookie's token and the CSRF token of its forms.
+pub async fn start(ferry: &Ferry, user: &User) -> Result<String, WebError> {
+    let token = random_token();
+    let now = Utc::now();
+    ferry
+        .store
+        .create_web_session(
+            &token_hash(&token),
+            user.id,
+            &random_token(),
+            now,
+            now + Duration::hours(SESSION_HOURS),
+        )
+        .await?;
+    Ok(token)
+}

@@ -1,0 +1,809 @@
+//! The web UI in a real browser: Debian's chromium driven through chromedriver by fantoccini, against the real
+//! app on port 0 with a seeded database. Every page is saved to `target/screenshots/` for a person to look at.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use ferry::domain::{ChannelType, Role, WebhookToken};
+use ferry::services::CreateUser;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app};
+use crate::imports::{Legacy, export_app, scalar, spec};
+
+const PASSWORD: &str = "correct horse battery";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+pub fn browser_available() -> Result<(), String> {
+    for path in [CHROMEDRIVER, CHROMIUM] {
+        if !std::path::Path::new(path).exists() {
+            return Err(format!(
+                "no browser at {path} (apt-get install chromium chromium-driver)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A chromedriver of this test's own with a fresh profile; both go away with it.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    base: String,
+    db: Db,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    pub async fn open(app: &TestApp, db: Db) -> Browser {
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{url}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a chromium session");
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+            base: app.base.clone(),
+            db,
+        }
+    }
+
+    pub async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// Waits (up to 20 s) for an element.
+    pub async fn wait(&self, xpath: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("never appeared: {xpath} ({e})"))
+    }
+
+    pub async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The input a `<label>` with this text names.
+    pub async fn field(&self, label: &str) -> Element {
+        let label_el = self
+            .wait(&format!("//label[normalize-space()='{label}']"))
+            .await;
+        let id = label_el.attr("for").await.unwrap().expect("label for");
+        self.client.find(Locator::Id(&id)).await.unwrap()
+    }
+
+    pub async fn button(&self, name: &str) -> Element {
+        self.wait(&format!(
+            "//button[normalize-space()='{name}' or @aria-label='{name}']"
+        ))
+        .await
+    }
+
+    /// The whole page (the window grows to its height for the picture).
+    pub async fn screenshot(&self, name: &str) {
+        let (width, height) = self.client.get_window_size().await.unwrap();
+        let full = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(height);
+        self.client
+            .set_window_size(width as u32, (full + 120).max(height) as u32)
+            .await
+            .unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        self.client
+            .set_window_size(width as u32, height as u32)
+            .await
+            .unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}-{name}.png", self.db.as_str())), png).unwrap();
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) {
+        self.goto("/login").await;
+        self.field("Email").await.send_keys(email).await.unwrap();
+        self.field("Password")
+            .await
+            .send_keys(password)
+            .await
+            .unwrap();
+        self.button("Sign in").await.click().await.unwrap();
+    }
+
+    /// A value the page keeps until it is reloaded: proves a change arrived without a reload.
+    pub async fn mark_page(&self) {
+        self.client
+            .execute("window.__ferryMark = 'kept'; return true;", vec![])
+            .await
+            .unwrap();
+    }
+
+    pub async fn page_kept(&self) -> bool {
+        self.client
+            .execute("return window.__ferryMark === 'kept';", vec![])
+            .await
+            .unwrap()
+            == json!(true)
+    }
+
+    pub async fn cookie(&self, name: &str) -> String {
+        self.client
+            .get_named_cookie(name)
+            .await
+            .unwrap()
+            .value()
+            .to_owned()
+    }
+}
+
+/// A user who signs in with `PASSWORD`.
+async fn web_user(app: &TestApp, account: i64, email: &str, role: Role, installation_admin: bool) {
+    app.ferry
+        .create_user(CreateUser {
+            account_id: account,
+            name: Some(if role == Role::Agent {
+                "Ana Agent"
+            } else {
+                "Alex Admin"
+            }),
+            email,
+            password: PASSWORD,
+            role,
+            installation_admin,
+        })
+        .await
+        .unwrap();
+}
+
+fn start_worker(app: &TestApp) -> watch::Sender<bool> {
+    let (tx, rx) = watch::channel(false);
+    let worker = ferry::worker::Worker::new(app.ferry.clone())
+        .with_poll_interval(Duration::from_millis(100));
+    tokio::spawn(worker.run(rx));
+    tx
+}
+
+async fn migrations_count(app: &TestApp) -> i64 {
+    scalar(app, "SELECT COUNT(*) FROM inbox_migrations").await
+}
+
+/// Sign in (a wrong password first), preview, a wrong confirmation, `MIGRATE`, live progress to completed
+/// without a reload, revert.
+pub async fn admin_migrates_and_reverts_an_inbox_in_the_browser(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 60, 0.3).await;
+    let account = report.account_id;
+    web_user(
+        &app,
+        account,
+        "alex@clinic.test",
+        Role::Administrator,
+        false,
+    )
+    .await;
+    let source = inbox_of(&report, ChannelType::Evolution);
+    let destination = inbox_of(&report, ChannelType::WhatsappCloud);
+    let source_conversations = scalar(
+        &app,
+        format!("SELECT COUNT(*) FROM conversations WHERE inbox_id = {source}"),
+    )
+    .await;
+    let destination_before = scalar(
+        &app,
+        format!("SELECT COUNT(*) FROM conversations WHERE inbox_id = {destination}"),
+    )
+    .await;
+    let b = Browser::open(&app, db).await;
+
+    // Signed out: any page leads to the sign-in form, which keeps where the user wanted to go.
+    b.goto(&format!("/app/accounts/{account}/inboxes")).await;
+    b.wait("//h1[normalize-space()='Sign in']").await;
+    b.screenshot("login").await;
+    b.sign_in("alex@clinic.test", "wrong password").await;
+    b.wait("//*[@role='alert'][contains(., 'do not match')]")
+        .await;
+    b.field("Password").await.send_keys(PASSWORD).await.unwrap();
+    b.button("Sign in").await.click().await.unwrap();
+
+    // Inboxes: channel, phone number and conversation count of each.
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    let text = b.text().await;
+    for inbox in &report.inboxes {
+        assert!(
+            text.contains(&inbox.name),
+            "{} missing in {text}",
+            inbox.name
+        );
+    }
+    assert!(text.contains("WhatsApp Cloud API"), "{text}");
+    assert!(text.contains(&source_conversations.to_string()), "{text}");
+    b.screenshot("inboxes").await;
+    let cookie = b.client.get_named_cookie("ferry_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Lax)");
+
+    // The migration page: destinations as "name (N conversations)", then the preview.
+    let evolution_name = &report.inboxes.iter().find(|i| i.id == source).unwrap().name;
+    b.wait(&format!("//a[@aria-label='Migrate {evolution_name}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let select = b.field("Destination inbox").await;
+    let destination_name = &report
+        .inboxes
+        .iter()
+        .find(|i| i.id == destination)
+        .unwrap()
+        .name;
+    let label = format!("{destination_name} ({destination_before} conversations)");
+    b.screenshot("migration").await;
+    select.select_by_label(&label).await.unwrap();
+    b.wait("//button[normalize-space()='Start migration']")
+        .await;
+    let preview = b
+        .wait("//div[@class='preview']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let preview = preview.to_lowercase();
+    assert!(
+        preview.contains(&format!("conversations\n{source_conversations}")),
+        "{preview}"
+    );
+    assert!(preview.contains("contacts already talk to"), "{preview}");
+    b.screenshot("migration-preview").await;
+
+    // A wrong confirmation keeps "Migrate" disabled, and Enter does nothing.
+    b.button("Start migration").await.click().await.unwrap();
+    let confirm = b.field("Type MIGRATE to confirm").await;
+    confirm.send_keys("MIGRATION").await.unwrap();
+    let migrate = b.button("Migrate").await;
+    assert!(
+        !migrate.is_enabled().await.unwrap(),
+        "Migrate enabled by MIGRATION"
+    );
+    confirm.send_keys("\u{E007}").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        migrations_count(&app).await,
+        0,
+        "a wrong confirmation started a migration"
+    );
+    confirm.clear().await.unwrap();
+    confirm.send_keys("migrate").await.unwrap();
+    assert!(
+        migrate.is_enabled().await.unwrap(),
+        "Migrate stays disabled for 'migrate'"
+    );
+    b.screenshot("migration-confirm").await;
+    confirm.send_keys("\u{E007}").await.unwrap();
+
+    // Queued: the panel is there; the worker starts only now, so every change arrives live.
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Queued']")
+        .await;
+    assert_eq!(migrations_count(&app).await, 1);
+    b.mark_page().await;
+    let stop = start_worker(&app);
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Completed']")
+        .await;
+    b.wait("//button[normalize-space()='Revert migration']")
+        .await;
+    assert!(b.page_kept().await, "the page was reloaded to show the end");
+    let panel = b
+        .wait("//section[@id='migration-panel']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(panel.contains("100.0%"), "{panel}");
+    assert!(
+        panel.contains(&format!("{source_conversations} / {source_conversations}")),
+        "{panel}"
+    );
+    b.screenshot("migration-completed").await;
+    assert_eq!(
+        scalar(
+            &app,
+            format!("SELECT COUNT(*) FROM conversations WHERE inbox_id = {source}")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            format!("SELECT COUNT(*) FROM conversations WHERE inbox_id = {destination}")
+        )
+        .await,
+        destination_before + source_conversations
+    );
+
+    // Revert with its own typed confirmation.
+    b.button("Revert migration").await.click().await.unwrap();
+    let confirm = b.field("Type REVERT to confirm").await;
+    let revert = b.button("Revert").await;
+    confirm.send_keys("MIGRATE").await.unwrap();
+    assert!(!revert.is_enabled().await.unwrap());
+    confirm.clear().await.unwrap();
+    confirm.send_keys("Revert").await.unwrap();
+    assert!(revert.is_enabled().await.unwrap());
+    revert.click().await.unwrap();
+    b.wait("//*[@role='status'][contains(., 'reverted')]").await;
+    b.wait("//ol[@class='history']//span[normalize-space()='Reverted']")
+        .await;
+    b.screenshot("migration-reverted").await;
+    assert_eq!(
+        scalar(
+            &app,
+            format!("SELECT COUNT(*) FROM conversations WHERE inbox_id = {source}")
+        )
+        .await,
+        source_conversations
+    );
+    let audited = scalar(
+        &app,
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'inbox_migration.reverted'",
+    )
+    .await;
+    assert_eq!(audited, 1);
+
+    // Phone width: the same page, laid out for it.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.goto(&format!("/app/accounts/{account}/inboxes")).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    b.screenshot("inboxes-phone").await;
+    let _ = stop.send(true);
+}
+
+/// An agent reads but cannot reach the migration form; a post without the session's CSRF token is refused;
+/// repeated failed sign-ins are throttled.
+pub async fn agents_forged_posts_and_guessers_are_refused(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, _) = seeded(&app, 10, 0.0).await;
+    let account = report.account_id;
+    web_user(&app, account, "ana@clinic.test", Role::Agent, false).await;
+    web_user(
+        &app,
+        account,
+        "alex@clinic.test",
+        Role::Administrator,
+        false,
+    )
+    .await;
+    let source = inbox_of(&report, ChannelType::Evolution);
+    let destination = inbox_of(&report, ChannelType::WhatsappCloud);
+    let b = Browser::open(&app, db).await;
+
+    b.sign_in("ana@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    let text = b.text().await;
+    assert!(
+        !text.contains("Migrate…"),
+        "an agent sees migrate links: {text}"
+    );
+    b.goto(&format!(
+        "/app/accounts/{account}/inboxes/{source}/migration"
+    ))
+    .await;
+    b.wait("//h1[normalize-space()='Not allowed']").await;
+    assert!(b.client.find(Locator::Id("destination")).await.is_err());
+    b.screenshot("agent-refused").await;
+    // The import page is read-only for agents.
+    b.goto(&format!("/app/accounts/{account}/import")).await;
+    b.wait("//h1[normalize-space()='Account import']").await;
+    assert!(!b.text().await.contains("Start import"));
+    // An agent's post with a valid CSRF token is still refused by the server.
+    let agent_cookie = b.cookie("ferry_session").await;
+    let agent_csrf = csrf_of(
+        &app,
+        &agent_cookie,
+        &format!("/app/accounts/{account}/inboxes"),
+    )
+    .await;
+    let (status, _) = post_form(
+        &app,
+        &agent_cookie,
+        &format!("/app/accounts/{account}/inboxes/{source}/migration"),
+        &[
+            ("csrf_token", agent_csrf.as_str()),
+            ("destination_inbox_id", &destination.to_string()),
+            ("confirmation", "MIGRATE"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // An administrator's session without (or with a wrong) CSRF token: refused, nothing created.
+    b.client.delete_all_cookies().await.unwrap();
+    b.sign_in("alex@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    let admin_cookie = b.cookie("ferry_session").await;
+    let path = format!("/app/accounts/{account}/inboxes/{source}/migration");
+    let dest = destination.to_string();
+    for csrf in [None, Some("forged")] {
+        let mut fields = vec![
+            ("destination_inbox_id", dest.as_str()),
+            ("confirmation", "MIGRATE"),
+        ];
+        if let Some(c) = csrf {
+            fields.push(("csrf_token", c));
+        }
+        let (status, body) = post_form(&app, &admin_cookie, &path, &fields).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("Form expired"), "{body}");
+    }
+    assert_eq!(migrations_count(&app).await, 0);
+    // The same post with the session's token goes through: the refusals above were about the token.
+    let csrf = csrf_of(&app, &admin_cookie, &path).await;
+    let (status, body) = post_form(
+        &app,
+        &admin_cookie,
+        &path,
+        &[
+            ("csrf_token", csrf.as_str()),
+            ("destination_inbox_id", dest.as_str()),
+            ("confirmation", "MIGRATE"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{csrf}: {body}");
+    assert_eq!(migrations_count(&app).await, 1);
+
+    // Signing out ends the session on the server too.
+    b.goto(&format!("/app/accounts/{account}/inboxes")).await;
+    b.button("Sign out").await.click().await.unwrap();
+    b.wait("//h1[normalize-space()='Sign in']").await;
+    let (status, _) = get_page(
+        &app,
+        &admin_cookie,
+        &format!("/app/accounts/{account}/inboxes"),
+    )
+    .await;
+    assert_eq!(status, 303, "the old session cookie still opens pages");
+
+    // Five wrong passwords lock the email for a while, even for the right password.
+    for _ in 0..5 {
+        b.sign_in("alex@clinic.test", "not the password").await;
+        b.wait("//*[@role='alert']").await;
+    }
+    b.sign_in("alex@clinic.test", PASSWORD).await;
+    b.wait("//*[@role='alert'][contains(., 'Too many failed sign-ins')]")
+        .await;
+    b.screenshot("login-throttled").await;
+}
+
+/// The page's CSRF token (as the forms carry it).
+async fn csrf_of(app: &TestApp, session: &str, path: &str) -> String {
+    let (status, body) = get_page(app, session, path).await;
+    assert_eq!(status, 200, "{body}");
+    let pattern = "name=\"csrf_token\" value=\"";
+    let at = body.find(pattern).expect("a form") + pattern.len();
+    body[at..at + body[at..].find('"').unwrap()].to_owned()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn get_page(app: &TestApp, session: &str, path: &str) -> (u16, String) {
+    let r = no_redirects()
+        .get(format!("{}{path}", app.base))
+        .header("cookie", format!("ferry_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post_form(
+    app: &TestApp,
+    session: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let r = no_redirects()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", format!("ferry_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Integrations: masked URLs, an audited reveal, a rotation whose new URL routes and whose old one stops; the
+/// cut-over's check and dry run for an installation administrator.
+pub async fn integrations_reveal_rotate_and_cut_over_in_the_browser(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, token) = seeded(&app, 10, 0.0).await;
+    let account = report.account_id;
+    web_user(&app, account, "root@clinic.test", Role::Administrator, true).await;
+    let evolution = inbox_of(&report, ChannelType::Evolution);
+    let (status, created) = app
+        .post_json(
+            &format!("/api/v1/accounts/{account}/integrations"),
+            Some(&token),
+            &json!({"inbox_id": evolution, "provider": "evolution", "instance_name": "clinica-web", "api_key": "k-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let original = created["webhook_url"].as_str().unwrap().to_owned();
+    let b = Browser::open(&app, db).await;
+    b.sign_in("root@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    b.goto(&format!("/app/accounts/{account}/integrations"))
+        .await;
+    let row = b
+        .wait(&format!("//tr[@id='integration-{id}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("clinica-web") && row.contains('…'), "{row}");
+    assert!(
+        !row.contains(&original),
+        "the listing shows the token: {row}"
+    );
+    b.screenshot("integrations").await;
+
+    b.wait(&format!(
+        "//tr[@id='integration-{id}']//button[normalize-space()='Reveal']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    let shown = b
+        .wait(&format!(
+            "//tr[@id='integration-{id}']//code[@data-revealed]"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown, original);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'integration.reveal'"
+        )
+        .await,
+        1
+    );
+
+    b.wait(&format!(
+        "//tr[@id='integration-{id}']//button[normalize-space()='Rotate token']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.field("Old URL keeps working for")
+        .await
+        .select_by_label("No time: stop it now")
+        .await
+        .unwrap();
+    b.button("Rotate").await.click().await.unwrap();
+    let new_url = b.wait("//code[@data-new-url]").await.text().await.unwrap();
+    assert_ne!(new_url, original);
+    b.screenshot("integrations-rotated").await;
+    let token_of = |url: &str| WebhookToken::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let route = |t: WebhookToken| {
+        let ferry = app.ferry.clone();
+        async move {
+            ferry
+                .store
+                .route_by_token_hash(&t.hash(), now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        route(token_of(&new_url)).await.is_some(),
+        "the new URL does not route"
+    );
+    assert!(
+        route(token_of(&original)).await.is_none(),
+        "the old URL still routes"
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'integration.rotate'"
+        )
+        .await,
+        1
+    );
+
+    // The cut-over: check, then a dry run that offers the real run.
+    b.button("Check").await.click().await.unwrap();
+    let result = b
+        .wait("//div[@id='cutover-result']//h3[normalize-space()='Check']/..")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(result.contains("Evolution instances"), "{result}");
+    b.button("Dry run migrate").await.click().await.unwrap();
+    b.wait("//div[@id='cutover-result']//h3[normalize-space()='Migrate (dry run)']")
+        .await;
+    b.button("Migrate now").await;
+    let before = scalar(&app, "SELECT COUNT(*) FROM integrations").await;
+    assert_eq!(before, 1, "a dry run created integrations");
+    b.screenshot("integrations-cutover").await;
+    b.button("Migrate now").await.click().await.unwrap();
+    b.wait("//div[@id='cutover-result']//h3[normalize-space()='Migrate']")
+        .await;
+    let after = scalar(&app, "SELECT COUNT(*) FROM integrations").await;
+    assert!(
+        after > before,
+        "the migration created no integration ({after})"
+    );
+}
+
+/// The import page: not-started with "Start import", the timeline advancing through the stages without a
+/// reload, counts per stage, an attachment that could not be downloaded and "Retry attachments".
+pub async fn import_timeline_advances_in_the_browser(db: Db) {
+    let legacy = Legacy::new(&[spec("web-1", 14, 12)], "file://media/");
+    let missing = legacy.accounts[0]
+        .messages
+        .values()
+        .flatten()
+        .flat_map(|m| m.media.iter())
+        .next()
+        .expect("media in the export")
+        .url
+        .clone();
+    std::fs::remove_file(legacy.path(&format!("media/{}", missing.rsplit('/').next().unwrap())))
+        .unwrap();
+    let app = export_app(db, &legacy, |_| {}).await;
+    let account = app
+        .ferry
+        .create_account("Loja Web", Some("web-1"))
+        .await
+        .unwrap()
+        .id;
+    web_user(&app, account, "alex@loja.test", Role::Administrator, false).await;
+    let b = Browser::open(&app, db).await;
+    b.sign_in("alex@loja.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    b.goto(&format!("/app/accounts/{account}/import")).await;
+    b.wait("//span[@data-import-status][normalize-space()='not-started']")
+        .await;
+    b.screenshot("import-not-started").await;
+    b.button("Start import").await.click().await.unwrap();
+    b.wait("//*[@role='status'][contains(., 'Import started')]")
+        .await;
+    b.mark_page().await;
+    let stop = start_worker(&app);
+    b.wait("//span[@data-import-status][normalize-space()='completed']")
+        .await;
+    assert!(
+        b.page_kept().await,
+        "the timeline was reloaded instead of refreshed"
+    );
+    for stage in ["Channels", "Recent conversations", "Full history"] {
+        b.wait(&format!("//li[@data-stage='{stage}'][@data-state='done']"))
+            .await;
+    }
+    let timeline = b
+        .wait("//ol[@class='timeline']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let total: i64 = scalar(&app, format!("SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.account_id = {account}")).await;
+    assert_eq!(total, 14 * 12);
+    // Recent: 5 threads × 4 messages (the test app's window); the rest arrives with the full history.
+    assert!(
+        timeline.contains("5 conversations") && timeline.contains("20 messages"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("9 conversations")
+            && timeline.contains(&format!("{} messages", total - 20)),
+        "{timeline}"
+    );
+    b.screenshot("import-completed").await;
+
+    // The missing file: a placeholder with its reason, and a retry.
+    for _ in 0..100 {
+        if scalar(
+            &app,
+            "SELECT COUNT(*) FROM attachments WHERE status = 'failed'",
+        )
+        .await
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.goto(&format!("/app/accounts/{account}/import")).await;
+    b.wait("//h2[normalize-space()='Attachments that could not be downloaded']")
+        .await;
+    b.screenshot("import-attachments").await;
+    b.button("Retry attachments").await.click().await.unwrap();
+    b.wait("//*[@role='status'][contains(., 'queued for another download')]")
+        .await;
+    let _ = stop.send(true);
+}
