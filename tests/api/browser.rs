@@ -35,7 +35,8 @@ pub struct Browser {
     driver: Child,
     _profile: tempfile::TempDir,
     base: String,
-    db: Db,
+    /// Screenshots are named `{prefix}-{page}.png`.
+    prefix: String,
 }
 
 impl Drop for Browser {
@@ -55,6 +56,10 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn open(app: &TestApp, db: Db) -> Browser {
+        Browser::open_at(&app.base, db.as_str()).await
+    }
+
+    pub async fn open_at(base: &str, prefix: &str) -> Browser {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -95,8 +100,8 @@ impl Browser {
             client,
             driver,
             _profile: profile,
-            base: app.base.clone(),
-            db,
+            base: base.to_owned(),
+            prefix: prefix.to_owned(),
         }
     }
 
@@ -164,7 +169,7 @@ impl Browser {
             .unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{}-{name}.png", self.db.as_str())), png).unwrap();
+        std::fs::write(dir.join(format!("{}-{name}.png", self.prefix)), png).unwrap();
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) {
@@ -806,4 +811,87 @@ pub async fn import_timeline_advances_in_the_browser(db: Db) {
     b.wait("//*[@role='status'][contains(., 'queued for another download')]")
         .await;
     let _ = stop.send(true);
+}
+
+/// The newcomer's path: `ferry serve --demo`, the printed URL and login, then an inbox migration and its revert,
+/// the integrations, and an account import, all from the browser (the server's own worker does the work).
+pub async fn demo_newcomer_does_everything_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _, output) = crate::cli::start_demo(dir.path()).await;
+    let login = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("administrator: email "))
+        .unwrap_or_else(|| panic!("no login in: {output}"));
+    let (email, password) = login.split_once("   password ").unwrap();
+    assert!(
+        output.contains(&format!("open:      {url}/login")),
+        "{output}"
+    );
+    let b = Browser::open_at(&url, "demo").await;
+    b.sign_in(email.trim(), password.trim()).await;
+    // Three accounts: the chooser.
+    b.wait("//h1[normalize-space()='Choose an account']").await;
+    b.screenshot("accounts").await;
+    b.wait("//a[contains(., 'Clínica Sorriso')]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+
+    // Migrate the small 360dialog inbox into the Twilio one, watch it complete, revert it.
+    b.wait("//a[@aria-label='Migrate WhatsApp Filial Rio (360dialog)']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.field("Destination inbox")
+        .await
+        .select_by_index(1)
+        .await
+        .unwrap();
+    b.button("Start migration").await.click().await.unwrap();
+    b.field("Type MIGRATE to confirm")
+        .await
+        .send_keys("MIGRATE\u{E007}")
+        .await
+        .unwrap();
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Completed']")
+        .await;
+    b.button("Revert migration").await.click().await.unwrap();
+    b.field("Type REVERT to confirm")
+        .await
+        .send_keys("revert")
+        .await
+        .unwrap();
+    b.button("Revert").await.click().await.unwrap();
+    b.wait("//ol[@class='history']//span[normalize-space()='Reverted']")
+        .await;
+
+    // The Cloud inbox's integration, masked.
+    b.wait("//a[normalize-space()='Integrations']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let table = b.wait("//table").await.text().await.unwrap();
+    assert!(
+        table.contains("WhatsApp Cloud API") && table.contains('…'),
+        "{table}"
+    );
+    b.screenshot("integrations").await;
+
+    // Account 3 waits in the legacy export: import it.
+    b.goto("/app/accounts/3/import").await;
+    b.wait("//span[@data-import-status][normalize-space()='not-started']")
+        .await;
+    b.button("Start import").await.click().await.unwrap();
+    b.wait("//span[@data-import-status][normalize-space()='completed']")
+        .await;
+    b.wait("//li[@data-stage='Full history'][@data-state='done']")
+        .await;
+    b.screenshot("import").await;
+    b.goto("/app/accounts/3/inboxes").await;
+    let inboxes = b.wait("//table").await.text().await.unwrap();
+    assert!(inboxes.contains("imported"), "{inboxes}");
 }

@@ -280,7 +280,7 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
 
 /// Starts the demo server, returns its URL, the printed token and everything printed up to "listening", and
 /// leaves the process to be killed when its handle drops.
-async fn start_demo(data_dir: &std::path::Path) -> (String, String, String) {
+pub(crate) async fn start_demo(data_dir: &std::path::Path) -> (String, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
         .env("FERRY_DATA_DIR", data_dir)

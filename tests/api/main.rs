@@ -173,6 +173,13 @@ fn main() {
         "sqlite::cli::serve_demo_prints_a_working_token_and_keeps_data",
         || helpers::run_plain(cli::serve_demo_prints_a_working_token_and_keeps_data()),
     ));
+    trials.push(
+        Trial::test(
+            "sqlite::browser::demo_newcomer_does_everything_in_the_browser",
+            || helpers::run_plain(browser::demo_newcomer_does_everything_in_the_browser()),
+        )
+        .with_ignored_flag(browser.is_err()),
+    );
     if let Err(reason) = &postgres {
         if std::env::var("FERRY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
             eprintln!("FERRY_TEST_REQUIRE_POSTGRES=1 but {reason}");
