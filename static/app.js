@@ -142,8 +142,14 @@
       }
     });
     source.onerror = function () {
-      // The browser reconnects by itself; once the panel is gone there is nothing to follow.
-      if (!document.body.contains(panel)) source.close();
+      // The browser reconnects by itself after a dropped connection; once the panel is gone there is nothing
+      // to follow. A refused stream (signed out, no access) is closed for good: say so and load the page again.
+      if (!document.body.contains(panel)) {
+        source.close();
+      } else if (source.readyState === EventSource.CLOSED) {
+        toast("Live progress stopped. Reloading the page…");
+        setTimeout(function () { window.location.reload(); }, 2000);
+      }
     };
   }
 

@@ -33,18 +33,12 @@ pub trait WebStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<WebSession>>;
     async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()>;
-    /// Records a failed sign-in and answers how many failed since `since` (this one included) and when the
-    /// oldest of those was.
+    /// Records a sign-in attempt as failed (until its password is verified and `clear_login_failures` runs)
+    /// and answers how many failed since `since`, this one included, and when the oldest of those was.
     async fn record_login_failure(
         &self,
         email: &str,
         now: DateTime<Utc>,
-        since: DateTime<Utc>,
-    ) -> Result<(i64, Option<DateTime<Utc>>)>;
-    /// Failed sign-ins since `since`: their count and the oldest one's time.
-    async fn login_failures(
-        &self,
-        email: &str,
         since: DateTime<Utc>,
     ) -> Result<(i64, Option<DateTime<Utc>>)>;
     async fn clear_login_failures(&self, email: &str) -> Result<()>;
@@ -152,9 +146,8 @@ macro_rules! impl_web_store {
                 since: DateTime<Utc>,
             ) -> Result<(i64, Option<DateTime<Utc>>)> {
                 let mut tx = self.pool.begin().await?;
-                // Old failures no longer count: keep the table as small as the window.
-                sqlx::query("DELETE FROM web_login_failures WHERE email = $1 AND failed_at < $2")
-                    .bind(email)
+                // Old failures no longer count (of any email): the table stays as small as the window.
+                sqlx::query("DELETE FROM web_login_failures WHERE failed_at < $1")
                     .bind(since)
                     .execute(&mut *tx)
                     .await?;
@@ -172,20 +165,6 @@ macro_rules! impl_web_store {
                 .await?;
                 tx.commit().await?;
                 Ok(counted)
-            }
-
-            async fn login_failures(
-                &self,
-                email: &str,
-                since: DateTime<Utc>,
-            ) -> Result<(i64, Option<DateTime<Utc>>)> {
-                Ok(sqlx::query_as(
-                    "SELECT COUNT(*), MIN(failed_at) FROM web_login_failures WHERE email = $1 AND failed_at >= $2",
-                )
-                .bind(email)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?)
             }
 
             async fn clear_login_failures(&self, email: &str) -> Result<()> {

@@ -46,14 +46,6 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only paths of this site are followed after signing in (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/app".to_owned(),
-    }
-}
-
 fn login_form(
     ferry: &Ferry,
     headers: &HeaderMap,
@@ -82,7 +74,7 @@ async fn login_page(
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let next = safe_next(q.next.as_deref());
+    let next = session::safe_next(q.next.as_deref());
     // Already signed in: straight on.
     if let Some(token) = session::cookie(&headers, SESSION_COOKIE)
         && let Ok(Some(_)) = ferry
@@ -118,7 +110,7 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     use axum::http::StatusCode;
-    let next = safe_next(form.next.as_deref());
+    let next = session::safe_next(form.next.as_deref());
     let email = form.email.trim().to_ascii_lowercase();
     let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE);
     if expected.as_deref() != Some(form.csrf_token.as_str()) || form.csrf_token.is_empty() {
@@ -144,8 +136,10 @@ async fn login(
             status,
         )
     };
-    match ferry.store.login_failures(&email, since).await {
-        Ok((n, Some(oldest))) if n >= session::MAX_FAILURES => {
+    // Every attempt counts as a failure until the password is verified, and is counted in the same
+    // transaction that records it: parallel guesses cannot all pass a check made before any was recorded.
+    match ferry.store.record_login_failure(&email, now, since).await {
+        Ok((n, Some(oldest))) if n > session::MAX_FAILURES => {
             return fail(locked_message(oldest), StatusCode::TOO_MANY_REQUESTS);
         }
         Ok(_) => {}
@@ -168,19 +162,20 @@ async fn login(
     .await
     .unwrap_or(false);
     let Some(user) = user.filter(|_| verified) else {
-        return match ferry.store.record_login_failure(&email, now, since).await {
-            Ok((n, Some(oldest))) if n >= session::MAX_FAILURES => {
-                fail(locked_message(oldest), StatusCode::TOO_MANY_REQUESTS)
-            }
-            Ok(_) => fail(
-                "That email and password do not match an account.".into(),
-                StatusCode::UNAUTHORIZED,
-            ),
-            Err(e) => WebError::from(e).into_response(),
-        };
+        return fail(
+            "That email and password do not match an account.".into(),
+            StatusCode::UNAUTHORIZED,
+        );
     };
     if let Err(e) = ferry.store.clear_login_failures(&email).await {
         return WebError::from(e).into_response();
+    }
+    // A new session on every sign-in (no fixation); the one this browser had ends.
+    if let Some(previous) = session::cookie(&headers, SESSION_COOKIE) {
+        let _ = ferry
+            .store
+            .delete_web_session(&session::token_hash(&previous))
+            .await;
     }
     let token = match session::start(&ferry, &user).await {
         Ok(t) => t,
@@ -223,17 +218,24 @@ fn locked_message(oldest: chrono::DateTime<Utc>) -> String {
     )
 }
 
+/// Ends the session on the server and in the browser. A session that already expired just loses its cookie.
 async fn logout(
     State(ferry): State<Ferry>,
     headers: HeaderMap,
-    signed_in: SignedIn,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    signed_in.check_csrf(form.token.as_deref())?;
-    ferry
-        .store
-        .delete_web_session(&signed_in.token_hash)
-        .await?;
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        let hash = session::token_hash(&token);
+        if let Some(live) = ferry.store.web_session(&hash, Utc::now()).await? {
+            let signed_in = SignedIn {
+                user: live.user,
+                csrf_token: live.csrf_token,
+                token_hash: hash.clone(),
+            };
+            signed_in.check_csrf(form.token.as_deref())?;
+            ferry.store.delete_web_session(&hash).await?;
+        }
+    }
     let mut response = Redirect::to("/login").into_response();
     let cookie = session::set_cookie(&ferry, &headers, SESSION_COOKIE, "", 0);
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -196,12 +196,16 @@ async fn timeline(ferry: &Ferry, access: &AccountUser) -> WebResult<Timeline> {
     let (status, unavailable) = match account_import::migration_status(ferry, &account).await {
         Ok(s) => (s, None),
         // An outage is said as such, never shown as "nothing to import".
-        Err(ImportError::Legacy(e)) => (
-            "unknown".to_owned(),
-            Some(format!(
-                "The legacy system did not answer, so the import status is unknown: {e}"
-            )),
-        ),
+        Err(ImportError::Legacy(e)) => {
+            let said = "The legacy system did not answer, so the import status is unknown. Try again later.";
+            // The reason may name internal hosts: administrators only.
+            let reason = if access.is_admin() {
+                format!("{said} ({e})")
+            } else {
+                said.to_owned()
+            };
+            ("unknown".to_owned(), Some(reason))
+        }
         Err(e) => return Err(e.into()),
     };
     let import = ferry.store.latest_account_import(account.id).await?;
@@ -287,6 +291,10 @@ async fn page(
     }
     let notice = match q.done.as_deref() {
         Some("started") => Some("Import started. The timeline below follows it.".to_owned()),
+        Some("running") => Some(
+            "An import of this account is already running; the timeline below follows it."
+                .to_owned(),
+        ),
         Some("retried") => Some(format!(
             "{} failed attachment(s) queued for another download.",
             q.n.unwrap_or(0)
@@ -306,9 +314,11 @@ async fn start(
 ) -> WebResult<Response> {
     access.signed_in.check_csrf(form.token.as_deref())?;
     access.require_admin("start imports")?;
-    account_import::start(&ferry, access.account.id, Some(access.user().id), false).await?;
+    let (_, created) =
+        account_import::start(&ferry, access.account.id, Some(access.user().id), false).await?;
+    let done = if created { "started" } else { "running" };
     Ok(Redirect::to(&format!(
-        "/app/accounts/{}/import?done=started",
+        "/app/accounts/{}/import?done={done}",
         access.account.id
     ))
     .into_response())

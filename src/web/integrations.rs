@@ -167,6 +167,7 @@ async fn rotate(
         Some(access.user().id),
     )
     .await?;
+    // Answered to htmx, which swaps the page's main part: a reload is a plain GET, never a second rotation.
     let page = render(&ferry, &access, Some((id, issued.webhook_url))).await?;
     Ok(html(&page))
 }
@@ -348,6 +349,18 @@ async fn cutover_step(
         })
     }
     .await;
+    // The cut-over's own audit lines name no user: say who ran it from here.
+    if matches!(step.as_str(), "migrate" | "cleanup") {
+        ferry
+            .audit(
+                None,
+                Some(access.user().id),
+                "integrations.cutover.web",
+                "legacy".into(),
+                serde_json::json!({"step": step, "ok": outcome.is_ok()}),
+            )
+            .await;
+    }
     let (title, ok, raw) = match outcome {
         Ok(done) => done,
         // A refusal (traffic in the quiet window, tables already gone) is shown in place, like the CLI's line.

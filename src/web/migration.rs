@@ -31,6 +31,7 @@ pub fn router() -> Router<Ferry> {
         .route(&format!("{base}s/{{id}}/events"), get(events))
         .route(&format!("{base}s/{{id}}/cancel"), post(cancel))
         .route(&format!("{base}s/{{id}}/revert"), post(revert))
+        .route(&format!("{base}s/{{id}}/retry"), post(retry))
 }
 
 impl From<MigrationError> for WebError {
@@ -84,7 +85,7 @@ pub fn status_label(status: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn view(m: &InboxMigration, json: &Value, who: String) -> MigrationView {
+fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> MigrationView {
     let (status_label, badge) = status_label(&m.status);
     let progress = &json["progress"];
     let entity = |key: &'static str, label: &'static str| {
@@ -118,10 +119,7 @@ fn view(m: &InboxMigration, json: &Value, who: String) -> MigrationView {
         status_label,
         badge,
         active: m.is_active(),
-        destination: json["destination_inbox"]["name"]
-            .as_str()
-            .unwrap_or("(deleted inbox)")
-            .to_owned(),
+        destination,
         who,
         when: when(&m.created_at),
         duration: duration_seconds.map(duration).unwrap_or_else(|| "—".into()),
@@ -150,6 +148,9 @@ fn view(m: &InboxMigration, json: &Value, who: String) -> MigrationView {
     }
 }
 
+/// Migrations the history lists (newest first).
+const HISTORY_LENGTH: usize = 25;
+
 /// The live part of the page: the current (or last completed) migration's panel and the history.
 #[derive(Template)]
 #[template(path = "migration_live.html")]
@@ -166,9 +167,16 @@ async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebRes
         .store
         .list_inbox_migrations(access.account.id, Some(inbox_id), false)
         .await?;
+    let inbox_names: HashMap<i64, String> = ferry
+        .store
+        .list_inboxes(access.account.id)
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.name))
+        .collect();
     let mut names: HashMap<i64, String> = HashMap::new();
     let mut history = Vec::new();
-    for m in &migrations {
+    for m in migrations.iter().take(HISTORY_LENGTH) {
         let who = match m.user_id {
             Some(id) => match names.get(&id) {
                 Some(n) => n.clone(),
@@ -185,13 +193,24 @@ async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebRes
             },
             None => "the CLI".into(),
         };
-        let json = im::to_json(ferry, m).await?;
-        history.push(view(m, &json, who));
+        let destination = inbox_names
+            .get(&m.destination_inbox_id)
+            .cloned()
+            .unwrap_or_else(|| "(deleted inbox)".into());
+        // The newest one gets the full record (with its ETA); older ones only what the history shows.
+        let json = if history.is_empty() {
+            im::to_json(ferry, m).await?
+        } else {
+            let duration = match (m.started_at, m.completed_at) {
+                (Some(s), Some(c)) => Some((c - s).num_milliseconds() as f64 / 1000.0),
+                _ => None,
+            };
+            serde_json::json!({"progress": im::progress(m), "timing": {"duration_seconds": duration}})
+        };
+        history.push(view(m, &json, destination, who));
     }
     // Newest first: the panel shows it while it runs, and after it completed (to offer the revert).
-    let shown = history
-        .first()
-        .is_some_and(|v| v.active || v.status == "completed");
+    let shown = history.first().is_some_and(|v| v.status != "reverted");
     let current = shown.then(|| history.remove(0));
     Ok(Live {
         account_id: access.account.id,
@@ -263,11 +282,15 @@ async fn page(
 ) -> WebResult<Response> {
     let notice = match q.done.as_deref() {
         Some("started") => Some("Migration queued. Progress appears below as it runs.".to_owned()),
-        Some("cancelled") => {
+        Some("cancelled") => Some("Migration cancelled before it started.".to_owned()),
+        Some("cancelling") => {
             Some("Cancellation requested: the migration stops after its current batch.".to_owned())
         }
         Some("reverted") => {
             Some("Migration reverted: every conversation is back in this inbox.".to_owned())
+        }
+        Some("retried") => {
+            Some("Migration queued again: it continues where it stopped.".to_owned())
         }
         _ => None,
     };
@@ -426,16 +449,22 @@ async fn cancel(
 ) -> WebResult<Response> {
     access.signed_in.check_csrf(form.token.as_deref())?;
     access.require_admin("cancel migrations")?;
-    im::cancel(
-        &ferry,
-        access.account.id,
-        Some(inbox_id),
-        id,
-        Some(access.user().id),
-    )
-    .await?;
+    let user = Some(access.user().id);
+    let cancelled = im::cancel(&ferry, access.account.id, Some(inbox_id), id, user).await;
+    let m = match cancelled {
+        Err(MigrationError::Refused { message, .. }) => {
+            return refused(&ferry, &access, inbox_id, message).await;
+        }
+        other => other?,
+    };
+    // A queued migration stops at once; a running one at its next batch.
+    let done = if m.status == "cancelled" {
+        "cancelled"
+    } else {
+        "cancelling"
+    };
     Ok(Redirect::to(&format!(
-        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=cancelled",
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done={done}",
         access.account.id
     ))
     .into_response())
@@ -456,20 +485,44 @@ async fn revert(
     access.signed_in.check_csrf(form.token.as_deref())?;
     access.require_admin("revert migrations")?;
     if !confirmed(&form.data.confirmation, "REVERT") {
-        return Err(WebError::BadRequest(
-            "Type REVERT to confirm; nothing was reverted.".into(),
-        ));
+        let message = "Type REVERT to confirm; nothing was reverted.";
+        return refused(&ferry, &access, inbox_id, message.into()).await;
     }
-    im::revert(
+    let user = Some(access.user().id);
+    let reverted = im::revert(&ferry, access.account.id, Some(inbox_id), id, user).await;
+    if let Err(MigrationError::Refused { message, .. }) = reverted {
+        return refused(&ferry, &access, inbox_id, message).await;
+    }
+    reverted?;
+    Ok(Redirect::to(&format!(
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=reverted",
+        access.account.id
+    ))
+    .into_response())
+}
+
+async fn retry(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
+    form: CsrfForm<NoFields>,
+) -> WebResult<Response> {
+    access.signed_in.check_csrf(form.token.as_deref())?;
+    access.require_admin("retry migrations")?;
+    let retried = im::retry(
         &ferry,
         access.account.id,
         Some(inbox_id),
         id,
         Some(access.user().id),
     )
-    .await?;
+    .await;
+    if let Err(MigrationError::Refused { message, .. }) = retried {
+        return refused(&ferry, &access, inbox_id, message).await;
+    }
+    retried?;
     Ok(Redirect::to(&format!(
-        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=reverted",
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=retried",
         access.account.id
     ))
     .into_response())
@@ -479,10 +532,17 @@ async fn events(
     State(ferry): State<Ferry>,
     access: AccountUser,
     Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
-) -> WebResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> WebResult<(
+    [(&'static str, &'static str); 1],
+    Sse<impl Stream<Item = Result<Event, Infallible>>>,
+)> {
     access.require_admin("migrate inboxes")?;
     let m = im::get(&ferry, access.account.id, Some(inbox_id), id).await?;
-    Ok(crate::http::migrations::progress_stream(ferry, m.id))
+    // Proxies must pass each event on at once, not buffer the stream.
+    Ok((
+        [("x-accel-buffering", "no")],
+        crate::http::migrations::progress_stream(ferry, m.id),
+    ))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub fn router() -> Router<Ferry> {
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error("sign in first")]
-    SignIn { next: String },
+    SignIn { next: String, htmx: bool },
     #[error("This page does not exist, or you have no access to it.")]
     NotFound,
     #[error("{0}")]
@@ -58,6 +58,10 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => WebError::NotFound,
+            StoreError::Conflict { .. } => WebError::Conflict(
+                "This conflicts with a change made meanwhile. Reload the page and try again."
+                    .into(),
+            ),
             other => WebError::Internal(other.to_string()),
         }
     }
@@ -87,11 +91,16 @@ struct ErrorPage {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title) = match &self {
-            WebError::SignIn { next } => {
+            WebError::SignIn { next, htmx } => {
                 let to = format!("/login?next={}", urlencode(next));
-                let mut response = Redirect::to(&to).into_response();
-                // htmx follows this header with a full navigation instead of swapping a page into a fragment.
-                if let Ok(v) = HeaderValue::from_str(&to) {
+                // An XHR follows a redirect by itself and htmx would swap the sign-in page into a fragment:
+                // tell htmx to navigate instead.
+                let mut response = if *htmx {
+                    StatusCode::OK.into_response()
+                } else {
+                    Redirect::to(&to).into_response()
+                };
+                if *htmx && let Ok(v) = HeaderValue::from_str(&to) {
                     response.headers_mut().insert("hx-redirect", v);
                 }
                 return response;
@@ -134,6 +143,10 @@ pub fn html<T: Template>(template: &T) -> Response {
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
+                // No framing (clickjacking of one-click actions such as Reveal); scripts only from ferry.
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::CONTENT_SECURITY_POLICY, CSP),
+                (header::REFERRER_POLICY, "same-origin"),
             ],
             body,
         )
@@ -144,6 +157,10 @@ pub fn html<T: Template>(template: &T) -> Response {
         }
     }
 }
+
+/// Inline style attributes (progress widths) need 'unsafe-inline' for styles; scripts never run inline.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Is this request made by htmx (answer with a fragment)?
 pub fn is_htmx(headers: &HeaderMap) -> bool {

@@ -100,12 +100,12 @@ impl FromRequestParts<Ferry> for SignedIn {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, ferry: &Ferry) -> Result<Self, Self::Rejection> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/app".into());
-        let sign_in = || WebError::SignIn { next: next.clone() };
+        let htmx = parts.headers.contains_key("hx-request");
+        let next = return_path(parts, htmx);
+        let sign_in = || WebError::SignIn {
+            next: next.clone(),
+            htmx,
+        };
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
         let hash = token_hash(&token);
         match ferry.store.web_session(&hash, Utc::now()).await? {
@@ -116,6 +116,49 @@ impl FromRequestParts<Ferry> for SignedIn {
             }),
             None => Err(sign_in()),
         }
+    }
+}
+
+/// Where to go back after signing in: the page being viewed. For htmx requests that is the page around the
+/// fragment (`HX-Current-URL`); after a form post, the app's start (a post cannot be repeated by a redirect).
+fn return_path(parts: &Parts, htmx: bool) -> String {
+    if htmx {
+        return parts
+            .headers
+            .get("hx-current-url")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            })
+            .unwrap_or_else(|| "/app".into());
+    }
+    if parts.method != axum::http::Method::GET {
+        return "/app".into();
+    }
+    // Routers nested under /app see their path without the prefix: the original URI has it.
+    parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| &u.0)
+        .unwrap_or(&parts.uri)
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/app".into())
+}
+
+/// Only pages of the app are followed after signing in: no other site, however the path is disguised.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if (n == "/app" || n.starts_with("/app/") || n.starts_with("/app?"))
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && !n.contains('\\') =>
+        {
+            n.to_owned()
+        }
+        _ => "/app".to_owned(),
     }
 }
 
@@ -233,4 +276,46 @@ pub async fn start(ferry: &Ferry, user: &User) -> Result<String, WebError> {
         )
         .await?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_app_paths_are_followed_after_signing_in() {
+        for good in [
+            "/app",
+            "/app/accounts/1/inboxes",
+            "/app?x=1",
+            "/app/accounts/2/import?done=started",
+        ] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "//evil.com",
+            "/\t/evil.com",
+            "/app/\t/evil.com",
+            "/\\evil.com",
+            "/app\\..\\evil",
+            "https://evil.com/app",
+            "/application",
+            "/login",
+            "",
+            "/app/ space",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/app", "{bad:?} was followed");
+        }
+        assert_eq!(safe_next(None), "/app");
+    }
+
+    #[test]
+    fn csrf_tokens_compare_whole() {
+        let t = random_token();
+        assert_eq!(t.len(), 43);
+        assert!(same_token(&t, &t.clone()));
+        assert!(!same_token(&t, &t[..42]));
+        assert!(!same_token(&t, &random_token()));
+        assert!(!same_token("", &t));
+    }
 }

@@ -353,10 +353,23 @@ pub async fn admin_migrates_and_reverts_an_inbox_in_the_browser(db: Db) {
     b.screenshot("migration-confirm").await;
     confirm.send_keys("\u{E007}").await.unwrap();
 
-    // Queued: the panel is there; the worker starts only now, so every change arrives live.
+    // Queued (no worker yet): cancelled at once, then retried.
     b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Queued']")
         .await;
     assert_eq!(migrations_count(&app).await, 1);
+    b.button("Cancel migration").await.click().await.unwrap();
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Cancelled']")
+        .await;
+    b.screenshot("migration-cancelled").await;
+    b.button("Retry migration").await.click().await.unwrap();
+    // Queued again; the worker starts only now, so every change arrives live.
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Queued']")
+        .await;
+    assert_eq!(
+        migrations_count(&app).await,
+        1,
+        "retry made a second migration"
+    );
     b.mark_page().await;
     let stop = start_worker(&app);
     b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Completed']")
@@ -536,6 +549,106 @@ pub async fn agents_forged_posts_and_guessers_are_refused(db: Db) {
     .await;
     assert_eq!(status, 303, "the old session cookie still opens pages");
 
+    // Pages forbid framing and foreign scripts; an htmx request without a session is told to navigate to the
+    // sign-in page instead of swapping it into a fragment.
+    let r = no_redirects()
+        .get(format!("{}/app/accounts/{account}/import", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=%2Fapp%2Faccounts%2F")
+    );
+    let r = no_redirects()
+        .get(format!("{}/app/accounts/{account}/import", app.base))
+        .header("hx-request", "true")
+        .header(
+            "hx-current-url",
+            format!("{}/app/accounts/{account}/import", app.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(
+        r.headers()["hx-redirect"],
+        format!("/login?next=%2Fapp%2Faccounts%2F{account}%2Fimport").as_str()
+    );
+    let r = no_redirects()
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    // An open redirect disguised as a path is not followed.
+    let login = no_redirects()
+        .get(format!("{}/login?next=/%09/evil.example", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("name=\"next\" value=\"/app\""), "{login}");
+
+    // Parallel guesses are all counted: at most five are even checked.
+    let page = no_redirects()
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = page.text().await.unwrap();
+    let pattern = "name=\"csrf_token\" value=\"";
+    let at = body.find(pattern).unwrap() + pattern.len();
+    let login_csrf = body[at..at + body[at..].find('"').unwrap()].to_owned();
+    let guesses = (0..12).map(|i| {
+        let (cookie, csrf, base) = (cookie.clone(), login_csrf.clone(), app.base.clone());
+        async move {
+            let password = format!("guess {i}");
+            let form = [
+                ("email", "ana@clinic.test"),
+                ("password", password.as_str()),
+                ("csrf_token", csrf.as_str()),
+            ];
+            let body: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish();
+            no_redirects()
+                .post(format!("{base}/login"))
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, 12, "{statuses:?}");
+    assert!(checked <= 5 && refused >= 7, "{statuses:?}");
+
     // Five wrong passwords lock the email for a while, even for the right password.
     for _ in 0..5 {
         b.sign_in("alex@clinic.test", "not the password").await;
@@ -698,6 +811,12 @@ pub async fn integrations_reveal_rotate_and_cut_over_in_the_browser(db: Db) {
         .await,
         1
     );
+    // A reload after the rotation is a plain GET: it rotates nothing and shows no secret.
+    b.client.refresh().await.unwrap();
+    b.wait("//h1[normalize-space()='Integrations']").await;
+    assert!(b.client.find(Locator::Css("[data-new-url]")).await.is_err());
+    let rotations = "SELECT COUNT(*) FROM audit_events WHERE action = 'integration.rotate'";
+    assert_eq!(scalar(&app, rotations).await, 1);
 
     // The cut-over: check, then a dry run that offers the real run.
     b.button("Check").await.click().await.unwrap();
