@@ -77,6 +77,16 @@ pub struct Config {
     #[arg(long, env = "FERRY_LEASE_SECONDS", default_value_t = 30, global = true)]
     pub lease_seconds: u64,
 
+    /// Seconds a stopping server or worker (SIGTERM, Ctrl-C) waits for in-flight requests and the current
+    /// batch before it exits anyway
+    #[arg(
+        long,
+        env = "FERRY_SHUTDOWN_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_seconds: u64,
+
     /// Rows an inbox migration touches per batch transaction (about)
     #[arg(
         long,
@@ -298,6 +308,7 @@ impl Config {
             evolution_api_url: None,
             evolution_api_key: None,
             lease_seconds: 30,
+            shutdown_seconds: 30,
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,
             legacy: LegacyConfig::default(),
@@ -339,6 +350,100 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+impl Config {
+    /// The effective settings by environment variable, secrets redacted: what `ferry config show` prints.
+    pub fn shown(&self) -> Vec<(&'static str, String)> {
+        let secret = |v: &Option<String>| match v {
+            Some(_) => "**** (set)".to_owned(),
+            None => "(not set)".to_owned(),
+        };
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+        let num = |v: Option<u64>| v.map_or("(no limit)".to_owned(), |n| n.to_string());
+        let l = &self.legacy;
+        vec![
+            (
+                "FERRY_DATABASE_URL",
+                redact_url(&self.effective_database_url()),
+            ),
+            ("FERRY_DATA_DIR", self.data_dir.display().to_string()),
+            ("FERRY_BIND", self.bind.to_string()),
+            (
+                "FERRY_SECRET_KEY",
+                match &self.secret_key {
+                    Some(_) => "**** (set)".into(),
+                    None => format!("(file {})", self.data_dir.join("secret.key").display()),
+                },
+            ),
+            (
+                "FERRY_REDIS_URL",
+                self.redis_url
+                    .as_deref()
+                    .map_or("(not set)".into(), redact_url),
+            ),
+            ("FERRY_REDIS_PREFIX", self.redis_prefix.clone()),
+            ("FERRY_PUBLIC_URL", self.public_url()),
+            ("FERRY_LOG", self.log.clone()),
+            (
+                "FERRY_LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("FERRY_LEASE_SECONDS", self.lease_seconds.to_string()),
+            ("FERRY_SHUTDOWN_SECONDS", self.shutdown_seconds.to_string()),
+            (
+                "FERRY_MIGRATION_BATCH_ROWS",
+                self.migration_batch_rows.to_string(),
+            ),
+            (
+                "FERRY_MIGRATION_MAX_ROWS_PER_SECOND",
+                num(self.migration_max_rows_per_second),
+            ),
+            ("FERRY_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("FERRY_EVOLUTION_API_URL", opt(&self.evolution_api_url)),
+            ("FERRY_EVOLUTION_API_KEY", secret(&self.evolution_api_key)),
+            (
+                "FERRY_MEDIA_RETRY_BASE_MS",
+                self.media_retry_base_ms.to_string(),
+            ),
+            ("FERRY_LEGACY_API_URL", opt(&l.api_url)),
+            ("FERRY_LEGACY_API_TOKEN", secret(&l.api_token)),
+            (
+                "FERRY_LEGACY_API_TIMEOUT_SECONDS",
+                l.api_timeout_seconds.to_string(),
+            ),
+            ("FERRY_LEGACY_CONFIG_KEY", secret(&l.config_key)),
+            ("FERRY_LEGACY_DYNAMODB_ENDPOINT", opt(&l.dynamodb_endpoint)),
+            ("FERRY_LEGACY_DYNAMODB_REGION", l.dynamodb_region.clone()),
+            ("FERRY_LEGACY_THREADS_TABLE", l.threads_table.clone()),
+            ("FERRY_LEGACY_MESSAGES_TABLE", l.messages_table.clone()),
+            ("FERRY_LEGACY_MEDIA_JWT_SECRET", secret(&l.media_jwt_secret)),
+            (
+                "FERRY_LEGACY_EXPORT_DIR",
+                l.export_dir
+                    .as_ref()
+                    .map_or("(not set)".into(), |d| d.display().to_string()),
+            ),
+            ("FERRY_IMPORT_RECENT_DAYS", l.recent_days.to_string()),
+            ("FERRY_IMPORT_RECENT_THREADS", l.recent_threads.to_string()),
+            (
+                "FERRY_IMPORT_RECENT_MESSAGES",
+                l.recent_messages.to_string(),
+            ),
+            (
+                "FERRY_ALLOW_FORCE_REMIGRATION",
+                l.allow_force_remigration.to_string(),
+            ),
+            (
+                "FERRY_IMPORT_REPAIR_BASE_SECONDS",
+                l.repair_base_seconds.to_string(),
+            ),
+            (
+                "FERRY_IMPORT_MAX_MESSAGES_PER_SECOND",
+                num(l.max_messages_per_second),
+            ),
+        ]
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -370,5 +475,57 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("postgres://ferry:****@db/ferry"));
+    }
+
+    #[test]
+    fn config_show_names_every_variable_and_no_secret() {
+        let mut c = Config::for_data_dir("/tmp/x");
+        c.database_url = Some("postgres://ferry:hunter2@db/ferry".into());
+        c.secret_key = Some("c2VjcmV0".into());
+        c.redis_url = Some("redis://:redispass@cache:6379".into());
+        c.evolution_api_key = Some("evo-key-123".into());
+        c.legacy.api_token = Some("legacy-token-456".into());
+        c.legacy.media_jwt_secret = Some("jwt-789".into());
+        c.legacy.config_key = Some("config-key-000".into());
+        let shown = c.shown();
+        let text = format!("{shown:?}");
+        for secret in [
+            "hunter2",
+            "c2VjcmV0",
+            "redispass",
+            "evo-key-123",
+            "legacy-token-456",
+            "jwt-789",
+            "config-key-000",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        let get = |k: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("FERRY_DATABASE_URL"), "postgres://ferry:****@db/ferry");
+        assert_eq!(get("FERRY_SECRET_KEY"), "**** (set)");
+        assert_eq!(get("FERRY_LEGACY_API_TOKEN"), "**** (set)");
+        assert_eq!(get("FERRY_LEGACY_API_URL"), "(not set)");
+        // Every FERRY_ variable the flags read is listed (the flags are the source of truth).
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            config: Config,
+        }
+        for arg in Probe::command().get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    shown.iter().any(|(n, _)| *n == env),
+                    "{env} missing from config show"
+                );
+            }
+        }
     }
 }

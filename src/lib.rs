@@ -13,6 +13,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod inbox_migration;
+pub mod metrics;
 pub mod password;
 pub mod secrets;
 pub mod services;

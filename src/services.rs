@@ -88,6 +88,8 @@ pub enum OpenError {
 impl Ferry {
     /// Loads the secret key (creating the embedded one on first start), connects and migrates the database.
     pub async fn open(config: Config) -> Result<Self, OpenError> {
+        // Before anything records a metric.
+        crate::metrics::handle();
         let key = SecretKey::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
         let url = config.effective_database_url();
         let store = store::connect(&url)

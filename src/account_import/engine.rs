@@ -387,6 +387,14 @@ impl Stage<'_> {
                 other => break other?.ok_or(StageError::LeaseLost)?,
             }
         };
+        crate::metrics::batch(
+            "account_import",
+            started.elapsed().as_secs_f64(),
+            &[
+                ("conversations", outcome.threads_created as i64),
+                ("messages", outcome.messages_created as i64),
+            ],
+        );
         tracing::debug!(
             stage,
             threads = outcome.threads_created,

@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: migrations::MigrationsCommand,
     },
+    /// The effective configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Database schema
     Db {
         #[command(subcommand)]
@@ -101,6 +106,15 @@ pub enum Command {
     Demo {
         #[command(subcommand)]
         command: DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every setting as this process sees it (flags, then FERRY_* variables, then defaults), secrets redacted
+    Show {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -288,6 +302,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         crate::account_import::generate::demo_export(&cli.config.data_dir)
             .context("cannot write the demo's legacy export")?;
     }
+    if let Command::Config {
+        command: ConfigCommand::Show { json },
+    } = &cli.command
+    {
+        // Needs no database: it shows what a server started the same way would use.
+        let shown = cli.config.shown();
+        if *json {
+            let map: serde_json::Map<String, serde_json::Value> = shown
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+                .collect();
+            print_json(&serde_json::Value::Object(map));
+        } else {
+            for (name, value) in shown {
+                println!("{name:<38} {value}");
+            }
+        }
+        return Ok(());
+    }
     let ferry = Ferry::open(cli.config.clone()).await?;
     match cli.command {
         Command::Serve { demo, no_worker } => serve(ferry, demo, no_worker).await,
@@ -296,7 +329,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let worker = tokio::spawn(crate::worker::Worker::new(ferry.clone()).run(rx));
             shutdown_signal().await;
             let _ = tx.send(true);
-            worker.await.context("worker task failed")?;
+            // The current batch commits and the lease is released, within the shutdown bound.
+            let grace = std::time::Duration::from_secs(ferry.config.shutdown_seconds);
+            match tokio::time::timeout(grace, worker).await {
+                Ok(done) => done.context("worker task failed")?,
+                Err(_) => tracing::warn!(
+                    ?grace,
+                    "the worker did not stop in time; exiting anyway (its lease expires)"
+                ),
+            }
             ferry.store.close().await;
             Ok(())
         }
@@ -377,7 +418,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Integrations { command } => integrations::integrations(ferry, command).await,
         Command::Import { command } => imports::import(ferry, command).await,
         Command::Webhooks { command } => webhooks::webhooks(ferry, command).await,
-        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Bench { .. } | Command::Config { .. } => unreachable!("handled above"),
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo {
@@ -535,14 +576,41 @@ async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<()> 
     };
     println!("ferry is listening on {url}");
     tracing::info!(%url, backend = ferry.store.backend().as_str(), "listening");
-    let served = app.run_until(shutdown_signal()).await;
-    // The worker stops at its next batch boundary and releases its lease.
+    // On SIGTERM: stop accepting, let in-flight requests finish, and stop the worker at its next batch boundary
+    // (it releases its lease), all at once and within FERRY_SHUTDOWN_SECONDS. Open event streams would keep
+    // the server waiting forever: the bound ends them.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = app.run_until(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    });
+    tokio::pin!(server);
+    let grace = std::time::Duration::from_secs(ferry.config.shutdown_seconds);
+    let deadline = async {
+        let _ = stopping.wait_for(|s| *s).await;
+        let _ = stop_worker.send(true);
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = &mut server => served,
+        _ = deadline => {
+            tracing::warn!(?grace, "requests still open after the shutdown bound; closing them");
+            Ok(())
+        }
+    };
     let _ = stop_worker.send(true);
     if let Some(worker) = worker {
-        worker.await.context("worker task failed")?;
+        match tokio::time::timeout(grace, worker).await {
+            Ok(done) => done.context("worker task failed")?,
+            Err(_) => tracing::warn!(
+                ?grace,
+                "the worker did not stop in time; exiting anyway (its lease expires)"
+            ),
+        }
     }
     served.context("server failed")?;
     ferry.store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -73,11 +73,35 @@ async fn metrics(
             routes.lookups(),
         ),
     ];
-    let mut out = String::new();
+    let mut out = crate::metrics::handle().render();
     for (name, help, value) in lines {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
         ));
+    }
+    // What the database holds for the whole deployment (every node answers the same).
+    match ferry.store.status_counts().await {
+        Ok(counts) => {
+            for (name, help) in [
+                ("ferry_inbox_migrations", "Inbox migrations by status."),
+                ("ferry_account_imports", "Account imports by status."),
+                (
+                    "ferry_dead_letters_waiting",
+                    "Dead letters not replayed yet.",
+                ),
+            ] {
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+                for (kind, status, n) in counts.iter().filter(|(k, _, _)| k == name) {
+                    let labels: &[(&str, &str)] = if kind == "ferry_dead_letters_waiting" {
+                        &[]
+                    } else {
+                        &[("status", status.as_str())]
+                    };
+                    crate::metrics::gauge_line(&mut out, name, labels, *n);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: database counts unavailable"),
     }
     (
         [(

@@ -37,6 +37,8 @@ pub fn router(ferry: Ferry) -> Router {
         .merge(health::router())
         .merge(webhooks::router())
         .merge(crate::web::router())
+        // Only matched routes: their template is the label (unmatched paths would be unbounded).
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -324,6 +324,7 @@ impl<'a> Delivery<'a> {
         match parsed {
             Ok(value) => Ok(value),
             Err(ParseError(reason)) => {
+                crate::metrics::webhook_event(&self.route.provider, "malformed");
                 dead_letter(
                     self.ferry,
                     self.route,
@@ -358,7 +359,17 @@ impl<'a> Delivery<'a> {
 
     /// Stores one event; a failure is logged and the whole request kept as a dead letter.
     async fn store(&self, event: crate::webhooks::event::InboundEvent) -> ApiResult<Value> {
-        match ingest(self.ferry, self.route, event).await {
+        let result = ingest(self.ferry, self.route, event).await;
+        let outcome = match &result {
+            Ok(Outcome::Stored { .. }) => "stored",
+            Ok(Outcome::Duplicate { .. }) => "duplicate",
+            Ok(Outcome::StatusRaised(_)) => "status",
+            Ok(Outcome::Changed(_)) => "changed",
+            Ok(Outcome::Ignored(_)) => "ignored",
+            Err(_) => "failed",
+        };
+        crate::metrics::webhook_event(&self.route.provider, outcome);
+        match result {
             Ok(outcome @ Outcome::Changed(false)) => {
                 // An edit or deletion of a message not stored (yet: it may still be on its way): kept, so a
                 // replay applies it once the message is there.
@@ -439,6 +450,7 @@ async fn dead_letter(
         headers: &Value::Object(headers),
         body,
     };
+    crate::metrics::dead_letter(&route.provider);
     if let Err(e) = ferry.store.record_dead_letter(&letter).await {
         tracing::error!(error = %e, "dead letter not recorded");
     }

@@ -149,6 +149,15 @@ async fn run_inner(
             return Ok(Outcome::LeaseLost);
         };
         longest_batch = longest_batch.max(t.elapsed());
+        crate::metrics::batch(
+            "inbox_migration",
+            t.elapsed().as_secs_f64(),
+            &[
+                ("conversations", out.conversations),
+                ("messages", out.messages),
+                ("contact_inboxes", out.contact_inboxes),
+            ],
+        );
         tracing::debug!(
             batch,
             contact_inboxes = out.contact_inboxes,

@@ -62,6 +62,17 @@ macro_rules! impl_store {
                 self.get_account(id).await
             }
 
+            async fn status_counts(&self) -> Result<Vec<(String, String, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT 'ferry_inbox_migrations', status, COUNT(*) FROM inbox_migrations GROUP BY status \
+                     UNION ALL SELECT 'ferry_account_imports', status, COUNT(*) FROM account_imports GROUP BY status \
+                     UNION ALL SELECT 'ferry_dead_letters_waiting', '', COUNT(*) FROM webhook_dead_letters \
+                     WHERE replayed_at IS NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn get_account(&self, id: i64) -> Result<Account> {
                 sqlx::query_as(
                     "SELECT id, name, migration_status, legacy_ref, merge_brazil_ninth_digit, created_at, updated_at \

@@ -373,24 +373,35 @@ macro_rules! impl_account_import_store {
                 until: DateTime<Utc>,
             ) -> Result<Option<$crate::store::AccountImport>> {
                 let mut tx = self.begin_write().await?;
+                // First stages before long histories, then by age; a running import counts when its lease expired.
                 let sql = format!(
-                    "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
-                     lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4 \
-                     WHERE id = (SELECT id FROM account_imports WHERE status = 'queued' \
-                     OR (status = 'running' AND lease_expires_at < $4) \
-                     ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}) RETURNING id",
+                    "SELECT id, status FROM account_imports WHERE status = 'queued' \
+                     OR (status = 'running' AND lease_expires_at < $1) \
+                     ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}",
                     Self::SKIP_LOCKED
                 );
-                let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(owner)
-                    .bind(token)
-                    .bind(until)
+                let candidate: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
-                let Some(id) = id else {
+                let Some((id, previous)) = candidate else {
                     return Ok(None);
                 };
+                sqlx::query(
+                    "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
+                     lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
+                     updated_at = $4 WHERE id = $5",
+                )
+                .bind(owner)
+                .bind(token)
+                .bind(until)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if previous == "running" {
+                    $crate::metrics::lease_takeover("account_import");
+                }
                 let sql = format!("SELECT {} FROM account_imports WHERE id = $1", $crate::store::imports::IMPORT_COLUMNS);
                 let import = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
                 tx.commit().await?;

@@ -133,19 +133,40 @@ macro_rules! impl_inbox_migration_store {
             }
 
             async fn claim_inbox_migration(&self, worker: &str, token: &str, lease_until: DateTime<Utc>) -> Result<Option<InboxMigration>> {
+                // The oldest queued migration, or a running one whose worker's lease expired. On PostgreSQL SKIP
+                // LOCKED lets any number of workers claim at once without waiting on, or taking, the same row; SQLite
+                // runs this inside BEGIN IMMEDIATE (one writer).
                 let mut tx = self.begin_write().await?;
-                let id: Option<i64> = sqlx::query_scalar(Self::CLAIM_INBOX_MIGRATION_SQL)
-                    .bind(worker)
-                    .bind(token)
-                    .bind(lease_until)
-                    .bind(chrono::Utc::now())
+                let now = chrono::Utc::now();
+                let sql = format!(
+                    "SELECT id, status FROM inbox_migrations WHERE status = 'queued' \
+                     OR (status = 'running' AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
+                    Self::SKIP_LOCKED
+                );
+                let candidate: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
+                let Some((id, previous)) = candidate else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE inbox_migrations SET status = 'running', lease_owner = $1, lease_token = $2, \
+                     lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
+                     updated_at = $4 WHERE id = $5",
+                )
+                .bind(worker)
+                .bind(token)
+                .bind(lease_until)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                match id {
-                    Some(id) => self.get_inbox_migration(id).await.map(Some),
-                    None => Ok(None),
+                if previous == "running" {
+                    $crate::metrics::lease_takeover("inbox_migration");
                 }
+                self.get_inbox_migration(id).await.map(Some)
             }
 
             async fn renew_inbox_migration_lease(&self, id: i64, token: &str, lease_until: DateTime<Utc>) -> Result<bool> {

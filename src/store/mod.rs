@@ -149,6 +149,8 @@ pub trait Store:
     ) -> Result<i64>;
     async fn user_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<User>>;
     async fn get_user(&self, id: i64) -> Result<User>;
+    /// `(metric, status, count)`: inbox migrations and account imports by status, dead letters waiting.
+    async fn status_counts(&self) -> Result<Vec<(String, String, i64)>>;
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
     async fn list_audit(&self, account_id: i64, limit: i64) -> Result<Vec<AuditEvent>>;
 

@@ -26,8 +26,6 @@ impl PgStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str =
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
-    const CLAIM_INBOX_MIGRATION_SQL: &'static str =
-        include_str!("queries/pg/claim_inbox_migration.sql");
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/pg/merge_contact_fields.sql");
     const ROUTE_SQL: &'static str = include_str!("queries/pg/route.sql");

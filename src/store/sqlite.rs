@@ -59,8 +59,6 @@ impl Drop for Checkpointer {
 impl SqliteStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
-    const CLAIM_INBOX_MIGRATION_SQL: &'static str =
-        include_str!("queries/sqlite/claim_inbox_migration.sql");
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/sqlite/merge_contact_fields.sql");
     const ROUTE_SQL: &'static str = include_str!("queries/sqlite/route.sql");

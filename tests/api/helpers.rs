@@ -360,6 +360,10 @@ impl TestApp {
     /// A real `ferry serve` process (no worker) on this app's database and key, answering at the returned base
     /// URL: what only a separate process can show, such as its own `/metrics` counters.
     pub async fn serve_process(&self) -> (ServeProcess, String) {
+        self.serve_process_with_env(&[]).await
+    }
+
+    pub async fn serve_process_with_env(&self, env: &[(&str, &str)]) -> (ServeProcess, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -374,6 +378,7 @@ impl TestApp {
             .env("FERRY_BIND", format!("127.0.0.1:{port}"))
             .env("FERRY_PUBLIC_URL", self.ferry.config.public_url())
             .env("FERRY_LOG", "warn")
+            .envs(env.iter().copied())
             .spawn()
             .expect("run ferry serve");
         let process = ServeProcess(child);
@@ -461,7 +466,7 @@ pub fn inbox_of(report: &SeedReport, channel: ChannelType) -> i64 {
 }
 
 /// Killed when dropped, so a failing test leaves no server behind.
-pub struct ServeProcess(std::process::Child);
+pub struct ServeProcess(pub std::process::Child);
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {

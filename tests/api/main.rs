@@ -13,6 +13,7 @@ mod inboxes;
 mod integrations;
 mod media;
 mod migrations;
+mod ops;
 mod read_api;
 mod store;
 mod webhooks;
@@ -107,6 +108,9 @@ fn main() {
         imports::forced_remigration_deletes_only_what_imports_created,
         imports::legacy_existence_is_asked_once_and_outages_are_errors,
         imports::a_long_history_gives_way_to_another_accounts_first_stages,
+        ops::metrics_count_requests_jobs_webhooks_and_takeovers,
+        ops::config_show_redacts_secrets,
+        ops::sigterm_stops_the_server_within_its_bound,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =

@@ -1,0 +1,283 @@
+//! Operating ferry: `/metrics`, `ferry config show`, and a bounded graceful shutdown.
+
+use std::time::Duration;
+
+use ferry::domain::ChannelType;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app};
+
+/// The value of the sample `name{…}` whose labels include all of `labels` (any order), if present.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(key, _)| {
+            let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Requests by route and status with latency histograms, jobs by status (from the database), rows moved and
+/// batch durations, lease takeovers, webhook outcomes and dead letters.
+pub async fn metrics_count_requests_jobs_webhooks_and_takeovers(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, token) = seeded(&app, 20, 0.2).await;
+    let account = report.account_id;
+    let inboxes = format!("/api/v1/accounts/{account}/inboxes");
+    for _ in 0..2 {
+        assert_eq!(app.get(&inboxes, Some(&token)).await.0, 200);
+    }
+    assert_eq!(
+        app.get("/api/v1/accounts/999999/inboxes", Some(&token))
+            .await
+            .0,
+        404
+    );
+
+    // A migration whose worker "died": running with an expired lease, then taken over and finished.
+    let source = inbox_of(&report, ChannelType::Evolution);
+    let destination = inbox_of(&report, ChannelType::WhatsappCloud);
+    let (status, created) = app
+        .post_json(
+            &format!("{inboxes}/{source}/migrations"),
+            Some(&token),
+            &json!({"destination_inbox_id": destination}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    app.execute(
+        "UPDATE inbox_migrations SET status = 'running', lease_owner = 'dead-worker', \
+         lease_expires_at = '2000-01-01 00:00:00+00:00'",
+    )
+    .await;
+    let before = metrics(&app).await;
+    let takeovers_before = sample(
+        &before,
+        "ferry_lease_takeovers_total",
+        &[("job", "inbox_migration")],
+    )
+    .unwrap_or(0.0);
+    let (_stop, rx) = watch::channel(false);
+    let worker = ferry::worker::Worker::new(app.ferry.clone());
+    worker
+        .run_once(rx)
+        .await
+        .unwrap()
+        .expect("the expired migration is claimed");
+
+    // A webhook body the parser refuses: a malformed event and a dead letter.
+    let (status, integration) = app
+        .post_json(
+            &format!("/api/v1/accounts/{account}/integrations"),
+            Some(&token),
+            &json!({"inbox_id": source, "provider": "evolution", "instance_name": "metrics-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{integration}");
+    let url = integration["webhook_url"]
+        .as_str()
+        .unwrap()
+        .replace(&app.ferry.config.public_url(), &app.base);
+    let refused = app
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .body("{\"event\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    let text = metrics(&app).await;
+    let route = "/api/v1/accounts/{account_id}/inboxes".to_owned();
+    let ok = sample(
+        &text,
+        "ferry_http_requests_total",
+        &[("route", &route), ("method", "GET"), ("status", "200")],
+    );
+    assert!(ok.is_some_and(|n| n >= 2.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "ferry_http_requests_total",
+            &[("route", &route), ("status", "404")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "ferry_http_request_duration_seconds_bucket",
+            &[("route", &route), ("le", "+Inf")]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    // From this app's database: exact.
+    assert_eq!(
+        sample(&text, "ferry_inbox_migrations", &[("status", "completed")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ferry_dead_letters_waiting", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    // Process-wide (other tests run beside this one): at least what this test did.
+    let takeovers = sample(
+        &text,
+        "ferry_lease_takeovers_total",
+        &[("job", "inbox_migration")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        takeovers >= takeovers_before + 1.0,
+        "{takeovers_before} → {takeovers}"
+    );
+    let moved = sample(
+        &text,
+        "ferry_rows_moved_total",
+        &[("job", "inbox_migration"), ("entity", "conversations")],
+    );
+    assert!(moved.is_some_and(|n| n >= 20.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "ferry_batch_duration_seconds_count",
+            &[("job", "inbox_migration")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "ferry_webhook_events_total",
+            &[("provider", "evolution"), ("outcome", "malformed")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "ferry_dead_letters_total",
+            &[("provider", "evolution")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        text.contains("# TYPE ferry_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+}
+
+/// `ferry config show`: every setting with its variable, secrets never printed; no database needed.
+pub async fn config_show_redacts_secrets(db: Db) {
+    let app = spawn_app(db).await;
+    let out = app.cli_with_env(
+        &[
+            "config",
+            "show",
+            "--json",
+            "--database-url",
+            "postgres://ferry:hunter2@db.invalid:5432/ferry",
+        ],
+        &[
+            ("FERRY_REDIS_URL", "redis://:redispass@cache.invalid:6379"),
+            ("FERRY_LEGACY_API_TOKEN", "legacy-token-456"),
+            ("FERRY_LEASE_SECONDS", "45"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["hunter2", "redispass", "legacy-token-456", &app.secret_key] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        shown["FERRY_DATABASE_URL"],
+        "postgres://ferry:****@db.invalid:5432/ferry"
+    );
+    assert_eq!(shown["FERRY_LEASE_SECONDS"], "45");
+    assert_eq!(shown["FERRY_SECRET_KEY"], "**** (set)");
+    assert_eq!(shown["FERRY_LEGACY_API_TOKEN"], "**** (set)");
+}
+
+/// SIGTERM with an event stream still open: the server stops accepting, and exits cleanly once the shutdown
+/// bound has passed instead of waiting for the stream forever.
+pub async fn sigterm_stops_the_server_within_its_bound(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, token) = seeded(&app, 5, 0.0).await;
+    let account = report.account_id;
+    let source = inbox_of(&report, ChannelType::Evolution);
+    let destination = inbox_of(&report, ChannelType::WhatsappCloud);
+    let (status, created) = app
+        .post_json(
+            &format!("/api/v1/accounts/{account}/inboxes/{source}/migrations"),
+            Some(&token),
+            &json!({"destination_inbox_id": destination}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (mut process, base) = app
+        .serve_process_with_env(&[("FERRY_SHUTDOWN_SECONDS", "1")])
+        .await;
+    // No worker runs: the migration stays queued and its event stream stays open.
+    let stream = app
+        .client
+        .get(format!(
+            "{base}/api/v1/accounts/{account}/inboxes/{source}/migrations/{id}/events"
+        ))
+        .header("api_access_token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &process.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut exit = None;
+    for _ in 0..300 {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exit = exit.expect("ferry serve still runs 15 s after SIGTERM with a 1 s bound");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        app.client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "still accepting"
+    );
+    drop(stream);
+}
