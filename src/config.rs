@@ -77,6 +77,16 @@ pub struct Config {
     #[arg(long, env = "FERRY_LEASE_SECONDS", default_value_t = 30, global = true)]
     pub lease_seconds: u64,
 
+    /// Seconds a node keeps a webhook token route in its own cache: how long a change made on another node can
+    /// go unseen when Redis is not there to announce it
+    #[arg(
+        long,
+        env = "FERRY_ROUTE_CACHE_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub route_cache_seconds: u64,
+
     /// Seconds a stopping server or worker (SIGTERM, Ctrl-C) waits for in-flight requests and the current
     /// batch before it exits anyway
     #[arg(
@@ -309,6 +319,7 @@ impl Config {
             evolution_api_key: None,
             lease_seconds: 30,
             shutdown_seconds: 30,
+            route_cache_seconds: 60,
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,
             legacy: LegacyConfig::default(),
@@ -389,6 +400,10 @@ impl Config {
             ),
             ("FERRY_LEASE_SECONDS", self.lease_seconds.to_string()),
             ("FERRY_SHUTDOWN_SECONDS", self.shutdown_seconds.to_string()),
+            (
+                "FERRY_ROUTE_CACHE_SECONDS",
+                self.route_cache_seconds.to_string(),
+            ),
             (
                 "FERRY_MIGRATION_BATCH_ROWS",
                 self.migration_batch_rows.to_string(),

@@ -100,7 +100,8 @@ impl Ferry {
             })?;
         // Bounded (100k tokens ≈ tens of MB) and short-lived: without Redis, the TTL is how long a change made on
         // another node can go unseen.
-        let routes = TokenRoutes::new(100_000, std::time::Duration::from_secs(60));
+        let ttl = std::time::Duration::from_secs(config.route_cache_seconds.max(1));
+        let routes = TokenRoutes::new(100_000, ttl);
         let token_routes = match &config.redis_url {
             Some(url) => routes.with_redis(url, &config.redis_prefix).await?,
             None => Arc::new(routes),

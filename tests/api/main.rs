@@ -13,6 +13,7 @@ mod inboxes;
 mod integrations;
 mod media;
 mod migrations;
+mod multinode;
 mod ops;
 mod read_api;
 mod store;
@@ -161,6 +162,18 @@ fn main() {
             );
         }
     }
+    // Many processes on one PostgreSQL and one Redis.
+    trials.push(
+        Trial::test(
+            "postgres::multinode::servers_and_workers_share_work_routes_and_traffic",
+            || {
+                helpers::run(Db::Postgres, |db| {
+                    Box::pin(multinode::servers_and_workers_share_work_routes_and_traffic(db))
+                })
+            },
+        )
+        .with_ignored_flag(redis.is_err() || postgres.is_err()),
+    );
     let moto = imports::moto_available();
     for (name, test) in moto_tests {
         for db in [Db::Sqlite, Db::Postgres] {
