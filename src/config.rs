@@ -136,8 +136,41 @@ pub struct Config {
     )]
     pub media_retry_base_ms: u64,
 
+    /// Where attachments are kept: s3://bucket[/prefix] (any S3-compatible service) or file:///path; default
+    /// DATA_DIR/attachments
+    #[arg(long, env = "FERRY_ATTACHMENTS_URL", global = true)]
+    pub attachments_url: Option<String>,
+
+    #[command(flatten)]
+    pub s3: S3Config,
+
     #[command(flatten)]
     pub legacy: LegacyConfig,
+}
+
+/// The S3-compatible attachment bucket. Unset values fall back to the AWS_* variables (and instance roles).
+#[derive(Clone, Default, clap::Args)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, moto); default: AWS
+    #[arg(long = "s3-endpoint", env = "FERRY_S3_ENDPOINT", global = true)]
+    pub endpoint: Option<String>,
+    /// Region of the bucket
+    #[arg(long = "s3-region", env = "FERRY_S3_REGION", global = true)]
+    pub region: Option<String>,
+    #[arg(
+        long = "s3-access-key-id",
+        env = "FERRY_S3_ACCESS_KEY_ID",
+        global = true,
+        hide_env_values = true
+    )]
+    pub access_key_id: Option<String>,
+    #[arg(
+        long = "s3-secret-access-key",
+        env = "FERRY_S3_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<String>,
 }
 
 /// Capability C: where the legacy system is and how account imports read it (`reference/legacy-source.md`).
@@ -320,6 +353,8 @@ impl Config {
             lease_seconds: 30,
             shutdown_seconds: 30,
             route_cache_seconds: 60,
+            attachments_url: None,
+            s3: S3Config::default(),
             migration_batch_rows: 5000,
             migration_max_rows_per_second: None,
             legacy: LegacyConfig::default(),
@@ -418,6 +453,19 @@ impl Config {
             (
                 "FERRY_MEDIA_RETRY_BASE_MS",
                 self.media_retry_base_ms.to_string(),
+            ),
+            (
+                "FERRY_ATTACHMENTS_URL",
+                self.attachments_url
+                    .clone()
+                    .unwrap_or_else(|| format!("(folder {})", self.attachments_dir().display())),
+            ),
+            ("FERRY_S3_ENDPOINT", opt(&self.s3.endpoint)),
+            ("FERRY_S3_REGION", opt(&self.s3.region)),
+            ("FERRY_S3_ACCESS_KEY_ID", secret(&self.s3.access_key_id)),
+            (
+                "FERRY_S3_SECRET_ACCESS_KEY",
+                secret(&self.s3.secret_access_key),
             ),
             ("FERRY_LEGACY_API_URL", opt(&l.api_url)),
             ("FERRY_LEGACY_API_TOKEN", secret(&l.api_token)),

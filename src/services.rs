@@ -83,6 +83,8 @@ pub enum OpenError {
     Store { url: String, source: StoreError },
     #[error(transparent)]
     Redis(#[from] crate::webhooks::routing::RedisError),
+    #[error(transparent)]
+    Attachments(#[from] crate::attachments::AttachmentsError),
 }
 
 impl Ferry {
@@ -114,12 +116,13 @@ impl Ferry {
         };
         let group_commit = Arc::new(GroupCommit::start(store.clone(), writers, 256));
         let legacy = crate::account_import::open_source(&config).await;
+        let attachments = AttachmentStore::from_config(&config)?;
         Ok(Self {
             legacy,
             group_commit,
             store,
             cipher: Cipher::new(key),
-            attachments: AttachmentStore::new(config.attachments_dir()),
+            attachments,
             config: Arc::new(config),
             token_routes,
         })

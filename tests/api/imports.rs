@@ -1035,20 +1035,20 @@ pub async fn dynamodb_source_imports_with_media_tokens(db: Db) {
     assert_eq!(view["counts"]["attachments_failed"], 1, "{view}");
     let reason: i64 = scalar(&app, "SELECT COUNT(*) FROM attachments WHERE status = 'failed' AND failure_reason LIKE '%missing%'").await;
     assert_eq!(reason, 1);
-    let (bytes,): (Vec<u8>,) = (std::fs::read(
-        app.ferry
-            .attachments
-            .root()
-            .join(sqlx_first_key(&app).await),
-    )
-    .unwrap(),);
+    let bytes = app
+        .ferry
+        .attachments
+        .get(&sqlx_first_key(&app).await)
+        .await
+        .unwrap();
     assert!(
         bytes.starts_with(b"JPEG d-1-t"),
         "the file's bytes were stored"
     );
 }
 
-async fn sqlx_first_key(app: &TestApp) -> String {
+/// The storage key of the first stored attachment.
+pub(crate) async fn sqlx_first_key(app: &TestApp) -> String {
     let sql = "SELECT storage_key FROM attachments WHERE status = 'ready' ORDER BY id LIMIT 1";
     if app.database_url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();

@@ -116,8 +116,10 @@ fn main() {
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =
         storage_tests![webhooks::redis_shares_routes_and_invalidations_between_nodes,];
-    let moto_tests: Vec<(&str, TestFn)> =
-        storage_tests![imports::dynamodb_source_imports_with_media_tokens,];
+    let moto_tests: Vec<(&str, TestFn)> = storage_tests![
+        imports::dynamodb_source_imports_with_media_tokens,
+        ops::attachments_are_kept_in_an_s3_bucket,
+    ];
     // Browser tests: ignored (never passed) without chromium, failed with FERRY_TEST_REQUIRE_BROWSER=1.
     let browser_tests: Vec<(&str, TestFn)> = storage_tests![
         browser::admin_migrates_and_reverts_an_inbox_in_the_browser,

@@ -281,3 +281,66 @@ pub async fn sigterm_stops_the_server_within_its_bound(db: Db) {
     );
     drop(stream);
 }
+
+/// `FERRY_ATTACHMENTS_URL=s3://bucket/prefix`: attachments (here the generated account's files) are written to an
+/// S3-compatible bucket — moto's S3 on loopback — read back through ferry, and visible to any S3 client.
+pub async fn attachments_are_kept_in_an_s3_bucket(db: Db) {
+    let moto = crate::imports::moto().await;
+    let client = reqwest::Client::new();
+    let created = client
+        .put(format!("{}/ferry-files", moto.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let endpoint = moto.url.clone();
+    let app = crate::helpers::spawn_app_with(db, move |c| {
+        c.attachments_url = Some("s3://ferry-files/node-shared".into());
+        c.s3.endpoint = Some(endpoint);
+        c.s3.region = Some("us-east-1".into());
+        c.s3.access_key_id = Some("test".into());
+        c.s3.secret_access_key = Some("test".into());
+    })
+    .await;
+    assert_eq!(
+        app.ferry.attachments.location(),
+        "s3://ferry-files/node-shared"
+    );
+    let (report, _) = seeded(&app, 10, 0.0).await;
+    assert!(report.attachments > 0);
+    let key = crate::imports::sqlx_first_key(&app).await;
+    let through_ferry = app.ferry.attachments.get(&key).await.unwrap();
+    // Read back by a separate S3 client, not through ferry.
+    use object_store::ObjectStoreExt;
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("ferry-files")
+        .with_endpoint(&moto.url)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let object = bucket
+        .get(&object_store::path::Path::from(format!(
+            "node-shared/{key}"
+        )))
+        .await
+        .expect("the object is in the bucket under the prefix");
+    assert_eq!(object.bytes().await.unwrap().to_vec(), through_ferry);
+    assert!(
+        !app.dir.path().join("attachments").join(&key).exists(),
+        "also written locally"
+    );
+    // Content addressing holds in a bucket too: the same bytes are one object.
+    let again = app.ferry.attachments.put(&through_ferry).await.unwrap();
+    assert_eq!(again.storage_key, key);
+    // A bucket that does not exist is an error, not a silent local fallback.
+    let endpoint = moto.url.clone();
+    let mut config = (*app.ferry.config).clone();
+    config.attachments_url = Some("s3://no-such-bucket".into());
+    config.s3.endpoint = Some(endpoint);
+    let missing = ferry::attachments::AttachmentStore::from_config(&config).unwrap();
+    assert!(missing.put(b"x").await.is_err());
+}
