@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -22,8 +23,18 @@ pub fn db_statements() -> u64 {
 
 struct StatementCounter;
 
-impl<S: Subscriber> Layer<S> for StatementCounter {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+/// The span `/metrics` runs its own queries in: they are not counted, so scraping does not move the count it
+/// reports.
+pub const UNCOUNTED_SPAN: &str = "ferry_uncounted";
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for StatementCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if ctx
+            .event_scope(event)
+            .is_some_and(|mut scope| scope.any(|span| span.name() == UNCOUNTED_SPAN))
+        {
+            return;
+        }
         let mut housekeeping = Housekeeping(false);
         event.record(&mut housekeeping);
         if !housekeeping.0 {
@@ -58,8 +69,12 @@ pub fn init(filter: &str, format: LogFormat) {
         LogFormat::Json => output.json().boxed(),
         LogFormat::Text => output.boxed(),
     };
-    let counter =
-        StatementCounter.with_filter(Targets::new().with_target("sqlx::query", LevelFilter::TRACE));
+    // The counter sees sqlx's statements and the span that exempts some (per-layer filter: nothing else).
+    let counter = StatementCounter.with_filter(
+        Targets::new()
+            .with_target("sqlx::query", LevelFilter::TRACE)
+            .with_target(UNCOUNTED_SPAN, LevelFilter::TRACE),
+    );
     // try_init: tests and embedders may have installed a subscriber already.
     let _ = tracing_subscriber::registry()
         .with(output.with_filter(filter))

@@ -10,10 +10,11 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_user ON web_sessions (user_id);
 CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
 
--- Failed sign-ins per email address: repeated failures are throttled on every node alike.
+-- Failed sign-ins per email address in the current window: one row per email, counted by an atomic upsert, so
+-- parallel guesses are all counted on every node alike.
 CREATE TABLE web_login_failures (
-    id INTEGER PRIMARY KEY,
-    email TEXT NOT NULL,
-    failed_at TEXT NOT NULL
+    email TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    window_started_at TEXT NOT NULL
 );
-CREATE INDEX web_login_failures_email ON web_login_failures (email, failed_at);
+CREATE INDEX web_login_failures_window ON web_login_failures (window_started_at);

@@ -80,7 +80,8 @@ async fn metrics(
         ));
     }
     // What the database holds for the whole deployment (every node answers the same).
-    match ferry.store.status_counts().await {
+    let counting = tracing::info_span!(target: "ferry_uncounted", "ferry_uncounted");
+    match tracing::Instrument::instrument(ferry.store.status_counts(), counting).await {
         Ok(counts) => {
             for (name, help) in [
                 ("ferry_inbox_migrations", "Inbox migrations by status."),

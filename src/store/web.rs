@@ -34,7 +34,8 @@ pub trait WebStore: Send + Sync {
     ) -> Result<Option<WebSession>>;
     async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()>;
     /// Records a sign-in attempt as failed (until its password is verified and `clear_login_failures` runs)
-    /// and answers how many failed since `since`, this one included, and when the oldest of those was.
+    /// and answers how many failed in the email's current window (begun after `since`), this one included, and
+    /// when that window began.
     async fn record_login_failure(
         &self,
         email: &str,
@@ -145,26 +146,27 @@ macro_rules! impl_web_store {
                 now: DateTime<Utc>,
                 since: DateTime<Utc>,
             ) -> Result<(i64, Option<DateTime<Utc>>)> {
-                let mut tx = self.pool.begin().await?;
-                // Old failures no longer count (of any email): the table stays as small as the window.
-                sqlx::query("DELETE FROM web_login_failures WHERE failed_at < $1")
+                // Windows that ended count no more (of any email): the table stays as small as the window.
+                sqlx::query("DELETE FROM web_login_failures WHERE window_started_at < $1")
                     .bind(since)
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await?;
-                sqlx::query("INSERT INTO web_login_failures (email, failed_at) VALUES ($1, $2)")
-                    .bind(email)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let counted: (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(failed_at) FROM web_login_failures WHERE email = $1 AND failed_at >= $2",
+                // One statement: the row lock serializes concurrent attempts on the same email.
+                let (failures, started): (i64, DateTime<Utc>) = sqlx::query_as(
+                    "INSERT INTO web_login_failures (email, failures, window_started_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (email) DO UPDATE SET \
+                     failures = CASE WHEN web_login_failures.window_started_at < $3 THEN 1 \
+                                     ELSE web_login_failures.failures + 1 END, \
+                     window_started_at = CASE WHEN web_login_failures.window_started_at < $3 THEN excluded.window_started_at \
+                                              ELSE web_login_failures.window_started_at END \
+                     RETURNING failures, window_started_at",
                 )
                 .bind(email)
+                .bind(now)
                 .bind(since)
-                .fetch_one(&mut *tx)
+                .fetch_one(&self.pool)
                 .await?;
-                tx.commit().await?;
-                Ok(counted)
+                Ok((failures, Some(started)))
             }
 
             async fn clear_login_failures(&self, email: &str) -> Result<()> {
