@@ -36,6 +36,10 @@ pub struct InboxMigrationBench {
     pub merge_ratio: f64,
     pub batch_rows: Option<i64>,
     pub compare: bool,
+    /// Migrations run at once (each of its own generated account).
+    pub migrations: usize,
+    /// Workers claiming them from the queue.
+    pub workers: usize,
 }
 
 /// Where the copies live: a temporary folder of SQLite files, or fresh databases on a PostgreSQL server.
@@ -188,6 +192,120 @@ fn status_mb(field: &str) -> Option<f64> {
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
+/// `--migrations M --workers N`: M accounts generated alike, M migrations queued at once, N workers claiming
+/// them (leases, SKIP LOCKED on PostgreSQL) until the queue is empty. Seconds are wall time for all of them.
+async fn run_parallel(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<Value> {
+    let key = SecretKey::generate().encode().to_string();
+    let data = tempfile::tempdir()?;
+    let base_url = target.create("base").await?;
+    let base = open(&base_url, &key, data.path()).await?;
+    let seeded = Instant::now();
+    let mut pairs = Vec::new();
+    for k in 0..opts.migrations {
+        let report = seed_account(
+            &base,
+            &SeedOptions {
+                account_name: format!("Bench account {}", k + 1),
+                conversations: opts.conversations,
+                merge_ratio: opts.merge_ratio,
+                messages_per_conversation: opts.messages_per_conversation,
+                seed: 42 + k as u64,
+            },
+        )
+        .await?;
+        let inbox = |c: ChannelType| {
+            report
+                .inboxes
+                .iter()
+                .find(|i| i.channel_type == c)
+                .map(|i| i.id)
+                .expect("seeded")
+        };
+        pairs.push((
+            report.account_id,
+            inbox(ChannelType::Evolution),
+            inbox(ChannelType::WhatsappCloud),
+        ));
+    }
+    let seed_seconds = seeded.elapsed().as_secs_f64();
+    base.store.bench_settle().await?;
+    base.store.close().await;
+
+    let url = target.copy("base", "ferry").await?;
+    let ferry = open(&url, &key, data.path()).await?;
+    let mut ids = Vec::new();
+    for (account, source, destination) in &pairs {
+        let options = MigrationOptions {
+            batch_rows: opts.batch_rows,
+            ..MigrationOptions::default()
+        };
+        let Created::Queued(m) = im::create(
+            &ferry,
+            *account,
+            *source,
+            *destination,
+            false,
+            options,
+            None,
+        )
+        .await?
+        else {
+            unreachable!("not a dry run")
+        };
+        ids.push(m.id);
+    }
+    let started = Instant::now();
+    let workers: Vec<_> = (0..opts.workers)
+        .map(|_| {
+            let worker = Worker::new(ferry.clone());
+            tokio::spawn(async move {
+                let (_stop, shutdown) = tokio::sync::watch::channel(false);
+                let mut ran = 0;
+                while worker.run_once(shutdown.clone()).await?.is_some() {
+                    ran += 1;
+                }
+                Ok::<usize, crate::store::StoreError>(ran)
+            })
+        })
+        .collect();
+    let mut per_worker = Vec::new();
+    for w in workers {
+        per_worker.push(w.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut rows = 0;
+    let mut each = Vec::new();
+    for id in &ids {
+        let m = ferry.store.get_inbox_migration(*id).await?;
+        anyhow::ensure!(
+            m.status == "completed",
+            "migration {id} ended {}: {:?}",
+            m.status,
+            m.error_message
+        );
+        rows += m.conversations_moved + m.messages_moved + m.contact_inboxes_moved;
+        let own = match (m.started_at, m.completed_at) {
+            (Some(s), Some(c)) => (c - s).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        };
+        each.push(round(own));
+    }
+    ferry.store.close().await;
+    Ok(json!({
+        "backend": target.backend(),
+        "migrations": opts.migrations,
+        "workers": opts.workers,
+        "data": {"conversations_per_migration": opts.conversations, "seed_seconds": round(seed_seconds)},
+        "ferry": {
+            "seconds": round(seconds),
+            "rows": rows,
+            "rows_per_second": (rows as f64 / seconds).round(),
+            "migration_seconds": each,
+            "migrations_per_worker": per_worker,
+        },
+    }))
+}
+
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -203,6 +321,17 @@ pub async fn inbox_migration(
 }
 
 async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        (1..=16).contains(&opts.migrations) && (1..=16).contains(&opts.workers),
+        "--migrations and --workers must be between 1 and 16"
+    );
+    if opts.migrations > 1 || opts.workers > 1 {
+        anyhow::ensure!(
+            !opts.compare,
+            "--compare measures one migration: drop --migrations/--workers"
+        );
+        return run_parallel(target, opts).await;
+    }
     let key = SecretKey::generate().encode().to_string();
     let data = tempfile::tempdir()?;
 

@@ -26,6 +26,9 @@ pub struct WebhooksBench {
     pub concurrency: usize,
     /// Distinct customers the messages come from.
     pub contacts: usize,
+    /// HTTP servers on the same database (each its own pool, group commit and route cache), the clients spread
+    /// over them round robin: what several nodes behind a load balancer do.
+    pub servers: usize,
 }
 
 pub async fn webhooks(database_url: Option<&str>, opts: &WebhooksBench) -> anyhow::Result<Value> {
@@ -33,6 +36,10 @@ pub async fn webhooks(database_url: Option<&str>, opts: &WebhooksBench) -> anyho
     anyhow::ensure!(
         (1..=1024).contains(&opts.concurrency),
         "--concurrency must be between 1 and 1024"
+    );
+    anyhow::ensure!(
+        (1..=8).contains(&opts.servers),
+        "--servers must be between 1 and 8"
     );
     let mut target = Target::new(database_url)?;
     let result = run(&mut target, opts).await;
@@ -55,11 +62,22 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     let ferry = open(&url, &key, data.path()).await?;
     let (token_path, legacy_path) = setup(&ferry).await?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let app = crate::http::router(ferry.clone())
-        .merge(axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut nodes = vec![ferry.clone()];
+    for _ in 1..opts.servers {
+        nodes.push(open(&url, &key, data.path()).await?);
+    }
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    for node in &nodes {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        bases.push(format!("http://{}", listener.local_addr()?));
+        let app = crate::http::router(node.clone())
+            .merge(axum::Router::new().route("/__bench/trivial", post(|| async { "ok" })));
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, app).await },
+        ));
+    }
+    let base = &bases[..];
     crate::install_tls();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency)
@@ -82,30 +100,35 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
             .map(|i| evolution_message(&format!("BENCHWARM{i:09}"), i))
             .collect::<Vec<_>>(),
     );
-    drive(&client, &base, &token_path, &warm, opts.concurrency).await;
+    drive(&client, base, &token_path, &warm, opts.concurrency).await;
     ferry.store.bench_settle().await?;
 
     let trivial = drive(
         &client,
-        &base,
+        base,
         "/__bench/trivial",
         &Arc::new(vec![b"{}".to_vec(); n]),
         opts.concurrency,
     )
     .await;
-    let token = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
+    let token = drive(&client, base, &token_path, &token_bodies, opts.concurrency).await;
     let legacy = drive(
         &client,
-        &base,
+        base,
         &legacy_path,
         &legacy_bodies,
         opts.concurrency,
     )
     .await;
-    let duplicate = drive(&client, &base, &token_path, &token_bodies, opts.concurrency).await;
-    let token_routing = drive(&client, &base, &token_path, &ignored, opts.concurrency).await;
-    let legacy_routing = drive(&client, &base, &legacy_path, &ignored, opts.concurrency).await;
-    server.abort();
+    let duplicate = drive(&client, base, &token_path, &token_bodies, opts.concurrency).await;
+    let token_routing = drive(&client, base, &token_path, &ignored, opts.concurrency).await;
+    let legacy_routing = drive(&client, base, &legacy_path, &ignored, opts.concurrency).await;
+    for server in servers {
+        server.abort();
+    }
+    for node in nodes.iter().skip(1) {
+        node.store.close().await;
+    }
 
     let stored = ferry.store.bench_count_messages().await?;
     let warm_count = warm.len() as i64;
@@ -125,6 +148,7 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
         "backend": target.backend(),
         "requests": n,
         "concurrency": opts.concurrency,
+        "servers": opts.servers,
         "contacts": opts.contacts,
         "scenarios": {
             "trivial": scenario(&trivial, n),
@@ -223,19 +247,19 @@ fn connection_update() -> Vec<u8> {
 /// Sends every body once, `concurrency` at a time, and measures each answer.
 async fn drive(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     path: &str,
     bodies: &Arc<Vec<Vec<u8>>>,
     concurrency: usize,
 ) -> Load {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let url = Arc::new(format!("{base}{path}"));
     let statements = crate::telemetry::db_statements();
     let started = Instant::now();
     let clients: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, next, url, bodies) =
-                (client.clone(), next.clone(), url.clone(), bodies.clone());
+        .map(|k| {
+            // Client k talks to server k mod N, as a balancer spreading connections would.
+            let url = format!("{}{path}", bases[k % bases.len()]);
+            let (client, next, bodies) = (client.clone(), next.clone(), bodies.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0;

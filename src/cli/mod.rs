@@ -212,6 +212,9 @@ pub enum BenchCommand {
         /// Distinct customers the messages come from
         #[arg(long, default_value_t = 2_000)]
         contacts: usize,
+        /// HTTP servers on the one database, the clients spread over them (several nodes)
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
         #[arg(long)]
         json: bool,
     },
@@ -245,6 +248,12 @@ pub enum BenchCommand {
         batch_rows: Option<i64>,
         #[arg(long)]
         compare: bool,
+        /// Migrations at once, each of its own generated account (scales the data)
+        #[arg(long, default_value_t = 1)]
+        migrations: usize,
+        /// Workers claiming the queued migrations in parallel
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
         #[arg(long)]
         json: bool,
     },
@@ -649,12 +658,14 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
             requests,
             concurrency,
             contacts,
+            servers,
             json: _,
         } => {
             let opts = crate::bench::WebhooksBench {
                 requests: *requests,
                 concurrency: *concurrency,
                 contacts: (*contacts).max(1),
+                servers: *servers,
             };
             crate::bench::webhooks(database_url, &opts).await?
         }
@@ -679,6 +690,8 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
             merge_ratio,
             batch_rows,
             compare,
+            migrations,
+            workers,
             json: _,
         } => {
             let opts = crate::bench::InboxMigrationBench {
@@ -687,6 +700,8 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
                 merge_ratio: *merge_ratio,
                 batch_rows: *batch_rows,
                 compare: *compare,
+                migrations: *migrations,
+                workers: *workers,
             };
             crate::bench::inbox_migration(database_url, &opts).await?
         }

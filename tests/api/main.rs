@@ -112,6 +112,7 @@ fn main() {
         ops::metrics_count_requests_jobs_webhooks_and_takeovers,
         ops::config_show_redacts_secrets,
         ops::sigterm_stops_the_server_within_its_bound,
+        ops::scale_benchmarks_run_with_several_workers_and_servers,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =

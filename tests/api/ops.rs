@@ -344,3 +344,74 @@ pub async fn attachments_are_kept_in_an_s3_bucket(db: Db) {
     let missing = ferry::attachments::AttachmentStore::from_config(&config).unwrap();
     assert!(missing.put(b"x").await.is_err());
 }
+
+/// The scale benchmarks run end to end (figures are for the closing notes, never asserted): two workers share
+/// two migrations, and webhooks spread over two servers are all stored.
+pub async fn scale_benchmarks_run_with_several_workers_and_servers(db: Db) {
+    let database: Vec<String> = match db {
+        Db::Sqlite => Vec::new(),
+        Db::Postgres => vec![
+            "--database-url".into(),
+            crate::helpers::postgres_admin_url(),
+        ],
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(&database)
+            .env_remove("FERRY_DATABASE_URL")
+            .env("FERRY_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let migrations = run(&[
+        "bench",
+        "inbox-migration",
+        "--conversations",
+        "40",
+        "--migrations",
+        "2",
+        "--workers",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(migrations["migrations"], 2, "{migrations}");
+    let per_worker: Vec<i64> = migrations["ferry"]["migrations_per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_i64().unwrap())
+        .collect();
+    assert_eq!(per_worker.iter().sum::<i64>(), 2, "{migrations}");
+    assert!(
+        migrations["ferry"]["rows"].as_i64().unwrap() > 80,
+        "{migrations}"
+    );
+    let webhooks = run(&[
+        "bench",
+        "webhooks",
+        "--requests",
+        "200",
+        "--concurrency",
+        "4",
+        "--contacts",
+        "20",
+        "--servers",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(webhooks["servers"], 2, "{webhooks}");
+    assert_eq!(
+        webhooks["messages_stored"], webhooks["messages_expected"],
+        "{webhooks}"
+    );
+    for scenario in ["token", "legacy", "duplicate"] {
+        assert_eq!(webhooks["scenarios"][scenario]["failures"], 0, "{webhooks}");
+    }
+}
