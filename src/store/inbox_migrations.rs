@@ -214,8 +214,9 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn inbox_migration_dropped(&self, id: i64) -> Result<(i64, i64)>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
-    /// Gives the planner statistics for journal tables that never had any (the first migration of an
-    /// installation): without them PostgreSQL plans the next batches' journal joins for empty tables.
+    /// Gives the planner statistics for this migration's journal rows (after its first batch): without them
+    /// PostgreSQL believes a new migration id has almost no rows and plans the next batches' journal joins as
+    /// nested loops, which made every migration after an installation's first about ten times slower.
     async fn refresh_journal_statistics(&self) -> Result<()>;
     /// Conversations of the two inboxes whose stored message or attachment count differs from their rows (the
     /// counts a migration reports are these columns, kept by triggers; `verify` checks them against the rows).

@@ -670,19 +670,13 @@ macro_rules! impl_inbox_migration_store {
 
             async fn refresh_journal_statistics(&self) -> Result<()> {
                 if Self::BACKEND == $crate::store::Backend::Postgres {
-                    let never: bool = sqlx::query_scalar(
-                        "SELECT COALESCE(MIN(reltuples), -1) <= 0 FROM pg_class WHERE relname IN ('inbox_migration_contact_inboxes', 'inbox_migration_conversations', 'inbox_migration_contacts') AND relkind = 'r'",
+                    // ANALYZE samples a bounded number of rows: its cost does not grow with the journal.
+                    sqlx::raw_sql(
+                        "ANALYZE inbox_migration_contact_inboxes, inbox_migration_conversations, inbox_migration_contacts, \
+                         inbox_migration_labels, inbox_migration_notes",
                     )
-                    .fetch_one(&self.pool)
+                    .execute(&self.pool)
                     .await?;
-                    if never {
-                        sqlx::raw_sql(
-                            "ANALYZE inbox_migration_contact_inboxes, inbox_migration_conversations, inbox_migration_contacts, \
-                             inbox_migration_labels, inbox_migration_notes",
-                        )
-                        .execute(&self.pool)
-                        .await?;
-                    }
                 }
                 Ok(())
             }
