@@ -40,9 +40,17 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Chromium outlives a killed chromedriver: kill the driver's whole process group, then anything still
+    /// running on this browser's profile (a finished test must leave no browser behind).
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let profile = self._profile.path().display().to_string();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &profile])
+            .status();
     }
 }
 
@@ -61,8 +69,11 @@ impl Browser {
 
     pub async fn open_at(base: &str, prefix: &str) -> Browser {
         let port = free_port();
+        use std::os::unix::process::CommandExt;
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // Its own process group, with the browsers it starts: killed together on drop.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
