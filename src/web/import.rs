@@ -312,8 +312,7 @@ async fn start(
     access: AccountUser,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("start imports")?;
+    access.authorize_post(form.token.as_deref(), "start imports")?;
     let (_, created) =
         account_import::start(&ferry, access.account.id, Some(access.user().id), false).await?;
     let done = if created { "started" } else { "running" };
@@ -329,8 +328,7 @@ async fn retry(
     access: AccountUser,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("retry attachments")?;
+    access.authorize_post(form.token.as_deref(), "retry attachments")?;
     let n = account_import::retry_attachments(&ferry, Some(access.account.id)).await?;
     ferry
         .audit(

@@ -129,8 +129,7 @@ async fn reveal(
     Path((_, id)): Path<(i64, i64)>,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("reveal webhook URLs")?;
+    access.authorize_post(form.token.as_deref(), "reveal webhook URLs")?;
     let issued =
         integrations::reveal(&ferry, access.account.id, id, Some(access.user().id)).await?;
     Ok(html(&RevealedUrl {
@@ -149,8 +148,7 @@ async fn rotate(
     Path((_, id)): Path<(i64, i64)>,
     form: CsrfForm<RotateForm>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("rotate webhook tokens")?;
+    access.authorize_post(form.token.as_deref(), "rotate webhook tokens")?;
     let hours: i64 = match form.data.overlap_hours.parse() {
         Ok(h) if (0..=24 * 30).contains(&h) => h,
         _ => {

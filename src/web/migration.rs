@@ -392,8 +392,7 @@ async fn start(
     Path((_, inbox_id)): Path<(i64, i64)>,
     form: CsrfForm<StartForm>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("migrate inboxes")?;
+    access.authorize_post(form.token.as_deref(), "migrate inboxes")?;
     if !confirmed(&form.data.confirmation, "MIGRATE") {
         let message = "Type MIGRATE to confirm the migration; nothing was started.";
         return refused(&ferry, &access, inbox_id, message.into()).await;
@@ -441,33 +440,47 @@ async fn refused(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
 
+/// A lifecycle action's answer: the page again saying why it was refused, or back to the page with the
+/// notice `done` names for the migration as it now is.
+async fn answered(
+    ferry: &Ferry,
+    access: &AccountUser,
+    inbox_id: i64,
+    outcome: Result<InboxMigration, MigrationError>,
+    done: impl FnOnce(&InboxMigration) -> &'static str,
+) -> WebResult<Response> {
+    let m = match outcome {
+        Err(MigrationError::Refused { message, .. }) => {
+            return refused(ferry, access, inbox_id, message).await;
+        }
+        other => other?,
+    };
+    Ok(Redirect::to(&format!(
+        "/app/accounts/{}/inboxes/{inbox_id}/migration?done={}",
+        access.account.id,
+        done(&m)
+    ))
+    .into_response())
+}
+
 async fn cancel(
     State(ferry): State<Ferry>,
     access: AccountUser,
     Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("cancel migrations")?;
+    access.authorize_post(form.token.as_deref(), "cancel migrations")?;
     let user = Some(access.user().id);
     let cancelled = im::cancel(&ferry, access.account.id, Some(inbox_id), id, user).await;
-    let m = match cancelled {
-        Err(MigrationError::Refused { message, .. }) => {
-            return refused(&ferry, &access, inbox_id, message).await;
-        }
-        other => other?,
-    };
     // A queued migration stops at once; a running one at its next batch.
-    let done = if m.status == "cancelled" {
-        "cancelled"
-    } else {
-        "cancelling"
-    };
-    Ok(Redirect::to(&format!(
-        "/app/accounts/{}/inboxes/{inbox_id}/migration?done={done}",
-        access.account.id
-    ))
-    .into_response())
+    answered(&ferry, &access, inbox_id, cancelled, |m| {
+        if m.status == "cancelled" {
+            "cancelled"
+        } else {
+            "cancelling"
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -482,23 +495,14 @@ async fn revert(
     Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
     form: CsrfForm<RevertForm>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("revert migrations")?;
+    access.authorize_post(form.token.as_deref(), "revert migrations")?;
     if !confirmed(&form.data.confirmation, "REVERT") {
         let message = "Type REVERT to confirm; nothing was reverted.";
         return refused(&ferry, &access, inbox_id, message.into()).await;
     }
     let user = Some(access.user().id);
     let reverted = im::revert(&ferry, access.account.id, Some(inbox_id), id, user).await;
-    if let Err(MigrationError::Refused { message, .. }) = reverted {
-        return refused(&ferry, &access, inbox_id, message).await;
-    }
-    reverted?;
-    Ok(Redirect::to(&format!(
-        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=reverted",
-        access.account.id
-    ))
-    .into_response())
+    answered(&ferry, &access, inbox_id, reverted, |_| "reverted").await
 }
 
 async fn retry(
@@ -507,25 +511,10 @@ async fn retry(
     Path((_, inbox_id, id)): Path<(i64, i64, i64)>,
     form: CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    access.signed_in.check_csrf(form.token.as_deref())?;
-    access.require_admin("retry migrations")?;
-    let retried = im::retry(
-        &ferry,
-        access.account.id,
-        Some(inbox_id),
-        id,
-        Some(access.user().id),
-    )
-    .await;
-    if let Err(MigrationError::Refused { message, .. }) = retried {
-        return refused(&ferry, &access, inbox_id, message).await;
-    }
-    retried?;
-    Ok(Redirect::to(&format!(
-        "/app/accounts/{}/inboxes/{inbox_id}/migration?done=retried",
-        access.account.id
-    ))
-    .into_response())
+    access.authorize_post(form.token.as_deref(), "retry migrations")?;
+    let user = Some(access.user().id);
+    let retried = im::retry(&ferry, access.account.id, Some(inbox_id), id, user).await;
+    answered(&ferry, &access, inbox_id, retried, |_| "retried").await
 }
 
 async fn events(

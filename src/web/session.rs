@@ -187,6 +187,12 @@ impl AccountUser {
         }
     }
 
+    /// A state-changing form of an administrator: its CSRF token first, then the role.
+    pub fn authorize_post(&self, sent: Option<&str>, what: &str) -> Result<(), WebError> {
+        self.signed_in.check_csrf(sent)?;
+        self.require_admin(what)
+    }
+
     pub fn user(&self) -> &User {
         &self.signed_in.user
     }
