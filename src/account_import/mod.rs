@@ -285,13 +285,40 @@ pub async fn fetch_media(
     source.media(url).await
 }
 
+/// `GET /migration-status` (SPEC 5.1).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportStatusView {
+    /// `not-started`, `not-needed`, `channels-migrated`, `recent-messages-migrated`, `completed`,
+    /// `channel-failure`, `recent-messages-failure`, and `messages-failure` for administrators only.
+    pub status: String,
+    /// `channels`, `recent`, `all` or `done`; null before the first import.
+    pub stage: Option<String>,
+    pub counts: ImportCounts,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// `?detail=true` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments_pending: Option<i64>,
+    /// `?detail=true` only: the latest import record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<AccountImport>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportCounts {
+    pub channels: i64,
+    pub threads: i64,
+    pub messages: i64,
+    pub attachments: i64,
+    pub attachments_failed: i64,
+}
+
 /// `GET /migration-status`: `{status, stage, counts, updated_at}`. The client sees `messages-failure` as
 /// `completed` (its history keeps arriving through repairs); `detail` shows the truth and the import itself.
-pub async fn status_view(
+pub async fn status(
     ferry: &Ferry,
     account: &Account,
     detail: bool,
-) -> Result<Value, ImportError> {
+) -> Result<ImportStatusView, ImportError> {
     let status = migration_status(ferry, account).await?;
     let import = ferry.store.latest_account_import(account.id).await?;
     let files = ferry.store.import_attachment_counts(account.id).await?;
@@ -306,21 +333,33 @@ pub async fn status_view(
     } else {
         import.as_ref().map(|i| i.stage.clone())
     };
-    let mut view = json!({
-        "status": client_status,
-        "stage": stage,
-        "counts": {
-            "channels": import.as_ref().map_or(0, |i| i.channels_count),
-            "threads": import.as_ref().map_or(0, |i| i.threads_count),
-            "messages": import.as_ref().map_or(0, |i| i.messages_count),
-            "attachments": files.total,
-            "attachments_failed": files.failed,
+    Ok(ImportStatusView {
+        status: client_status,
+        stage,
+        counts: ImportCounts {
+            channels: import.as_ref().map_or(0, |i| i.channels_count),
+            threads: import.as_ref().map_or(0, |i| i.threads_count),
+            messages: import.as_ref().map_or(0, |i| i.messages_count),
+            attachments: files.total,
+            attachments_failed: files.failed,
         },
-        "updated_at": import.as_ref().map_or(account.updated_at, |i| i.updated_at.max(account.updated_at)),
-    });
-    if detail {
-        view["attachments_pending"] = files.pending.into();
-        view["import"] = serde_json::to_value(&import).unwrap_or(Value::Null);
+        updated_at: import
+            .as_ref()
+            .map_or(account.updated_at, |i| i.updated_at.max(account.updated_at)),
+        attachments_pending: detail.then_some(files.pending),
+        import: if detail { import } else { None },
+    })
+}
+
+/// [`status`] as JSON, for the CLI.
+pub async fn status_view(
+    ferry: &Ferry,
+    account: &Account,
+    detail: bool,
+) -> Result<Value, ImportError> {
+    let mut view = json!(status(ferry, account, detail).await?);
+    if detail && view.get("import").is_none() {
+        view["import"] = Value::Null;
     }
     Ok(view)
 }

@@ -127,8 +127,8 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
     if !json {
         println!(
             "Migrate {} → {}",
-            plan.source_inbox["name"].as_str().unwrap_or("?"),
-            plan.destination_inbox["name"].as_str().unwrap_or("?")
+            plan.source_inbox.name.as_deref().unwrap_or("?"),
+            plan.destination_inbox.name.as_deref().unwrap_or("?")
         );
         println!(
             "  conversations {}   messages {}   attachments {}   contacts {} ({} will merge)",
@@ -139,11 +139,7 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
             plan.contacts_to_merge
         );
         for w in &plan.warnings {
-            println!(
-                "  warning {}: {}",
-                w["code"].as_str().unwrap_or(""),
-                w["message"].as_str().unwrap_or("")
-            );
+            println!("  warning {}: {}", w.code, w.message);
         }
         println!("  estimated duration: {}s", plan.estimated_seconds);
     }
@@ -239,7 +235,7 @@ async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigrat
         }
         // The record alone (one cheap query): the full API shape is built once, at the end.
         let m = ferry.store.get_inbox_migration(id).await?;
-        let pct = im::progress(&m)["percentage"].as_f64().unwrap_or(0.0);
+        let pct = im::progress(&m).percentage;
         progress.set_position((pct * 10.0) as u64);
         progress.set_message(format!(
             "{} · messages {}/{}",

@@ -52,6 +52,8 @@ pub enum Command {
         #[command(subcommand)]
         command: migrations::MigrationsCommand,
     },
+    /// Print the OpenAPI document of /api/v1 (the same as GET /api/openapi.json; committed as docs/openapi.json)
+    Openapi,
     /// The effective configuration
     Config {
         #[command(subcommand)]
@@ -311,6 +313,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         crate::account_import::generate::demo_export(&cli.config.data_dir)
             .context("cannot write the demo's legacy export")?;
     }
+    if let Command::Openapi = &cli.command {
+        let mut text = crate::http::openapi_document()
+            .to_pretty_json()
+            .context("cannot write the OpenAPI document")?;
+        text.push('\n');
+        return write_stdout(&text);
+    }
     if let Command::Config {
         command: ConfigCommand::Show { json },
     } = &cli.command
@@ -427,7 +436,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Integrations { command } => integrations::integrations(ferry, command).await,
         Command::Import { command } => imports::import(ferry, command).await,
         Command::Webhooks { command } => webhooks::webhooks(ferry, command).await,
-        Command::Bench { .. } | Command::Config { .. } => unreachable!("handled above"),
+        Command::Bench { .. } | Command::Config { .. } | Command::Openapi => {
+            unreachable!("handled above")
+        }
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo {
@@ -708,4 +719,14 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
     };
     print_json(&out);
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the command quietly instead of a panic.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

@@ -1,25 +1,24 @@
 //! `/api/v1/accounts/{account_id}`: the account, and its on-demand import from the legacy system (SPEC 5.1).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiQuery};
-use crate::account_import::{self, ImportError, SourceError};
+use crate::account_import::{self, ImportError, ImportStatusView, SourceError};
+use crate::domain::Role;
 use crate::services::Ferry;
 
-pub fn router() -> Router<Ferry> {
-    Router::new()
-        .route("/accounts/{account_id}", get(show))
-        .route("/accounts/{account_id}/migrate", post(migrate))
-        .route(
-            "/accounts/{account_id}/migration-status",
-            get(migration_status),
-        )
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(migrate))
+        .routes(routes!(migration_status))
 }
 
 impl From<ImportError> for ApiError {
@@ -49,60 +48,140 @@ impl From<ImportError> for ApiError {
     }
 }
 
-async fn show(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<Value>> {
-    let account = ferry.store.get_account(access.account_id).await?;
-    let status = account_import::migration_status(&ferry, &account).await?;
-    Ok(Json(json!({
-        "id": account.id,
-        "name": account.name,
-        // The client's view: a failed history import shows as completed (SPEC 5.2).
-        "migration_status": if status == "messages-failure" { "completed" } else { status.as_str() },
-        "merge_brazil_ninth_digit": account.merge_brazil_ninth_digit,
-        "role": access.role,
-        "created_at": account.created_at,
-    })))
+/// An account as its users see it.
+#[derive(Debug, Serialize, ToSchema)]
+struct AccountView {
+    id: i64,
+    name: String,
+    /// The import from the legacy system as the client app sees it (SPEC 5.1).
+    #[schema(example = "not-started")]
+    migration_status: String,
+    merge_brazil_ninth_digit: bool,
+    /// The caller's role in this account.
+    role: Role,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The account, with its import status. The first call asks the legacy system once whether it knows the account.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}",
+    operation_id = "get_account",
+    tag = "accounts",
+    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 503, description = "The legacy system could not be asked (`legacy_unavailable`)", body = super::openapi::ErrorBody),
+    )
+)]
+async fn show(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<AccountView>> {
+    let account = ferry.store.get_account(access.account_id).await?;
+    let status = account_import::migration_status(&ferry, &account).await?;
+    Ok(Json(AccountView {
+        id: account.id,
+        name: account.name,
+        // The client's view: a failed history import shows as completed (SPEC 5.2).
+        migration_status: if status == "messages-failure" {
+            "completed".to_owned()
+        } else {
+            status
+        },
+        merge_brazil_ninth_digit: account.merge_brazil_ninth_digit,
+        role: access.role,
+        created_at: account.created_at,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MigrateQuery {
+    /// Delete what earlier imports created and import again: administrators, with
+    /// `FERRY_ALLOW_FORCE_REMIGRATION=true`.
     #[serde(default)]
     force: bool,
 }
 
-/// 202 at once; the import runs on the worker. A call while one runs returns that one.
+/// The import's status, and which import answered.
+#[derive(Debug, Serialize, ToSchema)]
+struct MigrateAccepted {
+    #[serde(flatten)]
+    status: ImportStatusView,
+    import_id: i64,
+    /// False when an import was already queued or running: this is that one.
+    queued: bool,
+}
+
+/// Starts the import from the legacy system: 202 at once, the import runs on the worker. A call while one is
+/// queued or running returns that one.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/migrate",
+    operation_id = "start_account_import",
+    tag = "accounts",
+    params(("account_id" = i64, Path, description = "Account id", example = 1), MigrateQuery),
+    responses(
+        (status = 202, description = "Queued, or already under way", body = MigrateAccepted),
+        (status = 403, description = "`force` without the administrator role (`forbidden`) or while forced \
+            re-migration is disabled (`force_disabled`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "No legacy system is configured (`import_unavailable`) or the account is not \
+            in it (`not_needed`)", body = super::openapi::ErrorBody),
+        (status = 502, description = "The legacy system answered something unreadable (`legacy_invalid`)", body = super::openapi::ErrorBody),
+        (status = 503, description = "The legacy system could not be asked (`legacy_unavailable`)", body = super::openapi::ErrorBody),
+    )
+)]
 async fn migrate(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiQuery(query): ApiQuery<MigrateQuery>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<MigrateAccepted>)> {
     if query.force {
         access.require_admin()?;
     }
     let (import, created) =
         account_import::start(&ferry, access.account_id, Some(access.user.id), query.force).await?;
     let account = ferry.store.get_account(access.account_id).await?;
-    let mut view = account_import::status_view(&ferry, &account, false).await?;
-    view["import_id"] = import.id.into();
-    view["queued"] = created.into();
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    let status = account_import::status(&ferry, &account, false).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MigrateAccepted {
+            status,
+            import_id: import.id,
+            queued: created,
+        }),
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
+    /// Administrators: the true status (`messages-failure` is not shown as `completed`) and the import record.
     #[serde(default)]
     detail: bool,
 }
 
+/// Where the account's import stands, with counts per kind of record.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/migration-status",
+    operation_id = "get_account_import_status",
+    tag = "accounts",
+    params(("account_id" = i64, Path, description = "Account id", example = 1), StatusQuery),
+    responses(
+        (status = 200, description = "The status", body = ImportStatusView),
+        (status = 403, description = "`detail` without the administrator role", body = super::openapi::ErrorBody),
+        (status = 503, description = "The legacy system could not be asked (`legacy_unavailable`)", body = super::openapi::ErrorBody),
+    )
+)]
 async fn migration_status(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiQuery(query): ApiQuery<StatusQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ImportStatusView>> {
     if query.detail {
         access.require_admin()?;
     }
     let account = ferry.store.get_account(access.account_id).await?;
     Ok(Json(
-        account_import::status_view(&ferry, &account, query.detail).await?,
+        account_import::status(&ferry, &account, query.detail).await?,
     ))
 }

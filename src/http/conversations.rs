@@ -2,64 +2,93 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiResult;
 use super::extract::{AccountAccess, ApiPath, ApiQuery};
 use super::{Listing, PageQuery};
 use crate::services::Ferry;
+use crate::store::{Attachment, Contact, ContactInbox, Conversation, Message};
 
-pub fn router() -> Router<Ferry> {
-    Router::new()
-        .route("/accounts/{account_id}/contacts", get(contacts))
-        .route(
-            "/accounts/{account_id}/inboxes/{inbox_id}/conversations",
-            get(conversations),
-        )
-        .route(
-            "/accounts/{account_id}/conversations/{conversation_id}",
-            get(conversation),
-        )
-        .route(
-            "/accounts/{account_id}/conversations/{conversation_id}/messages",
-            get(messages),
-        )
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(contacts))
+        .routes(routes!(conversations))
+        .routes(routes!(conversation))
+        .routes(routes!(messages))
 }
 
+/// A contact with its identity in each inbox it wrote to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    #[serde(flatten)]
+    contact: Contact,
+    contact_inboxes: Vec<ContactInbox>,
+}
+
+/// A message with its attachments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    #[serde(flatten)]
+    message: Message,
+    attachments: Vec<Attachment>,
+}
+
+/// The account's contacts, newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/contacts",
+    operation_id = "list_contacts",
+    tag = "conversations",
+    params(("account_id" = i64, Path, description = "Account id", example = 1), PageQuery),
+    responses((status = 200, description = "A page of contacts", body = Listing<ContactView>))
+)]
 async fn contacts(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Listing<Value>>> {
+) -> ApiResult<Json<Listing<ContactView>>> {
     let page = q.page()?;
     let contacts = ferry.store.list_contacts(access.account_id, page).await?;
     let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
-    let mut by_contact: HashMap<i64, Vec<Value>> = HashMap::new();
+    let mut by_contact: HashMap<i64, Vec<ContactInbox>> = HashMap::new();
     for ci in ferry.store.contact_inboxes_of(&ids).await? {
-        by_contact.entry(ci.contact_id).or_default().push(json!(ci));
+        by_contact.entry(ci.contact_id).or_default().push(ci);
     }
     let data = contacts
         .into_iter()
-        .map(|c| {
-            let mut v = json!(c);
-            v["contact_inboxes"] = Value::Array(by_contact.remove(&c.id).unwrap_or_default());
-            v
+        .map(|c| ContactView {
+            contact_inboxes: by_contact.remove(&c.id).unwrap_or_default(),
+            contact: c,
         })
         .collect();
-    Ok(Json(Listing::new(data, page, |v: &Value| {
-        v["id"].as_i64().unwrap_or_default()
-    })))
+    Ok(Json(Listing::new(data, page, |v| v.contact.id)))
 }
 
+/// The inbox's conversations, newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/conversations",
+    operation_id = "list_conversations",
+    tag = "conversations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Inbox id", example = 1),
+        PageQuery
+    ),
+    responses((status = 200, description = "A page of conversations", body = Listing<Conversation>))
+)]
 async fn conversations(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Listing<crate::store::Conversation>>> {
+) -> ApiResult<Json<Listing<Conversation>>> {
     let page = q.page()?;
     // 404 for an inbox of another account before listing anything.
     ferry.store.get_inbox(access.account_id, inbox_id).await?;
@@ -70,11 +99,23 @@ async fn conversations(
     Ok(Json(Listing::new(rows, page, |c| c.id)))
 }
 
+/// One conversation.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/conversations/{conversation_id}",
+    operation_id = "get_conversation",
+    tag = "conversations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("conversation_id" = i64, Path, description = "Conversation id", example = 1)
+    ),
+    responses((status = 200, description = "The conversation", body = Conversation))
+)]
 async fn conversation(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, conversation_id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<crate::store::Conversation>> {
+) -> ApiResult<Json<Conversation>> {
     Ok(Json(
         ferry
             .store
@@ -83,12 +124,25 @@ async fn conversation(
     ))
 }
 
+/// The conversation's messages with their attachments, newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/conversations/{conversation_id}/messages",
+    operation_id = "list_messages",
+    tag = "conversations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("conversation_id" = i64, Path, description = "Conversation id", example = 1),
+        PageQuery
+    ),
+    responses((status = 200, description = "A page of messages", body = Listing<MessageView>))
+)]
 async fn messages(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, conversation_id)): ApiPath<(i64, i64)>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Listing<Value>>> {
+) -> ApiResult<Json<Listing<MessageView>>> {
     let page = q.page()?;
     ferry
         .store
@@ -99,19 +153,16 @@ async fn messages(
         .list_messages(access.account_id, conversation_id, page)
         .await?;
     let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-    let mut by_message: HashMap<i64, Vec<Value>> = HashMap::new();
+    let mut by_message: HashMap<i64, Vec<Attachment>> = HashMap::new();
     for a in ferry.store.attachments_of(&ids).await? {
-        by_message.entry(a.message_id).or_default().push(json!(a));
+        by_message.entry(a.message_id).or_default().push(a);
     }
     let data = messages
         .into_iter()
-        .map(|m| {
-            let mut v = json!(m);
-            v["attachments"] = Value::Array(by_message.remove(&m.id).unwrap_or_default());
-            v
+        .map(|m| MessageView {
+            attachments: by_message.remove(&m.id).unwrap_or_default(),
+            message: m,
         })
         .collect();
-    Ok(Json(Listing::new(data, page, |v: &Value| {
-        v["id"].as_i64().unwrap_or_default()
-    })))
+    Ok(Json(Listing::new(data, page, |v| v.message.id)))
 }

@@ -1,26 +1,29 @@
 //! The cut-over (SPEC 4.4) for installation administrators: `/api/v1/integrations/legacy/…`, the same
 //! operations as `ferry integrations check|migrate|verify|tokens|cutover|cleanup`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, CurrentUser};
+use super::openapi::ErrorBody;
 use crate::services::Ferry;
-use crate::webhooks::cutover::{self, CutoverScope};
+use crate::webhooks::cutover::{self, CutoverScope, MigrateReport};
 
-pub fn router() -> Router<Ferry> {
-    Router::new()
-        .route("/integrations/legacy/check", get(check))
-        .route("/integrations/legacy/migrate", post(migrate))
-        .route("/integrations/legacy/verify", get(verify))
-        .route("/integrations/legacy/tokens", get(tokens))
-        .route("/integrations/legacy/cutover", post(run_cutover))
-        .route("/integrations/legacy/cleanup", post(cleanup))
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(migrate))
+        .routes(routes!(verify))
+        .routes(routes!(tokens))
+        .routes(routes!(run_cutover))
+        .routes(routes!(cleanup))
 }
 
 /// Only installation administrators: the legacy layout spans every account.
@@ -34,12 +37,29 @@ fn installation_admin(user: &CurrentUser) -> ApiResult<()> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct QuietDays {
+    /// Days without legacy traffic after which an instance counts as quiet; default 14.
+    #[param(minimum = 0)]
     quiet_days: Option<i64>,
 }
 
+/// What is left on the legacy layout: instances without an integration, legacy traffic, the legacy route's state.
+#[utoipa::path(
+    get,
+    path = "/integrations/legacy/check",
+    operation_id = "check_legacy_cutover",
+    tag = "legacy cut-over",
+    params(QuietDays),
+    responses(
+        (status = 200, description = "The report", body = Object),
+        (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+        (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn check(
     State(ferry): State<Ferry>,
     user: CurrentUser,
@@ -51,23 +71,50 @@ async fn check(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MigrateBody {
+struct LegacyMigrateBody {
+    /// Report what would be created and change nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// Creates an integration (with a token) for every legacy instance and channel row that has none. Idempotent.
+#[utoipa::path(
+    post,
+    path = "/integrations/legacy/migrate",
+    operation_id = "migrate_legacy_integrations",
+    tag = "legacy cut-over",
+    request_body = LegacyMigrateBody,
+    responses(
+        (status = 200, description = "What was (or would be) done", body = MigrateReport),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+        (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn migrate(
     State(ferry): State<Ferry>,
     user: CurrentUser,
-    ApiJson(body): ApiJson<MigrateBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<LegacyMigrateBody>,
+) -> ApiResult<Json<MigrateReport>> {
     installation_admin(&user)?;
-    Ok(Json(json!(cutover::migrate(&ferry, body.dry_run).await?)))
+    Ok(Json(cutover::migrate(&ferry, body.dry_run).await?))
 }
 
-/// 200 when the key sets and fields agree, 409 with the same report when they do not.
+/// 200 when the legacy rows and the integrations agree (key sets and fields), 409 with the same report when they
+/// do not.
+#[utoipa::path(
+    get,
+    path = "/integrations/legacy/verify",
+    operation_id = "verify_legacy_cutover",
+    tag = "legacy cut-over",
+    responses(
+        (status = 200, description = "They agree", body = Object),
+        (status = 409, description = "They differ (the report says where), or the legacy tables were removed by \
+            `cleanup` (an error)", body = Object),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+    )
+)]
 async fn verify(
     State(ferry): State<Ferry>,
     user: CurrentUser,
@@ -82,12 +129,28 @@ async fn verify(
     Ok((status, Json(report)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Reveal {
+    /// Show the tokens in the clear (audited); masked otherwise.
     reveal: Option<bool>,
 }
 
+/// Every Evolution instance with the webhook URL to point it at.
+#[utoipa::path(
+    get,
+    path = "/integrations/legacy/tokens",
+    operation_id = "list_legacy_tokens",
+    tag = "legacy cut-over",
+    params(Reveal),
+    responses(
+        (status = 200, description = "The instances and their URLs", body = Object),
+        (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+        (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn tokens(
     State(ferry): State<Ferry>,
     user: CurrentUser,
@@ -99,9 +162,10 @@ async fn tokens(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// One instance, or `"all": true`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CutoverBody {
+struct LegacyCutoverBody {
     instance: Option<String>,
     #[serde(default)]
     all: bool,
@@ -109,11 +173,25 @@ struct CutoverBody {
     dry_run: bool,
 }
 
-/// 200 when every instance was re-pointed, 502 (the Evolution API failed) with the report when it stopped.
+/// Re-points Evolution instances at their token URLs through the Evolution API, and checks that they took it.
+#[utoipa::path(
+    post,
+    path = "/integrations/legacy/cutover",
+    operation_id = "run_legacy_cutover",
+    tag = "legacy cut-over",
+    request_body = LegacyCutoverBody,
+    responses(
+        (status = 200, description = "Every instance named was re-pointed", body = Object),
+        (status = 502, description = "The Evolution API failed; the report says which instance and where it stopped", body = Object),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+        (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
+        (status = 404, description = "No enabled Evolution integration of that instance (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn run_cutover(
     State(ferry): State<Ferry>,
     user: CurrentUser,
-    ApiJson(body): ApiJson<CutoverBody>,
+    ApiJson(body): ApiJson<LegacyCutoverBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     installation_admin(&user)?;
     let scope = match (body.instance, body.all) {
@@ -135,18 +213,36 @@ async fn run_cutover(
     Ok((status, Json(report)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CleanupBody {
+struct LegacyCleanupBody {
+    /// Refuse while the legacy route saw traffic in this many days; default 14.
+    #[schema(minimum = 0)]
     quiet_days: Option<i64>,
+    /// Clean up despite recent legacy traffic.
     #[serde(default)]
     force: bool,
 }
 
+/// Retires the legacy layout: a backup of every legacy table in the data directory, the legacy route turned off
+/// (it answers 410 Gone), then the legacy tables dropped.
+#[utoipa::path(
+    post,
+    path = "/integrations/legacy/cleanup",
+    operation_id = "cleanup_legacy_layout",
+    tag = "legacy cut-over",
+    request_body = LegacyCleanupBody,
+    responses(
+        (status = 200, description = "What was cleaned up", body = Object),
+        (status = 403, description = "Not an installation administrator", body = ErrorBody),
+        (status = 409, description = "The legacy route saw traffic within `quiet_days` and `force` is not set, or the legacy tables are gone \
+            (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn cleanup(
     State(ferry): State<Ferry>,
     user: CurrentUser,
-    ApiJson(body): ApiJson<CleanupBody>,
+    ApiJson(body): ApiJson<LegacyCleanupBody>,
 ) -> ApiResult<Json<Value>> {
     installation_admin(&user)?;
     Ok(Json(

@@ -1,82 +1,151 @@
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath};
+use super::openapi::ErrorBody;
 use crate::domain::ChannelType;
 use crate::services::{CreateInbox, Ferry, UpdateInbox};
 use crate::store::Inbox;
 
-pub fn router() -> Router<Ferry> {
-    Router::new()
-        .route("/accounts/{account_id}/inboxes", get(list).post(create))
-        .route(
-            "/accounts/{account_id}/inboxes/{inbox_id}",
-            get(show).patch(update),
-        )
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update))
 }
 
 /// An inbox as the API shows it. Administrators see the provider config masked; nobody sees it in full.
-pub(super) fn inbox_json(ferry: &Ferry, inbox: &Inbox, admin: bool) -> ApiResult<Value> {
-    let channel = inbox.channel();
-    let mut body = json!({
-        "id": inbox.id,
-        "account_id": inbox.account_id,
-        "name": inbox.name,
-        "channel_type": channel,
-        "channel_label": channel.label(),
-        "whatsapp_like": channel.is_whatsapp_like(),
-        "phone_number": inbox.phone_number,
-        "conversations_count": inbox.conversations_count,
-        "lock_to_single_conversation": inbox.lock_to_single_conversation,
-        "provider_config_set": inbox.provider_config.is_some(),
-        "created_at": inbox.created_at,
-        "updated_at": inbox.updated_at,
-    });
-    if admin {
-        body["provider_config"] = ferry.masked_provider_config(inbox)?.unwrap_or(Value::Null);
-    }
-    Ok(body)
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxView {
+    id: i64,
+    account_id: i64,
+    name: String,
+    channel_type: ChannelType,
+    channel_label: &'static str,
+    /// Whether its conversations can move to another WhatsApp inbox.
+    whatsapp_like: bool,
+    phone_number: Option<String>,
+    conversations_count: i64,
+    lock_to_single_conversation: bool,
+    provider_config_set: bool,
+    /// Administrators only: the provider config with its secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    provider_config: Option<Value>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<Value>> {
+pub(super) fn inbox_view(ferry: &Ferry, inbox: &Inbox, admin: bool) -> ApiResult<InboxView> {
+    let channel = inbox.channel();
+    let provider_config = if admin {
+        Some(ferry.masked_provider_config(inbox)?.unwrap_or(Value::Null))
+    } else {
+        None
+    };
+    Ok(InboxView {
+        id: inbox.id,
+        account_id: inbox.account_id,
+        name: inbox.name.clone(),
+        channel_type: channel,
+        channel_label: channel.label(),
+        whatsapp_like: channel.is_whatsapp_like(),
+        phone_number: inbox.phone_number.clone(),
+        conversations_count: inbox.conversations_count,
+        lock_to_single_conversation: inbox.lock_to_single_conversation,
+        provider_config_set: inbox.provider_config.is_some(),
+        provider_config,
+        created_at: inbox.created_at,
+        updated_at: inbox.updated_at,
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct InboxList {
+    data: Vec<InboxView>,
+}
+
+/// The account's inboxes.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes",
+    operation_id = "list_inboxes",
+    tag = "inboxes",
+    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    responses((status = 200, description = "Every inbox of the account", body = InboxList))
+)]
+async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<InboxList>> {
     let inboxes = ferry.store.list_inboxes(access.account_id).await?;
     let data = inboxes
         .iter()
-        .map(|i| inbox_json(&ferry, i, access.is_admin()))
+        .map(|i| inbox_view(&ferry, i, access.is_admin()))
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(InboxList { data }))
 }
 
+/// One inbox.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}",
+    operation_id = "get_inbox",
+    tag = "inboxes",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Inbox id", example = 1)
+    ),
+    responses((status = 200, description = "The inbox", body = InboxView))
+)]
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InboxView>> {
     let inbox = ferry.store.get_inbox(access.account_id, inbox_id).await?;
-    Ok(Json(inbox_json(&ferry, &inbox, access.is_admin())?))
+    Ok(Json(inbox_view(&ferry, &inbox, access.is_admin())?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+struct CreateInboxBody {
+    #[schema(example = "Support (Evolution)")]
     name: String,
+    /// `evolution`, `whatsapp_cloud`, `dialog360`, `twilio_whatsapp`, `twilio_sms`, `web_widget`, `email` or
+    /// `api`.
+    #[schema(example = "evolution")]
     channel_type: String,
     phone_number: Option<String>,
+    /// Provider settings; secrets in it are stored encrypted.
+    #[schema(value_type = Option<Object>)]
     provider_config: Option<Value>,
     #[serde(default)]
     lock_to_single_conversation: bool,
 }
 
+/// Creates an inbox (administrators).
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/inboxes",
+    operation_id = "create_inbox",
+    tag = "inboxes",
+    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    request_body = CreateInboxBody,
+    responses(
+        (status = 201, description = "Created", body = InboxView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 409, description = "Conflicts with an existing inbox (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateInboxBody>,
+) -> ApiResult<(StatusCode, Json<InboxView>)> {
     access.require_admin()?;
     let channel_type = ChannelType::parse(&body.channel_type)
         .map_err(|e| ApiError::validation("channel_type", e.to_string()))?;
@@ -89,7 +158,7 @@ async fn create(
         lock_to_single_conversation: body.lock_to_single_conversation,
     };
     let inbox = ferry.create_inbox(input, Some(access.user.id)).await?;
-    Ok((StatusCode::CREATED, Json(inbox_json(&ferry, &inbox, true)?)))
+    Ok((StatusCode::CREATED, Json(inbox_view(&ferry, &inbox, true)?)))
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -99,23 +168,43 @@ fn explicit_null<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change; at least one. `null` clears `phone_number` or `provider_config`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
+struct UpdateInboxBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
     phone_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<Object>)]
     provider_config: Option<Option<Value>>,
     lock_to_single_conversation: Option<bool>,
 }
 
+/// Changes an inbox (administrators).
+#[utoipa::path(
+    patch,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}",
+    operation_id = "update_inbox",
+    tag = "inboxes",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Inbox id", example = 1)
+    ),
+    request_body = UpdateInboxBody,
+    responses(
+        (status = 200, description = "The changed inbox", body = InboxView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 409, description = "Conflicts with an existing inbox (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn update(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
-    ApiJson(body): ApiJson<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<UpdateInboxBody>,
+) -> ApiResult<Json<InboxView>> {
     access.require_admin()?;
     let mut changed = Vec::new();
     for (present, field) in [
@@ -147,5 +236,5 @@ async fn update(
     let inbox = ferry
         .update_inbox(access.account_id, inbox_id, input, Some(access.user.id))
         .await?;
-    Ok(Json(inbox_json(&ferry, &inbox, true)?))
+    Ok(Json(inbox_view(&ferry, &inbox, true)?))
 }

@@ -1,68 +1,94 @@
 //! `/api/v1/accounts/{account_id}/integrations`: provider connections and their webhook tokens (SPEC 4.3).
 //! Administrators only; the token is shown on create, rotate and an audited reveal, never in listings.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath};
+use super::openapi::ErrorBody;
 use crate::services::Ferry;
 use crate::webhooks::integrations::{
-    self as integrations, CreateIntegration, DEFAULT_OVERLAP, Provider, ProviderSecrets,
-    integration_json,
+    self as integrations, CreateIntegration, DEFAULT_OVERLAP, IntegrationView, IssuedView,
+    Provider, ProviderSecrets,
 };
 
-pub fn router() -> Router<Ferry> {
-    Router::new()
-        .route(
-            "/accounts/{account_id}/integrations",
-            get(list).post(create),
-        )
-        .route("/accounts/{account_id}/integrations/{id}", get(show))
-        .route(
-            "/accounts/{account_id}/integrations/{id}/reveal",
-            post(reveal),
-        )
-        .route(
-            "/accounts/{account_id}/integrations/{id}/rotate",
-            post(rotate),
-        )
-        .route(
-            "/accounts/{account_id}/integrations/{id}/disable",
-            post(disable),
-        )
-        .route(
-            "/accounts/{account_id}/integrations/{id}/enable",
-            post(enable),
-        )
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(reveal))
+        .routes(routes!(rotate))
+        .routes(routes!(disable))
+        .routes(routes!(enable))
 }
 
-async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<Value>> {
+#[derive(Debug, Serialize, ToSchema)]
+struct IntegrationList {
+    data: Vec<IntegrationView>,
+}
+
+/// The account's integrations, without their tokens.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/integrations",
+    operation_id = "list_integrations",
+    tag = "integrations",
+    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    responses(
+        (status = 200, description = "The integrations", body = IntegrationList),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
+async fn list(
+    State(ferry): State<Ferry>,
+    access: AccountAccess,
+) -> ApiResult<Json<IntegrationList>> {
     access.require_admin()?;
     let all = ferry.store.list_integrations(access.account_id).await?;
-    Ok(Json(
-        json!({"data": all.iter().map(integration_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(IntegrationList {
+        data: all.iter().map(IntegrationView::of).collect(),
+    }))
 }
 
+/// One integration, without its token.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/integrations/{id}",
+    operation_id = "get_integration",
+    tag = "integrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("id" = i64, Path, description = "Integration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The integration", body = IntegrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     access.require_admin()?;
     let integration = ferry.store.get_integration(access.account_id, id).await?;
-    Ok(Json(integration_json(&integration)))
+    Ok(Json(IntegrationView::of(&integration)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A provider connection for one inbox. Secrets are stored encrypted and never shown again.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+struct CreateIntegrationBody {
+    #[schema(example = 1)]
     inbox_id: i64,
+    /// `evolution`, `whatsapp_cloud`, `dialog360` or `twilio`.
+    #[schema(example = "evolution")]
     provider: String,
     instance_name: Option<String>,
     phone_number_id: Option<String>,
@@ -74,11 +100,25 @@ struct CreateBody {
     access_token: Option<String>,
 }
 
+/// Creates an integration and issues its secret webhook token, shown in this answer only.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/integrations",
+    operation_id = "create_integration",
+    tag = "integrations",
+    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    request_body = CreateIntegrationBody,
+    responses(
+        (status = 201, description = "Created, with its token and webhook URL", body = IssuedView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 409, description = "The inbox already has an integration, or the instance name is taken (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateIntegrationBody>,
+) -> ApiResult<(StatusCode, Json<IssuedView>)> {
     access.require_admin()?;
     let input = CreateIntegration {
         account_id: access.account_id,
@@ -96,32 +136,65 @@ async fn create(
         },
     };
     let issued = integrations::create(&ferry, input, Some(access.user.id)).await?;
-    Ok((StatusCode::CREATED, Json(issued.to_json())))
+    Ok((StatusCode::CREATED, Json(issued.view())))
 }
 
+/// Shows the integration's token and webhook URL. Audited.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/integrations/{id}/reveal",
+    operation_id = "reveal_integration_token",
+    tag = "integrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("id" = i64, Path, description = "Integration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The integration with its token", body = IssuedView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn reveal(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IssuedView>> {
     access.require_admin()?;
     let issued = integrations::reveal(&ferry, access.account_id, id, Some(access.user.id)).await?;
-    Ok(Json(issued.to_json()))
+    Ok(Json(issued.view()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Optional: no body rotates with the default overlap.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    /// How long the current token keeps routing; default 24 hours.
+    /// How long the current token keeps routing; default 86,400 (24 hours).
+    #[schema(minimum = 0)]
     overlap_seconds: Option<i64>,
 }
 
+/// Issues a new token. The current one keeps routing for `overlap_seconds`, so the provider can be re-pointed.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/integrations/{id}/rotate",
+    operation_id = "rotate_integration_token",
+    tag = "integrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("id" = i64, Path, description = "Integration id", example = 1)
+    ),
+    request_body(content = Option<RotateBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The integration with its new token", body = IssuedView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn rotate(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, id)): ApiPath<(i64, i64)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IssuedView>> {
     access.require_admin()?;
     // The body is optional: no body rotates with the default overlap.
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -141,22 +214,52 @@ async fn rotate(
     };
     let issued =
         integrations::rotate(&ferry, access.account_id, id, overlap, Some(access.user.id)).await?;
-    Ok(Json(issued.to_json()))
+    Ok(Json(issued.view()))
 }
 
+/// Stops routing the integration's webhooks, on every node.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/integrations/{id}/disable",
+    operation_id = "disable_integration",
+    tag = "integrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("id" = i64, Path, description = "Integration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The integration", body = IntegrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn disable(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     set_enabled(ferry, access, id, false).await
 }
 
+/// Routes the integration's webhooks again.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/integrations/{id}/enable",
+    operation_id = "enable_integration",
+    tag = "integrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("id" = i64, Path, description = "Integration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The integration", body = IntegrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn enable(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     set_enabled(ferry, access, id, true).await
 }
 
@@ -165,10 +268,10 @@ async fn set_enabled(
     access: AccountAccess,
     id: i64,
     enabled: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     access.require_admin()?;
     let integration =
         integrations::set_enabled(&ferry, access.account_id, id, enabled, Some(access.user.id))
             .await?;
-    Ok(Json(integration_json(&integration)))
+    Ok(Json(IntegrationView::of(&integration)))
 }

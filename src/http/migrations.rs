@@ -3,31 +3,36 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath, ApiQuery};
-use crate::inbox_migration::{self as im, Created, MigrationError, MigrationOptions};
+use super::openapi::ErrorBody;
+use crate::inbox_migration::{
+    self as im, Created, Destination, MigrationError, MigrationOptions, MigrationView, Preview,
+};
 use crate::services::Ferry;
 
-pub fn router() -> Router<Ferry> {
-    let base = "/accounts/{account_id}/inboxes/{inbox_id}/migrations";
-    Router::new()
-        .route(base, get(list).post(create))
-        .route(&format!("{base}/preview"), get(preview))
-        .route(&format!("{base}/eligible_destinations"), get(eligible))
-        .route(&format!("{base}/{{id}}"), get(show))
-        .route(&format!("{base}/{{id}}/cancel"), post(cancel))
-        .route(&format!("{base}/{{id}}/retry"), post(retry))
-        .route(&format!("{base}/{{id}}/revert"), post(revert))
-        .route(&format!("{base}/{{id}}/events"), get(events))
+pub fn router() -> OpenApiRouter<Ferry> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(preview))
+        .routes(routes!(eligible))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
+        .routes(routes!(revert))
+        .routes(routes!(events))
 }
 
 impl From<MigrationError> for ApiError {
@@ -42,11 +47,43 @@ impl From<MigrationError> for ApiError {
     }
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct MigrationList {
+    data: Vec<MigrationView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DestinationList {
+    data: Vec<Destination>,
+}
+
+/// What a dry run would do: nothing is queued.
+#[derive(Debug, Serialize, ToSchema)]
+struct DryRun {
+    dry_run: bool,
+    plan: Preview,
+}
+
+/// The inbox's migrations (as source), newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations",
+    operation_id = "list_inbox_migrations",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The migrations", body = MigrationList),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn list(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationList>> {
     access.require_admin()?;
     ferry.store.get_inbox(access.account_id, inbox_id).await?;
     let mut data = Vec::new();
@@ -55,27 +92,48 @@ async fn list(
         .list_inbox_migrations(access.account_id, Some(inbox_id), false)
         .await?
     {
-        data.push(im::to_json(&ferry, &m).await?);
+        data.push(im::to_view(&ferry, &m).await?);
     }
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(MigrationList { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+struct CreateMigrationBody {
+    #[schema(example = 2)]
     destination_inbox_id: i64,
+    /// Answer the plan and queue nothing.
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
     options: MigrationOptions,
 }
 
+/// Queues a migration of this inbox into another inbox of the account; the worker runs it.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations",
+    operation_id = "create_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+    ),
+    request_body = CreateMigrationBody,
+    responses(
+        (status = 201, description = "Queued", body = MigrationView),
+        (status = 200, description = "The plan of a dry run", body = DryRun),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 422, description = "Refused: `same_inbox`, `unknown_destination`, `destination_in_other_account`, \
+            `not_whatsapp_like`, `migration_active` (one of the two inboxes is in a running migration), `invalid_options`, or `validation_failed` for the body", body = ErrorBody),
+    )
+)]
 async fn create(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<CreateMigrationBody>,
+) -> ApiResult<Response> {
     access.require_admin()?;
     let created = im::create(
         &ferry,
@@ -87,17 +145,43 @@ async fn create(
         Some(access.user.id),
     )
     .await?;
-    match created {
-        Created::Queued(m) => Ok((StatusCode::CREATED, Json(im::to_json(&ferry, &m).await?))),
-        Created::DryRun(plan) => Ok((StatusCode::OK, Json(json!({"dry_run": true, "plan": plan})))),
-    }
+    Ok(match created {
+        Created::Queued(m) => {
+            (StatusCode::CREATED, Json(im::to_view(&ferry, &m).await?)).into_response()
+        }
+        Created::DryRun(plan) => Json(DryRun {
+            dry_run: true,
+            plan: *plan,
+        })
+        .into_response(),
+    })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PreviewQuery {
+    /// The inbox to move into.
+    #[param(example = 2)]
     destination_inbox_id: i64,
 }
 
+/// What a migration into the destination would move, with warnings and an estimated duration.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/preview",
+    operation_id = "preview_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        PreviewQuery
+    ),
+    responses(
+        (status = 200, description = "The counts", body = Preview),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 422, description = "Refused, as `create` would be", body = ErrorBody),
+    )
+)]
 async fn preview(
     State(ferry): State<Ferry>,
     access: AccountAccess,
@@ -110,15 +194,30 @@ async fn preview(
     ))
 }
 
+/// The other WhatsApp inboxes of the account this one can move into.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/eligible_destinations",
+    operation_id = "list_eligible_destinations",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The destinations", body = DestinationList),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn eligible(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DestinationList>> {
     access.require_admin()?;
-    Ok(Json(
-        json!({"data": im::eligible_destinations(&ferry, access.account_id, inbox_id).await?}),
-    ))
+    Ok(Json(DestinationList {
+        data: im::eligible_destinations(&ferry, access.account_id, inbox_id).await?,
+    }))
 }
 
 /// Show and the lifecycle actions share one shape: an administrator, a migration of this source inbox.
@@ -136,7 +235,7 @@ async fn act(
     inbox_id: i64,
     id: i64,
     action: Action,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationView>> {
     access.require_admin()?;
     let (account, source, user) = (access.account_id, Some(inbox_id), Some(access.user.id));
     let m = match action {
@@ -145,44 +244,127 @@ async fn act(
         Action::Retry => im::retry(ferry, account, source, id, user).await?,
         Action::Revert => im::revert(ferry, account, source, id, user).await?,
     };
-    Ok(Json(im::to_json(ferry, &m).await?))
+    Ok(Json(im::to_view(ferry, &m).await?))
 }
 
 type MigrationPath = ApiPath<(i64, i64, i64)>;
 
+/// One migration with its progress.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}",
+    operation_id = "get_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        ("id" = i64, Path, description = "Migration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The migration", body = MigrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox, id)): MigrationPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Show).await
 }
 
+/// Asks a queued or running migration to stop; the current batch finishes and is kept.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/cancel",
+    operation_id = "cancel_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        ("id" = i64, Path, description = "Migration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The migration", body = MigrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 422, description = "Not queued or running (`not_cancellable`)", body = ErrorBody),
+    )
+)]
 async fn cancel(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox, id)): MigrationPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Cancel).await
 }
 
+/// Queues a failed or cancelled migration again; it goes on from where it stopped.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/retry",
+    operation_id = "retry_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        ("id" = i64, Path, description = "Migration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The migration", body = MigrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 422, description = "Not failed or cancelled (`not_retryable`), or another migration of these inboxes is active (`migration_active`)", body = ErrorBody),
+    )
+)]
 async fn retry(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox, id)): MigrationPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Retry).await
 }
 
+/// Puts every moved row back where it was, exactly, from the migration's journal.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/revert",
+    operation_id = "revert_inbox_migration",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        ("id" = i64, Path, description = "Migration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "The migration", body = MigrationView),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+        (status = 422, description = "Not completed (`not_revertible`), or another migration of these inboxes is active (`migration_active`)", body = ErrorBody),
+    )
+)]
 async fn revert(
     State(ferry): State<Ferry>,
     access: AccountAccess,
     ApiPath((_, inbox, id)): MigrationPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Revert).await
 }
 
-/// Server-Sent Events: a `progress` event whenever the record changes, until a terminal status.
+/// Server-Sent Events: a `progress` event with the migration whenever it changes, then `done` at a terminal
+/// status.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/events",
+    operation_id = "stream_inbox_migration_events",
+    tag = "inbox migrations",
+    params(
+        ("account_id" = i64, Path, description = "Account id", example = 1),
+        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        ("id" = i64, Path, description = "Migration id", example = 1)
+    ),
+    responses(
+        (status = 200, description = "`event: progress` / `event: done`, each `data` a migration as JSON", content_type = "text/event-stream", body = String),
+        (status = 403, description = "Not an administrator of the account", body = ErrorBody),
+    )
+)]
 async fn events(
     State(ferry): State<Ferry>,
     access: AccountAccess,

@@ -9,6 +9,7 @@ mod health;
 mod inboxes;
 mod integrations;
 pub(crate) mod migrations;
+pub mod openapi;
 mod webhooks;
 
 pub use webhooks::LEGACY_INSTANCE_HEADER;
@@ -18,22 +19,38 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::services::Ferry;
 use crate::store::Page;
 use error::ApiError;
 
-pub fn router(ferry: Ferry) -> Router {
-    let max_body = ferry.config.max_body_bytes;
-    let api = Router::new()
+/// `/api/v1` with its OpenAPI document: every route is registered together with its description.
+fn api() -> OpenApiRouter<Ferry> {
+    let v1 = OpenApiRouter::new()
         .merge(accounts::router())
         .merge(inboxes::router())
         .merge(conversations::router())
         .merge(migrations::router())
         .merge(integrations::router())
         .merge(cutover::router());
+    OpenApiRouter::with_openapi(openapi::base()).nest("/api/v1", v1)
+}
+
+/// The document served at `/api/openapi.json` and printed by `ferry openapi`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(api().split_for_parts().1)
+}
+
+pub fn router(ferry: Ferry) -> Router {
+    let max_body = ferry.config.max_body_bytes;
+    let (api, doc) = api().split_for_parts();
     Router::new()
-        .nest("/api/v1", api)
+        .merge(api)
+        // Swagger UI is compiled into the binary (`vendored`); it reads the document from the same server.
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi::finish(doc)))
         .merge(health::router())
         .merge(webhooks::router())
         .merge(crate::web::router())
@@ -53,9 +70,13 @@ pub fn router(ferry: Ferry) -> Router {
 }
 
 /// `?limit=&before=`: keyset pagination, newest first.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Rows per page, 1 to 200; default 25.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// `meta.next_before` of the previous page: rows with a smaller id.
     pub before: Option<i64>,
 }
 
@@ -75,13 +96,14 @@ impl PageQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Listing<T> {
     pub data: Vec<T>,
     pub meta: ListingMeta,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListingMeta {
     pub limit: i64,
     /// Pass as `before` to get the next page; null on the last page.

@@ -4,6 +4,7 @@
 pub mod engine;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use serde_json::{Value, json};
 
 use crate::services::{Ferry, ServiceError};
@@ -34,17 +35,19 @@ fn refused(code: &'static str, message: impl Into<String>) -> MigrationError {
 }
 
 /// Per-migration options (`options` in the API), stored with the migration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationOptions {
     /// After completion, the source's webhooks are routed to the destination (default on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_source: Option<bool>,
-    /// Rows per batch transaction; default `FERRY_MIGRATION_BATCH_ROWS`.
+    /// Rows per batch transaction (10 to 100,000); default `FERRY_MIGRATION_BATCH_ROWS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 10, maximum = 100_000)]
     pub batch_rows: Option<i64>,
-    /// Throttle; default `FERRY_MIGRATION_MAX_ROWS_PER_SECOND`.
+    /// Throttle (positive); default `FERRY_MIGRATION_MAX_ROWS_PER_SECOND`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_rows_per_second: Option<u64>,
 }
 
@@ -69,22 +72,45 @@ impl MigrationOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What a migration would move (SPEC 3.7 `preview`, and the plan of a dry run).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Preview {
-    pub source_inbox: Value,
-    pub destination_inbox: Value,
+    pub source_inbox: InboxRef,
+    pub destination_inbox: InboxRef,
     pub conversations: i64,
     pub messages: i64,
     pub attachments: i64,
     pub contacts: i64,
     pub contacts_to_merge: i64,
     pub duplicates: i64,
-    pub warnings: Vec<Value>,
+    pub warnings: Vec<Warning>,
     pub estimated_seconds: f64,
 }
 
-pub fn inbox_ref(inbox: &Inbox) -> Value {
-    json!({"id": inbox.id, "name": inbox.name, "channel_type": inbox.channel_type})
+/// Something an administrator should know before starting.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Warning {
+    /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE` or `DIFFERENT_PHONE_NUMBERS`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// An inbox a migration names. Only `id` remains of an inbox deleted since.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InboxRef {
+    pub id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_type: Option<String>,
+}
+
+pub fn inbox_ref(inbox: &Inbox) -> InboxRef {
+    InboxRef {
+        id: inbox.id,
+        name: Some(inbox.name.clone()),
+        channel_type: Some(inbox.channel_type.clone()),
+    }
 }
 
 /// Rows per second the estimate assumes (measured order of magnitude on SQLite and PostgreSQL here).
@@ -184,19 +210,33 @@ pub async fn preview(
     let duplicate_messages = duplicates(ferry, &source, &destination, key).await?;
     let mut warnings = Vec::new();
     if counts.conversations > LARGE_MIGRATION {
-        warnings.push(json!({"code": "LARGE_MIGRATION",
-            "message": format!("{} conversations will move; the migration runs in the background", counts.conversations)}));
+        warnings.push(Warning {
+            code: "LARGE_MIGRATION",
+            message: format!(
+                "{} conversations will move; the migration runs in the background",
+                counts.conversations
+            ),
+        });
     }
     if counts.merging_contact_inboxes > 0 {
-        warnings.push(json!({"code": "CONTACTS_WILL_MERGE",
-            "message": format!("{} contacts exist in both inboxes and will be merged into the destination's", counts.merging_contact_inboxes)}));
+        warnings.push(Warning {
+            code: "CONTACTS_WILL_MERGE",
+            message: format!(
+                "{} contacts exist in both inboxes and will be merged into the destination's",
+                counts.merging_contact_inboxes
+            ),
+        });
     }
     if source.phone_number.is_some()
         && destination.phone_number.is_some()
         && source.phone_number != destination.phone_number
     {
-        warnings.push(json!({"code": "DIFFERENT_PHONE_NUMBERS",
-            "message": "the two inboxes are not the same business number; customers will see replies from the destination's number"}));
+        warnings.push(Warning {
+            code: "DIFFERENT_PHONE_NUMBERS",
+            message: "the two inboxes are not the same business number; customers will see replies from the \
+                      destination's number"
+                .into(),
+        });
     }
     let rows = counts.conversations * 2 + counts.contact_inboxes * 2;
     Ok(Preview {
@@ -213,12 +253,24 @@ pub async fn preview(
     })
 }
 
+/// An inbox a migration may move into.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Destination {
+    pub id: i64,
+    pub name: String,
+    pub channel_type: String,
+    pub phone_number: Option<String>,
+    pub conversations_count: i64,
+    /// "name (N conversations)", as the web UI's select shows it.
+    pub label: String,
+}
+
 /// Other WhatsApp-like inboxes of the account with their conversation counts (one query).
 pub async fn eligible_destinations(
     ferry: &Ferry,
     account_id: i64,
     source_id: i64,
-) -> Result<Vec<Value>, MigrationError> {
+) -> Result<Vec<Destination>, MigrationError> {
     let inboxes = ferry.store.list_inboxes(account_id).await?;
     if !inboxes.iter().any(|i| i.id == source_id) {
         return Err(MigrationError::NotFound("inbox"));
@@ -226,10 +278,13 @@ pub async fn eligible_destinations(
     Ok(inboxes
         .iter()
         .filter(|i| i.id != source_id && i.channel().is_whatsapp_like())
-        .map(|i| {
-            json!({"id": i.id, "name": i.name, "channel_type": i.channel_type,
-            "phone_number": i.phone_number, "conversations_count": i.conversations_count,
-            "label": format!("{} ({} conversations)", i.name, i.conversations_count)})
+        .map(|i| Destination {
+            id: i.id,
+            name: i.name.clone(),
+            channel_type: i.channel_type.clone(),
+            phone_number: i.phone_number.clone(),
+            conversations_count: i.conversations_count,
+            label: format!("{} ({} conversations)", i.name, i.conversations_count),
         })
         .collect())
 }
@@ -419,54 +474,123 @@ pub async fn revert(
     Ok(ferry.store.get_inbox_migration(m.id).await?)
 }
 
-/// The API's shape (SPEC 3.7).
-pub async fn to_json(ferry: &Ferry, m: &InboxMigration) -> Result<Value, MigrationError> {
+/// A migration as the API shows it (SPEC 3.7).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MigrationView {
+    pub id: i64,
+    /// `queued`, `running`, `completed`, `failed`, `cancelled` or `reverted`.
+    pub status: String,
+    pub phase: String,
+    pub source_inbox: InboxRef,
+    pub destination_inbox: InboxRef,
+    pub options: MigrationOptions,
+    pub progress: Progress,
+    pub timing: Timing,
+    /// The final counts, once completed.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<MigrationFailure>,
+    pub cancel_requested: bool,
+    pub attempts: i64,
+    pub initiated_by: Option<UserRef>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Progress {
+    /// Weighted by rows; 100 only when completed.
+    pub percentage: f64,
+    pub conversations: EntityProgress,
+    pub messages: EntityProgress,
+    pub attachments: EntityProgress,
+    pub contact_inboxes: EntityProgress,
+    pub contacts_merged: i64,
+    pub duplicates: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct EntityProgress {
+    pub total: i64,
+    pub moved: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timing {
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub eta_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MigrationFailure {
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserRef {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+}
+
+pub async fn to_view(ferry: &Ferry, m: &InboxMigration) -> Result<MigrationView, MigrationError> {
     let source = ferry.store.find_inbox(m.source_inbox_id).await?;
     let destination = ferry.store.find_inbox(m.destination_inbox_id).await?;
     let initiated_by = match m.user_id {
-        Some(id) => ferry
-            .store
-            .get_user(id)
-            .await
-            .ok()
-            .map(|u| json!({"id": u.id, "name": u.name, "email": u.email})),
+        Some(id) => ferry.store.get_user(id).await.ok().map(|u| UserRef {
+            id: u.id,
+            name: u.name,
+            email: u.email,
+        }),
         None => None,
     };
-    let inbox_json = |i: Option<Inbox>, id: i64| {
-        i.map(|i| inbox_ref(&i))
-            .unwrap_or_else(|| json!({"id": id}))
+    let named = |i: Option<Inbox>, id: i64| {
+        i.map(|i| inbox_ref(&i)).unwrap_or(InboxRef {
+            id,
+            name: None,
+            channel_type: None,
+        })
     };
-    let progress = progress(m);
     let duration = match (m.started_at, m.completed_at) {
         (Some(s), Some(c)) => Some((c - s).num_milliseconds() as f64 / 1000.0),
         (Some(s), None) => Some((chrono::Utc::now() - s).num_milliseconds() as f64 / 1000.0),
         _ => None,
     };
-    Ok(json!({
-        "id": m.id,
-        "status": m.status,
-        "phase": m.phase,
-        "source_inbox": inbox_json(source, m.source_inbox_id),
-        "destination_inbox": inbox_json(destination, m.destination_inbox_id),
-        "options": m.options.0,
-        "progress": progress,
-        "timing": {
-            "created_at": m.created_at,
-            "started_at": m.started_at,
-            "completed_at": m.completed_at,
-            "duration_seconds": duration,
-            "eta_seconds": eta_seconds(m, duration),
+    Ok(MigrationView {
+        id: m.id,
+        status: m.status.clone(),
+        phase: m.phase.clone(),
+        source_inbox: named(source, m.source_inbox_id),
+        destination_inbox: named(destination, m.destination_inbox_id),
+        options: serde_json::from_value(m.options.0.clone()).unwrap_or_default(),
+        progress: progress(m),
+        timing: Timing {
+            created_at: m.created_at,
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+            duration_seconds: duration,
+            eta_seconds: eta_seconds(m, duration),
         },
-        "result": m.result.as_ref().map(|r| r.0.clone()),
-        "error": m.error_message.as_ref().map(|msg| json!({"message": msg, "detail": m.error_detail})),
-        "cancel_requested": m.cancel_requested,
-        "attempts": m.attempts,
-        "initiated_by": initiated_by,
-    }))
+        result: m.result.as_ref().map(|r| r.0.clone()),
+        error: m.error_message.as_ref().map(|message| MigrationFailure {
+            message: message.clone(),
+            detail: m.error_detail.clone(),
+        }),
+        cancel_requested: m.cancel_requested,
+        attempts: m.attempts,
+        initiated_by,
+    })
+}
+
+/// The API's shape as JSON, for the CLI and the web UI.
+pub async fn to_json(ferry: &Ferry, m: &InboxMigration) -> Result<Value, MigrationError> {
+    Ok(json!(to_view(ferry, m).await?))
 }
 
 /// Percentage weighted by rows: every conversation, message, attachment and contact_inbox counts one.
-pub fn progress(m: &InboxMigration) -> Value {
+pub fn progress(m: &InboxMigration) -> Progress {
     let total =
         m.conversations_count + m.messages_count + m.attachments_count + m.contact_inboxes_count;
     let moved =
@@ -477,17 +601,19 @@ pub fn progress(m: &InboxMigration) -> Value {
         (_, 0) => 0.0,
         _ => ((moved as f64 * 1000.0 / total as f64).floor() / 10.0).min(99.9),
     };
-    let entity =
-        |total: i64, moved: i64| json!({"total": total, "moved": moved.min(total.max(moved))});
-    json!({
-        "percentage": percentage,
-        "conversations": entity(m.conversations_count, m.conversations_moved),
-        "messages": entity(m.messages_count, m.messages_moved),
-        "attachments": entity(m.attachments_count, m.attachments_moved),
-        "contact_inboxes": entity(m.contact_inboxes_count, m.contact_inboxes_moved),
-        "contacts_merged": m.contacts_merged,
-        "duplicates": m.duplicates,
-    })
+    let entity = |total: i64, moved: i64| EntityProgress {
+        total,
+        moved: moved.min(total.max(moved)),
+    };
+    Progress {
+        percentage,
+        conversations: entity(m.conversations_count, m.conversations_moved),
+        messages: entity(m.messages_count, m.messages_moved),
+        attachments: entity(m.attachments_count, m.attachments_moved),
+        contact_inboxes: entity(m.contact_inboxes_count, m.contact_inboxes_moved),
+        contacts_merged: m.contacts_merged,
+        duplicates: m.duplicates,
+    }
 }
 
 fn eta_seconds(m: &InboxMigration, elapsed: Option<f64>) -> Option<f64> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Result;
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AccountImport {
     pub id: i64,
     pub account_id: i64,

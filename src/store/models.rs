@@ -100,7 +100,7 @@ pub struct InboxCounts {
     pub contact_inboxes: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Contact {
     pub id: i64,
     pub account_id: i64,
@@ -108,12 +108,13 @@ pub struct Contact {
     pub phone_number: Option<String>,
     pub email: Option<String>,
     pub identifier: Option<String>,
+    #[schema(value_type = Object)]
     pub custom_attributes: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ContactInbox {
     pub id: i64,
     pub contact_id: i64,
@@ -123,7 +124,7 @@ pub struct ContactInbox {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Conversation {
     pub id: i64,
     pub account_id: i64,
@@ -139,7 +140,7 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Message {
     pub id: i64,
     pub account_id: i64,
@@ -147,6 +148,7 @@ pub struct Message {
     pub message_type: String,
     pub content: Option<String>,
     pub content_type: String,
+    #[schema(value_type = Object)]
     pub content_attributes: Json<serde_json::Value>,
     pub source_id: Option<String>,
     pub status: String,
@@ -157,7 +159,7 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Attachment {
     pub id: i64,
     pub message_id: i64,

@@ -252,7 +252,7 @@ async fn render_page(
         im::eligible_destinations(ferry, access.account.id, inbox_id)
             .await?
             .into_iter()
-            .filter_map(|d| Some((d["id"].as_i64()?, d["label"].as_str()?.to_owned())))
+            .map(|d| (d.id, d.label))
             .collect()
     } else {
         Vec::new()
@@ -353,10 +353,7 @@ async fn preview(
         inbox_id,
         csrf_token: access.signed_in.csrf_token.clone(),
         destination_id,
-        destination_name: p.destination_inbox["name"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned(),
+        destination_name: p.destination_inbox.name.clone().unwrap_or_default(),
         conversations: count(p.conversations),
         messages: count(p.messages),
         attachments: count(p.attachments),
@@ -367,8 +364,8 @@ async fn preview(
             .warnings
             .iter()
             // The merge count is already said above, in the UI's own words.
-            .filter(|w| w["code"] != "CONTACTS_WILL_MERGE")
-            .filter_map(|w| w["message"].as_str().map(str::to_owned))
+            .filter(|w| w.code != "CONTACTS_WILL_MERGE")
+            .map(|w| w.message.clone())
             .collect(),
         estimate: duration(p.estimated_seconds),
     };

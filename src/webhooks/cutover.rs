@@ -102,13 +102,19 @@ impl TableCheck {
     }
 }
 
-#[derive(Debug, Default, Serialize)]
+/// What `migrate` did (or would do), one entry per legacy row in the list that fits.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct MigrateReport {
     pub dry_run: bool,
+    #[schema(value_type = Vec<Object>)]
     pub migrated: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
     pub updated: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
     pub unchanged: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
     pub skipped: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
     pub errors: Vec<Value>,
 }
 

@@ -111,12 +111,27 @@ pub struct Issued {
     pub webhook_url: String,
 }
 
+/// An integration with its token and webhook URL: the answer to create, rotate and reveal.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct IssuedView {
+    #[serde(flatten)]
+    pub integration: IntegrationView,
+    /// The secret webhook token, shown only in this answer.
+    pub token: String,
+    pub webhook_url: String,
+}
+
 impl Issued {
+    pub fn view(&self) -> IssuedView {
+        IssuedView {
+            integration: IntegrationView::of(&self.integration),
+            token: self.token.expose().to_owned(),
+            webhook_url: self.webhook_url.clone(),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
-        let mut body = integration_json(&self.integration);
-        body["token"] = Value::String(self.token.expose().to_owned());
-        body["webhook_url"] = Value::String(self.webhook_url.clone());
-        body
+        json!(self.view())
     }
 }
 
@@ -174,26 +189,60 @@ pub fn masked_webhook_url(ferry: &Ferry, i: &Integration) -> Option<String> {
 }
 
 /// An integration as the API shows it: never a secret, only the token's first characters.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct IntegrationView {
+    pub id: i64,
+    pub account_id: i64,
+    pub inbox_id: Option<i64>,
+    /// `evolution`, `whatsapp_cloud`, `dialog360` or `twilio`.
+    pub provider: String,
+    pub instance_name: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub api_url: Option<String>,
+    pub token_prefix: Option<String>,
+    /// While set and in the future, the token before the last rotation still routes.
+    pub previous_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub status: String,
+    pub enabled: bool,
+    pub secrets_set: bool,
+    /// Webhooks that arrived by the legacy instance-name route.
+    pub legacy_hits: i64,
+    pub last_legacy_hit_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub cutover_state: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl IntegrationView {
+    pub fn of(i: &Integration) -> Self {
+        Self {
+            id: i.id,
+            account_id: i.account_id,
+            inbox_id: i.inbox_id,
+            provider: i.provider.clone(),
+            instance_name: i.instance_name.clone(),
+            phone_number_id: i.phone_number_id.clone(),
+            api_url: i
+                .config
+                .get("api_url")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            token_prefix: i.token_prefix.clone(),
+            previous_token_expires_at: i.previous_token_expires_at,
+            status: i.status.clone(),
+            enabled: i.enabled,
+            secrets_set: i.secrets_ciphertext.is_some(),
+            legacy_hits: i.legacy_hits,
+            last_legacy_hit_at: i.last_legacy_hit_at,
+            cutover_state: i.cutover_state.clone(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
 pub fn integration_json(i: &Integration) -> Value {
-    json!({
-        "id": i.id,
-        "account_id": i.account_id,
-        "inbox_id": i.inbox_id,
-        "provider": i.provider,
-        "instance_name": i.instance_name,
-        "phone_number_id": i.phone_number_id,
-        "api_url": i.config.get("api_url"),
-        "token_prefix": i.token_prefix,
-        "previous_token_expires_at": i.previous_token_expires_at,
-        "status": i.status,
-        "enabled": i.enabled,
-        "secrets_set": i.secrets_ciphertext.is_some(),
-        "legacy_hits": i.legacy_hits,
-        "last_legacy_hit_at": i.last_legacy_hit_at,
-        "cutover_state": i.cutover_state,
-        "created_at": i.created_at,
-        "updated_at": i.updated_at,
-    })
+    json!(IntegrationView::of(i))
 }
 
 pub async fn create(
