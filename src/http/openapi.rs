@@ -2,7 +2,7 @@
 //! registered through `utoipa_axum::routes!`, so a route cannot exist without its documentation. `finish`
 //! adds what every operation shares: the two ways to authenticate and the error answers of the extractors.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::{OpenApi as _, ToSchema};
@@ -67,7 +67,9 @@ pub fn base() -> OpenApi {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .description(Some("The same API token as `Authorization: Bearer <token>`"))
+                .description(Some(
+                    "The same API token as `Authorization: Bearer <token>`",
+                ))
                 .build(),
         ),
     );
@@ -96,6 +98,10 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
 fn shared_errors(op: &mut Operation) {
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let has_body = op.request_body.is_some();
+    let has_query =
+        op.parameters.iter().flatten().any(
+            |p| matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == ParameterIn::Query),
+        );
     let mut add = |status: &str, description: &str| {
         op.responses
             .responses
@@ -114,6 +120,12 @@ fn shared_errors(op: &mut Operation) {
         add(
             "404",
             "No such account for this user, or no such record in it (`not_found`)",
+        );
+    }
+    if has_query {
+        add(
+            "422",
+            "A query parameter out of its range (`validation_failed`)",
         );
     }
     if has_body {
@@ -163,7 +175,10 @@ mod tests {
                 operations += 1;
                 let codes: Vec<&str> = op.responses.responses.keys().map(String::as_str).collect();
                 assert!(codes.contains(&"401"), "{path}: {codes:?}");
-                assert!(codes.iter().any(|c| c.starts_with('2')), "{path}: {codes:?}");
+                assert!(
+                    codes.iter().any(|c| c.starts_with('2')),
+                    "{path}: {codes:?}"
+                );
                 assert!(op.operation_id.is_some(), "{path}");
                 assert!(op.tags.as_ref().is_some_and(|t| !t.is_empty()), "{path}");
                 if op.request_body.is_some() {
@@ -198,8 +213,15 @@ mod tests {
         }
         // Two request bodies of one name would be one schema: every body referenced must describe its own fields.
         let text = serde_json::to_string(&doc).unwrap();
-        for name in ["CreateInboxBody", "CreateMigrationBody", "CreateIntegrationBody"] {
-            assert!(text.contains(&format!("#/components/schemas/{name}")), "{name}");
+        for name in [
+            "CreateInboxBody",
+            "CreateMigrationBody",
+            "CreateIntegrationBody",
+        ] {
+            assert!(
+                text.contains(&format!("#/components/schemas/{name}")),
+                "{name}"
+            );
         }
     }
 }

@@ -4,8 +4,8 @@
 pub mod engine;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::services::{Ferry, ServiceError};
 use crate::store::{Inbox, InboxMigration, MatchKey, StoreError};

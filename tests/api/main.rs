@@ -14,6 +14,7 @@ mod integrations;
 mod media;
 mod migrations;
 mod multinode;
+mod openapi;
 mod ops;
 mod read_api;
 mod store;
@@ -53,6 +54,7 @@ fn main() {
         read_api::contacts_list_their_contact_inboxes_in_native_formats,
         read_api::unknown_routes_and_methods_answer_in_the_error_shape,
         read_api::health_and_readiness,
+        openapi::the_document_matches_the_routes_and_the_answers,
         datagen::generated_data_matches_its_report,
         datagen::shared_contacts_are_the_same_person_in_two_formats,
         store::email_uniqueness_is_enforced_by_the_database_under_concurrency,
