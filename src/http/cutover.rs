@@ -137,7 +137,7 @@ struct Reveal {
     reveal: Option<bool>,
 }
 
-/// Every Evolution instance with the webhook URL to point it at.
+/// Every integration with the webhook URL to point its provider at.
 #[utoipa::path(
     get,
     path = "/integrations/legacy/tokens",
@@ -145,7 +145,7 @@ struct Reveal {
     tag = "legacy cut-over",
     params(Reveal),
     responses(
-        (status = 200, description = "The instances and their URLs", body = Object),
+        (status = 200, description = "Every integration with its webhook URL, masked unless `reveal`", body = Vec<Object>),
         (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),

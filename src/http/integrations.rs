@@ -28,6 +28,17 @@ pub fn router() -> OpenApiRouter<Ferry> {
         .routes(routes!(enable))
 }
 
+/// The provider an integration connects to.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documentation: the body carries the name, which `Provider::parse` checks.
+enum ProviderName {
+    Evolution,
+    WhatsappCloud,
+    Dialog360,
+    TwilioWhatsapp,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 struct IntegrationList {
     data: Vec<IntegrationView>,
@@ -87,8 +98,7 @@ async fn show(
 struct CreateIntegrationBody {
     #[schema(example = 1)]
     inbox_id: i64,
-    /// `evolution`, `whatsapp_cloud`, `dialog360` or `twilio`.
-    #[schema(example = "evolution")]
+    #[schema(example = "evolution", value_type = ProviderName)]
     provider: String,
     instance_name: Option<String>,
     phone_number_id: Option<String>,
@@ -168,8 +178,8 @@ async fn reveal(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    /// How long the current token keeps routing; default 86,400 (24 hours).
-    #[schema(minimum = 0)]
+    /// How long the current token keeps routing, at most 30 days; default 86,400 (24 hours).
+    #[schema(minimum = 0, maximum = 2_592_000)]
     overlap_seconds: Option<i64>,
 }
 
@@ -209,7 +219,10 @@ async fn rotate(
                 "must not be negative",
             ));
         }
-        Some(s) => chrono::Duration::seconds(s),
+        // Beyond chrono's range is beyond the 30 days `rotate` allows (and must not panic).
+        Some(s) => chrono::Duration::try_seconds(s).ok_or_else(|| {
+            ApiError::validation("overlap_seconds", "must be between 0 and 30 days")
+        })?,
         None => DEFAULT_OVERLAP,
     };
     let issued =

@@ -64,6 +64,25 @@ struct DryRun {
     plan: Preview,
 }
 
+/// One Server-Sent Event of a migration's stream.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation of what `progress_stream` writes.
+struct MigrationEvent {
+    event: EventName,
+    /// The migration (a `MigrationView`) as JSON.
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum EventName {
+    /// Whenever the migration changes while it is queued or running.
+    Progress,
+    /// Once, with the migration at its final status; the stream then ends.
+    Done,
+}
+
 /// The inbox's migrations (as source), newest first.
 #[utoipa::path(
     get,
@@ -361,7 +380,7 @@ async fn revert(
         ("id" = i64, Path, description = "Migration id", example = 1)
     ),
     responses(
-        (status = 200, description = "`event: progress` / `event: done`, each `data` a migration as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A stream of events", content_type = "text/event-stream", body = MigrationEvent),
         (status = 403, description = "Not an administrator of the account", body = ErrorBody),
     )
 )]

@@ -15,7 +15,7 @@ use utoipa::{OpenApi as _, ToSchema};
                        token webhook routing and on-demand account import. Every route is scoped to the path's \
                        account and checked against the caller's role in it; errors always have the shape \
                        `{\"error\": {\"code\", \"message\", \"details\"?}}`.",
-        license(name = "MIT OR Apache-2.0")
+        license(name = "MIT")
     ),
     security(("api_access_token" = []), ("bearer" = [])),
     components(schemas(ErrorBody, ErrorDetail)),

@@ -469,16 +469,20 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let n: i64 = digits
         .parse()
         .map_err(|_| invalid("overlap", "write a number and a unit: 24h, 30m, 90s or 2d"))?;
-    match unit {
-        "s" => Ok(Duration::seconds(n)),
-        "m" => Ok(Duration::minutes(n)),
-        "h" | "" => Ok(Duration::hours(n)),
-        "d" => Ok(Duration::days(n)),
-        _ => Err(invalid(
-            "overlap",
-            "write a number and a unit: 24h, 30m, 90s or 2d",
-        )),
-    }
+    let duration = match unit {
+        "s" => Duration::try_seconds(n),
+        "m" => Duration::try_minutes(n),
+        "h" | "" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        _ => {
+            return Err(invalid(
+                "overlap",
+                "write a number and a unit: 24h, 30m, 90s or 2d",
+            ));
+        }
+    };
+    // Out of chrono's range is certainly more than the 30 days `rotate` allows.
+    duration.ok_or_else(|| invalid("overlap", "must be between 0 and 30 days"))
 }
 
 fn clean(value: Option<String>) -> Option<String> {
@@ -487,6 +491,13 @@ fn clean(value: Option<String>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn overlaps_too_large_for_a_duration_are_refused_not_a_panic() {
+        assert!(parse_duration("99999999999999999d").is_err());
+        assert!(parse_duration("9223372036854775807s").is_err());
+        assert_eq!(parse_duration("2d").unwrap(), Duration::days(2));
+    }
+
     use super::*;
 
     #[test]
