@@ -163,8 +163,6 @@ pub fn error_response(description: &str) -> utoipa::openapi::Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn every_operation_documents_authentication_failures_and_its_errors() {
         let doc = crate::http::openapi_document();

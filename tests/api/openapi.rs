@@ -40,6 +40,7 @@ pub async fn the_document_matches_the_routes_and_the_answers(db: Db) {
     assert!(operations >= 30, "{operations}");
 
     let (report, token) = seeded(&app, 12, 0.3).await;
+    let raw_token = token.clone();
     let token = Some(token.as_str());
     let account = report.account_id;
     let source = inbox_of(&report, ChannelType::Evolution);
@@ -228,7 +229,7 @@ pub async fn the_document_matches_the_routes_and_the_answers(db: Db) {
                 method.to_uppercase().parse().unwrap(),
                 format!("{}{path}", app.base),
             )
-            .header("api_access_token", token.unwrap());
+            .header("api_access_token", &raw_token);
         if let Some(body) = &body {
             request = request.json(body);
         }
