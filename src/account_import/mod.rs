@@ -288,8 +288,9 @@ pub async fn fetch_media(
 /// `GET /migration-status` (SPEC 5.1).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ImportStatusView {
-    /// `not-started`, `not-needed`, `channels-migrated`, `recent-messages-migrated`, `completed`,
-    /// `channel-failure`, `recent-messages-failure`, and `messages-failure` for administrators only.
+    /// `not-started`, `not-needed`, `migrating`, `channels-migrated`, `recent-messages-migrated`, `completed`,
+    /// `channel-failure`, `recent-messages-failure`; `messages-failure` only with `?detail=true` (clients see
+    /// `completed`).
     pub status: String,
     /// `channels`, `recent`, `all` or `done`; null before the first import.
     pub stage: Option<String>,

@@ -171,6 +171,7 @@ fn explicit_null<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 /// The fields to change; at least one. `null` clears `phone_number` or `provider_config`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 struct UpdateInboxBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "explicit_null")]

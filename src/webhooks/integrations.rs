@@ -194,7 +194,7 @@ pub struct IntegrationView {
     pub id: i64,
     pub account_id: i64,
     pub inbox_id: Option<i64>,
-    /// `evolution`, `whatsapp_cloud`, `dialog360` or `twilio`.
+    /// `evolution`, `whatsapp_cloud`, `dialog360` or `twilio_whatsapp`.
     pub provider: String,
     pub instance_name: Option<String>,
     pub phone_number_id: Option<String>,

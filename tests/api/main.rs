@@ -192,6 +192,10 @@ fn main() {
         }
     }
     trials.push(Trial::test(
+        "cli::openapi_prints_the_committed_document",
+        || helpers::run_plain(openapi::cli_prints_the_committed_document()),
+    ));
+    trials.push(Trial::test(
         "sqlite::cli::serve_demo_prints_a_working_token_and_keeps_data",
         || helpers::run_plain(cli::serve_demo_prints_a_working_token_and_keeps_data()),
     ));
