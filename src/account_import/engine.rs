@@ -162,6 +162,7 @@ async fn run_inner(
         merge_brazil_ninth_digit: account.merge_brazil_ninth_digit,
         started: std::time::Instant::now(),
         committed: std::sync::atomic::AtomicU64::new(0),
+        batches: std::sync::atomic::AtomicU64::new(0),
     };
     for inbox in ferry.store.list_inboxes(account.id).await? {
         if let (Some(channel), Ok(kind)) = (
@@ -286,6 +287,7 @@ struct Stage<'a> {
     merge_brazil_ninth_digit: bool,
     started: std::time::Instant,
     committed: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
 }
 
 /// A thread as this stage imports it: a conversation, or (web widget) only starred flags.
@@ -387,6 +389,13 @@ impl Stage<'_> {
                 other => break other?.ok_or(StageError::LeaseLost)?,
             }
         };
+        // The tables this import fills grow from nothing: with statistics from when they were empty, PostgreSQL
+        // scans them where an index would serve. Refreshed whenever the batches run doubled (1, 2, 4, …), so
+        // the estimates stay within a factor of two for a handful of cheap (sampling) ANALYZEs.
+        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if batches.is_power_of_two() {
+            self.ferry.store.refresh_import_statistics().await?;
+        }
         crate::metrics::batch(
             "account_import",
             started.elapsed().as_secs_f64(),

@@ -215,6 +215,8 @@ pub trait AccountImportStore: Send + Sync {
         stage: &str,
         batch: &ImportBatch,
     ) -> Result<Option<ImportBatchOutcome>>;
+    /// Fresh planner statistics for the tables an import fills (PostgreSQL; SQLite needs none).
+    async fn refresh_import_statistics(&self) -> Result<()>;
     /// `recent` done → stage `all`, account `recent-messages-migrated`; `all` done → `completed`.
     async fn finish_import_stage(&self, id: i64, token: &str, stage: &str) -> Result<bool>;
     /// The stage failed: the import is `failed`, the account gets `account_status`.
@@ -501,6 +503,16 @@ macro_rules! impl_account_import_store {
                 Ok(Some(inboxes))
             }
 
+            async fn refresh_import_statistics(&self) -> Result<()> {
+                if Self::BACKEND == $crate::store::Backend::Postgres {
+                    // ANALYZE samples a bounded number of rows: its cost does not grow with the tables.
+                    sqlx::raw_sql("ANALYZE conversations, contacts, contact_inboxes")
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
             async fn import_batch(
                 &self,
                 id: i64,
@@ -597,10 +609,13 @@ macro_rules! impl_account_import_store {
                             // The identity key folds the Brazilian ninth digit; without merging, the exact identity
                             // (which is then the key) must match.
                             let column = if batch.merge_brazil_ninth_digit { "ci.wa_key" } else { "ci.wa_identity" };
+                            // Through the account's inboxes, so that the (inbox_id, key) indexes serve the lookup.
                             let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                                 "SELECT {column}, MIN(ci.contact_id) FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
-                                 WHERE c.account_id = "
+                                 WHERE ci.inbox_id IN (SELECT id FROM inboxes WHERE account_id = "
                             ));
+                            qb.push_bind(account_id);
+                            qb.push(") AND c.account_id = ");
                             qb.push_bind(account_id);
                             qb.push(format!(" AND {column} IN ("));
                             let mut list = qb.separated(", ");
