@@ -1,4 +1,5 @@
 use clap::Parser;
+use ferry::cli::Command;
 
 #[tokio::main]
 async fn main() {
@@ -17,6 +18,17 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Worker | Command::Bench { .. }
+    ) {
+        // Rust ignores SIGPIPE, so printing to a reader that hung up (`| head`) would panic. One-shot commands
+        // end quietly instead, like other Unix tools; servers keep ignoring it (their sockets report EPIPE).
+        // SAFETY: at startup, before the command runs; nothing else in the process changes this disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(e) = ferry::cli::run(cli).await {
         // One line, the whole cause chain, non-zero exit.
         eprintln!("error: {e:#}");

@@ -378,8 +378,8 @@ fn types_of(schema: &Value) -> Option<Vec<String>> {
     }
 }
 
-/// `ferry openapi` needs no database and prints what is committed; a reader that stops early (`| head`) is no
-/// error.
+/// `ferry openapi` needs no database and prints what is committed; a reader that stops early (`| head`) ends it
+/// quietly.
 pub async fn cli_prints_the_committed_document() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("openapi")
@@ -405,9 +405,11 @@ pub async fn cli_prints_the_committed_document() {
     std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
     drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
+    // Ended by SIGPIPE, as `cat` would be, or done writing in time: never a panic.
+    use std::os::unix::process::ExitStatusExt;
     assert!(
-        !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+        output.status.success() || output.status.signal() == Some(13),
         "{output:?}"
     );
+    assert!(output.stderr.is_empty(), "{output:?}");
 }
