@@ -60,6 +60,16 @@ pub struct Config {
     #[arg(long, env = "FERRY_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
+    /// Behind a reverse proxy you run: sign-in throttling takes the client's address from the last
+    /// `X-Forwarded-For` entry (the one the proxy appended) instead of the connection's peer
+    #[arg(
+        long = "trust-forwarded-for",
+        env = "FERRY_TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        global = true
+    )]
+    pub trust_forwarded_for: bool,
+
     /// Log filter, e.g. `info` or `ferry=debug,sqlx=warn`
     #[arg(long, env = "FERRY_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -344,6 +354,7 @@ impl Config {
             redis_url: None,
             redis_prefix: "ferry".into(),
             public_url: None,
+            trust_forwarded_for: false,
             log: "info".into(),
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
@@ -428,6 +439,10 @@ impl Config {
             ),
             ("FERRY_REDIS_PREFIX", self.redis_prefix.clone()),
             ("FERRY_PUBLIC_URL", self.public_url()),
+            (
+                "FERRY_TRUST_FORWARDED_FOR",
+                self.trust_forwarded_for.to_string(),
+            ),
             ("FERRY_LOG", self.log.clone()),
             (
                 "FERRY_LOG_FORMAT",

@@ -33,16 +33,16 @@ pub trait WebStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<WebSession>>;
     async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()>;
-    /// Records a sign-in attempt as failed (until its password is verified and `clear_login_failures` runs)
-    /// and answers how many failed in the email's current window (begun after `since`), this one included, and
-    /// when that window began.
+    /// Records a sign-in attempt as failed under a throttle key (until its password is verified and
+    /// `clear_login_failures` runs) and answers how many failed in the key's current window (begun after
+    /// `since`), this one included, and when that window began.
     async fn record_login_failure(
         &self,
-        email: &str,
+        key: &str,
         now: DateTime<Utc>,
         since: DateTime<Utc>,
     ) -> Result<(i64, Option<DateTime<Utc>>)>;
-    async fn clear_login_failures(&self, email: &str) -> Result<()>;
+    async fn clear_login_failures(&self, key: &str) -> Result<()>;
     /// The accounts a user has a role in, by name.
     async fn user_accounts(&self, user_id: i64) -> Result<Vec<(Account, Role)>>;
     /// The newest imported attachments of the account that could not be downloaded, with their reasons.
@@ -142,26 +142,26 @@ macro_rules! impl_web_store {
 
             async fn record_login_failure(
                 &self,
-                email: &str,
+                key: &str,
                 now: DateTime<Utc>,
                 since: DateTime<Utc>,
             ) -> Result<(i64, Option<DateTime<Utc>>)> {
-                // Windows that ended count no more (of any email): the table stays as small as the window.
+                // Windows that ended count no more (of any key): the table stays as small as the window.
                 sqlx::query("DELETE FROM web_login_failures WHERE window_started_at < $1")
                     .bind(since)
                     .execute(&self.pool)
                     .await?;
-                // One statement: the row lock serializes concurrent attempts on the same email.
+                // One statement: the row lock serializes concurrent attempts on the same key.
                 let (failures, started): (i64, DateTime<Utc>) = sqlx::query_as(
-                    "INSERT INTO web_login_failures (email, failures, window_started_at) VALUES ($1, 1, $2) \
-                     ON CONFLICT (email) DO UPDATE SET \
+                    "INSERT INTO web_login_failures (throttle_key, failures, window_started_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (throttle_key) DO UPDATE SET \
                      failures = CASE WHEN web_login_failures.window_started_at < $3 THEN 1 \
                                      ELSE web_login_failures.failures + 1 END, \
                      window_started_at = CASE WHEN web_login_failures.window_started_at < $3 THEN excluded.window_started_at \
                                               ELSE web_login_failures.window_started_at END \
                      RETURNING failures, window_started_at",
                 )
-                .bind(email)
+                .bind(key)
                 .bind(now)
                 .bind(since)
                 .fetch_one(&self.pool)
@@ -169,9 +169,9 @@ macro_rules! impl_web_store {
                 Ok((failures, Some(started)))
             }
 
-            async fn clear_login_failures(&self, email: &str) -> Result<()> {
-                sqlx::query("DELETE FROM web_login_failures WHERE email = $1")
-                    .bind(email)
+            async fn clear_login_failures(&self, key: &str) -> Result<()> {
+                sqlx::query("DELETE FROM web_login_failures WHERE throttle_key = $1")
+                    .bind(key)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

@@ -106,6 +106,7 @@ struct LoginForm {
 
 async fn login(
     State(ferry): State<Ferry>,
+    peer: session::PeerAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -138,12 +139,28 @@ async fn login(
     };
     // Every attempt counts as a failure until the password is verified, and is counted in the same
     // transaction that records it: parallel guesses cannot all pass a check made before any was recorded.
-    match ferry.store.record_login_failure(&email, now, since).await {
-        Ok((n, Some(oldest))) if n > session::MAX_FAILURES => {
-            return fail(locked_message(oldest), StatusCode::TOO_MANY_REQUESTS);
+    // Three counters, so that guessing from one address cannot lock the user out everywhere.
+    let address = session::client_address(ferry.config.trust_forwarded_for, &headers, peer.0);
+    let pair = format!("pair {address} {email}");
+    let by_email = format!("email {email}");
+    let counters = [
+        (pair.clone(), session::MAX_FAILURES),
+        (
+            format!("address {address}"),
+            session::MAX_FAILURES_PER_ADDRESS,
+        ),
+        (by_email.clone(), session::MAX_FAILURES_PER_EMAIL),
+    ];
+    let mut locked = None;
+    for (key, limit) in counters {
+        match ferry.store.record_login_failure(&key, now, since).await {
+            Ok((n, Some(oldest))) if n > limit => locked = locked.max(Some(oldest)),
+            Ok(_) => {}
+            Err(e) => return WebError::from(e).into_response(),
         }
-        Ok(_) => {}
-        Err(e) => return WebError::from(e).into_response(),
+    }
+    if let Some(oldest) = locked {
+        return fail(locked_message(oldest), StatusCode::TOO_MANY_REQUESTS);
     }
     let user = match ferry.store.find_user_by_email(&email).await {
         Ok(u) => u,
@@ -167,8 +184,11 @@ async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    if let Err(e) = ferry.store.clear_login_failures(&email).await {
-        return WebError::from(e).into_response();
+    // The address's own counter stays: signing in to one's own account must not reset a guesser's count.
+    for key in [pair, by_email] {
+        if let Err(e) = ferry.store.clear_login_failures(&key).await {
+            return WebError::from(e).into_response();
+        }
     }
     // A new session on every sign-in (no fixation); the one this browser had ends.
     if let Some(previous) = session::cookie(&headers, SESSION_COOKIE) {

@@ -22,9 +22,53 @@ pub const LOGIN_CSRF_COOKIE: &str = "ferry_login_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const SESSION_HOURS: i64 = 12;
-/// Sign-in failures per email within the window before further attempts are refused until it passes.
+/// Sign-in failures within the window before further attempts are refused until it passes: for one email from
+/// one client address (a guesser, or someone who forgot their password)…
 pub const MAX_FAILURES: i64 = 5;
+/// …from one address across emails (one guesser trying many accounts)…
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// …and for one email from anywhere (guessers spread over many addresses). Only this one can lock a user out
+/// from elsewhere, and it takes this many failures, not five.
+pub const MAX_FAILURES_PER_EMAIL: i64 = 30;
 pub const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+/// The connection's peer address (set when the server is served with connect info).
+pub struct PeerAddr(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+/// The client's address for throttling: the connection's peer, or behind a proxy you run
+/// (`FERRY_TRUST_FORWARDED_FOR`) the last `X-Forwarded-For` entry, the one that proxy appended. Earlier entries
+/// are whatever the client sent and prove nothing.
+pub fn client_address(
+    trust_forwarded_for: bool,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> String {
+    // Only the very last entry: if it cannot be read, an earlier one (the client's own) must not take its place.
+    let forwarded = trust_forwarded_for
+        .then(|| headers.get_all("x-forwarded-for").iter().next_back())
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok());
+    match (forwarded, peer) {
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(peer)) => peer.ip().to_string(),
+        (None, None) => "unknown".into(),
+    }
+}
 
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -287,6 +331,29 @@ pub async fn start(ferry: &Ferry, user: &User) -> Result<String, WebError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_is_the_proxys_last_entry_only_when_trusted() {
+        let peer = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            "192.0.2.1, 198.51.100.7".parse().unwrap(),
+        );
+        assert_eq!(client_address(true, &headers, peer), "198.51.100.7");
+        assert_eq!(client_address(false, &headers, peer), "127.0.0.1");
+        // A second header line is appended by the next proxy: its entry is the last one.
+        headers.append("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        assert_eq!(client_address(true, &headers, peer), "2001:db8::1");
+        // Not an address: the peer, never the text (it would be a key the client chooses), nor an earlier entry.
+        let mut junk = HeaderMap::new();
+        junk.insert(
+            "x-forwarded-for",
+            "198.51.100.9, not-an-ip".parse().unwrap(),
+        );
+        assert_eq!(client_address(true, &junk, peer), "127.0.0.1");
+        assert_eq!(client_address(true, &HeaderMap::new(), None), "unknown");
+    }
 
     #[test]
     fn only_app_paths_are_followed_after_signing_in() {

@@ -17,6 +17,7 @@ mod multinode;
 mod openapi;
 mod ops;
 mod read_api;
+mod sign_in;
 mod store;
 mod webhooks;
 
@@ -54,6 +55,8 @@ fn main() {
         read_api::contacts_list_their_contact_inboxes_in_native_formats,
         read_api::unknown_routes_and_methods_answer_in_the_error_shape,
         read_api::health_and_readiness,
+        sign_in::guessers_are_throttled_by_address_and_email,
+        sign_in::forwarded_for_is_ignored_unless_trusted,
         openapi::the_document_matches_the_routes_and_the_answers,
         datagen::generated_data_matches_its_report,
         datagen::shared_contacts_are_the_same_person_in_two_formats,
