@@ -43,6 +43,8 @@ pub trait WebStore: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<(i64, Option<DateTime<Utc>>)>;
     async fn clear_login_failures(&self, key: &str) -> Result<()>;
+    /// Takes one attempt back from a key's count (a sign-in that turned out right), keeping the others.
+    async fn forgive_login_attempt(&self, key: &str) -> Result<()>;
     /// The accounts a user has a role in, by name.
     async fn user_accounts(&self, user_id: i64) -> Result<Vec<(Account, Role)>>;
     /// The newest imported attachments of the account that could not be downloaded, with their reasons.
@@ -167,6 +169,16 @@ macro_rules! impl_web_store {
                 .fetch_one(&self.pool)
                 .await?;
                 Ok((failures, Some(started)))
+            }
+
+            async fn forgive_login_attempt(&self, key: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE web_login_failures SET failures = failures - 1 WHERE throttle_key = $1 AND failures > 0",
+                )
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
 
             async fn clear_login_failures(&self, key: &str) -> Result<()> {

@@ -142,18 +142,16 @@ async fn login(
     // Three counters, so that guessing from one address cannot lock the user out everywhere.
     let address = session::client_address(ferry.config.trust_forwarded_for, &headers, peer.0);
     let pair = format!("pair {address} {email}");
+    let by_address = format!("address {address}");
     let by_email = format!("email {email}");
     let counters = [
-        (pair.clone(), session::MAX_FAILURES),
-        (
-            format!("address {address}"),
-            session::MAX_FAILURES_PER_ADDRESS,
-        ),
-        (by_email.clone(), session::MAX_FAILURES_PER_EMAIL),
+        (&pair, session::MAX_FAILURES),
+        (&by_address, session::MAX_FAILURES_PER_ADDRESS),
+        (&by_email, session::MAX_FAILURES_PER_EMAIL),
     ];
     let mut locked = None;
     for (key, limit) in counters {
-        match ferry.store.record_login_failure(&key, now, since).await {
+        match ferry.store.record_login_failure(key, now, since).await {
             Ok((n, Some(oldest))) if n > limit => locked = locked.max(Some(oldest)),
             Ok(_) => {}
             Err(e) => return WebError::from(e).into_response(),
@@ -184,11 +182,15 @@ async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    // The address's own counter stays: signing in to one's own account must not reset a guesser's count.
-    for key in [pair, by_email] {
-        if let Err(e) = ferry.store.clear_login_failures(&key).await {
-            return WebError::from(e).into_response();
-        }
+    // The address's earlier failures stay (signing in to one's own account must not reset a guesser's count);
+    // only this attempt, which was right, is taken back: many people signing in behind one address are fine.
+    let cleared = async {
+        ferry.store.clear_login_failures(&pair).await?;
+        ferry.store.clear_login_failures(&by_email).await?;
+        ferry.store.forgive_login_attempt(&by_address).await
+    };
+    if let Err(e) = cleared.await {
+        return WebError::from(e).into_response();
     }
     // A new session on every sign-in (no fixation); the one this browser had ends.
     if let Some(previous) = session::cookie(&headers, SESSION_COOKIE) {

@@ -75,6 +75,14 @@ pub async fn guessers_are_throttled_by_address_and_email(db: Db) {
         303
     );
 
+    // Many people signing in behind one address: right passwords never add up to a lock.
+    for _ in 0..25 {
+        assert_eq!(
+            sign_in(&app, "203.0.113.50", "bo@clinic.test", PASSWORD).await,
+            303
+        );
+    }
+
     // One address trying many accounts: twenty failures in all, then refused for any email.
     for i in 0..20 {
         let email = format!("nobody{i}@clinic.test");
