@@ -235,7 +235,7 @@ fn locked_message(oldest: chrono::DateTime<Utc>) -> String {
         .ceil()
         .max(1.0) as i64;
     format!(
-        "Too many failed sign-ins for this email. Try again in {minutes} minute{}.",
+        "Too many failed sign-ins from here or for this email. Try again in {minutes} minute{}.",
         if minutes == 1 { "" } else { "s" }
     )
 }
