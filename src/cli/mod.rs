@@ -721,7 +721,8 @@ async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Re
     Ok(())
 }
 
-/// Writes to stdout; a reader that went away (`| head`) ends the command quietly instead of a panic.
+/// Writes to stdout; a reader that went away (`| head`) is no error. (Run from `main`, SIGPIPE usually ends the
+/// command first; this covers callers that ignore it.)
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
