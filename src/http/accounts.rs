@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiQuery};
+use super::params::AccountPath;
 use crate::account_import::{self, ImportError, ImportStatusView, SourceError};
 use crate::domain::Role;
 use crate::services::Ferry;
@@ -68,7 +69,7 @@ struct AccountView {
     path = "/accounts/{account_id}",
     operation_id = "get_account",
     tag = "accounts",
-    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    params(AccountPath),
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 503, description = "The legacy system could not be asked (`legacy_unavailable`)", body = super::openapi::ErrorBody),
@@ -118,7 +119,7 @@ struct MigrateAccepted {
     path = "/accounts/{account_id}/migrate",
     operation_id = "start_account_import",
     tag = "accounts",
-    params(("account_id" = i64, Path, description = "Account id", example = 1), MigrateQuery),
+    params(AccountPath, MigrateQuery),
     responses(
         (status = 202, description = "Queued, or already under way", body = MigrateAccepted),
         (status = 403, description = "`force` without the administrator role (`forbidden`) or while forced \
@@ -165,7 +166,7 @@ struct StatusQuery {
     path = "/accounts/{account_id}/migration-status",
     operation_id = "get_account_import_status",
     tag = "accounts",
-    params(("account_id" = i64, Path, description = "Account id", example = 1), StatusQuery),
+    params(AccountPath, StatusQuery),
     responses(
         (status = 200, description = "The status", body = ImportStatusView),
         (status = 403, description = "`detail` without the administrator role", body = super::openapi::ErrorBody),

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiResult;
 use super::extract::{AccountAccess, ApiPath, ApiQuery};
+use super::params::{AccountPath, ConversationPath, InboxPath};
 use super::{Listing, PageQuery};
 use crate::services::Ferry;
 use crate::store::{Attachment, Contact, ContactInbox, Conversation, Message};
@@ -45,7 +46,7 @@ pub struct MessageView {
     path = "/accounts/{account_id}/contacts",
     operation_id = "list_contacts",
     tag = "conversations",
-    params(("account_id" = i64, Path, description = "Account id", example = 1), PageQuery),
+    params(AccountPath, PageQuery),
     responses((status = 200, description = "A page of contacts", body = Listing<ContactView>))
 )]
 async fn contacts(
@@ -77,8 +78,7 @@ async fn contacts(
     operation_id = "list_conversations",
     tag = "conversations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Inbox id", example = 1),
+        InboxPath,
         PageQuery
     ),
     responses((status = 200, description = "A page of conversations", body = Listing<Conversation>))
@@ -86,7 +86,7 @@ async fn contacts(
 async fn conversations(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Listing<Conversation>>> {
     let page = q.page()?;
@@ -106,15 +106,16 @@ async fn conversations(
     operation_id = "get_conversation",
     tag = "conversations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("conversation_id" = i64, Path, description = "Conversation id", example = 1)
+        ConversationPath
     ),
     responses((status = 200, description = "The conversation", body = Conversation))
 )]
 async fn conversation(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, conversation_id)): ApiPath<(i64, i64)>,
+    ApiPath(ConversationPath {
+        conversation_id, ..
+    }): ApiPath<ConversationPath>,
 ) -> ApiResult<Json<Conversation>> {
     Ok(Json(
         ferry
@@ -131,8 +132,7 @@ async fn conversation(
     operation_id = "list_messages",
     tag = "conversations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("conversation_id" = i64, Path, description = "Conversation id", example = 1),
+        ConversationPath,
         PageQuery
     ),
     responses((status = 200, description = "A page of messages", body = Listing<MessageView>))
@@ -140,7 +140,9 @@ async fn conversation(
 async fn messages(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, conversation_id)): ApiPath<(i64, i64)>,
+    ApiPath(ConversationPath {
+        conversation_id, ..
+    }): ApiPath<ConversationPath>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Listing<MessageView>>> {
     let page = q.page()?;

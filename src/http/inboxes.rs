@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath};
 use super::openapi::ErrorBody;
+use super::params::{AccountPath, InboxPath};
 use crate::domain::ChannelType;
 use crate::services::{CreateInbox, Ferry, UpdateInbox};
 use crate::store::Inbox;
@@ -77,7 +78,7 @@ struct InboxList {
     path = "/accounts/{account_id}/inboxes",
     operation_id = "list_inboxes",
     tag = "inboxes",
-    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    params(AccountPath),
     responses((status = 200, description = "Every inbox of the account", body = InboxList))
 )]
 async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Json<InboxList>> {
@@ -96,15 +97,14 @@ async fn list(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Js
     operation_id = "get_inbox",
     tag = "inboxes",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Inbox id", example = 1)
+        InboxPath
     ),
     responses((status = 200, description = "The inbox", body = InboxView))
 )]
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
 ) -> ApiResult<Json<InboxView>> {
     let inbox = ferry.store.get_inbox(access.account_id, inbox_id).await?;
     Ok(Json(inbox_view(&ferry, &inbox, access.is_admin())?))
@@ -133,7 +133,7 @@ struct CreateInboxBody {
     path = "/accounts/{account_id}/inboxes",
     operation_id = "create_inbox",
     tag = "inboxes",
-    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    params(AccountPath),
     request_body = CreateInboxBody,
     responses(
         (status = 201, description = "Created", body = InboxView),
@@ -190,8 +190,7 @@ struct UpdateInboxBody {
     operation_id = "update_inbox",
     tag = "inboxes",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Inbox id", example = 1)
+        InboxPath
     ),
     request_body = UpdateInboxBody,
     responses(
@@ -203,7 +202,7 @@ struct UpdateInboxBody {
 async fn update(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
     ApiJson(body): ApiJson<UpdateInboxBody>,
 ) -> ApiResult<Json<InboxView>> {
     access.require_admin()?;

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath};
 use super::openapi::ErrorBody;
+use super::params::{AccountPath, IntegrationPath};
 use crate::services::Ferry;
 use crate::webhooks::integrations::{
     self as integrations, CreateIntegration, DEFAULT_OVERLAP, IntegrationView, IssuedView,
@@ -50,7 +51,7 @@ struct IntegrationList {
     path = "/accounts/{account_id}/integrations",
     operation_id = "list_integrations",
     tag = "integrations",
-    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    params(AccountPath),
     responses(
         (status = 200, description = "The integrations", body = IntegrationList),
         (status = 403, description = "Not an administrator of the account", body = ErrorBody),
@@ -74,8 +75,7 @@ async fn list(
     operation_id = "get_integration",
     tag = "integrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("id" = i64, Path, description = "Integration id", example = 1)
+        IntegrationPath
     ),
     responses(
         (status = 200, description = "The integration", body = IntegrationView),
@@ -85,7 +85,7 @@ async fn list(
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, id)): ApiPath<(i64, i64)>,
+    ApiPath(IntegrationPath { id, .. }): ApiPath<IntegrationPath>,
 ) -> ApiResult<Json<IntegrationView>> {
     access.require_admin()?;
     let integration = ferry.store.get_integration(access.account_id, id).await?;
@@ -116,7 +116,7 @@ struct CreateIntegrationBody {
     path = "/accounts/{account_id}/integrations",
     operation_id = "create_integration",
     tag = "integrations",
-    params(("account_id" = i64, Path, description = "Account id", example = 1)),
+    params(AccountPath),
     request_body = CreateIntegrationBody,
     responses(
         (status = 201, description = "Created, with its token and webhook URL", body = IssuedView),
@@ -156,8 +156,7 @@ async fn create(
     operation_id = "reveal_integration_token",
     tag = "integrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("id" = i64, Path, description = "Integration id", example = 1)
+        IntegrationPath
     ),
     responses(
         (status = 200, description = "The integration with its token", body = IssuedView),
@@ -167,7 +166,7 @@ async fn create(
 async fn reveal(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, id)): ApiPath<(i64, i64)>,
+    ApiPath(IntegrationPath { id, .. }): ApiPath<IntegrationPath>,
 ) -> ApiResult<Json<IssuedView>> {
     access.require_admin()?;
     let issued = integrations::reveal(&ferry, access.account_id, id, Some(access.user.id)).await?;
@@ -190,8 +189,7 @@ struct RotateBody {
     operation_id = "rotate_integration_token",
     tag = "integrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("id" = i64, Path, description = "Integration id", example = 1)
+        IntegrationPath
     ),
     request_body(content = Option<RotateBody>, content_type = "application/json"),
     responses(
@@ -202,7 +200,7 @@ struct RotateBody {
 async fn rotate(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, id)): ApiPath<(i64, i64)>,
+    ApiPath(IntegrationPath { id, .. }): ApiPath<IntegrationPath>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<IssuedView>> {
     access.require_admin()?;
@@ -237,8 +235,7 @@ async fn rotate(
     operation_id = "disable_integration",
     tag = "integrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("id" = i64, Path, description = "Integration id", example = 1)
+        IntegrationPath
     ),
     responses(
         (status = 200, description = "The integration", body = IntegrationView),
@@ -248,7 +245,7 @@ async fn rotate(
 async fn disable(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, id)): ApiPath<(i64, i64)>,
+    ApiPath(IntegrationPath { id, .. }): ApiPath<IntegrationPath>,
 ) -> ApiResult<Json<IntegrationView>> {
     set_enabled(ferry, access, id, false).await
 }
@@ -260,8 +257,7 @@ async fn disable(
     operation_id = "enable_integration",
     tag = "integrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("id" = i64, Path, description = "Integration id", example = 1)
+        IntegrationPath
     ),
     responses(
         (status = 200, description = "The integration", body = IntegrationView),
@@ -271,7 +267,7 @@ async fn disable(
 async fn enable(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, id)): ApiPath<(i64, i64)>,
+    ApiPath(IntegrationPath { id, .. }): ApiPath<IntegrationPath>,
 ) -> ApiResult<Json<IntegrationView>> {
     set_enabled(ferry, access, id, true).await
 }

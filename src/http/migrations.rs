@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AccountAccess, ApiJson, ApiPath, ApiQuery};
 use super::openapi::ErrorBody;
+use super::params::{InboxPath, MigrationPath};
 use crate::inbox_migration::{
     self as im, Created, Destination, MigrationError, MigrationOptions, MigrationView, Preview,
 };
@@ -90,8 +91,7 @@ enum EventName {
     operation_id = "list_inbox_migrations",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+        InboxPath
     ),
     responses(
         (status = 200, description = "The migrations", body = MigrationList),
@@ -101,7 +101,7 @@ enum EventName {
 async fn list(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
 ) -> ApiResult<Json<MigrationList>> {
     access.require_admin()?;
     ferry.store.get_inbox(access.account_id, inbox_id).await?;
@@ -135,8 +135,7 @@ struct CreateMigrationBody {
     operation_id = "create_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+        InboxPath
     ),
     request_body = CreateMigrationBody,
     responses(
@@ -150,7 +149,7 @@ struct CreateMigrationBody {
 async fn create(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
     ApiJson(body): ApiJson<CreateMigrationBody>,
 ) -> ApiResult<Response> {
     access.require_admin()?;
@@ -191,8 +190,7 @@ struct PreviewQuery {
     operation_id = "preview_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
+        InboxPath,
         PreviewQuery
     ),
     responses(
@@ -204,7 +202,7 @@ struct PreviewQuery {
 async fn preview(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> ApiResult<Json<im::Preview>> {
     access.require_admin()?;
@@ -220,8 +218,7 @@ async fn preview(
     operation_id = "list_eligible_destinations",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1)
+        InboxPath
     ),
     responses(
         (status = 200, description = "The destinations", body = DestinationList),
@@ -231,7 +228,7 @@ async fn preview(
 async fn eligible(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id)): ApiPath<(i64, i64)>,
+    ApiPath(InboxPath { inbox_id, .. }): ApiPath<InboxPath>,
 ) -> ApiResult<Json<DestinationList>> {
     access.require_admin()?;
     Ok(Json(DestinationList {
@@ -266,8 +263,6 @@ async fn act(
     Ok(Json(im::to_view(ferry, &m).await?))
 }
 
-type MigrationPath = ApiPath<(i64, i64, i64)>;
-
 /// One migration with its progress.
 #[utoipa::path(
     get,
@@ -275,9 +270,7 @@ type MigrationPath = ApiPath<(i64, i64, i64)>;
     operation_id = "get_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
-        ("id" = i64, Path, description = "Migration id", example = 1)
+        MigrationPath
     ),
     responses(
         (status = 200, description = "The migration", body = MigrationView),
@@ -287,7 +280,11 @@ type MigrationPath = ApiPath<(i64, i64, i64)>;
 async fn show(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox, id)): MigrationPath,
+    ApiPath(MigrationPath {
+        inbox_id: inbox,
+        id,
+        ..
+    }): ApiPath<MigrationPath>,
 ) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Show).await
 }
@@ -299,9 +296,7 @@ async fn show(
     operation_id = "cancel_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
-        ("id" = i64, Path, description = "Migration id", example = 1)
+        MigrationPath
     ),
     responses(
         (status = 200, description = "The migration", body = MigrationView),
@@ -312,7 +307,11 @@ async fn show(
 async fn cancel(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox, id)): MigrationPath,
+    ApiPath(MigrationPath {
+        inbox_id: inbox,
+        id,
+        ..
+    }): ApiPath<MigrationPath>,
 ) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Cancel).await
 }
@@ -324,9 +323,7 @@ async fn cancel(
     operation_id = "retry_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
-        ("id" = i64, Path, description = "Migration id", example = 1)
+        MigrationPath
     ),
     responses(
         (status = 200, description = "The migration", body = MigrationView),
@@ -337,7 +334,11 @@ async fn cancel(
 async fn retry(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox, id)): MigrationPath,
+    ApiPath(MigrationPath {
+        inbox_id: inbox,
+        id,
+        ..
+    }): ApiPath<MigrationPath>,
 ) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Retry).await
 }
@@ -349,9 +350,7 @@ async fn retry(
     operation_id = "revert_inbox_migration",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
-        ("id" = i64, Path, description = "Migration id", example = 1)
+        MigrationPath
     ),
     responses(
         (status = 200, description = "The migration", body = MigrationView),
@@ -362,7 +361,11 @@ async fn retry(
 async fn revert(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox, id)): MigrationPath,
+    ApiPath(MigrationPath {
+        inbox_id: inbox,
+        id,
+        ..
+    }): ApiPath<MigrationPath>,
 ) -> ApiResult<Json<MigrationView>> {
     act(&ferry, &access, inbox, id, Action::Revert).await
 }
@@ -375,9 +378,7 @@ async fn revert(
     operation_id = "stream_inbox_migration_events",
     tag = "inbox migrations",
     params(
-        ("account_id" = i64, Path, description = "Account id", example = 1),
-        ("inbox_id" = i64, Path, description = "Source inbox id", example = 1),
-        ("id" = i64, Path, description = "Migration id", example = 1)
+        MigrationPath
     ),
     responses(
         (status = 200, description = "A stream of events", content_type = "text/event-stream", body = MigrationEvent),
@@ -387,7 +388,7 @@ async fn revert(
 async fn events(
     State(ferry): State<Ferry>,
     access: AccountAccess,
-    ApiPath((_, inbox_id, id)): ApiPath<(i64, i64, i64)>,
+    ApiPath(MigrationPath { inbox_id, id, .. }): ApiPath<MigrationPath>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     access.require_admin()?;
     let first = im::get(&ferry, access.account_id, Some(inbox_id), id).await?;

@@ -10,6 +10,7 @@ mod inboxes;
 mod integrations;
 pub(crate) mod migrations;
 pub mod openapi;
+pub mod params;
 mod webhooks;
 
 pub use webhooks::LEGACY_INSTANCE_HEADER;

@@ -614,22 +614,7 @@ pub async fn agents_forged_posts_and_guessers_are_refused(db: Db) {
     assert!(login.contains("name=\"next\" value=\"/app\""), "{login}");
 
     // Parallel guesses are all counted: at most five are even checked.
-    let page = no_redirects()
-        .get(format!("{}/login", app.base))
-        .send()
-        .await
-        .unwrap();
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body = page.text().await.unwrap();
-    let pattern = "name=\"csrf_token\" value=\"";
-    let at = body.find(pattern).unwrap() + pattern.len();
-    let login_csrf = body[at..at + body[at..].find('"').unwrap()].to_owned();
+    let (cookie, login_csrf) = crate::helpers::login_form(&app).await;
     let guesses = (0..12).map(|i| {
         let (cookie, csrf, base) = (cookie.clone(), login_csrf.clone(), app.base.clone());
         async move {

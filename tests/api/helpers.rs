@@ -474,3 +474,25 @@ impl Drop for ServeProcess {
         let _ = self.0.wait();
     }
 }
+
+/// The sign-in page's double-submit pair: the CSRF cookie (as a `Cookie` header value) and the form's token.
+pub async fn login_form(app: &TestApp) -> (String, String) {
+    let page = app
+        .client
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = page.text().await.unwrap();
+    let pattern = "name=\"csrf_token\" value=\"";
+    let at = body.find(pattern).unwrap() + pattern.len();
+    let csrf = body[at..at + body[at..].find('"').unwrap()].to_owned();
+    (cookie, csrf)
+}

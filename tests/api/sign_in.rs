@@ -3,7 +3,7 @@
 
 use ferry::domain::Role;
 
-use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::helpers::{Db, TestApp, login_form, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -13,27 +13,12 @@ async fn sign_in(app: &TestApp, address: &str, email: &str, password: &str) -> u
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = client
-        .get(format!("{}/login", app.base))
-        .send()
-        .await
-        .unwrap();
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body = page.text().await.unwrap();
-    let pattern = "name=\"csrf_token\" value=\"";
-    let at = body.find(pattern).unwrap() + pattern.len();
-    let csrf = &body[at..at + body[at..].find('"').unwrap()];
+    let (cookie, csrf) = login_form(app).await;
     let form: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("email", email),
             ("password", password),
-            ("csrf_token", csrf),
+            ("csrf_token", csrf.as_str()),
         ])
         .finish();
     client
