@@ -124,6 +124,14 @@ pub struct Config {
     #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Largest accepted webhook body, in bytes (Evolution with base64 inlines whole files; Meta sends up to 3 MB)
+    #[arg(long, env = "FERRY_WEBHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
+    pub webhook_max_body_bytes: usize,
+
+    /// Memory that webhook bodies being read and parsed may hold at once, in bytes (more waits its turn)
+    #[arg(long, env = "FERRY_WEBHOOK_BODY_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
+    pub webhook_body_memory_bytes: usize,
+
     /// The installation's Evolution API server, for integrations without their own `api_url` (cut-over, media)
     #[arg(long, env = "FERRY_EVOLUTION_API_URL", global = true)]
     pub evolution_api_url: Option<String>,
@@ -358,6 +366,8 @@ impl Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
+            webhook_max_body_bytes: 32 * 1024 * 1024,
+            webhook_body_memory_bytes: 256 * 1024 * 1024,
             media_retry_base_ms: 30_000,
             evolution_api_url: None,
             evolution_api_key: None,
@@ -463,6 +473,14 @@ impl Config {
                 num(self.migration_max_rows_per_second),
             ),
             ("FERRY_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            (
+                "FERRY_WEBHOOK_MAX_BODY_BYTES",
+                self.webhook_max_body_bytes.to_string(),
+            ),
+            (
+                "FERRY_WEBHOOK_BODY_MEMORY_BYTES",
+                self.webhook_body_memory_bytes.to_string(),
+            ),
             ("FERRY_EVOLUTION_API_URL", opt(&self.evolution_api_url)),
             ("FERRY_EVOLUTION_API_KEY", secret(&self.evolution_api_key)),
             (

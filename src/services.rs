@@ -73,6 +73,8 @@ pub struct Ferry {
     pub group_commit: Arc<GroupCommit>,
     /// The legacy system account imports read (SPEC 5.3); None when none is configured.
     pub legacy: Option<Arc<dyn crate::account_import::LegacySource>>,
+    /// The memory webhook bodies may hold at once (`FERRY_WEBHOOK_BODY_MEMORY_BYTES`).
+    pub webhook_bodies: crate::webhooks::body::BodyBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +119,13 @@ impl Ferry {
         let group_commit = Arc::new(GroupCommit::start(store.clone(), writers, 256));
         let legacy = crate::account_import::open_source(&config).await;
         let attachments = AttachmentStore::from_config(&config)?;
+        let webhook_bodies = crate::webhooks::body::BodyBudget::new(
+            config.webhook_body_memory_bytes,
+            config.webhook_max_body_bytes,
+        );
         Ok(Self {
             legacy,
+            webhook_bodies,
             group_commit,
             store,
             cipher: Cipher::new(key),

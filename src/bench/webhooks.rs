@@ -187,7 +187,7 @@ async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
             account_id: account.id,
             inbox_id: inbox.id,
             provider: Provider::parse("evolution")?,
-            instance_name: Some("bench-token".into()),
+            instance_name: Some("bench".into()),
             phone_number_id: None,
             api_url: None,
             secrets: ProviderSecrets::default(),

@@ -1,7 +1,9 @@
 //! One person's WhatsApp identity, whatever a provider calls it (SPEC 2.2).
 //!
 //! Canonical form: the digits of the E.164 number (`5511988887777`), or, for a WhatsApp "linked identity"
-//! that hides the number and has no known phone, `<digits>@lid`, which is an identity of its own.
+//! that hides the number and has no known phone, `<digits>@lid`, which is an identity of its own; or, for a user
+//! with a WhatsApp username whose number is not shared with the business, Meta's business-scoped user id
+//! (BSUID, `US.13491208655302741918`, a parent id `US.ENT.…`), valid only within one business portfolio.
 
 use std::fmt;
 
@@ -14,6 +16,7 @@ pub struct WhatsAppIdentity(Kind);
 enum Kind {
     Phone(String),
     Lid(String),
+    Bsuid(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,17 +33,23 @@ pub enum IdentityError {
     Unrecognised(String),
     #[error("a linked identity (@lid) without a phone number cannot be addressed on {0}")]
     LidNotAddressable(ChannelType),
+    #[error("a business-scoped user id (BSUID) cannot be addressed on {0}")]
+    BsuidNotAddressable(ChannelType),
     #[error("{0} is not a WhatsApp channel")]
     NotWhatsApp(ChannelType),
 }
 
 impl WhatsAppIdentity {
     /// Accepts every provider's native format: Evolution JIDs (`…@s.whatsapp.net`, `…@c.us`, with or without a
-    /// `:device` suffix, `…@lid`), Cloud/360dialog `wa_id` digits, Twilio `whatsapp:+…`, and plain `+55 (11) …`.
+    /// `:device` suffix, `…@lid`), Cloud/360dialog `wa_id` digits or BSUID (`US.…`), Twilio `whatsapp:+…`, and
+    /// plain `+55 (11) …`.
     pub fn parse(input: &str) -> Result<Self, IdentityError> {
         let s = input.trim();
         if s.is_empty() {
             return Err(IdentityError::Empty);
+        }
+        if is_bsuid(s) {
+            return Ok(Self(Kind::Bsuid(s.to_owned())));
         }
         if let Some((user, server)) = s.rsplit_once('@') {
             // `5511988887777:12@s.whatsapp.net` names device 12 of that number.
@@ -93,6 +102,10 @@ impl WhatsAppIdentity {
             (Kind::Phone(d), ChannelType::WhatsappCloud | ChannelType::Dialog360) => Ok(d.clone()),
             (Kind::Phone(d), ChannelType::TwilioWhatsapp) => Ok(format!("whatsapp:+{d}")),
             (Kind::Lid(_), c) if c.is_whatsapp_like() => Err(IdentityError::LidNotAddressable(c)),
+            (Kind::Bsuid(b), ChannelType::WhatsappCloud | ChannelType::Dialog360) => Ok(b.clone()),
+            (Kind::Bsuid(_), c) if c.is_whatsapp_like() => {
+                Err(IdentityError::BsuidNotAddressable(c))
+            }
             (_, c) => Err(IdentityError::NotWhatsApp(c)),
         }
     }
@@ -102,6 +115,7 @@ impl WhatsAppIdentity {
         match &self.0 {
             Kind::Phone(d) => d.clone(),
             Kind::Lid(d) => format!("{d}@lid"),
+            Kind::Bsuid(b) => b.clone(),
         }
     }
 
@@ -109,7 +123,7 @@ impl WhatsAppIdentity {
     pub fn phone_digits(&self) -> Option<&str> {
         match &self.0 {
             Kind::Phone(d) => Some(d),
-            Kind::Lid(_) => None,
+            Kind::Lid(_) | Kind::Bsuid(_) => None,
         }
     }
 
@@ -120,6 +134,12 @@ impl WhatsAppIdentity {
 
     pub fn is_lid(&self) -> bool {
         matches!(self.0, Kind::Lid(_))
+    }
+
+    /// A business-scoped user id: it names the person only within one business portfolio (one provider
+    /// connection), so it cannot follow them to another provider.
+    pub fn is_bsuid(&self) -> bool {
+        matches!(self.0, Kind::Bsuid(_))
     }
 
     /// The key two identities are compared by. With `merge_brazil_ninth_digit`, a Brazilian mobile number
@@ -142,6 +162,19 @@ impl fmt::Display for WhatsAppIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.canonical())
     }
+}
+
+/// `CC.<id>` or `CC.ENT.<id>`: a two-letter country code, then an alphanumeric id (Meta's business-scoped user
+/// ids). Never a phone number (letters) nor a JID (no `@`).
+fn is_bsuid(s: &str) -> bool {
+    let Some((country, rest)) = s.split_once('.') else {
+        return false;
+    };
+    let id = rest.strip_prefix("ENT.").unwrap_or(rest);
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Digits of a phone number, tolerating the punctuation people and providers put in.
@@ -259,6 +292,46 @@ mod tests {
     }
 
     #[test]
+    fn a_bsuid_is_an_identity_of_cloud_numbers_only() {
+        for raw in [
+            "US.13491208655302741918",
+            "US.ENT.13491208655302741918",
+            " BR.Ab12 ",
+        ] {
+            let b = id(raw);
+            assert!(b.is_bsuid() && !b.is_lid(), "{raw}");
+            assert_eq!(b.canonical(), raw.trim());
+            assert_eq!((b.phone_digits(), b.e164()), (None, None));
+            assert_eq!(b.match_key(true), raw.trim(), "never folded like a phone");
+            for channel in [ChannelType::WhatsappCloud, ChannelType::Dialog360] {
+                assert_eq!(b.to_source_id(channel).unwrap(), raw.trim());
+                assert_eq!(WhatsAppIdentity::from_source_id(channel, raw).unwrap(), b);
+            }
+            for channel in [ChannelType::Evolution, ChannelType::TwilioWhatsapp] {
+                assert_eq!(
+                    b.to_source_id(channel),
+                    Err(IdentityError::BsuidNotAddressable(channel))
+                );
+            }
+        }
+        for bad in [
+            "us.123",
+            "USA.123",
+            "US.",
+            "US.ENT.",
+            "US.12-3",
+            "U.123",
+            "US.123@lid",
+        ] {
+            assert!(!id_ok(bad).is_some_and(|i| i.is_bsuid()), "{bad}");
+        }
+    }
+
+    fn id_ok(s: &str) -> Option<WhatsAppIdentity> {
+        WhatsAppIdentity::parse(s).ok()
+    }
+
+    #[test]
     fn groups_broadcasts_and_junk_are_not_contacts() {
         assert!(matches!(
             WhatsAppIdentity::parse("120363025246125486@g.us"),
@@ -332,6 +405,18 @@ mod tests {
         fn match_key_is_injective_off_the_brazil_rule(a in phone_strategy(), b in phone_strategy()) {
             let (x, y) = (WhatsAppIdentity::parse(&a).unwrap(), WhatsAppIdentity::parse(&b).unwrap());
             prop_assert_eq!(x.same_person(&y, false), a == b);
+        }
+
+        #[test]
+        fn bsuids_round_trip_and_never_look_like_phones(country in "[A-Z]{2}", ent in any::<bool>(), digits in "[0-9]{1,24}", phone in phone_strategy()) {
+            let raw = format!("{country}.{}{digits}", if ent { "ENT." } else { "" });
+            let b = WhatsAppIdentity::parse(&raw).unwrap();
+            prop_assert!(b.is_bsuid());
+            prop_assert_eq!(WhatsAppIdentity::parse(&b.canonical()).unwrap(), b.clone());
+            let p = WhatsAppIdentity::parse(&phone).unwrap();
+            prop_assert!(!p.is_bsuid());
+            prop_assert!(!b.same_person(&p, true));
+            prop_assert_eq!(WhatsAppIdentity::from_source_id(ChannelType::WhatsappCloud, &b.to_source_id(ChannelType::Dialog360).unwrap()).unwrap(), b);
         }
 
         #[test]

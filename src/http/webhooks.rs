@@ -1,7 +1,7 @@
 //! Provider webhook routes (SPEC 4.1). Unknown or disabled token 404, malformed body 400 (kept as a dead letter
 //! with its raw body and headers), stored or duplicate 200.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -9,12 +9,14 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, RawBody};
+use super::extract::ApiPath;
 use crate::domain::WebhookToken;
 use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
-use crate::webhooks::ingest::{Outcome, ingest};
-use crate::webhooks::{cloud, dialog360, event::ParseError, evolution, integrations, twilio};
+use crate::webhooks::body::BodyError;
+use crate::webhooks::event::{InboundEvent, NumberedEvent, ParseError};
+use crate::webhooks::ingest::{Outcome, ingest, route_of_number};
+use crate::webhooks::{cloud, dialog360, evolution, integrations, twilio};
 
 pub fn router() -> Router<Ferry> {
     Router::new()
@@ -34,10 +36,18 @@ pub fn router() -> Router<Ferry> {
             "/webhooks/dialog360/{token}",
             axum::routing::get(dialog360_check).post(dialog360_post),
         )
-        .route("/webhooks/twilio/{token}", post(twilio_post))
+        .route(
+            "/webhooks/twilio/{token}",
+            axum::routing::get(twilio_get).post(twilio_post),
+        )
         .route(
             "/webhooks/evolution/{instance_name}",
             post(evolution_legacy),
+        )
+        // Evolution's "webhook by events" appends the event to the legacy URL too.
+        .route(
+            "/webhooks/evolution/{instance_name}/{event}",
+            post(evolution_legacy_event),
         )
 }
 
@@ -47,8 +57,26 @@ pub fn router() -> Router<Ferry> {
 async fn evolution_legacy(
     State(ferry): State<Ferry>,
     ApiPath(instance): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    legacy_inner(ferry, instance, headers, body).await
+}
+
+async fn evolution_legacy_event(
+    State(ferry): State<Ferry>,
+    ApiPath((instance, _event)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    legacy_inner(ferry, instance, headers, body).await
+}
+
+async fn legacy_inner(
+    ferry: Ferry,
+    instance: String,
     mut headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let unknown = || ApiError::not_found("evolution instance");
     if !ferry.store.legacy_route_enabled().await? {
@@ -86,11 +114,12 @@ async fn evolution_legacy(
     if let Ok(name) = axum::http::HeaderValue::from_str(&instance) {
         headers.insert(LEGACY_INSTANCE_HEADER, name);
     }
+    let body = read_body(&ferry, &route, "legacy", &headers, body).await?;
     let delivery = Delivery {
         via: "legacy",
-        ..Delivery::token(&ferry, &route, &headers, &body)
+        ..Delivery::token(&ferry, &route, &headers, &body.bytes)
     };
-    delivery.store_one(evolution::parse(&body)).await
+    delivery.store_one(evolution::parse(&body.bytes)).await
 }
 
 pub const LEGACY_INSTANCE_HEADER: &str = "x-ferry-legacy-instance";
@@ -121,15 +150,53 @@ async fn twilio_post(
     ApiPath(token): ApiPath<String>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> ApiResult<(
+    body: Body,
+) -> ApiResult<Twiml> {
+    let route = route_of(&ferry, &token, "twilio_whatsapp").await?;
+    let body = read_body(&ferry, &route, "token", &headers, body).await?;
+    let params = twilio::form(&body.bytes);
+    twilio_inner(
+        &ferry,
+        &route,
+        &uri,
+        &headers,
+        &body.bytes,
+        &params,
+        &params,
+    )
+    .await
+}
+
+/// A Twilio webhook configured as GET: the parameters are the query string, and the signature covers the URL
+/// alone (with that query string).
+async fn twilio_get(
+    State(ferry): State<Ferry>,
+    ApiPath(token): ApiPath<String>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<Twiml> {
+    let route = route_of(&ferry, &token, "twilio_whatsapp").await?;
+    let query = uri.query().unwrap_or_default().as_bytes().to_vec();
+    let params = twilio::form(&query);
+    twilio_inner(&ferry, &route, &uri, &headers, &query, &params, &Vec::new()).await
+}
+
+type Twiml = (
     StatusCode,
     [(axum::http::HeaderName, &'static str); 1],
     &'static str,
-)> {
-    let route = route_of(&ferry, &token, "twilio_whatsapp").await?;
-    let secret = integrations::route_secret(&ferry, &route, "auth_token")?.unwrap_or_default();
-    let params = twilio::form(&body);
+);
+
+async fn twilio_inner(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    raw: &[u8],
+    params: &twilio::Params,
+    signed_params: &twilio::Params,
+) -> ApiResult<Twiml> {
+    let secret = integrations::route_secret(ferry, route, "auth_token")?.unwrap_or_default();
     let url = format!(
         "{}{}",
         ferry.config.public_url(),
@@ -140,7 +207,8 @@ async fn twilio_post(
     let signature = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok());
-    if secret.is_empty() || !twilio::signature_is_valid(secret.as_bytes(), &url, &params, signature)
+    if secret.is_empty()
+        || !twilio::signature_is_valid(secret.as_bytes(), &url, signed_params, signature)
     {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -148,8 +216,8 @@ async fn twilio_post(
             "X-Twilio-Signature does not match the URL and parameters",
         ));
     }
-    let delivery = Delivery::token(&ferry, &route, &headers, &body);
-    let event = delivery.parsed(twilio::parse(&params)).await?;
+    let delivery = Delivery::token(ferry, route, headers, raw);
+    let event = delivery.parsed(twilio::parse(params)).await?;
     delivery.store(event).await?;
     Ok((
         StatusCode::OK,
@@ -172,18 +240,19 @@ async fn dialog360_post(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "dialog360").await?;
-    let delivery = Delivery::token(&ferry, &route, &headers, &body);
-    delivery.store_all(dialog360::parse(&body)).await
+    let body = read_body(&ferry, &route, "token", &headers, body).await?;
+    let delivery = Delivery::token(&ferry, &route, &headers, &body.bytes);
+    delivery.store_numbered(dialog360::parse(&body.bytes)).await
 }
 
 async fn evolution_token(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     evolution_inner(ferry, token, headers, body).await
 }
@@ -193,7 +262,7 @@ async fn evolution_token_event(
     State(ferry): State<Ferry>,
     ApiPath((token, _event)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     evolution_inner(ferry, token, headers, body).await
 }
@@ -254,34 +323,95 @@ async fn cloud_post(
     State(ferry): State<Ferry>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "whatsapp_cloud").await?;
+    let body = read_body(&ferry, &route, "token", &headers, body).await?;
+    let body = &body.bytes;
     let secret = integrations::route_secret(&ferry, &route, "app_secret")?.unwrap_or_default();
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    if secret.is_empty() || !cloud::signature_is_valid(secret.as_bytes(), &body, signature) {
+    if secret.is_empty() || !cloud::signature_is_valid(secret.as_bytes(), body, signature) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
             "X-Hub-Signature-256 does not match the body",
         ));
     }
-    let delivery = Delivery::token(&ferry, &route, &headers, &body);
-    delivery.store_all(cloud::parse(&body)).await
+    let delivery = Delivery::token(&ferry, &route, &headers, body);
+    delivery.store_numbered(cloud::parse(body)).await
 }
 
 async fn evolution_inner(
     ferry: Ferry,
     token: String,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let route = route_of(&ferry, &token, "evolution").await?;
-    Delivery::token(&ferry, &route, &headers, &body)
-        .store_one(evolution::parse(&body))
-        .await
+    let body = read_body(&ferry, &route, "token", &headers, body).await?;
+    let delivery = Delivery::token(&ferry, &route, &headers, &body.bytes);
+    // Evolution's global webhook posts every instance to one URL: another instance's event is not this
+    // integration's to store.
+    if let Some(sender) = instance_of(&body.bytes)
+        && route
+            .instance_name
+            .as_deref()
+            .is_some_and(|mine| mine != sender)
+    {
+        crate::metrics::webhook_event(&route.provider, "dead_letter");
+        delivery.keep("instance mismatch", 200).await;
+        return Ok((
+            StatusCode::OK,
+            Json(
+                json!({"status": "dead_letter", "reason": "instance mismatch", "instance": sender}),
+            ),
+        ));
+    }
+    delivery.store_one(evolution::parse(&body.bytes)).await
+}
+
+/// The envelope's `instance` (read apart from the event: a mismatch is answered before anything is parsed).
+fn instance_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        instance: Option<String>,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()?
+        .instance
+        .filter(|i| !i.is_empty())
+}
+
+/// Reads a webhook's body under `FERRY_WEBHOOK_MAX_BODY_BYTES` and the memory budget. A body over the limit is
+/// answered 413 and kept as a dead letter with its headers and size (not its bytes).
+async fn read_body(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    via: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<crate::webhooks::body::Body> {
+    match ferry.webhook_bodies.read(headers, body).await {
+        Ok(body) => Ok(body),
+        Err(e @ BodyError::TooLarge { size, .. }) => {
+            crate::metrics::webhook_event(&route.provider, "too_large");
+            let reason = e.to_string();
+            dead_letter(ferry, route, via, &reason, 413, headers, &[], size as i64).await;
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                reason,
+            ))
+        }
+        Err(BodyError::Busy) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            BodyError::Busy.to_string(),
+        )),
+        Err(e) => Err(ApiError::bad_request("unreadable_body", e.to_string())),
+    }
 }
 
 /// One routed request: what it becomes, and where it goes when it cannot be stored.
@@ -313,10 +443,58 @@ impl<'a> Delivery<'a> {
     /// A delivery of one event (Evolution): stored, answered with what became of it.
     async fn store_one(
         &self,
-        parsed: Result<crate::webhooks::event::InboundEvent, ParseError>,
+        parsed: Result<InboundEvent, ParseError>,
     ) -> ApiResult<(StatusCode, Json<Value>)> {
         let event = self.parsed(parsed).await?;
         Ok((StatusCode::OK, Json(self.store(event).await?)))
+    }
+
+    /// Keeps the whole request as a dead letter.
+    async fn keep(&self, reason: &str, status: u16) {
+        dead_letter(
+            self.ferry,
+            self.route,
+            self.via,
+            reason,
+            status,
+            self.headers,
+            self.body,
+            self.body.len() as i64,
+        )
+        .await;
+    }
+
+    /// A delivery that may carry several business numbers (Cloud, 360dialog): each event stored by the
+    /// integration of the account that owns its number. A number nobody owns is answered 200 and the request
+    /// kept as a dead letter (`unknown phone_number_id`): never stored in another number's inbox.
+    async fn store_numbered(
+        &self,
+        parsed: Result<Vec<NumberedEvent>, ParseError>,
+    ) -> ApiResult<(StatusCode, Json<Value>)> {
+        let mut results = Vec::new();
+        let mut kept = false;
+        for NumberedEvent {
+            phone_number_id,
+            event,
+        } in self.parsed(parsed).await?
+        {
+            let number = phone_number_id.as_deref();
+            match route_of_number(self.ferry, self.route, number).await? {
+                Some(route) => results.push(self.store_on(&route, event).await?),
+                None => {
+                    crate::metrics::webhook_event(&self.route.provider, "dead_letter");
+                    if !kept {
+                        self.keep("unknown phone_number_id", 200).await;
+                        kept = true;
+                    }
+                    results.push(
+                        json!({"status": "dead_letter", "reason": "unknown phone_number_id",
+                                        "phone_number_id": number}),
+                    );
+                }
+            }
+        }
+        Ok((StatusCode::OK, Json(json!({"results": results}))))
     }
 
     /// A body the provider's parser refused: 400, kept as a dead letter.
@@ -325,16 +503,7 @@ impl<'a> Delivery<'a> {
             Ok(value) => Ok(value),
             Err(ParseError(reason)) => {
                 crate::metrics::webhook_event(&self.route.provider, "malformed");
-                dead_letter(
-                    self.ferry,
-                    self.route,
-                    self.via,
-                    &reason,
-                    400,
-                    self.headers,
-                    self.body,
-                )
-                .await;
+                self.keep(&reason, 400).await;
                 Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "malformed_webhook",
@@ -344,22 +513,14 @@ impl<'a> Delivery<'a> {
         }
     }
 
-    /// Stores every event of a batched delivery, in order. On an error the provider redelivers; what was
-    /// stored is de-duplicated then.
-    async fn store_all(
-        &self,
-        parsed: Result<Vec<crate::webhooks::event::InboundEvent>, ParseError>,
-    ) -> ApiResult<(StatusCode, Json<Value>)> {
-        let mut results = Vec::new();
-        for event in self.parsed(parsed).await? {
-            results.push(self.store(event).await?);
-        }
-        Ok((StatusCode::OK, Json(json!({"results": results}))))
+    /// Stores one event; a failure is logged and the whole request kept as a dead letter.
+    async fn store(&self, event: InboundEvent) -> ApiResult<Value> {
+        self.store_on(self.route, event).await
     }
 
-    /// Stores one event; a failure is logged and the whole request kept as a dead letter.
-    async fn store(&self, event: crate::webhooks::event::InboundEvent) -> ApiResult<Value> {
-        let result = ingest(self.ferry, self.route, event).await;
+    /// Stores one event through `route` (this request's integration, or the one owning the event's number).
+    async fn store_on(&self, route: &TokenRoute, event: InboundEvent) -> ApiResult<Value> {
+        let result = ingest(self.ferry, route, event).await;
         let outcome = match &result {
             Ok(Outcome::Stored { .. }) => "stored",
             Ok(Outcome::Duplicate { .. }) => "duplicate",
@@ -368,36 +529,22 @@ impl<'a> Delivery<'a> {
             Ok(Outcome::Ignored(_)) => "ignored",
             Err(_) => "failed",
         };
-        crate::metrics::webhook_event(&self.route.provider, outcome);
+        crate::metrics::webhook_event(&route.provider, outcome);
         match result {
             Ok(outcome @ Outcome::Changed(false)) => {
                 // An edit or deletion of a message not stored (yet: it may still be on its way): kept, so a
                 // replay applies it once the message is there.
-                dead_letter(
-                    self.ferry,
-                    self.route,
-                    self.via,
+                self.keep(
                     "the message it changes is not stored (yet); replay once it is",
                     200,
-                    self.headers,
-                    self.body,
                 )
                 .await;
                 Ok(outcome_json(&outcome))
             }
             Ok(outcome) => Ok(outcome_json(&outcome)),
             Err(e) => {
-                tracing::error!(error = %e, integration = self.route.integration_id, "webhook not stored");
-                dead_letter(
-                    self.ferry,
-                    self.route,
-                    self.via,
-                    &e.to_string(),
-                    500,
-                    self.headers,
-                    self.body,
-                )
-                .await;
+                tracing::error!(error = %e, integration = route.integration_id, "webhook not stored");
+                self.keep(&e.to_string(), 500).await;
                 Err(e.into())
             }
         }
@@ -422,6 +569,7 @@ fn outcome_json(outcome: &Outcome) -> Value {
 }
 
 /// Keeps what the provider sent; a failure to keep it is logged (the database may be what failed).
+#[allow(clippy::too_many_arguments)]
 async fn dead_letter(
     ferry: &Ferry,
     route: &TokenRoute,
@@ -430,6 +578,7 @@ async fn dead_letter(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
+    body_bytes: i64,
 ) {
     let headers: serde_json::Map<String, Value> = headers
         .iter()
@@ -449,6 +598,7 @@ async fn dead_letter(
         status_code: status,
         headers: &Value::Object(headers),
         body,
+        body_bytes,
     };
     crate::metrics::dead_letter(&route.provider);
     if let Err(e) = ferry.store.record_dead_letter(&letter).await {

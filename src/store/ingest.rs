@@ -13,6 +13,10 @@ pub struct IngestMessage {
     pub inbox_id: i64,
     pub wa_identity: String,
     pub wa_key: String,
+    /// Find the customer by `wa_key` (the account folds the Brazilian ninth digit), not by `wa_identity`.
+    pub by_key: bool,
+    /// A second identity of the same person (a BSUID sent with the phone): linked to their contact_inbox.
+    pub alias: Option<String>,
     pub source_id: String,
     pub contact_name: Option<String>,
     pub phone_number: Option<String>,
@@ -52,6 +56,8 @@ pub struct NewDeadLetter<'a> {
     pub status_code: u16,
     pub headers: &'a serde_json::Value,
     pub body: &'a [u8],
+    /// The size of the request's body (larger than `body` when a body over the limit was not kept).
+    pub body_bytes: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -64,11 +70,21 @@ pub struct DeadLetter {
     pub status_code: i64,
     #[serde(skip)]
     pub body: Vec<u8>,
+    pub body_bytes: Option<i64>,
     /// The request's headers (without credentials), and what routed it (`x-ferry-legacy-instance`).
     #[serde(skip)]
     pub headers: sqlx::types::Json<serde_json::Value>,
     pub received_at: DateTime<Utc>,
     pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// The new identity of a contact_inbox (`rekey_contact_inbox`).
+#[derive(Debug, Clone)]
+pub struct Rekey {
+    pub wa_identity: String,
+    pub wa_key: String,
+    pub source_id: String,
+    pub phone_number: Option<String>,
 }
 
 /// From a message's (content, content_attributes) to the new ones.
@@ -113,6 +129,16 @@ pub trait IngestStore: Send + Sync {
         provider_message_id: &str,
         rewrite: Rewrite<'_>,
     ) -> Result<bool>;
+    /// A customer changed their number: their contact_inbox of `from` (by identity, or by folded key) takes the
+    /// new identity and `source_id`, their contact the new phone. False when there is no such row, or the new
+    /// number already has its own contact_inbox in the inbox (it then stays the new number's).
+    async fn rekey_contact_inbox(
+        &self,
+        inbox_id: i64,
+        from: &str,
+        from_key: Option<&str>,
+        to: &Rekey,
+    ) -> Result<bool>;
     async fn record_dead_letter(&self, letter: &NewDeadLetter<'_>) -> Result<i64>;
     /// Newest first.
     async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>>;
@@ -130,8 +156,141 @@ pub(crate) fn padded<T: Clone>(mut items: Vec<T>) -> Vec<T> {
     items
 }
 
+/// The key a message's customer is found by in its batch: their folded key or their identity, in the inbox.
+pub(crate) fn person_of(m: &IngestMessage) -> (i64, &str) {
+    (
+        m.inbox_id,
+        if m.by_key {
+            m.wa_key.as_str()
+        } else {
+            m.wa_identity.as_str()
+        },
+    )
+}
+
+/// A contact_inbox that may hold a batch's customer.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PersonRow {
+    pub id: i64,
+    pub contact_id: i64,
+    pub inbox_id: i64,
+    pub wa_identity: Option<String>,
+    pub wa_key: Option<String>,
+    pub wa_alias: Option<String>,
+}
+
+/// Whether a customer's identity may be another's alias (a business-scoped user id).
+pub(crate) fn is_alias_kind(identity: &str) -> bool {
+    crate::domain::WhatsAppIdentity::parse(identity).is_ok_and(|i| i.is_bsuid())
+}
+
+/// The contact_inbox of `m`'s customer among `rows` (in id order): the same identity first, then the same
+/// folded key, then the row this identity is an alias of, then the row of the alias `m` brings.
+pub(crate) fn best_row<'r>(rows: &'r [PersonRow], m: &IngestMessage) -> Option<&'r PersonRow> {
+    let same = |a: &Option<String>, b: &str| a.as_deref() == Some(b);
+    let ranks: [&dyn Fn(&PersonRow) -> bool; 4] = [
+        &|r| same(&r.wa_identity, &m.wa_identity),
+        &|r| m.by_key && same(&r.wa_key, &m.wa_key),
+        &|r| same(&r.wa_alias, &m.wa_identity),
+        &|r| m.alias.as_deref().is_some_and(|a| same(&r.wa_identity, a)),
+    ];
+    ranks
+        .iter()
+        .find_map(|rank| rows.iter().find(|r| r.inbox_id == m.inbox_id && rank(r)))
+}
+
 macro_rules! impl_ingest_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// Every contact_inbox that may hold one of the batch's customers, locked in id order.
+            async fn find_people(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                pending: &[&IngestMessage],
+            ) -> Result<Vec<$crate::store::ingest::PersonRow>> {
+                use $crate::store::ingest::is_alias_kind;
+                let (mut by_identity, mut by_key, mut by_alias) = (Vec::new(), Vec::new(), Vec::new());
+                for m in pending {
+                    if m.by_key {
+                        by_key.push((m.inbox_id, m.wa_key.as_str()));
+                    } else {
+                        by_identity.push((m.inbox_id, m.wa_identity.as_str()));
+                    }
+                    if let Some(alias) = &m.alias {
+                        by_identity.push((m.inbox_id, alias.as_str()));
+                    }
+                    if is_alias_kind(&m.wa_identity) {
+                        by_alias.push((m.inbox_id, m.wa_identity.as_str()));
+                    }
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, contact_id, inbox_id, wa_identity, wa_key, wa_alias FROM contact_inboxes WHERE 1 = 0",
+                );
+                for (column, mut pairs) in [("wa_identity", by_identity), ("wa_key", by_key), ("wa_alias", by_alias)] {
+                    if pairs.is_empty() {
+                        continue;
+                    }
+                    pairs.sort_unstable();
+                    pairs.dedup();
+                    qb.push(format!(" OR (inbox_id, {column}) IN ("));
+                    let mut list = qb.separated(", ");
+                    for (inbox_id, value) in $crate::store::ingest::padded(pairs) {
+                        list.push("(");
+                        list.push_bind_unseparated(inbox_id);
+                        list.push_unseparated(", ");
+                        list.push_bind_unseparated(value);
+                        list.push_unseparated(")");
+                    }
+                    qb.push(")");
+                }
+                qb.push(" ORDER BY id");
+                qb.push(Self::FOR_UPDATE);
+                Ok(qb.build_query_as().fetch_all(&mut **tx).await?)
+            }
+
+            /// Links the BSUID a message brings to the contact_inbox found for its number; a contact_inbox known
+            /// only by that BSUID learns the number (unless another row of the inbox has it).
+            async fn link_alias(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                m: &IngestMessage,
+                row: &$crate::store::ingest::PersonRow,
+            ) -> Result<()> {
+                let Some(alias) = m.alias.as_deref() else {
+                    return Ok(());
+                };
+                if row.wa_identity.as_deref() == Some(alias) {
+                    sqlx::query(
+                        "UPDATE contact_inboxes SET wa_identity = $1, wa_key = $2, source_id = $3, wa_alias = $4 \
+                         WHERE id = $5 AND NOT EXISTS (SELECT 1 FROM contact_inboxes x WHERE x.inbox_id = $6 \
+                         AND x.id <> $5 AND (x.wa_identity = $1 OR x.source_id = $3 OR x.wa_alias = $4))",
+                    )
+                    .bind(&m.wa_identity)
+                    .bind(&m.wa_key)
+                    .bind(&m.source_id)
+                    .bind(alias)
+                    .bind(row.id)
+                    .bind(m.inbox_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query("UPDATE contacts SET phone_number = $1 WHERE id = $2 AND phone_number IS NULL")
+                        .bind(&m.phone_number)
+                        .bind(row.contact_id)
+                        .execute(&mut **tx)
+                        .await?;
+                } else if row.wa_alias.is_none() {
+                    sqlx::query(
+                        "UPDATE contact_inboxes SET wa_alias = $1 WHERE id = $2 AND NOT EXISTS \
+                         (SELECT 1 FROM contact_inboxes x WHERE x.inbox_id = $3 AND (x.wa_alias = $1 OR x.wa_identity = $1))",
+                    )
+                    .bind(alias)
+                    .bind(row.id)
+                    .bind(m.inbox_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::IngestStore for $store {
             async fn ingest_message(&self, m: &IngestMessage) -> Result<Ingested> {
@@ -170,29 +329,19 @@ macro_rules! impl_ingest_store {
 
                 // The batch's customers: their contact_inboxes, locked in id order (PostgreSQL; SQLite has one
                 // writer) so that concurrent writers can neither open two conversations for one customer nor
-                // deadlock on each other.
-                let mut people: Vec<(i64, &str)> =
-                    pending.iter().map(|m| (m.inbox_id, m.wa_identity.as_str())).collect();
-                people.sort_unstable();
-                people.dedup();
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, contact_id, inbox_id, wa_identity FROM contact_inboxes WHERE (inbox_id, wa_identity) IN (",
-                );
-                let mut list = qb.separated(", ");
-                for (inbox_id, identity) in $crate::store::ingest::padded(people.clone()) {
-                    list.push("(");
-                    list.push_bind_unseparated(inbox_id);
-                    list.push_unseparated(", ");
-                    list.push_bind_unseparated(identity);
-                    list.push_unseparated(")");
-                }
-                qb.push(") ORDER BY id");
-                qb.push(Self::FOR_UPDATE);
-                let rows: Vec<(i64, i64, i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                let mut known: HashMap<(i64, &str), (i64, i64)> = HashMap::with_capacity(people.len());
-                for (ci, contact, inbox_id, identity) in &rows {
-                    if let Some(person) = people.iter().find(|p| p.0 == *inbox_id && p.1 == identity.as_str()) {
-                        known.insert(*person, (*ci, *contact));
+                // deadlock on each other. A customer is found by identity, by folded key (the account merges the
+                // Brazilian ninth digit), or by an alias (a BSUID linked to their number).
+                use $crate::store::ingest::person_of;
+                let rows = Self::find_people(&mut tx, &pending).await?;
+                let mut known: HashMap<(i64, &str), (i64, i64)> = HashMap::with_capacity(pending.len());
+                for m in &pending {
+                    let person = person_of(m);
+                    if known.contains_key(&person) {
+                        continue;
+                    }
+                    if let Some(row) = $crate::store::ingest::best_row(&rows, m) {
+                        known.insert(person, (row.id, row.contact_id));
+                        Self::link_alias(&mut tx, m, row).await?;
                     }
                 }
                 // New customers and conversations in one order for every writer (account, inbox, identity), so
@@ -202,7 +351,7 @@ macro_rules! impl_ingest_store {
                     (a.account_id, a.inbox_id, a.wa_identity.as_str()).cmp(&(b.account_id, b.inbox_id, b.wa_identity.as_str()))
                 });
                 for m in &ordered {
-                    let person = (m.inbox_id, m.wa_identity.as_str());
+                    let person = person_of(m);
                     if known.contains_key(&person) {
                         continue;
                     }
@@ -217,14 +366,15 @@ macro_rules! impl_ingest_store {
                     // Two first messages of one new customer may race (PostgreSQL): the unique indexes
                     // (identity, source_id) decide, the loser drops its contact and joins the winner's.
                     let ci: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+                        "INSERT INTO contact_inboxes (contact_id, inbox_id, source_id, wa_identity, wa_key, wa_alias) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
                     )
                     .bind(contact_id)
                     .bind(m.inbox_id)
                     .bind(&m.source_id)
                     .bind(&m.wa_identity)
                     .bind(&m.wa_key)
+                    .bind(&m.alias)
                     .fetch_optional(&mut *tx)
                     .await?;
                     let found = match ci {
@@ -260,7 +410,7 @@ macro_rules! impl_ingest_store {
                     .into_iter()
                     .collect();
                 for m in &ordered {
-                    let (ci, contact_id) = known[&(m.inbox_id, m.wa_identity.as_str())];
+                    let (ci, contact_id) = known[&person_of(m)];
                     if open.contains_key(&ci) {
                         continue;
                     }
@@ -284,7 +434,7 @@ macro_rules! impl_ingest_store {
                     .await?;
                     open.insert(ci, conversation_id);
                 }
-                let conversation_of = |m: &IngestMessage| open[&known[&(m.inbox_id, m.wa_identity.as_str())].0];
+                let conversation_of = |m: &IngestMessage| open[&known[&person_of(m)].0];
 
                 // The messages, once per de-duplication key (also within the batch).
                 let mut first_with_key: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
@@ -464,7 +614,7 @@ macro_rules! impl_ingest_store {
 
             async fn list_dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, provider, route, integration_id, reason, status_code, body, headers, received_at, replayed_at \
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, body_bytes, headers, received_at, replayed_at \
                      FROM webhook_dead_letters ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
@@ -474,7 +624,7 @@ macro_rules! impl_ingest_store {
 
             async fn get_dead_letter(&self, id: i64) -> Result<DeadLetter> {
                 sqlx::query_as(
-                    "SELECT id, provider, route, integration_id, reason, status_code, body, headers, received_at, replayed_at \
+                    "SELECT id, provider, route, integration_id, reason, status_code, body, body_bytes, headers, received_at, replayed_at \
                      FROM webhook_dead_letters WHERE id = $1",
                 )
                 .bind(id)
@@ -492,10 +642,51 @@ macro_rules! impl_ingest_store {
                 Ok(())
             }
 
+            async fn rekey_contact_inbox(&self, inbox_id: i64, from: &str, from_key: Option<&str>, to: &Rekey) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND (wa_identity = $2 OR wa_key = $3) \
+                     ORDER BY CASE WHEN wa_identity = $2 THEN 0 ELSE 1 END, id LIMIT 1{}",
+                    Self::FOR_UPDATE
+                )))
+                .bind(inbox_id)
+                .bind(from)
+                .bind(from_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id, contact_id)) = row else {
+                    return Ok(false);
+                };
+                let moved = sqlx::query(
+                    "UPDATE contact_inboxes SET wa_identity = $1, wa_key = $2, source_id = $3 WHERE id = $4 \
+                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes x WHERE x.inbox_id = $5 AND x.id <> $4 \
+                     AND (x.wa_identity = $1 OR x.source_id = $3))",
+                )
+                .bind(&to.wa_identity)
+                .bind(&to.wa_key)
+                .bind(&to.source_id)
+                .bind(id)
+                .bind(inbox_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if moved {
+                    sqlx::query("UPDATE contacts SET phone_number = $1, updated_at = $2 WHERE id = $3")
+                        .bind(&to.phone_number)
+                        .bind(chrono::Utc::now())
+                        .bind(contact_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(moved)
+            }
+
             async fn record_dead_letter(&self, letter: &NewDeadLetter<'_>) -> Result<i64> {
                 Ok(sqlx::query_scalar(
-                    "INSERT INTO webhook_dead_letters (provider, route, integration_id, reason, status_code, headers, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    "INSERT INTO webhook_dead_letters (provider, route, integration_id, reason, status_code, headers, body, body_bytes) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                 )
                 .bind(letter.provider)
                 .bind(letter.route)
@@ -504,6 +695,7 @@ macro_rules! impl_ingest_store {
                 .bind(letter.status_code as i64)
                 .bind(sqlx::types::Json(letter.headers))
                 .bind(letter.body)
+                .bind(letter.body_bytes)
                 .fetch_one(&self.pool)
                 .await?)
             }

@@ -60,6 +60,15 @@ pub struct TokenRoute {
     /// The sealed provider secrets (signature keys), cached with the route so verifying costs no query (sealed
     /// bound to the integration: a cache holding it learns nothing).
     pub secrets_ciphertext: Option<Vec<u8>>,
+    /// The business number (Cloud, 360dialog) whose `value`s this integration stores.
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
+    /// The Evolution instance whose events this integration stores.
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    /// The account folds the Brazilian ninth digit when matching customers.
+    #[serde(default)]
+    pub merge_brazil_ninth_digit: bool,
 }
 
 #[async_trait]
@@ -95,6 +104,14 @@ pub trait IntegrationStore: Send + Sync {
     ) -> Result<Integration>;
     /// The route of an integration by id (replaying a dead letter, which names its integration).
     async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>>;
+    /// The route of the integration of `provider` in the account that owns the business number
+    /// `phone_number_id` (Cloud and 360dialog deliver every number of an app or WABA to one URL).
+    async fn route_by_phone_number_id(
+        &self,
+        account_id: i64,
+        provider: &str,
+        phone_number_id: &str,
+    ) -> Result<Option<TokenRoute>>;
     /// The route of a token by its SHA-256: the current token, or the previous one until it expires.
     async fn route_by_token_hash(
         &self,
@@ -236,6 +253,11 @@ pub(crate) const ROUTES_BY_TOKEN_HASH: &str = "WITH routes AS (\
      SELECT id, account_id, inbox_id, provider, enabled, previous_token_expires_at, secrets_ciphertext \
      FROM integrations WHERE previous_token_hash = $1 AND previous_token_expires_at > $2) ";
 
+pub(crate) const ROUTES_BY_PHONE_NUMBER_ID: &str = "WITH routes AS (\
+     SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
+     CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
+     FROM integrations WHERE account_id = $1 AND provider = $2 AND phone_number_id = $3) ";
+
 pub(crate) const ROUTES_BY_ID: &str = "WITH routes AS (\
      SELECT id AS integration_id, account_id, inbox_id, provider, enabled, \
      CASE WHEN 1 = 0 THEN previous_token_expires_at END AS expires_at, secrets_ciphertext \
@@ -368,6 +390,16 @@ macro_rules! impl_integration_store {
                 let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_ID, Self::ROUTE_SQL);
                 Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn route_by_phone_number_id(&self, account_id: i64, provider: &str, phone_number_id: &str) -> Result<Option<TokenRoute>> {
+                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_PHONE_NUMBER_ID, Self::ROUTE_SQL);
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(account_id)
+                    .bind(provider)
+                    .bind(phone_number_id)
                     .fetch_optional(&self.pool)
                     .await?)
             }

@@ -25,7 +25,8 @@ pub use bench::BenchStore;
 pub use imports::*;
 pub use inbox_migrations::*;
 pub use ingest::{
-    DeadLetter, IngestAttachment, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rewrite,
+    DeadLetter, IngestAttachment, IngestMessage, IngestStore, Ingested, NewDeadLetter, Rekey,
+    Rewrite,
 };
 pub use integrations::{
     Integration, IntegrationStore, LegacyConfigRow, LegacyHits, LegacyInstanceRow, NewIntegration,

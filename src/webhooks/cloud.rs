@@ -3,11 +3,12 @@
 
 use chrono::{TimeZone, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::event::{
-    InboundEvent, InboundMessage, Media, MediaSource, MessageKind, MessageStatus, ParseError,
+    InboundEvent, InboundMessage, Media, MediaSource, MessageKind, MessageStatus, NumberedEvent,
+    ParseError,
 };
 use crate::domain::WhatsAppIdentity;
 
@@ -33,8 +34,9 @@ pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Every message and status of a (possibly batched) delivery, in order.
-pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+/// Every message and status of a (possibly batched) delivery, in order, each with the business number
+/// (`value.metadata.phone_number_id`) it is for: one app's callback URL receives every number of the app.
+pub fn parse(body: &[u8]) -> Result<Vec<NumberedEvent>, ParseError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not JSON: {e}")))?;
     let entries = root
@@ -50,122 +52,317 @@ pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         let Some(value) = change.get("value") else {
             return Err(ParseError("a change without \"value\"".into()));
         };
-        if change.get("field").and_then(Value::as_str) != Some("messages") {
-            out.push(InboundEvent::Ignored {
-                reason: "a change of another field".into(),
-            });
-            continue;
+        match change.get("field").and_then(Value::as_str) {
+            Some("messages") => value_events(value, &mut out)?,
+            // WhatsApp Business app coexistence: what the business typed in the app, to a customer.
+            Some("smb_message_echoes") => echo_events(value, &mut out)?,
+            _ => out.push(NumberedEvent {
+                phone_number_id: phone_number_id(value),
+                event: InboundEvent::Ignored {
+                    reason: "a change of another field".into(),
+                },
+            }),
         }
-        value_events(value, &mut out)?;
     }
     Ok(out)
 }
 
-/// The messages and statuses of one `value` object (a Cloud change, or a whole 360dialog on-premise body).
-pub fn value_events(value: &Value, out: &mut Vec<InboundEvent>) -> Result<(), ParseError> {
-    let names: Vec<(&str, &str)> = value
-        .get("contacts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            Some((
-                c.get("wa_id")?.as_str()?,
-                c.pointer("/profile/name")?.as_str()?,
-            ))
-        })
-        .collect();
-    for m in value
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        out.push(message(m, &names)?);
+fn phone_number_id(value: &Value) -> Option<String> {
+    match value.pointer("/metadata/phone_number_id")? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
-    for s in value
-        .get("statuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        out.push(status(s)?);
+}
+
+/// The messages and statuses of one `value` object (a Cloud change, or a whole 360dialog on-premise body).
+pub fn value_events(value: &Value, out: &mut Vec<NumberedEvent>) -> Result<(), ParseError> {
+    let number = phone_number_id(value);
+    let names = Names::of(value);
+    let mut push = |event| {
+        out.push(NumberedEvent {
+            phone_number_id: number.clone(),
+            event,
+        })
+    };
+    for m in array(value, "messages") {
+        push(message(m, &names)?);
+    }
+    for s in array(value, "statuses") {
+        push(status(s)?);
     }
     Ok(())
+}
+
+fn echo_events(value: &Value, out: &mut Vec<NumberedEvent>) -> Result<(), ParseError> {
+    let number = phone_number_id(value);
+    for m in array(value, "message_echoes") {
+        let event = match message_with(m, &Names::default(), Direction::Echo)? {
+            InboundEvent::NumberChanged { notice, .. } => InboundEvent::Message(notice),
+            other => other,
+        };
+        out.push(NumberedEvent {
+            phone_number_id: number.clone(),
+            event,
+        });
+    }
+    Ok(())
+}
+
+fn array<'a>(value: &'a Value, name: &str) -> impl Iterator<Item = &'a Value> {
+    value
+        .get(name)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-fn message(m: &Value, names: &[(&str, &str)]) -> Result<InboundEvent, ParseError> {
+/// `contacts[]`: a profile name per `wa_id` (phone) and per `user_id` (BSUID).
+#[derive(Default)]
+struct Names<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Names<'a> {
+    fn of(value: &'a Value) -> Self {
+        let mut names = Vec::new();
+        for c in array(value, "contacts") {
+            let Some(name) = str_at(c, "/profile/name") else {
+                continue;
+            };
+            for id in [str_at(c, "/wa_id"), str_at(c, "/user_id")]
+                .into_iter()
+                .flatten()
+            {
+                names.push((id, name));
+            }
+        }
+        Self(names)
+    }
+
+    fn of_id(&self, id: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map(|(_, name)| name.trim().to_owned())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// `messages[]`: customer → business.
+    Inbound,
+    /// `message_echoes[]`: business → customer (`to` is the customer).
+    Echo,
+}
+
+fn message(m: &Value, names: &Names) -> Result<InboundEvent, ParseError> {
+    message_with(m, names, Direction::Inbound)
+}
+
+/// The customer of a message: their phone (`from`, or `to` of an echo) and, for users with a username, their
+/// business-scoped user id (`from_user_id`, `to_user_id`); either may be missing, not both.
+fn customer(
+    m: &Value,
+    direction: Direction,
+) -> Result<(WhatsAppIdentity, Option<WhatsAppIdentity>, String), ParseError> {
+    let (phone_field, user_field) = match direction {
+        Direction::Inbound => ("from", "from_user_id"),
+        Direction::Echo => ("to", "to_user_id"),
+    };
+    let parse = |field: &str| -> Result<Option<(WhatsAppIdentity, &str)>, ParseError> {
+        match str_at(m, &format!("/{field}")).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(raw) => WhatsAppIdentity::parse(raw)
+                .map(|id| Some((id, raw)))
+                .map_err(|e| ParseError(format!("{field}: {e}"))),
+        }
+    };
+    let phone = parse(phone_field)?;
+    let user = parse(user_field)?.filter(|(id, _)| id.is_bsuid());
+    match (phone, user) {
+        (Some((phone, raw)), user) => Ok((phone, user.map(|(id, _)| id), raw.to_owned())),
+        (None, Some((user, raw))) => Ok((user, None, raw.to_owned())),
+        (None, None) => Err(ParseError(format!(
+            "a message without \"{phone_field}\" or \"{user_field}\""
+        ))),
+    }
+}
+
+fn message_with(
+    m: &Value,
+    names: &Names,
+    direction: Direction,
+) -> Result<InboundEvent, ParseError> {
     let id = str_at(m, "/id")
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ParseError("a message without \"id\"".into()))?;
-    let from = str_at(m, "/from").ok_or_else(|| ParseError("a message without \"from\"".into()))?;
-    let contact = WhatsAppIdentity::parse(from).map_err(|e| ParseError(format!("from: {e}")))?;
+    let (contact, alias, raw_id) = customer(m, direction)?;
+    let contact_name = names
+        .of_id(&raw_id)
+        .or_else(|| alias.as_ref().and_then(|a| names.of_id(&a.canonical())));
     let sent_at = str_at(m, "/timestamp")
         .and_then(|t| t.parse::<i64>().ok())
         .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
         .map(|at| at.min(Utc::now() + chrono::Duration::days(1)))
         .unwrap_or_else(Utc::now);
     let kind_name = str_at(m, "/type").unwrap_or("");
-    let caption = |kind: &str| str_at(m, &format!("/{kind}/caption")).map(str::to_owned);
-    let (kind, content, target) = match kind_name {
-        "text" => (
-            MessageKind::Text,
-            str_at(m, "/text/body").map(str::to_owned),
-            None,
-        ),
-        "image" => (MessageKind::Image, caption("image"), None),
-        "video" => (MessageKind::Video, caption("video"), None),
+    let Content {
+        kind,
+        text,
+        target,
+        mut attributes,
+    } = content(m, kind_name);
+    if let Some(replied) = str_at(m, "/context/id").filter(|_| target.is_none()) {
+        attributes.insert("in_reply_to".into(), replied.into());
+    }
+    let message = InboundMessage {
+        provider_message_id: id.to_owned(),
+        contact_name: contact_name.filter(|_| direction == Direction::Inbound),
+        contact,
+        alias,
+        outgoing: direction == Direction::Echo,
+        sent_at,
+        content: text,
+        kind,
+        target_message_id: target,
+        media: media(m, kind_name),
+        attributes,
+    };
+    if kind_name == "system" {
+        return Ok(system(m, message));
+    }
+    Ok(InboundEvent::Message(message))
+}
+
+/// A `system` message: an activity of the conversation; `user_changed_number` re-keys the contact.
+fn system(m: &Value, notice: InboundMessage) -> InboundEvent {
+    let new_number = str_at(m, "/system/new_wa_id")
+        .or_else(|| str_at(m, "/system/wa_id"))
+        .and_then(|n| WhatsAppIdentity::parse(n).ok())
+        .filter(|_| {
+            matches!(
+                str_at(m, "/system/type"),
+                Some("user_changed_number") | Some("customer_changed_number")
+            )
+        });
+    match new_number {
+        Some(to) if to != notice.contact => InboundEvent::NumberChanged {
+            from: notice.contact.clone(),
+            to,
+            notice,
+        },
+        _ => InboundEvent::Message(notice),
+    }
+}
+
+struct Content {
+    kind: MessageKind,
+    text: Option<String>,
+    target: Option<String>,
+    attributes: Map<String, Value>,
+}
+
+fn content(m: &Value, kind_name: &str) -> Content {
+    let owned = |pointer: &str| str_at(m, pointer).map(str::to_owned);
+    let mut attributes = Map::new();
+    let (kind, text, target) = match kind_name {
+        "text" => (MessageKind::Text, owned("/text/body"), None),
+        "image" => (MessageKind::Image, owned("/image/caption"), None),
+        "video" => (MessageKind::Video, owned("/video/caption"), None),
         "audio" => (MessageKind::Audio, None, None),
         "document" => (
             MessageKind::Document,
-            caption("document").or_else(|| str_at(m, "/document/filename").map(str::to_owned)),
+            owned("/document/caption").or_else(|| owned("/document/filename")),
             None,
         ),
         "sticker" => (MessageKind::Sticker, None, None),
-        "location" => (
-            MessageKind::Location,
-            str_at(m, "/location/name").map(str::to_owned),
-            None,
-        ),
+        "location" => {
+            let location = m.get("location").cloned().unwrap_or(Value::Null);
+            attributes.insert("location".into(), location_attributes(&location));
+            let text = owned("/location/name").or_else(|| owned("/location/address"));
+            (MessageKind::Location, text, None)
+        }
         "contacts" => (MessageKind::Contact, None, None),
         "reaction" => (
             MessageKind::Reaction,
-            str_at(m, "/reaction/emoji").map(str::to_owned),
-            str_at(m, "/reaction/message_id").map(str::to_owned),
+            owned("/reaction/emoji"),
+            owned("/reaction/message_id"),
         ),
+        // A reply to an interactive message: the chosen button's or row's title is what the customer saw
+        // and "said"; its id is what a bot keys on.
+        "interactive" => {
+            let reply = ["button_reply", "list_reply", "nfm_reply"]
+                .into_iter()
+                .find_map(|k| m.pointer(&format!("/interactive/{k}")).map(|r| (k, r)));
+            match reply {
+                Some((reply_type, reply)) => {
+                    let mut kept = Map::new();
+                    kept.insert("type".into(), reply_type.into());
+                    for field in ["id", "title", "description", "response_json", "name"] {
+                        if let Some(v) = reply.get(field) {
+                            kept.insert(field.into(), v.clone());
+                        }
+                    }
+                    attributes.insert("interactive".into(), Value::Object(kept));
+                    let text = str_at(reply, "/title")
+                        .or_else(|| str_at(reply, "/body"))
+                        .map(str::to_owned);
+                    (MessageKind::Text, text, None)
+                }
+                None => (MessageKind::Other, None, None),
+            }
+        }
+        // A quick-reply button of a template.
+        "button" => {
+            let mut kept = Map::new();
+            for field in ["payload", "text"] {
+                if let Some(v) = m.pointer(&format!("/button/{field}")) {
+                    kept.insert(field.into(), v.clone());
+                }
+            }
+            attributes.insert("button".into(), Value::Object(kept));
+            (MessageKind::Text, owned("/button/text"), None)
+        }
+        "system" => (MessageKind::Activity, owned("/system/body"), None),
         _ => (MessageKind::Other, None, None),
     };
-    Ok(InboundEvent::Message(InboundMessage {
-        provider_message_id: id.to_owned(),
-        contact_name: names
-            .iter()
-            .find(|(wa_id, _)| *wa_id == from)
-            .map(|(_, name)| name.trim().to_owned())
-            .filter(|n| !n.is_empty()),
-        contact,
-        // Cloud delivers only what customers send (business echoes are another field).
-        outgoing: false,
-        sent_at,
-        content,
+    Content {
         kind,
-        target_message_id: target,
-        media: match kind_name {
-            "image" | "video" | "audio" | "document" | "sticker" => {
-                str_at(m, &format!("/{kind_name}/id")).map(|media_id| Media {
-                    content_type: str_at(m, &format!("/{kind_name}/mime_type")).map(str::to_owned),
-                    file_name: str_at(m, &format!("/{kind_name}/filename")).map(str::to_owned),
-                    source: MediaSource::Cloud {
-                        media_id: media_id.to_owned(),
-                    },
-                })
-            }
-            _ => None,
+        text,
+        target,
+        attributes,
+    }
+}
+
+/// `{latitude, longitude, name, address}` of a shared location (what a map link needs).
+pub fn location_attributes(location: &Value) -> Value {
+    let mut kept = Map::new();
+    for field in ["latitude", "longitude", "name", "address", "url"] {
+        if let Some(v) = location.get(field).filter(|v| !v.is_null()) {
+            kept.insert(field.into(), v.clone());
+        }
+    }
+    Value::Object(kept)
+}
+
+fn media(m: &Value, kind_name: &str) -> Option<Media> {
+    if !matches!(
+        kind_name,
+        "image" | "video" | "audio" | "document" | "sticker"
+    ) {
+        return None;
+    }
+    str_at(m, &format!("/{kind_name}/id")).map(|media_id| Media {
+        content_type: str_at(m, &format!("/{kind_name}/mime_type")).map(str::to_owned),
+        file_name: str_at(m, &format!("/{kind_name}/filename")).map(str::to_owned),
+        source: MediaSource::Cloud {
+            media_id: media_id.to_owned(),
         },
-    }))
+    })
 }
 
 fn status(s: &Value) -> Result<InboundEvent, ParseError> {
@@ -209,7 +406,13 @@ mod tests {
 
     #[test]
     fn a_batched_delivery_yields_every_message_and_status() {
-        let events = parse(&body()).unwrap();
+        let numbered = parse(&body()).unwrap();
+        assert!(
+            numbered
+                .iter()
+                .all(|e| e.phone_number_id.as_deref() == Some("106540352242922"))
+        );
+        let events: Vec<InboundEvent> = numbered.into_iter().map(|e| e.event).collect();
         assert_eq!(events.len(), 3);
         let InboundEvent::Message(first) = &events[0] else {
             panic!("{events:?}")

@@ -1,8 +1,8 @@
 //! Requests that could not be stored are kept with their raw body (`webhook_dead_letters`); once the cause is
 //! fixed they are replayed through the same parser and ingestion (de-duplicated, so a replay is safe twice).
 
-use super::event::{InboundEvent, ParseError};
-use super::ingest::{Outcome, ingest};
+use super::event::{NumberedEvent, ParseError};
+use super::ingest::{Outcome, ingest, route_of_number};
 use super::{cloud, dialog360, evolution, twilio};
 use crate::services::{Ferry, ServiceError};
 use crate::store::StoreError;
@@ -13,6 +13,10 @@ pub enum ReplayError {
     NoIntegration(i64),
     #[error("dead letter {id} still does not parse: {reason}")]
     Malformed { id: i64, reason: String },
+    #[error(
+        "dead letter {id} is for phone_number_id {number}, which no enabled integration of the account owns"
+    )]
+    UnknownNumber { id: i64, number: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -26,12 +30,18 @@ impl From<ReplayError> for ServiceError {
     }
 }
 
-fn events(provider: &str, body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+fn events(provider: &str, body: &[u8]) -> Result<Vec<NumberedEvent>, ParseError> {
+    let own = |event| {
+        vec![NumberedEvent {
+            phone_number_id: None,
+            event,
+        }]
+    };
     match provider {
-        "evolution" => evolution::parse(body).map(|e| vec![e]),
+        "evolution" => evolution::parse(body).map(own),
         "whatsapp_cloud" => cloud::parse(body),
         "dialog360" => dialog360::parse(body),
-        "twilio_whatsapp" => twilio::parse(&twilio::form(body)).map(|e| vec![e]),
+        "twilio_whatsapp" => twilio::parse(&twilio::form(body)).map(own),
         other => Err(ParseError(format!("unknown provider {other}"))),
     }
 }
@@ -53,8 +63,20 @@ pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<Outcome>, ReplayError>
     let parsed = events(&route.provider, &letter.body)
         .map_err(|ParseError(reason)| ReplayError::Malformed { id, reason })?;
     let mut outcomes = Vec::with_capacity(parsed.len());
-    for event in parsed {
-        outcomes.push(ingest(ferry, &route, event).await?);
+    for NumberedEvent {
+        phone_number_id,
+        event,
+    } in parsed
+    {
+        // Routed by number again: the number's integration may exist now.
+        let number = phone_number_id.as_deref();
+        let owner = route_of_number(ferry, &route, number)
+            .await?
+            .ok_or_else(|| ReplayError::UnknownNumber {
+                id,
+                number: number.unwrap_or_default().to_owned(),
+            })?;
+        outcomes.push(ingest(ferry, &owner, event).await?);
     }
     ferry.store.mark_dead_letter_replayed(id).await?;
     Ok(outcomes)

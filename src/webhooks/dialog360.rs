@@ -5,9 +5,11 @@
 use serde_json::Value;
 
 use super::cloud;
-use super::event::{InboundEvent, ParseError};
+use super::event::{NumberedEvent, ParseError};
 
-pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+/// The events of a delivery with the number each is for (a WABA webhook serves all numbers of the WABA; an
+/// on-premise body names none: it is the integration's own).
+pub fn parse(body: &[u8]) -> Result<Vec<NumberedEvent>, ParseError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not JSON: {e}")))?;
     if root.get("object").is_some() || root.get("entry").is_some() {
@@ -30,7 +32,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhooks::event::{MessageKind, MessageStatus};
+    use crate::webhooks::event::{InboundEvent, MessageKind, MessageStatus};
     use proptest::prelude::*;
 
     #[test]
@@ -39,7 +41,8 @@ mod tests {
             "messages": [{"from": "5511988887777", "id": "ABGGFlA5Fpa", "timestamp": "1767225600", "type": "image",
                           "image": {"id": "m1", "mime_type": "image/jpeg", "caption": "foto"}}]}"#;
         let events = parse(on_premise).unwrap();
-        let InboundEvent::Message(m) = &events[0] else {
+        assert_eq!(events[0].phone_number_id, None);
+        let InboundEvent::Message(m) = &events[0].event else {
             panic!("{events:?}")
         };
         assert_eq!(
@@ -50,9 +53,12 @@ mod tests {
         let statuses = br#"{"statuses": [{"id": "ABG", "recipient_id": "5511988887777", "status": "delivered", "timestamp": "1"}]}"#;
         assert_eq!(
             parse(statuses).unwrap(),
-            vec![InboundEvent::Status {
-                provider_message_id: "ABG".into(),
-                status: MessageStatus::Delivered
+            vec![NumberedEvent {
+                phone_number_id: None,
+                event: InboundEvent::Status {
+                    provider_message_id: "ABG".into(),
+                    status: MessageStatus::Delivered
+                }
             }]
         );
         let cloud_shaped = br#"{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",

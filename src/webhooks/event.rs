@@ -20,10 +20,26 @@ pub enum InboundEvent {
         target_message_id: String,
         change: MessageChange,
     },
+    /// The customer moved to another phone number (Cloud `system` `user_changed_number`): their contact is
+    /// re-keyed to the new number and an activity message says so.
+    NumberChanged {
+        from: WhatsAppIdentity,
+        to: WhatsAppIdentity,
+        notice: InboundMessage,
+    },
     /// Understood, deliberately not stored (groups, broadcasts, connection events…); answered 2xx.
     Ignored {
         reason: String,
     },
+}
+
+/// One event of a delivery that may serve several business numbers (Cloud and 360dialog: one app or WABA
+/// callback URL receives every number's `value`), with the number it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberedEvent {
+    /// `value.metadata.phone_number_id`; None for bodies that name no number (360dialog on-premise).
+    pub phone_number_id: Option<String>,
+    pub event: InboundEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +61,10 @@ pub struct InboundMessage {
     pub provider_message_id: String,
     /// The other party of the chat (the customer), whoever sent this message.
     pub contact: WhatsAppIdentity,
+    /// A second name of the same person in the same message (Cloud sends both `from` and `from_user_id` to
+    /// users with a username who share their number): linked to the same contact, so that a later message
+    /// naming only the username's id lands with them.
+    pub alias: Option<WhatsAppIdentity>,
     pub contact_name: Option<String>,
     /// Sent by the business (from the phone or another tool), not by the customer.
     pub outgoing: bool,
@@ -55,6 +75,9 @@ pub struct InboundMessage {
     pub target_message_id: Option<String>,
     /// A file sent with the message: where its bytes are.
     pub media: Option<Media>,
+    /// What the text alone does not keep: the replied-to message (`in_reply_to`), a location's coordinates,
+    /// the ids and payloads of interactive and button replies. Stored as the message's `content_attributes`.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +135,8 @@ pub enum MessageKind {
     Location,
     Contact,
     Reaction,
+    /// An event of the conversation, not a message of either party (a number change).
+    Activity,
     Other,
 }
 

@@ -2,7 +2,7 @@
 //! (`reference/provider-webhooks.md` §1). `messages.upsert` carries one message, `messages.update` a status.
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::event::{
     InboundEvent, InboundMessage, Media, MediaSource, MessageChange, MessageKind, MessageStatus,
@@ -15,6 +15,16 @@ pub fn instance_name(body: &Value) -> Option<&str> {
     body.get("instance").and_then(Value::as_str)
 }
 
+/// Events ferry stores; any other event is answered `ignored` whatever its `data` (an instance subscribed to
+/// every event sends arrays for contacts and chats, objects for connection states…).
+const STORED_EVENTS: [&str; 5] = [
+    "messages.upsert",
+    "send.message",
+    "messages.update",
+    "messages.delete",
+    "messages.edited",
+];
+
 pub fn parse(body: &[u8]) -> Result<InboundEvent, ParseError> {
     let envelope: Value =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not JSON: {e}")))?;
@@ -22,19 +32,22 @@ pub fn parse(body: &[u8]) -> Result<InboundEvent, ParseError> {
         .get("event")
         .and_then(Value::as_str)
         .ok_or_else(|| ParseError("no \"event\"".into()))?;
+    // Evolution names events `messages.upsert`; its UPPER_SNAKE form appears in configs and by-event URLs.
+    let event = event.to_ascii_lowercase().replace(['_', '-'], ".");
+    if !STORED_EVENTS.contains(&event.as_str()) {
+        return Ok(InboundEvent::Ignored {
+            reason: format!("event {event} carries no message"),
+        });
+    }
     let data = envelope
         .get("data")
         .filter(|d| d.is_object())
-        .ok_or_else(|| ParseError("no \"data\" object".into()))?;
-    // Evolution names events `messages.upsert`; its UPPER_SNAKE form appears in configs and by-event URLs.
-    match event.to_ascii_lowercase().replace('_', ".").as_str() {
-        "messages.upsert" | "send.message" => message(data),
+        .ok_or_else(|| ParseError(format!("{event} without a \"data\" object")))?;
+    match event.as_str() {
         "messages.update" => status(data),
         "messages.delete" => deleted(data),
         "messages.edited" => protocol(data),
-        other => Ok(InboundEvent::Ignored {
-            reason: format!("event {other} carries no message"),
-        }),
+        _ => message(data),
     }
 }
 
@@ -82,8 +95,15 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
         return protocol(data);
     }
     let body = data.get("message").cloned().unwrap_or(Value::Null);
-    let (kind, content, target) = content_of(message_type, &body);
+    let (kind, content, target, mut attributes) = content_of(message_type, &body);
     let media = media_of(message_type, &body, id);
+    // Evolution lifts the quoted message's context to `data.contextInfo`; older versions leave it inside.
+    let replied = text(data, &["contextInfo", "stanzaId"])
+        .or_else(|| text(&body, &[message_type, "contextInfo", "stanzaId"]))
+        .filter(|id| !id.is_empty());
+    if let Some(replied) = replied.filter(|_| target.is_none()) {
+        attributes.insert("in_reply_to".into(), replied.into());
+    }
     Ok(InboundEvent::Message(InboundMessage {
         provider_message_id: id.to_owned(),
         contact,
@@ -102,6 +122,8 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
         kind,
         target_message_id: target,
         media,
+        alias: None,
+        attributes,
     }))
 }
 
@@ -135,46 +157,101 @@ fn clamp(at: DateTime<Utc>) -> DateTime<Utc> {
     at.min(Utc::now() + chrono::Duration::days(1))
 }
 
-fn content_of(message_type: &str, m: &Value) -> (MessageKind, Option<String>, Option<String>) {
-    let caption = |kind: &str| text(m, &[kind, "caption"]).map(str::to_owned);
+type Content = (
+    MessageKind,
+    Option<String>,
+    Option<String>,
+    Map<String, Value>,
+);
+
+fn content_of(message_type: &str, m: &Value) -> Content {
+    let owned = |path: &[&str]| text(m, path).map(str::to_owned);
+    let plain = |kind, content| (kind, content, None, Map::new());
     match message_type {
-        "conversation" => (
-            MessageKind::Text,
-            text(m, &["conversation"]).map(str::to_owned),
-            None,
-        ),
-        "extendedTextMessage" => (
-            MessageKind::Text,
-            text(m, &["extendedTextMessage", "text"]).map(str::to_owned),
-            None,
-        ),
-        "imageMessage" => (MessageKind::Image, caption("imageMessage"), None),
-        "videoMessage" => (MessageKind::Video, caption("videoMessage"), None),
-        "audioMessage" => (MessageKind::Audio, None, None),
-        "documentMessage" => (
+        "conversation" => plain(MessageKind::Text, owned(&["conversation"])),
+        "extendedTextMessage" => plain(MessageKind::Text, owned(&["extendedTextMessage", "text"])),
+        "imageMessage" => plain(MessageKind::Image, owned(&["imageMessage", "caption"])),
+        "videoMessage" => plain(MessageKind::Video, owned(&["videoMessage", "caption"])),
+        "audioMessage" => plain(MessageKind::Audio, None),
+        "documentMessage" => plain(
             MessageKind::Document,
-            caption("documentMessage")
-                .or_else(|| text(m, &["documentMessage", "fileName"]).map(str::to_owned)),
-            None,
+            owned(&["documentMessage", "caption"])
+                .or_else(|| owned(&["documentMessage", "fileName"])),
         ),
-        "stickerMessage" => (MessageKind::Sticker, None, None),
-        "locationMessage" => (MessageKind::Location, None, None),
-        "contactMessage" => (
+        "stickerMessage" => plain(MessageKind::Sticker, None),
+        "locationMessage" | "liveLocationMessage" => {
+            let l = &m[message_type];
+            let location = serde_json::json!({
+                "latitude": l["degreesLatitude"], "longitude": l["degreesLongitude"],
+                "name": l["name"], "address": l["address"], "url": l["url"],
+            });
+            let mut attributes = Map::new();
+            attributes.insert(
+                "location".into(),
+                super::cloud::location_attributes(&location),
+            );
+            let content = text(l, &["name"])
+                .or_else(|| text(l, &["address"]))
+                .or_else(|| text(l, &["caption"]))
+                .map(str::to_owned);
+            (MessageKind::Location, content, None, attributes)
+        }
+        "contactMessage" => plain(
             MessageKind::Contact,
-            text(m, &["contactMessage", "displayName"]).map(str::to_owned),
-            None,
+            owned(&["contactMessage", "displayName"]),
         ),
         "reactionMessage" => (
             MessageKind::Reaction,
-            text(m, &["reactionMessage", "text"]).map(str::to_owned),
-            text(m, &["reactionMessage", "key", "id"]).map(str::to_owned),
+            owned(&["reactionMessage", "text"]),
+            owned(&["reactionMessage", "key", "id"]),
+            Map::new(),
+        ),
+        "buttonsResponseMessage" | "listResponseMessage" | "templateButtonReplyMessage" => {
+            reply_of(message_type, &m[message_type])
+        }
+        _ => plain(MessageKind::Other, owned(&["conversation"])),
+    }
+}
+
+/// A reply to buttons, a list or a template's quick reply: the title the customer chose is the text, the id
+/// (what a bot keys on) is kept in the attributes.
+fn reply_of(message_type: &str, r: &Value) -> Content {
+    let (kind, id, title) = match message_type {
+        "buttonsResponseMessage" => (
+            "button_reply",
+            text(r, &["selectedButtonId"]),
+            text(r, &["selectedDisplayText"]),
+        ),
+        "listResponseMessage" => (
+            "list_reply",
+            text(r, &["singleSelectReply", "selectedRowId"]),
+            text(r, &["title"]),
         ),
         _ => (
-            MessageKind::Other,
-            text(m, &["conversation"]).map(str::to_owned),
-            None,
+            "template_button_reply",
+            text(r, &["selectedId"]),
+            text(r, &["selectedDisplayText"]),
         ),
+    };
+    let mut reply = Map::new();
+    reply.insert("type".into(), kind.into());
+    if let Some(id) = id {
+        reply.insert("id".into(), id.into());
     }
+    if let Some(title) = title {
+        reply.insert("title".into(), title.into());
+    }
+    if let Some(description) = text(r, &["description"]) {
+        reply.insert("description".into(), description.into());
+    }
+    let mut attributes = Map::new();
+    attributes.insert("interactive".into(), Value::Object(reply));
+    (
+        MessageKind::Text,
+        title.map(str::to_owned),
+        None,
+        attributes,
+    )
 }
 
 /// `messages.delete`: the data is the deleted message's key (or the key under `key`).
@@ -190,12 +267,14 @@ fn deleted(data: &Value) -> Result<InboundEvent, ParseError> {
 }
 
 /// `messages.edited`, or an upsert of a `protocolMessage`: a revoke (deleted for everyone) or an edit naming
-/// the message's key, with the new content.
+/// the message's key, with the new content. Evolution 2.x sends `messages.edited` with the protocol message
+/// itself as `data` (`{key, type, editedMessage, timestampMs}`); older shapes wrap it in `message`.
 fn protocol(data: &Value) -> Result<InboundEvent, ParseError> {
     let message = data.get("message").unwrap_or(data);
     let protocol = message
         .get("protocolMessage")
         .or_else(|| message.pointer("/editedMessage/message/protocolMessage"))
+        .or_else(|| (data.get("key").is_some() && data.get("type").is_some()).then_some(data))
         .ok_or_else(|| ParseError("no protocolMessage".into()))?;
     let id = text(protocol, &["key", "id"])
         .filter(|id| !id.is_empty())
@@ -209,9 +288,14 @@ fn protocol(data: &Value) -> Result<InboundEvent, ParseError> {
         Some("REVOKE") | Some("0") => MessageChange::Deleted,
         Some("MESSAGE_EDIT") | Some("14") | None => {
             let new = protocol.get("editedMessage").unwrap_or(&Value::Null);
+            // An edited caption comes as the media message with its new caption.
+            let caption = ["imageMessage", "videoMessage", "documentMessage"]
+                .into_iter()
+                .find_map(|kind| text(new, &[kind, "caption"]));
             MessageChange::Edited {
                 content: text(new, &["conversation"])
                     .or_else(|| text(new, &["extendedTextMessage", "text"]))
+                    .or(caption)
                     .map(str::to_owned),
             }
         }

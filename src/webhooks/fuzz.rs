@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::event::{InboundEvent, ParseError};
+use super::event::{InboundEvent, NumberedEvent, ParseError};
 use super::{cloud, dialog360, evolution, twilio};
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -67,11 +67,19 @@ fn tree() -> impl Strategy<Value = Value> {
     })
 }
 
+fn numbered(
+    parsed: Result<Vec<NumberedEvent>, ParseError>,
+) -> Result<Vec<InboundEvent>, ParseError> {
+    parsed.map(|events| events.into_iter().map(|e| e.event).collect())
+}
+
 /// A parse yields a refusal or events; no event may carry an empty message id.
 fn sound(parsed: Result<Vec<InboundEvent>, ParseError>) {
     for event in parsed.unwrap_or_default() {
         match event {
-            InboundEvent::Message(m) => assert!(!m.provider_message_id.is_empty()),
+            InboundEvent::Message(m) | InboundEvent::NumberChanged { notice: m, .. } => {
+                assert!(!m.provider_message_id.is_empty())
+            }
             InboundEvent::Status {
                 provider_message_id,
                 ..
@@ -99,8 +107,8 @@ proptest! {
         for body in shaped {
             let bytes = serde_json::to_vec(&body).unwrap();
             sound(evolution::parse(&bytes).map(|e| vec![e]));
-            sound(cloud::parse(&bytes));
-            sound(dialog360::parse(&bytes));
+            sound(numbered(cloud::parse(&bytes)));
+            sound(numbered(dialog360::parse(&bytes)));
         }
     }
 

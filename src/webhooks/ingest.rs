@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use super::event::{InboundEvent, InboundMessage, MessageChange, MessageKind};
-use crate::domain::ChannelType;
+use crate::domain::{ChannelType, WhatsAppIdentity};
 use crate::services::Ferry;
-use crate::store::{IngestMessage, Ingested, StoreError, TokenRoute};
+use crate::store::{IngestMessage, Ingested, Rekey, StoreError, TokenRoute};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -21,6 +21,32 @@ pub enum Outcome {
     /// An edit, deletion or reaction recorded on its target (false: the target is not stored here).
     Changed(bool),
     Ignored(String),
+}
+
+/// Where an event for the business number `phone_number_id` goes, when it arrived at `route`'s URL: that
+/// integration when the number is its own (or the body names none), else the enabled integration of the same
+/// provider and account that owns the number, from the route cache; None when nobody does.
+pub async fn route_of_number(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    phone_number_id: Option<&str>,
+) -> Result<Option<TokenRoute>, StoreError> {
+    let Some(number) = phone_number_id else {
+        return Ok(Some(route.clone()));
+    };
+    if route.phone_number_id.as_deref() == Some(number) {
+        return Ok(Some(route.clone()));
+    }
+    Ok(ferry
+        .token_routes
+        .resolve_number(
+            ferry.store.as_ref(),
+            route.account_id,
+            &route.provider,
+            number,
+        )
+        .await?
+        .filter(|owner| owner.enabled && owner.inbox_id.is_some()))
 }
 
 pub async fn ingest(
@@ -70,8 +96,51 @@ pub async fn ingest(
             // A reaction to a message ferry does not hold is kept as a message of its own.
             store_message(ferry, route, inbox_id, m).await
         }
+        InboundEvent::NumberChanged {
+            from,
+            to,
+            mut notice,
+        } => {
+            rekey(ferry, route, inbox_id, &from, &to).await?;
+            // The notice belongs to the customer's conversation, under their new number.
+            notice.contact = to;
+            store_message(ferry, route, inbox_id, notice).await
+        }
         InboundEvent::Message(m) => store_message(ferry, route, inbox_id, m).await,
     }
+}
+
+/// The customer's contact_inbox follows them to their new number (when the new number has none yet).
+async fn rekey(
+    ferry: &Ferry,
+    route: &TokenRoute,
+    inbox_id: i64,
+    from: &WhatsAppIdentity,
+    to: &WhatsAppIdentity,
+) -> Result<bool, StoreError> {
+    let channel = channel_of(route)?;
+    let fold = route.merge_brazil_ninth_digit;
+    let rekey = Rekey {
+        wa_identity: to.canonical(),
+        wa_key: to.match_key(true),
+        source_id: to.to_source_id(channel).unwrap_or_else(|_| to.canonical()),
+        phone_number: to.e164(),
+    };
+    let from_key = fold.then(|| from.match_key(true));
+    let moved = ferry
+        .store
+        .rekey_contact_inbox(inbox_id, &from.canonical(), from_key.as_deref(), &rekey)
+        .await?;
+    tracing::info!(integration = route.integration_id, from = %from, to = %to, moved, "customer changed number");
+    Ok(moved)
+}
+
+fn channel_of(route: &TokenRoute) -> Result<ChannelType, StoreError> {
+    route
+        .channel_type
+        .as_deref()
+        .and_then(|c| c.parse::<ChannelType>().ok())
+        .ok_or(StoreError::NotFound("inbox of the integration"))
 }
 
 /// Applies an edit, a deletion or a reaction to the stored message it names.
@@ -127,11 +196,7 @@ async fn store_message(
     inbox_id: i64,
     m: InboundMessage,
 ) -> Result<Outcome, StoreError> {
-    let channel = route
-        .channel_type
-        .as_deref()
-        .and_then(|c| c.parse::<ChannelType>().ok())
-        .ok_or(StoreError::NotFound("inbox of the integration"))?;
+    let channel = channel_of(route)?;
     let mut row = to_row(route, inbox_id, channel, &m);
     if let Some(media) = &m.media {
         row.attachment = Some(super::media::attachment(ferry, route, m.kind, media).await);
@@ -165,17 +230,21 @@ fn to_row(
         MessageKind::Location => "location",
         MessageKind::Contact => "contact",
         MessageKind::Reaction => "reaction",
+        MessageKind::Activity => "text",
         MessageKind::Other => "other",
     };
-    let attributes = match &m.target_message_id {
-        Some(target) => json!({"in_reply_to": target}),
-        None => json!({}),
-    };
+    let mut attributes = m.attributes.clone();
+    if let Some(target) = &m.target_message_id {
+        // A reaction kept as a message of its own names the message it reacts to.
+        attributes.insert("in_reply_to".into(), json!(target));
+    }
     IngestMessage {
         account_id: route.account_id,
         inbox_id,
         wa_identity: m.contact.canonical(),
         wa_key: m.contact.match_key(true),
+        by_key: route.merge_brazil_ninth_digit,
+        alias: m.alias.as_ref().map(WhatsAppIdentity::canonical),
         source_id: m
             .contact
             .to_source_id(channel)
@@ -194,10 +263,14 @@ fn to_row(
             m.provider_message_id
         ),
         provider_message_id: m.provider_message_id.clone(),
-        message_type: if m.outgoing { "outgoing" } else { "incoming" },
+        message_type: match (m.kind, m.outgoing) {
+            (MessageKind::Activity, _) => "activity",
+            (_, true) => "outgoing",
+            (_, false) => "incoming",
+        },
         content: m.content.clone(),
         content_type,
-        content_attributes: attributes,
+        content_attributes: serde_json::Value::Object(attributes),
         created_at: m.sent_at,
         attachment: None,
     }

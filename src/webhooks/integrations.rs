@@ -334,6 +334,11 @@ pub async fn create(
         )
         .await;
     ferry.token_routes.invalidate_token(&token).await;
+    // Its business number may have been asked for (and cached as nobody's) before.
+    ferry
+        .token_routes
+        .invalidate_integration(integration.id)
+        .await;
     issued(ferry, integration, token)
 }
 

@@ -2,6 +2,7 @@
 //! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable) and the
 //! cached token → integration routing.
 
+pub mod body;
 pub mod cloud;
 pub mod cutover;
 pub mod dead_letters;

@@ -24,6 +24,10 @@ type Key = [u8; 32];
 
 pub struct TokenRoutes {
     cache: Cache<Key, Option<TokenRoute>>,
+    /// (account, provider, phone_number_id) → the integration owning that business number: Cloud and 360dialog
+    /// deliver every number of an app or WABA to one URL, each `value` is routed by its number. Dropped whole
+    /// on any invalidation (integrations change rarely).
+    numbers: Cache<(i64, String, String), Option<TokenRoute>>,
     /// The cached token hashes of each integration (at most its current and previous token), so that an
     /// invalidation removes exactly those entries, at once.
     keys: Mutex<HashMap<i64, Vec<Key>>>,
@@ -83,6 +87,10 @@ impl TokenRoutes {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         Self {
             cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            numbers: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
@@ -154,6 +162,28 @@ impl TokenRoutes {
         })
     }
 
+    /// The route of the integration of `provider` in the account that owns the business number; cached like
+    /// tokens (a hit costs no query), unknown numbers included.
+    pub async fn resolve_number(
+        &self,
+        store: &dyn Store,
+        account_id: i64,
+        provider: &str,
+        phone_number_id: &str,
+    ) -> Result<Option<TokenRoute>, StoreError> {
+        let key = (account_id, provider.to_owned(), phone_number_id.to_owned());
+        if let Some(entry) = self.numbers.get(&key).await {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(entry);
+        }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let found = store
+            .route_by_phone_number_id(account_id, provider, phone_number_id)
+            .await?;
+        self.numbers.insert(key, found.clone()).await;
+        Ok(found)
+    }
+
     fn remember(&self, key: &Key, found: &Option<TokenRoute>) {
         if let Some(id) = found.as_ref().and_then(|route| route.integration_id) {
             let mut keys = self.keys.lock().expect("not poisoned");
@@ -187,6 +217,9 @@ impl TokenRoutes {
     }
 
     async fn drop_local(&self, what: &Invalidation) {
+        if !matches!(what, Invalidation::Token(_)) {
+            self.numbers.invalidate_all();
+        }
         match what {
             Invalidation::Integration(id) => {
                 let keys = self

@@ -19,8 +19,10 @@ pub fn form(body: &[u8]) -> Params {
 }
 
 fn expected(auth_token: &[u8], url: &str, params: &Params) -> Option<Vec<u8>> {
+    // As Twilio's SDKs do: sorted by name then value, and an identical (name, value) pair counted once.
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    sorted.dedup();
     let mut mac = Hmac::<Sha1>::new_from_slice(auth_token).ok()?;
     mac.update(url.as_bytes());
     for (name, value) in sorted {
@@ -133,6 +135,26 @@ pub fn parse(params: &Params) -> Result<InboundEvent, ParseError> {
             _ => MessageKind::Document,
         }
     };
+    let mut attributes = serde_json::Map::new();
+    if let Some(replied) = get(params, "OriginalRepliedMessageSid").filter(|s| !s.is_empty()) {
+        attributes.insert("in_reply_to".into(), replied.into());
+    }
+    if kind == MessageKind::Location {
+        let number = |name| get(params, name).and_then(|v| v.parse::<f64>().ok());
+        attributes.insert(
+            "location".into(),
+            super::cloud::location_attributes(&serde_json::json!({
+                "latitude": number("Latitude"), "longitude": number("Longitude"),
+                "name": get(params, "Label"), "address": get(params, "Address"),
+            })),
+        );
+    }
+    if let Some(payload) = get(params, "ButtonPayload") {
+        attributes.insert(
+            "button".into(),
+            serde_json::json!({"payload": payload, "text": get(params, "ButtonText")}),
+        );
+    }
     Ok(InboundEvent::Message(InboundMessage {
         provider_message_id: sid.to_owned(),
         contact,
@@ -148,7 +170,9 @@ pub fn parse(params: &Params) -> Result<InboundEvent, ParseError> {
             .filter(|b| !b.is_empty())
             .map(str::to_owned),
         kind,
-        target_message_id: get(params, "OriginalRepliedMessageSid").map(str::to_owned),
+        target_message_id: None,
+        alias: None,
+        attributes,
         media: (media > 0)
             .then(|| get(params, "MediaUrl0"))
             .flatten()
@@ -206,6 +230,39 @@ mod tests {
             Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")
         ));
         assert!(!signature_is_valid(b"12345", url, &params, None));
+    }
+
+    /// twilio-python's published vector for repeated values: sorted by name then value, the identical
+    /// (`Digits`, `1234`) pair counted once.
+    #[test]
+    fn twilio_sdk_vector_with_repeated_values() {
+        let params = p(&[
+            ("Sid", "CA123"),
+            ("SidAccount", "AC123"),
+            ("Digits", "5678"),
+            ("Digits", "1234"),
+            ("Digits", "1234"),
+        ]);
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert!(signature_is_valid(
+            b"12345",
+            url,
+            &params,
+            Some("IK+Dwps556ElfBT0I3Rgjkr1wJU=")
+        ));
+        // The same signature without the de-duplication (what ferry computed before).
+        assert!(!signature_is_valid(
+            b"12345",
+            url,
+            &params,
+            Some("tM//N+MVWOh7+ol2z8YCNxSY0Eg=")
+        ));
+        // A GET webhook: the signature covers the URL with its query string, and no parameters.
+        let get = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            sign(b"12345", get, &Vec::new()),
+            "zYQTYrRWXE7LtzbG4PfP7/bkkGo="
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ async fn fake_providers() -> (String, Fake) {
                 |State(fake): State<Fake>, Path(instance): Path<String>, headers: HeaderMap, Json(body): Json<Value>| async move {
                     fake.evolution_calls.fetch_add(1, Ordering::SeqCst);
                     let id = body["message"]["key"]["id"].as_str().unwrap_or_default().to_owned();
-                    if headers.get("apikey").and_then(|v| v.to_str().ok()) != Some("evo-key") || instance != "midia" {
+                    if headers.get("apikey").and_then(|v| v.to_str().ok()) != Some("evo-key") || instance != "clinica-sp" {
                         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"})));
                     }
                     if id.starts_with("FAIL") {
@@ -141,7 +141,7 @@ pub async fn media_is_fetched_in_the_background_with_backoff_and_placeholders(db
         &app,
         &f,
         "evolution",
-        json!({"provider": "evolution", "instance_name": "midia", "api_url": format!("{fake_base}/"),
+        json!({"provider": "evolution", "instance_name": "clinica-sp", "api_url": format!("{fake_base}/"),
                "api_key": "evo-key"}),
     )
     .await;

@@ -285,7 +285,7 @@ pub async fn servers_and_workers_share_work_routes_and_traffic(db: Db) {
     let inbox = inbox_of(&report, ChannelType::Evolution);
     let (status, integration) = send(
         api(&base_a, "/integrations"),
-        json!({"inbox_id": inbox, "provider": "evolution", "instance_name": "multi-node"}),
+        json!({"inbox_id": inbox, "provider": "evolution", "instance_name": "clinica-sp"}),
     )
     .await;
     assert_eq!(status, 201, "{integration}");

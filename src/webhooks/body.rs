@@ -1,0 +1,222 @@
+//! Webhook bodies, read as they stream in under two limits: one body's size (`FERRY_WEBHOOK_MAX_BODY_BYTES`: a
+//! larger body is refused without being held) and the memory every body being handled may hold at once
+//! (`FERRY_WEBHOOK_BODY_MEMORY_BYTES`: a body waits for its share, so twenty 16 MB files arriving together
+//! cannot exhaust the server's memory). A body that cannot get its share in time is answered 503, which every
+//! provider retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The budget is counted in KiB.
+const UNIT: usize = 1024;
+/// What handling a body costs beyond its bytes: the JSON tree holds a copy of every string, and an inline
+/// file's base64 is copied once more into its message before it is decoded.
+const HANDLING_FACTOR: usize = 3;
+/// How long a body waits for its share of memory before it is answered 503.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    units: usize,
+    max_body: usize,
+    wait: Duration,
+}
+
+/// A body read whole, holding its share of the budget until dropped.
+pub struct Body {
+    pub bytes: Bytes,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Declared (Content-Length) or found larger than the limit; `size` is what is known of it.
+    #[error("the body ({size} bytes{more}) exceeds FERRY_WEBHOOK_MAX_BODY_BYTES ({limit})", more = if *.at_least { " or more" } else { "" })]
+    TooLarge {
+        size: u64,
+        at_least: bool,
+        limit: usize,
+    },
+    #[error("too many large webhook bodies are being handled; retry later")]
+    Busy,
+    #[error("the body could not be read: {0}")]
+    Unreadable(String),
+}
+
+impl BodyBudget {
+    pub fn new(memory_bytes: usize, max_body: usize) -> Self {
+        // One largest body must always fit, or it could never be handled.
+        let units = (memory_bytes.max(max_body.saturating_mul(HANDLING_FACTOR)) / UNIT).max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
+            units,
+            max_body,
+            wait: WAIT,
+        }
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Units of the budget not held by a body now (for tests and metrics).
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    fn units_for(&self, bytes: usize) -> u32 {
+        let units = (bytes.saturating_mul(HANDLING_FACTOR) / UNIT + 1).min(self.units);
+        u32::try_from(units).unwrap_or(u32::MAX)
+    }
+
+    async fn share(
+        &self,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, BodyError> {
+        let wanted = self.units_for(bytes);
+        tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(wanted))
+            .await
+            .map_err(|_| BodyError::Busy)?
+            .map_err(|_| BodyError::Busy)
+    }
+
+    /// Reads `body` whole: its declared size reserved up front, an undeclared one reserved as it grows.
+    pub async fn read(
+        &self,
+        headers: &HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<Body, BodyError> {
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let too_large = |size, at_least| BodyError::TooLarge {
+            size,
+            at_least,
+            limit: self.max_body,
+        };
+        if let Some(size) = declared.filter(|&size| size > self.max_body as u64) {
+            return Err(too_large(size, false));
+        }
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut reserved = declared.map_or(64 * UNIT, |size| size as usize);
+        let mut share = self.share(reserved, deadline).await?;
+        let mut buffer = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Unreadable(e.to_string()))?;
+            let size = buffer.len() + chunk.len();
+            if size > self.max_body {
+                return Err(too_large(size as u64, true));
+            }
+            if size > reserved {
+                // An undeclared (or understated) body: double its share as it grows.
+                let grown = (reserved * 2).max(size).min(self.max_body);
+                share.merge(self.share(grown - reserved, deadline).await?);
+                reserved = grown;
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(Body {
+            bytes: Bytes::from(buffer),
+            _share: Some(share),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(length: Option<usize>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(n) = length {
+            h.insert(axum::http::header::CONTENT_LENGTH, n.into());
+        }
+        h
+    }
+
+    fn chunked(parts: usize, size: usize) -> axum::body::Body {
+        let chunks =
+            (0..parts).map(move |_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; size])));
+        axum::body::Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn bodies_hold_their_share_until_dropped_and_oversized_ones_are_refused() {
+        let budget = BodyBudget::new(1024 * 1024, 200 * 1024);
+        let all = budget.available();
+        let body = budget
+            .read(&headers(Some(100 * 1024)), chunked(100, 1024))
+            .await
+            .unwrap();
+        assert_eq!(body.bytes.len(), 100 * 1024);
+        assert!(
+            budget.available() <= all - 300,
+            "a declared body reserves its handling up front"
+        );
+        drop(body);
+        assert_eq!(budget.available(), all);
+
+        let undeclared = budget
+            .read(&headers(None), chunked(150, 1024))
+            .await
+            .unwrap();
+        assert_eq!(undeclared.bytes.len(), 150 * 1024);
+        assert!(budget.available() < all - 150);
+        drop(undeclared);
+
+        let err = budget
+            .read(&headers(Some(300 * 1024)), chunked(1, 1))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, BodyError::TooLarge { size, at_least: false, .. } if size == 300 * 1024),
+            "{err}"
+        );
+        let err = budget
+            .read(&headers(None), chunked(300, 1024))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, BodyError::TooLarge { at_least: true, .. }),
+            "{err}"
+        );
+        assert_eq!(budget.available(), all, "a refused body holds nothing");
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_memory_then_gives_up_busy() {
+        // Room for one 200 KiB body's handling at a time.
+        let budget = BodyBudget {
+            wait: Duration::from_millis(100),
+            ..BodyBudget::new(600 * 1024, 200 * 1024)
+        };
+        let first = budget
+            .read(&headers(Some(200 * 1024)), chunked(200, 1024))
+            .await
+            .unwrap();
+        let err = budget
+            .read(&headers(Some(200 * 1024)), chunked(200, 1024))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, BodyError::Busy), "{err}");
+        drop(first);
+        assert!(
+            budget
+                .read(&headers(Some(200 * 1024)), chunked(200, 1024))
+                .await
+                .is_ok()
+        );
+    }
+}
