@@ -103,8 +103,9 @@ pub enum IntegrationsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Cut-over: re-point Evolution instances at their token URLs through the Evolution API, one at a time,
-    /// restoring the previous URL and stopping at the first failure
+    /// Cut-over: re-point Evolution instances at their token URLs through the Evolution API (ferry's events, no
+    /// base64), one at a time, restoring the previous webhook exactly and stopping at the first failure;
+    /// instances whose webhook is disabled are skipped and reported unless --include-disabled
     Cutover {
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
         instance: Option<String>,
@@ -112,6 +113,9 @@ pub enum IntegrationsCommand {
         all: bool,
         #[arg(long)]
         dry_run: bool,
+        /// Also re-point instances whose webhook is disabled (or unset), which enables it
+        #[arg(long)]
+        include_disabled: bool,
         #[arg(long)]
         json: bool,
     },
@@ -241,12 +245,20 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             instance,
             all: _,
             dry_run,
+            include_disabled,
             json: _,
         } => {
-            use crate::webhooks::cutover::{CutoverScope, cutover};
+            use crate::webhooks::cutover::{CutoverOptions, CutoverScope, cutover};
             let scope = instance.map_or(CutoverScope::All, CutoverScope::Instance);
-            let report = cutover(&ferry, scope, dry_run).await?;
+            let options = CutoverOptions {
+                dry_run,
+                include_disabled,
+            };
+            let report = cutover(&ferry, scope, options).await?;
             print_json(&report);
+            for skipped in report["skipped"].as_array().into_iter().flatten() {
+                eprintln!("skipped {}: {}", skipped["instance"], skipped["reason"]);
+            }
             if report["ok"] != true {
                 anyhow::bail!(
                     "cutover stopped at {}: {}",

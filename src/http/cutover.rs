@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, CurrentUser};
 use super::openapi::ErrorBody;
 use crate::services::Ferry;
-use crate::webhooks::cutover::{self, CutoverScope, MigrateReport};
+use crate::webhooks::cutover::{self, CutoverOptions, CutoverScope, MigrateReport};
 
 pub fn router() -> OpenApiRouter<Ferry> {
     OpenApiRouter::new()
@@ -171,9 +171,16 @@ struct LegacyCutoverBody {
     all: bool,
     #[serde(default)]
     dry_run: bool,
+    /// Also re-point instances whose webhook is disabled (or unset), which enables it; without it they are
+    /// reported under `skipped` and left as they are.
+    #[serde(default)]
+    include_disabled: bool,
 }
 
 /// Re-points Evolution instances at their token URLs through the Evolution API, and checks that they took it.
+///
+/// Instances whose webhook is disabled (or unset) are skipped and reported under `skipped`, unless
+/// `include_disabled`. On a failure the previous webhook is written back, read back and compared (`restored`).
 #[utoipa::path(
     post,
     path = "/integrations/legacy/cutover",
@@ -204,7 +211,11 @@ async fn run_cutover(
             ));
         }
     };
-    let report = cutover::cutover(&ferry, scope, body.dry_run).await?;
+    let options = CutoverOptions {
+        dry_run: body.dry_run,
+        include_disabled: body.include_disabled,
+    };
+    let report = cutover::cutover(&ferry, scope, options).await?;
     let status = if report["ok"] == true {
         StatusCode::OK
     } else {

@@ -90,7 +90,7 @@ pub struct Preview {
 /// Something an administrator should know before starting.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Warning {
-    /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE` or `DIFFERENT_PHONE_NUMBERS`.
+    /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE`, `UNPORTABLE_IDENTITIES` or `DIFFERENT_PHONE_NUMBERS`.
     pub code: &'static str,
     pub message: String,
 }
@@ -195,6 +195,23 @@ pub async fn duplicates(
     }
 }
 
+/// LIDs are addressable only on Evolution; a BSUID only by the provider connection that issued it.
+async fn unportable_identities(
+    ferry: &Ferry,
+    source: &crate::store::Inbox,
+    destination: &crate::store::Inbox,
+) -> Result<i64, MigrationError> {
+    let lids = destination.channel_type != "evolution";
+    let bsuids = source.channel_type != destination.channel_type;
+    if !lids && !bsuids {
+        return Ok(0);
+    }
+    Ok(ferry
+        .store
+        .count_unportable_identities(source.id, lids, bsuids)
+        .await?)
+}
+
 pub async fn preview(
     ferry: &Ferry,
     account_id: i64,
@@ -224,6 +241,17 @@ pub async fn preview(
             message: format!(
                 "{} contacts exist in both inboxes and will be merged into the destination's",
                 counts.merging_contact_inboxes
+            ),
+        });
+    }
+    let unportable = unportable_identities(ferry, &source, &destination).await?;
+    if unportable > 0 {
+        warnings.push(Warning {
+            code: "UNPORTABLE_IDENTITIES",
+            message: format!(
+                "{unportable} contacts are known only by an identity the destination's provider cannot address \
+                 (a WhatsApp LID, or a business-scoped user id of the source's business portfolio); their \
+                 conversations move, their identity is kept as it is"
             ),
         });
     }

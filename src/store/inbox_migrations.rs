@@ -212,6 +212,14 @@ pub trait InboxMigrationStore: Send + Sync {
     ) -> Result<i64>;
     /// Messages and attachments a migration dropped as duplicates (kept in its journal for revert).
     async fn inbox_migration_dropped(&self, id: i64) -> Result<(i64, i64)>;
+    /// Contact_inboxes of the inbox whose identity cannot be addressed elsewhere: LIDs (`lids`) and
+    /// business-scoped user ids (`bsuids`). A migration keeps their `source_id` and reports them.
+    async fn count_unportable_identities(
+        &self,
+        inbox_id: i64,
+        lids: bool,
+        bsuids: bool,
+    ) -> Result<i64>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
     /// Gives the planner statistics for this migration's journal rows (after its first batch): without them
@@ -242,20 +250,22 @@ macro_rules! migration_select {
 }
 
 /// `source_id` in the destination's native format, computed from the canonical identity in SQL. It mirrors
-/// `WhatsAppIdentity::to_source_id` (a test checks they agree); a LID cannot be addressed outside Evolution and
+/// `WhatsAppIdentity::to_source_id` (a test checks they agree); a LID cannot be addressed outside Evolution, a
+/// BSUID (`US.…`, the only identities with a dot) belongs to its business portfolio and is never rewritten, and
 /// a row without identity keeps its `source_id`.
 pub fn native_source_id_sql(channel: ChannelType) -> &'static str {
     match channel {
         ChannelType::Evolution => {
-            "CASE WHEN s.wa_identity IS NULL THEN s.source_id WHEN s.wa_identity LIKE '%@lid' THEN s.wa_identity \
-             ELSE s.wa_identity || '@s.whatsapp.net' END"
+            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%.%' THEN s.source_id \
+             WHEN s.wa_identity LIKE '%@lid' THEN s.wa_identity ELSE s.wa_identity || '@s.whatsapp.net' END"
         }
         ChannelType::TwilioWhatsapp => {
-            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' THEN s.source_id \
-             ELSE 'whatsapp:+' || s.wa_identity END"
+            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' OR s.wa_identity LIKE '%.%' \
+             THEN s.source_id ELSE 'whatsapp:+' || s.wa_identity END"
         }
         ChannelType::WhatsappCloud | ChannelType::Dialog360 => {
-            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' THEN s.source_id ELSE s.wa_identity END"
+            "CASE WHEN s.wa_identity IS NULL OR s.wa_identity LIKE '%@lid' OR s.wa_identity LIKE '%.%' \
+             THEN s.source_id ELSE s.wa_identity END"
         }
         _ => "s.source_id",
     }

@@ -681,6 +681,18 @@ macro_rules! impl_inbox_migration_store {
                 Ok(())
             }
 
+            async fn count_unportable_identities(&self, inbox_id: i64, lids: bool, bsuids: bool) -> Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM contact_inboxes WHERE inbox_id = $1 \
+                     AND (($2 AND wa_identity LIKE '%@lid') OR ($3 AND wa_identity LIKE '%.%'))",
+                )
+                .bind(inbox_id)
+                .bind(lids)
+                .bind(bsuids)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {
                 Ok(sqlx::query_scalar(
                     "SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \

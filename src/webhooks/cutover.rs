@@ -602,17 +602,40 @@ fn write_backup(path: &std::path::Path, rows: &[(&str, Value)]) -> std::io::Resu
     file.sync_all()
 }
 
+/// The Evolution events ferry handles, and so exactly the ones the cut-over subscribes, whatever the instance
+/// had: messages, their status updates, deletions, edits and revokes (`MESSAGES_EDITED`, which no
+/// `MESSAGES_UPSERT` accompanies) and what the business sends from elsewhere.
+pub const EVOLUTION_EVENTS: [&str; 5] = [
+    "MESSAGES_UPSERT",
+    "MESSAGES_UPDATE",
+    "MESSAGES_DELETE",
+    "MESSAGES_EDITED",
+    "SEND_MESSAGE",
+];
+
 /// Which Evolution integrations `cutover` re-points.
 pub enum CutoverScope {
     Instance(String),
     All,
 }
 
+/// How `cutover` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CutoverOptions {
+    /// Read every instance's webhook and report the plan; change nothing.
+    pub dry_run: bool,
+    /// Also re-point instances whose webhook is disabled or unset, which enables it. Without it they are
+    /// reported under `skipped` and left as they are.
+    pub include_disabled: bool,
+}
+
 /// Re-points Evolution instances at their token URLs through the Evolution API, one at a time: read the current
-/// webhook (`GET /webhook/find/{instance}`), set the token URL (`POST /webhook/set/{instance}`, the nested v2
-/// body, header `apikey`), read it back. On any failure the previous URL is put back and the run stops, so at
-/// most one instance is ever in doubt. `ok` is false when it stopped.
-pub async fn cutover(ferry: &Ferry, scope: CutoverScope, dry_run: bool) -> Result<Value> {
+/// webhook (`GET /webhook/find/{instance}`), set the token URL with ferry's own events and no base64 media
+/// (`POST /webhook/set/{instance}`, the nested v2 body, header `apikey`), read it back. An instance whose
+/// webhook is disabled (or unset) is skipped and reported unless `include_disabled`. On any failure the previous
+/// webhook is written back exactly (enabled, URL, events, by-events, base64, headers), read back and compared,
+/// and the run stops, so at most one instance is ever in doubt. `ok` is false when it stopped.
+pub async fn cutover(ferry: &Ferry, scope: CutoverScope, options: CutoverOptions) -> Result<Value> {
     let mut targets: Vec<Integration> = ferry
         .store
         .all_integrations()
@@ -628,26 +651,151 @@ pub async fn cutover(ferry: &Ferry, scope: CutoverScope, dry_run: bool) -> Resul
             ));
         }
     }
+    let report = |done: &[Value], skipped: &[Value], failed: Value| {
+        json!({"ok": failed.is_null(), "dry_run": options.dry_run,
+               "include_disabled": options.include_disabled, "done": done, "skipped": skipped,
+               "failed": failed})
+    };
     let mut done = Vec::new();
+    let mut skipped = Vec::new();
     for integration in targets {
         let instance = integration.instance_name.clone().unwrap_or_default();
-        match cutover_one(ferry, &integration, dry_run).await {
-            Ok(step) => done.push(step),
+        match cutover_one(ferry, &integration, options).await {
+            Ok(Step::Done(step)) => done.push(step),
+            Ok(Step::Skipped(step)) => {
+                tracing::warn!(instance, reason = %step["reason"], "cutover skipped the instance");
+                skipped.push(step);
+            }
             Err(failure) => {
-                if !dry_run {
+                if !options.dry_run {
                     ferry
                         .store
                         .set_integration_cutover_state(integration.id, "failed")
                         .await?;
                 }
-                tracing::error!(instance, reason = %failure["reason"], "cutover stopped");
-                return Ok(
-                    json!({"ok": false, "dry_run": dry_run, "done": done, "failed": failure}),
-                );
+                tracing::error!(instance, reason = %failure["reason"],
+                                restored = %failure["restored"], "cutover stopped");
+                return Ok(report(&done, &skipped, failure));
             }
         }
     }
-    Ok(json!({"ok": true, "dry_run": dry_run, "done": done, "failed": null}))
+    Ok(report(&done, &skipped, Value::Null))
+}
+
+/// The fields of Evolution's `Webhook` row that the cut-over may change, so the ones a restore writes back and
+/// compares: (name in the row, name in the `set` body).
+const ROW_FIELDS: [(&str, &str); 6] = [
+    ("url", "url"),
+    ("enabled", "enabled"),
+    ("events", "events"),
+    ("webhookByEvents", "byEvents"),
+    ("webhookBase64", "base64"),
+    ("headers", "headers"),
+];
+
+/// An instance's webhook row as `GET /webhook/find/{instance}` answered it, on the fields of `ROW_FIELDS` (a
+/// missing one is null).
+#[derive(Debug, Clone, PartialEq)]
+struct WebhookRow(serde_json::Map<String, Value>);
+
+impl WebhookRow {
+    /// `None` when the instance has no webhook (find answered `null`).
+    fn of(found: Value) -> std::result::Result<Option<Self>, String> {
+        match found {
+            Value::Null => Ok(None),
+            Value::Object(mut row) => Ok(Some(Self(
+                ROW_FIELDS
+                    .iter()
+                    .map(|(field, _)| {
+                        let value = row.remove(*field).unwrap_or(Value::Null);
+                        ((*field).to_owned(), value)
+                    })
+                    .collect(),
+            ))),
+            other => Err(format!(
+                "webhook/find answered neither a webhook nor null: {other}"
+            )),
+        }
+    }
+
+    fn get(&self, field: &str) -> &Value {
+        self.0.get(field).unwrap_or(&Value::Null)
+    }
+
+    fn enabled(&self) -> bool {
+        self.get("enabled") == &Value::Bool(true)
+    }
+
+    fn by_events(&self) -> bool {
+        self.get("webhookByEvents") == &Value::Bool(true)
+    }
+
+    /// The `set` body that writes this row back: every field it has, in v2's nested form. Without headers none
+    /// are sent, and Evolution leaves the stored ones alone (the cut-over's own `set` sends none either).
+    fn restore_body(&self) -> Value {
+        let webhook: serde_json::Map<String, Value> = ROW_FIELDS
+            .iter()
+            .filter(|(field, _)| !self.get(field).is_null())
+            .map(|(field, name)| ((*name).to_owned(), self.get(field).clone()))
+            .collect();
+        json!({ "webhook": webhook })
+    }
+
+    /// The row for a report: the headers' names only, since their values may be secrets.
+    fn summary(&self) -> Value {
+        let mut row = self.0.clone();
+        row.insert("headers".into(), header_names(self.get("headers")));
+        Value::Object(row)
+    }
+}
+
+fn header_names(headers: &Value) -> Value {
+    match headers {
+        Value::Object(h) => json!(h.keys().collect::<Vec<_>>()),
+        other => other.clone(),
+    }
+}
+
+fn summary(row: Option<&WebhookRow>) -> Value {
+    row.map_or(Value::Null, WebhookRow::summary)
+}
+
+/// Where the read-back `now` differs from `expected` on the named fields: `{field: {"expected", "read_back"}}`
+/// (headers by name only); empty when they agree.
+fn differences(
+    expected: Option<&WebhookRow>,
+    now: Option<&WebhookRow>,
+    fields: &[&str],
+) -> serde_json::Map<String, Value> {
+    let mut differs = serde_json::Map::new();
+    match (expected, now) {
+        (None, None) => {}
+        (Some(expected), Some(now)) => {
+            for &field in fields {
+                let (e, n) = (expected.get(field), now.get(field));
+                if e != n {
+                    let shown = |v: &Value| {
+                        if field == "headers" {
+                            header_names(v)
+                        } else {
+                            v.clone()
+                        }
+                    };
+                    differs.insert(
+                        field.to_owned(),
+                        json!({"expected": shown(e), "read_back": shown(n)}),
+                    );
+                }
+            }
+        }
+        (expected, now) => {
+            differs.insert(
+                "webhook".into(),
+                json!({"expected": summary(expected), "read_back": summary(now)}),
+            );
+        }
+    }
+    differs
 }
 
 struct EvolutionApi {
@@ -656,7 +804,7 @@ struct EvolutionApi {
 }
 
 impl EvolutionApi {
-    async fn find(&self, instance: &str) -> std::result::Result<Value, String> {
+    async fn find(&self, instance: &str) -> std::result::Result<Option<WebhookRow>, String> {
         let mut request =
             super::http_client().get(format!("{}/webhook/find/{instance}", self.base));
         if let Some(key) = &self.key {
@@ -667,42 +815,26 @@ impl EvolutionApi {
             .await
             .map_err(|e| format!("webhook/find: {e}"))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!("webhook/find answered {status}: {body}"));
+            return Err(format!("webhook/find answered {status}: {text}"));
         }
-        Ok(body)
+        // v2 answers the stored row, or `null` (an empty body is taken as `null` too).
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| format!("webhook/find answered no JSON ({e}): {text}"))?
+        };
+        WebhookRow::of(body)
     }
 
-    async fn set(
-        &self,
-        instance: &str,
-        url: &str,
-        previous: &Value,
-    ) -> std::result::Result<(), String> {
-        // v2 takes the nested body only (a flat one is refused with 400); keep the instance's other settings.
-        let events = previous
-            .get("events")
-            .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-            .cloned()
-            .unwrap_or_else(|| {
-                json!([
-                    "MESSAGES_UPSERT",
-                    "MESSAGES_UPDATE",
-                    "MESSAGES_DELETE",
-                    "SEND_MESSAGE"
-                ])
-            });
-        let body = json!({"webhook": {
-            "enabled": true,
-            "url": url,
-            "byEvents": previous.get("webhookByEvents").and_then(Value::as_bool).unwrap_or(false),
-            "base64": previous.get("webhookBase64").and_then(Value::as_bool).unwrap_or(false),
-            "events": events,
-        }});
+    /// `POST /webhook/set/{instance}` with `body` as it is: v2 takes the nested body only (a flat one is refused
+    /// with 400), and writes `enabled` and `events` exactly as sent (`enabled: false` clears the events).
+    async fn set(&self, instance: &str, body: &Value) -> std::result::Result<(), String> {
         let mut request = super::http_client()
             .post(format!("{}/webhook/set/{instance}", self.base))
-            .json(&body);
+            .json(body);
         if let Some(key) = &self.key {
             request = request.header("apikey", key);
         }
@@ -717,13 +849,38 @@ impl EvolutionApi {
         }
         Ok(())
     }
+
+    /// Writes `previous` back (when there was no webhook there is nothing to write: Evolution cannot remove
+    /// one) and reads it back. Restored only when the read-back equals `previous` on every field of
+    /// `ROW_FIELDS`; otherwise the report says what differs.
+    async fn restore(&self, instance: &str, previous: Option<&WebhookRow>) -> Value {
+        let set_error = match previous {
+            Some(row) => self.set(instance, &row.restore_body()).await.err(),
+            None => None,
+        };
+        let fields: Vec<&str> = ROW_FIELDS.iter().map(|(field, _)| *field).collect();
+        match self.find(instance).await {
+            Ok(now) => {
+                let differs = differences(previous, now.as_ref(), &fields);
+                json!({"restored": differs.is_empty(), "restore_error": set_error,
+                       "restore_differs": differs})
+            }
+            Err(e) => json!({"restored": false, "restore_error": set_error.unwrap_or(e),
+                             "restore_differs": null}),
+        }
+    }
+}
+
+enum Step {
+    Done(Value),
+    Skipped(Value),
 }
 
 async fn cutover_one(
     ferry: &Ferry,
     integration: &Integration,
-    dry_run: bool,
-) -> std::result::Result<Value, Value> {
+    options: CutoverOptions,
+) -> std::result::Result<Step, Value> {
     let instance = integration.instance_name.clone().unwrap_or_default();
     let fail = |reason: String, restored: Option<bool>| json!({"instance": instance, "integration_id": integration.id, "reason": reason, "restored": restored});
     let secrets = integrations::integration_secrets(ferry, integration)
@@ -749,28 +906,69 @@ async fn cutover_one(
             .map(str::to_owned)
             .or_else(|| ferry.config.evolution_api_key.clone()),
     };
+    // Remembered before anything changes: a restore writes exactly this back.
     let previous = api.find(&instance).await.map_err(|e| fail(e, None))?;
     let previous_url = previous
-        .get("url")
-        .and_then(Value::as_str)
+        .as_ref()
+        .and_then(|row| row.get("url").as_str())
         .unwrap_or("")
         .to_owned();
+    if !options.include_disabled && !previous.as_ref().is_some_and(WebhookRow::enabled) {
+        let reason = if previous.is_some() {
+            "the instance's webhook is disabled (--include-disabled re-points and enables it)"
+        } else {
+            "the instance has no webhook (--include-disabled sets one)"
+        };
+        let skipped = json!({"instance": instance, "integration_id": integration.id, "reason": reason,
+                             "webhook": summary(previous.as_ref())});
+        return Ok(Step::Skipped(skipped));
+    }
     let issued = integrations::reveal(ferry, integration.account_id, integration.id, None)
         .await
         .map_err(|e| fail(format!("token: {e}"), None))?;
+    // Ferry's own subscription: its events, media fetched through getBase64FromMediaMessage rather than inlined
+    // (`base64: false`); by-events kept, since the token route takes the trailing event segment either way.
+    let by_events = previous.as_ref().is_some_and(WebhookRow::by_events);
+    let body = json!({"webhook": {
+        "enabled": true,
+        "url": issued.webhook_url,
+        "byEvents": by_events,
+        "base64": false,
+        "events": EVOLUTION_EVENTS,
+    }});
     let step = json!({"instance": instance, "integration_id": integration.id, "from": previous_url,
-                      "to": issued.webhook_url});
-    if dry_run {
-        return Ok(step);
+                      "to": issued.webhook_url, "previous": summary(previous.as_ref()),
+                      "events": EVOLUTION_EVENTS, "by_events": by_events, "base64": false});
+    if options.dry_run {
+        return Ok(Step::Done(step));
     }
-    let confirmed = match api.set(&instance, &issued.webhook_url, &previous).await {
+    let expected = WebhookRow::of(json!({"url": issued.webhook_url, "enabled": true,
+                                         "events": EVOLUTION_EVENTS, "webhookByEvents": by_events,
+                                         "webhookBase64": false}))
+    .expect("an object");
+    let confirmed = match api.set(&instance, &body).await {
         Ok(()) => match api.find(&instance).await {
-            Ok(now)
-                if now.get("url").and_then(Value::as_str) == Some(issued.webhook_url.as_str()) =>
-            {
-                Ok(())
+            Ok(now) => {
+                let differs = differences(
+                    expected.as_ref(),
+                    now.as_ref(),
+                    &[
+                        "url",
+                        "enabled",
+                        "events",
+                        "webhookByEvents",
+                        "webhookBase64",
+                    ],
+                );
+                if differs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the webhook read back differs from the one set: {}",
+                        Value::Object(differs)
+                    ))
+                }
             }
-            Ok(now) => Err(format!("read back {} instead of the token URL", now["url"])),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -788,19 +986,20 @@ async fn cutover_one(
                     None,
                     "integration.cutover",
                     format!("integration:{}", integration.id),
-                    json!({"instance": instance, "from": previous_url}),
+                    json!({"instance": instance, "from": previous_url,
+                           "previous": summary(previous.as_ref())}),
                 )
                 .await;
-            Ok(step)
+            Ok(Step::Done(step))
         }
         Err(reason) => {
-            // Put the previous URL back, so the instance keeps delivering where it did.
-            let restored = if previous_url.is_empty() {
-                None
-            } else {
-                Some(api.set(&instance, &previous_url, &previous).await.is_ok())
-            };
-            Err(fail(reason, restored))
+            // Put the previous webhook back, so the instance keeps delivering where (and whether) it did.
+            let restore = api.restore(&instance, previous.as_ref()).await;
+            let mut failure = fail(reason, restore["restored"].as_bool());
+            failure["previous"] = summary(previous.as_ref());
+            failure["restore_error"] = restore["restore_error"].clone();
+            failure["restore_differs"] = restore["restore_differs"].clone();
+            Err(failure)
         }
     }
 }

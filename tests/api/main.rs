@@ -5,6 +5,7 @@
 mod auth;
 mod browser;
 mod cli;
+mod conformance;
 mod cutover;
 mod datagen;
 mod helpers;
@@ -76,7 +77,15 @@ fn main() {
         webhooks::concurrent_first_messages_make_one_customer,
         webhooks::legacy_route_resolves_through_legacy_tables_and_counts_hits,
         webhooks::completed_migration_redirects_source_webhooks,
-        webhooks::oversized_webhooks_are_413,
+        conformance::values_are_routed_by_phone_number_id,
+        conformance::username_users_are_stored_and_linked_to_their_number,
+        conformance::webhook_bodies_have_their_own_limit,
+        conformance::evolution_edits_and_events_as_evolution_sends_them,
+        conformance::cloud_content_as_meta_documents_it,
+        conformance::evolution_content_as_baileys_builds_it,
+        conformance::evolution_routes_instances_and_ninth_digit,
+        conformance::ninth_digit_is_kept_apart_when_the_account_says_so,
+        conformance::twilio_get_and_repeated_parameters,
         webhooks::cached_token_routes_run_no_statement,
         webhooks::edits_deletes_and_reactions_change_their_target,
         webhooks::random_bodies_get_200_or_a_dead_letter,
@@ -86,6 +95,9 @@ fn main() {
         cutover::concurrent_first_migrations_make_no_duplicates,
         cutover::cleanup_waits_for_a_quiet_window_then_backs_up_and_retires,
         cutover::cutover_repoints_one_at_a_time_and_restores_on_failure,
+        cutover::cutover_sets_ferrys_events_and_no_base64,
+        cutover::cutover_skips_disabled_webhooks_unless_included,
+        cutover::cutover_restore_puts_back_the_previous_webhook_exactly,
         cutover::cutover_endpoints_are_for_installation_administrators,
         cutover::integration_test_sends_a_signed_message_and_cleans_up,
         migrations::migration_moves_and_merges_across_formats,

@@ -453,7 +453,18 @@ pub async fn create_is_refused_with_clear_422s(db: Db) {
         .iter()
         .map(|w| w["code"].clone())
         .collect();
-    assert_eq!(codes, vec![json!("CONTACTS_WILL_MERGE")]);
+    // The LID contact cannot be addressed through Cloud: it is reported before the start.
+    assert_eq!(
+        codes,
+        vec![json!("CONTACTS_WILL_MERGE"), json!("UNPORTABLE_IDENTITIES")]
+    );
+    assert!(
+        dry["plan"]["warnings"][1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 contacts"),
+        "{dry}"
+    );
     assert!(
         app.ferry
             .store

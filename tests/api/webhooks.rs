@@ -669,7 +669,7 @@ async fn evolution_inbox(app: &TestApp, f: &Fixture, name: &str, phone: &str) ->
     inbox["id"].as_i64().unwrap()
 }
 
-async fn legacy_instance(app: &TestApp, name: &str, organization: &str, phone: &str) {
+pub(crate) async fn legacy_instance(app: &TestApp, name: &str, organization: &str, phone: &str) {
     app.ferry
         .store
         .insert_evolution_instance(&ferry::store::seed::LegacyEvolutionInstance {
@@ -985,29 +985,6 @@ pub async fn completed_migration_redirects_source_webhooks(db: Db) {
         source,
         "{stays}"
     );
-}
-
-/// A body over `FERRY_MAX_BODY_BYTES` is refused with 413 in the error shape before anything is parsed.
-pub async fn oversized_webhooks_are_413(db: Db) {
-    let app = spawn_app(db).await;
-    let f = app.fixture().await;
-    let (_, hook) = connected(
-        &app,
-        &f,
-        "evolution",
-        json!({"provider": "evolution", "instance_name": "clinica-sp"}),
-    )
-    .await;
-    let mut body =
-        serde_json::to_vec(&upsert("BIG", "5511988887777@s.whatsapp.net", false, "x")).unwrap();
-    body.extend(std::iter::repeat_n(b' ', app.ferry.config.max_body_bytes));
-    let (status, answer) = post_raw(&app, &hook, &body).await;
-    assert_eq!(
-        (status, &answer["error"]["code"]),
-        (413, &json!("payload_too_large")),
-        "{answer}"
-    );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 0);
 }
 
 /// One counter of a Prometheus text page.
