@@ -352,13 +352,11 @@ async fn evolution_inner(
     let route = route_of(&ferry, &token, "evolution").await?;
     let body = read_body(&ferry, &route, "token", &headers, body).await?;
     let delivery = Delivery::token(&ferry, &route, &headers, &body.bytes);
-    // Evolution's global webhook posts every instance to one URL: another instance's event is not this
-    // integration's to store.
-    if let Some(sender) = instance_of(&body.bytes)
-        && route
-            .instance_name
-            .as_deref()
-            .is_some_and(|mine| mine != sender)
+    let parsed = evolution::parse(&body.bytes);
+    // Evolution's global webhook posts every instance to one URL: another instance's message is not this
+    // integration's to store (its events ferry ignores anyway are answered `ignored` below, not kept).
+    if !matches!(parsed, Ok(InboundEvent::Ignored { .. }))
+        && let Some(sender) = crate::webhooks::evolution::foreign_instance(&route, &body.bytes)
     {
         crate::metrics::webhook_event(&route.provider, "dead_letter");
         delivery.keep("instance mismatch", 200).await;
@@ -369,19 +367,7 @@ async fn evolution_inner(
             ),
         ));
     }
-    delivery.store_one(evolution::parse(&body.bytes)).await
-}
-
-/// The envelope's `instance` (read apart from the event: a mismatch is answered before anything is parsed).
-fn instance_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        instance: Option<String>,
-    }
-    serde_json::from_slice::<Envelope>(body)
-        .ok()?
-        .instance
-        .filter(|i| !i.is_empty())
+    delivery.store_one(parsed).await
 }
 
 /// Reads a webhook's body under `FERRY_WEBHOOK_MAX_BODY_BYTES` and the memory budget. A body over the limit is
@@ -405,13 +391,39 @@ async fn read_body(
                 reason,
             ))
         }
-        Err(BodyError::Busy) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            BodyError::Busy.to_string(),
-        )),
-        Err(e) => Err(ApiError::bad_request("unreadable_body", e.to_string())),
+        // Kept without their bytes (none were held): the provider retries a 503, and a broken upload is
+        // at least on record.
+        Err(e @ (BodyError::Busy | BodyError::Unreadable(_))) => {
+            let (status, code) = match e {
+                BodyError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+                _ => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            };
+            crate::metrics::webhook_event(&route.provider, code);
+            let reason = e.to_string();
+            let size = declared_length(headers).unwrap_or(0);
+            dead_letter(
+                ferry,
+                route,
+                via,
+                &reason,
+                status.as_u16(),
+                headers,
+                &[],
+                size,
+            )
+            .await;
+            Err(ApiError::new(status, code, reason))
+        }
     }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// One routed request: what it becomes, and where it goes when it cannot be stored.
@@ -479,7 +491,15 @@ impl<'a> Delivery<'a> {
         } in self.parsed(parsed).await?
         {
             let number = phone_number_id.as_deref();
-            match route_of_number(self.ferry, self.route, number).await? {
+            let routed = match route_of_number(self.ferry, self.route, number).await {
+                Ok(routed) => routed,
+                Err(e) => {
+                    tracing::error!(error = %e, integration = self.route.integration_id, "webhook not routed");
+                    self.keep(&e.to_string(), 500).await;
+                    return Err(e.into());
+                }
+            };
+            match routed {
                 Some(route) => results.push(self.store_on(&route, event).await?),
                 None => {
                     crate::metrics::webhook_event(&self.route.provider, "dead_letter");

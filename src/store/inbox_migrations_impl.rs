@@ -239,9 +239,9 @@ macro_rules! impl_inbox_migration_store {
                 //    first one's new home.
                 let plan = format!(
                     "INSERT INTO inbox_migration_contact_inboxes (migration_id, contact_inbox_id, batch, action, contact_id, \
-                     source_id, wa_identity, wa_key, import_id, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
+                     source_id, wa_identity, wa_key, wa_alias, import_id, created_at, new_source_id, destination_contact_inbox_id, destination_contact_id) \
                      SELECT $1, s.id, $2, CASE WHEN m.id IS NULL THEN 'move' ELSE 'merge' END, s.contact_id, s.source_id, \
-                     s.wa_identity, s.wa_key, s.import_id, s.created_at, {native}, m.id, m.contact_id \
+                     s.wa_identity, s.wa_key, s.wa_alias, s.import_id, s.created_at, {native}, m.id, m.contact_id \
                      FROM (SELECT s.*, (SELECT MIN(x.id) FROM contact_inboxes x WHERE x.inbox_id = $4 AND x.{k} = s.{k}) AS match_id \
                            FROM (SELECT * FROM contact_inboxes WHERE inbox_id = $3 AND id > $6 ORDER BY inbox_id, id LIMIT $5) s \
                            WHERE s.{k} IS NULL OR s.id = (SELECT MIN(s2.id) FROM contact_inboxes s2 WHERE s2.inbox_id = $3 AND s2.{k} = s.{k})) s \
@@ -331,7 +331,10 @@ macro_rules! impl_inbox_migration_store {
                     .bind(m).bind(b)
                     .execute(&mut *tx).await?.rows_affected() as i64;
                     sqlx::query(
-                        "UPDATE contact_inboxes SET inbox_id = $3, source_id = x.new_source_id \
+                        // A moved row keeps its alias (a BSUID) unless a destination row already holds it.
+                        "UPDATE contact_inboxes SET inbox_id = $3, source_id = x.new_source_id, \
+                         wa_alias = CASE WHEN EXISTS (SELECT 1 FROM contact_inboxes d WHERE d.inbox_id = $3 \
+                         AND d.wa_alias = contact_inboxes.wa_alias) THEN NULL ELSE contact_inboxes.wa_alias END \
                          FROM (SELECT contact_inbox_id, new_source_id FROM inbox_migration_contact_inboxes \
                                WHERE migration_id = $1 AND batch = $2 AND action = 'move') x \
                          WHERE contact_inboxes.id = x.contact_inbox_id",
@@ -542,13 +545,15 @@ macro_rules! impl_inbox_migration_store {
                     .bind(id).bind(batch).execute(&mut *tx).await?;
                 // e. merged contact_inboxes re-created; f. moved ones back with their old source_id
                 sqlx::query(
-                    "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key, import_id, created_at) \
-                     SELECT p.contact_inbox_id, p.contact_id, $3, p.source_id, p.wa_identity, p.wa_key, p.import_id, p.created_at \
+                    "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key, wa_alias, import_id, created_at) \
+                     SELECT p.contact_inbox_id, p.contact_id, $3, p.source_id, p.wa_identity, p.wa_key, p.wa_alias, p.import_id, p.created_at \
                      FROM inbox_migration_contact_inboxes p WHERE p.migration_id = $1 AND p.batch = $2 AND p.action = 'merge'",
                 )
                 .bind(id).bind(batch).bind(source).execute(&mut *tx).await?;
                 sqlx::query(
                     "UPDATE contact_inboxes SET inbox_id = $3, source_id = (SELECT p.source_id FROM inbox_migration_contact_inboxes p \
+                     WHERE p.migration_id = $1 AND p.contact_inbox_id = contact_inboxes.id), \
+                     wa_alias = (SELECT p.wa_alias FROM inbox_migration_contact_inboxes p \
                      WHERE p.migration_id = $1 AND p.contact_inbox_id = contact_inboxes.id) \
                      WHERE id IN (SELECT contact_inbox_id FROM inbox_migration_contact_inboxes WHERE migration_id = $1 AND batch = $2 AND action = 'move')",
                 )
@@ -600,8 +605,8 @@ macro_rules! impl_inbox_migration_store {
                         FROM contacts WHERE account_id = $1 ORDER BY id")
                     .bind(account_id).fetch_all(&self.pool).await?;
                 out.extend(contacts.iter().map(|r| format!("contact {r:?}")));
-                let cis: Vec<(i64, i64, i64, String, Option<String>, Option<String>, Option<i64>, DateTime<Utc>)> =
-                    sqlx::query_as("SELECT ci.id, ci.contact_id, ci.inbox_id, ci.source_id, ci.wa_identity, ci.wa_key, ci.import_id, ci.created_at \
+                let cis: Vec<(i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<i64>, DateTime<Utc>)> =
+                    sqlx::query_as("SELECT ci.id, ci.contact_id, ci.inbox_id, ci.source_id, ci.wa_identity, ci.wa_key, ci.wa_alias, ci.import_id, ci.created_at \
                         FROM contact_inboxes ci JOIN inboxes i ON i.id = ci.inbox_id WHERE i.account_id = $1 ORDER BY ci.id")
                     .bind(account_id).fetch_all(&self.pool).await?;
                 out.extend(cis.iter().map(|r| format!("contact_inbox {r:?}")));

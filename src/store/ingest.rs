@@ -185,14 +185,18 @@ pub(crate) fn is_alias_kind(identity: &str) -> bool {
 }
 
 /// The contact_inbox of `m`'s customer among `rows` (in id order): the same identity first, then the same
-/// folded key, then the row this identity is an alias of, then the row of the alias `m` brings.
+/// folded key, then the row this identity is an alias of, then the row of the alias `m` brings (as its identity,
+/// then as its alias).
 pub(crate) fn best_row<'r>(rows: &'r [PersonRow], m: &IngestMessage) -> Option<&'r PersonRow> {
     let same = |a: &Option<String>, b: &str| a.as_deref() == Some(b);
-    let ranks: [&dyn Fn(&PersonRow) -> bool; 4] = [
+    let brought = |column: &Option<String>| m.alias.as_deref().is_some_and(|a| same(column, a));
+    let ranks: [&dyn Fn(&PersonRow) -> bool; 5] = [
         &|r| same(&r.wa_identity, &m.wa_identity),
         &|r| m.by_key && same(&r.wa_key, &m.wa_key),
         &|r| same(&r.wa_alias, &m.wa_identity),
-        &|r| m.alias.as_deref().is_some_and(|a| same(&r.wa_identity, a)),
+        &|r| brought(&r.wa_identity),
+        // A BSUID outlives a change of number: the row it is linked to is still this person.
+        &|r| brought(&r.wa_alias),
     ];
     ranks
         .iter()
@@ -216,7 +220,9 @@ macro_rules! impl_ingest_store {
                         by_identity.push((m.inbox_id, m.wa_identity.as_str()));
                     }
                     if let Some(alias) = &m.alias {
+                        // The BSUID may be a row's identity, or already linked to a row of the old number.
                         by_identity.push((m.inbox_id, alias.as_str()));
+                        by_alias.push((m.inbox_id, alias.as_str()));
                     }
                     if is_alias_kind(&m.wa_identity) {
                         by_alias.push((m.inbox_id, m.wa_identity.as_str()));
@@ -258,7 +264,7 @@ macro_rules! impl_ingest_store {
                     return Ok(());
                 };
                 if row.wa_identity.as_deref() == Some(alias) {
-                    sqlx::query(
+                    let linked = sqlx::query(
                         "UPDATE contact_inboxes SET wa_identity = $1, wa_key = $2, source_id = $3, wa_alias = $4 \
                          WHERE id = $5 AND NOT EXISTS (SELECT 1 FROM contact_inboxes x WHERE x.inbox_id = $6 \
                          AND x.id <> $5 AND (x.wa_identity = $1 OR x.source_id = $3 OR x.wa_alias = $4))",
@@ -271,6 +277,10 @@ macro_rules! impl_ingest_store {
                     .bind(m.inbox_id)
                     .execute(&mut **tx)
                     .await?;
+                    // The number belongs to another row of the inbox: this contact does not learn it.
+                    if linked.rows_affected() == 0 {
+                        return Ok(());
+                    }
                     sqlx::query("UPDATE contacts SET phone_number = $1 WHERE id = $2 AND phone_number IS NULL")
                         .bind(&m.phone_number)
                         .bind(row.contact_id)
@@ -384,9 +394,18 @@ macro_rules! impl_ingest_store {
                                 .bind(contact_id)
                                 .execute(&mut *tx)
                                 .await?;
-                            sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
+                            // The row that won: by identity, else by the source_id or alias it also claims.
+                            let winner = format!(
+                                "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 \
+                                 AND (wa_identity = $2 OR source_id = $3 OR wa_alias = $2 OR wa_alias = $4) \
+                                 ORDER BY CASE WHEN wa_identity = $2 THEN 0 ELSE 1 END, id LIMIT 1{}",
+                                Self::FOR_UPDATE
+                            );
+                            sqlx::query_as(sqlx::AssertSqlSafe(winner))
                                 .bind(m.inbox_id)
                                 .bind(&m.wa_identity)
+                                .bind(&m.source_id)
+                                .bind(&m.alias)
                                 .fetch_one(&mut *tx)
                                 .await?
                         }

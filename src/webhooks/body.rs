@@ -14,9 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The budget is counted in KiB.
 const UNIT: usize = 1024;
-/// What handling a body costs beyond its bytes: the JSON tree holds a copy of every string, and an inline
-/// file's base64 is copied once more into its message before it is decoded.
-const HANDLING_FACTOR: usize = 3;
+/// What handling a body costs beyond its bytes: the JSON tree holds a copy of every string, an inline file's
+/// base64 is copied once more into its message, and then decoded (three quarters of its size).
+const HANDLING_FACTOR: usize = 4;
 /// How long a body waits for its share of memory before it is answered 503.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -77,11 +77,10 @@ impl BodyBudget {
 
     async fn share(
         &self,
-        bytes: usize,
+        units: u32,
         deadline: tokio::time::Instant,
     ) -> Result<OwnedSemaphorePermit, BodyError> {
-        let wanted = self.units_for(bytes);
-        tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(wanted))
+        tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(units))
             .await
             .map_err(|_| BodyError::Busy)?
             .map_err(|_| BodyError::Busy)
@@ -107,7 +106,7 @@ impl BodyBudget {
         }
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut reserved = declared.map_or(64 * UNIT, |size| size as usize);
-        let mut share = self.share(reserved, deadline).await?;
+        let mut share = self.share(self.units_for(reserved), deadline).await?;
         let mut buffer = Vec::with_capacity(declared.unwrap_or(0) as usize);
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
@@ -117,10 +116,9 @@ impl BodyBudget {
                 return Err(too_large(size as u64, true));
             }
             if size > reserved {
-                // An undeclared (or understated) body: double its share as it grows.
+                // An undeclared body: double its share as it grows.
                 let grown = (reserved * 2).max(size).min(self.max_body);
-                share.merge(self.share(grown - reserved, deadline).await?);
-                reserved = grown;
+                (share, reserved) = self.grow(share, grown, deadline).await?;
             }
             buffer.extend_from_slice(&chunk);
         }
@@ -128,6 +126,34 @@ impl BodyBudget {
             bytes: Bytes::from(buffer),
             _share: Some(share),
         })
+    }
+
+    /// The share of a body grown to `bytes`, taken at once when it is free. Otherwise the body gives back what
+    /// it holds and waits for a largest body's share: bodies that each held a part while waiting for more could
+    /// wait for each other forever.
+    async fn grow(
+        &self,
+        mut share: OwnedSemaphorePermit,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(OwnedSemaphorePermit, usize), BodyError> {
+        let more = self
+            .units_for(bytes)
+            .saturating_sub(share.num_permits() as u32);
+        if more == 0 {
+            return Ok((share, bytes));
+        }
+        match self.permits.clone().try_acquire_many_owned(more) {
+            Ok(extra) => {
+                share.merge(extra);
+                Ok((share, bytes))
+            }
+            Err(_) => {
+                drop(share);
+                let largest = self.share(self.units_for(self.max_body), deadline).await?;
+                Ok((largest, self.max_body))
+            }
+        }
     }
 }
 
@@ -143,10 +169,15 @@ mod tests {
         h
     }
 
+    fn chunked_stream(
+        parts: usize,
+        size: usize,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        futures::stream::iter((0..parts).map(move |_| Ok(Bytes::from(vec![b'x'; size]))))
+    }
+
     fn chunked(parts: usize, size: usize) -> axum::body::Body {
-        let chunks =
-            (0..parts).map(move |_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; size])));
-        axum::body::Body::from_stream(futures::stream::iter(chunks))
+        axum::body::Body::from_stream(chunked_stream(parts, size))
     }
 
     #[tokio::test]
@@ -192,6 +223,34 @@ mod tests {
             "{err}"
         );
         assert_eq!(budget.available(), all, "a refused body holds nothing");
+    }
+
+    #[tokio::test]
+    async fn undeclared_bodies_growing_together_never_wait_for_each_other() {
+        // Room for one largest body only; two chunked bodies grow at once. Each waiting while holding a part
+        // of the budget would leave both waiting until the deadline.
+        let budget = BodyBudget {
+            wait: Duration::from_secs(5),
+            ..BodyBudget::new(0, 256 * 1024)
+        };
+        let all = budget.available();
+        // Chunks arriving one at a time, so that both bodies are growing at once; each body is handled (and
+        // dropped) as soon as it is read, as a request is.
+        let interleaved = || {
+            axum::body::Body::from_stream(chunked_stream(250, 1024).then(|chunk| async move {
+                tokio::task::yield_now().await;
+                chunk
+            }))
+        };
+        let read = || async {
+            budget
+                .read(&headers(None), interleaved())
+                .await
+                .map(|body| body.bytes.len())
+        };
+        let (a, b) = tokio::join!(read(), read());
+        assert_eq!((a.unwrap(), b.unwrap()), (250 * 1024, 250 * 1024));
+        assert_eq!(budget.available(), all, "every share given back");
     }
 
     #[tokio::test]

@@ -17,6 +17,11 @@ pub enum ReplayError {
         "dead letter {id} is for phone_number_id {number}, which no enabled integration of the account owns"
     )]
     UnknownNumber { id: i64, number: String },
+    #[error(
+        "dead letter {id} is an event of Evolution instance {instance}, not of its integration's instance; \
+         give that instance its own webhook URL (ferry integrations cutover)"
+    )]
+    InstanceMismatch { id: i64, instance: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -60,6 +65,11 @@ pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<Outcome>, ReplayError>
         (None, None) => None,
     }
     .ok_or(ReplayError::NoIntegration(id))?;
+    if route.provider == "evolution"
+        && let Some(instance) = evolution::foreign_instance(&route, &letter.body)
+    {
+        return Err(ReplayError::InstanceMismatch { id, instance });
+    }
     let parsed = events(&route.provider, &letter.body)
         .map_err(|ParseError(reason)| ReplayError::Malformed { id, reason })?;
     let mut outcomes = Vec::with_capacity(parsed.len());

@@ -94,12 +94,13 @@ fn message(data: &Value) -> Result<InboundEvent, ParseError> {
     if matches!(message_type, "protocolMessage" | "editedMessage") {
         return protocol(data);
     }
-    let body = data.get("message").cloned().unwrap_or(Value::Null);
-    let (kind, content, target, mut attributes) = content_of(message_type, &body);
-    let media = media_of(message_type, &body, id);
+    // Borrowed: with `webhook_base64` the message holds a whole file.
+    let body = data.get("message").unwrap_or(&Value::Null);
+    let (kind, content, target, mut attributes) = content_of(message_type, body);
+    let media = media_of(message_type, body, id);
     // Evolution lifts the quoted message's context to `data.contextInfo`; older versions leave it inside.
     let replied = text(data, &["contextInfo", "stanzaId"])
-        .or_else(|| text(&body, &[message_type, "contextInfo", "stanzaId"]))
+        .or_else(|| text(body, &[message_type, "contextInfo", "stanzaId"]))
         .filter(|id| !id.is_empty());
     if let Some(replied) = replied.filter(|_| target.is_none()) {
         attributes.insert("in_reply_to".into(), replied.into());
@@ -496,4 +497,19 @@ mod tests {
             }
         }
     }
+}
+
+/// The envelope's `instance` when it is not the integration's own (Evolution's global webhook posts every
+/// instance to one URL).
+pub fn foreign_instance(route: &crate::store::TokenRoute, body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        instance: Option<String>,
+    }
+    let sender = serde_json::from_slice::<Envelope>(body)
+        .ok()?
+        .instance
+        .filter(|i| !i.is_empty())?;
+    let mine = route.instance_name.as_deref()?;
+    (mine != sender).then_some(sender)
 }

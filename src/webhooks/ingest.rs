@@ -25,7 +25,8 @@ pub enum Outcome {
 
 /// Where an event for the business number `phone_number_id` goes, when it arrived at `route`'s URL: that
 /// integration when the number is its own (or the body names none), else the enabled integration of the same
-/// provider and account that owns the number, from the route cache; None when nobody does.
+/// provider and account that owns the number, from the route cache; None when nobody does (unless the receiving
+/// integration has no number of its own).
 pub async fn route_of_number(
     ferry: &Ferry,
     route: &TokenRoute,
@@ -37,7 +38,7 @@ pub async fn route_of_number(
     if route.phone_number_id.as_deref() == Some(number) {
         return Ok(Some(route.clone()));
     }
-    Ok(ferry
+    let owner = ferry
         .token_routes
         .resolve_number(
             ferry.store.as_ref(),
@@ -45,8 +46,21 @@ pub async fn route_of_number(
             &route.provider,
             number,
         )
-        .await?
-        .filter(|owner| owner.enabled && owner.inbox_id.is_some()))
+        .await?;
+    Ok(match owner {
+        Some(owner) => Some(owner).filter(|o| o.enabled && o.inbox_id.is_some()),
+        // An integration created without its number takes what nobody else owns, as it always did: refusing
+        // it would drop all of its traffic.
+        None if route.phone_number_id.is_none() => {
+            tracing::warn!(
+                integration = route.integration_id,
+                phone_number_id = number,
+                "integration without phone_number_id: give it one so one URL can serve several numbers"
+            );
+            Some(route.clone())
+        }
+        None => None,
+    })
 }
 
 pub async fn ingest(

@@ -28,6 +28,8 @@ pub struct TokenRoutes {
     /// deliver every number of an app or WABA to one URL, each `value` is routed by its number. Dropped whole
     /// on any invalidation (integrations change rarely).
     numbers: Cache<(i64, String, String), Option<TokenRoute>>,
+    /// Counts the drops of `numbers`: a lookup that raced with one is not cached (it may predate the change).
+    numbers_generation: AtomicU64,
     /// The cached token hashes of each integration (at most its current and previous token), so that an
     /// invalidation removes exactly those entries, at once.
     keys: Mutex<HashMap<i64, Vec<Key>>>,
@@ -94,6 +96,7 @@ impl TokenRoutes {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            numbers_generation: AtomicU64::new(0),
             keys: Mutex::new(HashMap::new()),
             ttl,
             lookups: AtomicU64::new(0),
@@ -177,10 +180,17 @@ impl TokenRoutes {
             return Ok(entry);
         }
         self.lookups.fetch_add(1, Ordering::Relaxed);
+        let generation = self.numbers_generation.load(Ordering::SeqCst);
         let found = store
             .route_by_phone_number_id(account_id, provider, phone_number_id)
             .await?;
-        self.numbers.insert(key, found.clone()).await;
+        if self.numbers_generation.load(Ordering::SeqCst) == generation {
+            self.numbers.insert(key.clone(), found.clone()).await;
+            // A drop between the check and the insert: the entry goes too.
+            if self.numbers_generation.load(Ordering::SeqCst) != generation {
+                self.numbers.invalidate(&key).await;
+            }
+        }
         Ok(found)
     }
 
@@ -218,6 +228,7 @@ impl TokenRoutes {
 
     async fn drop_local(&self, what: &Invalidation) {
         if !matches!(what, Invalidation::Token(_)) {
+            self.numbers_generation.fetch_add(1, Ordering::SeqCst);
             self.numbers.invalidate_all();
         }
         match what {

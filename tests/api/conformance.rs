@@ -182,6 +182,15 @@ pub async fn values_are_routed_by_phone_number_id(db: Db) {
     // A re-delivery stores nothing twice, and keeps the unknown number once more.
     let (_, again) = post_cloud(&app, &hook_a, &body).await;
     assert_eq!(again["results"][1]["status"], "duplicate", "{again}");
+    assert_eq!(again["results"][2]["status"], "dead_letter", "{again}");
+    assert_eq!(
+        one(
+            &app,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_dead_letters"
+        )
+        .await,
+        "2"
+    );
 
     // The number's integration is created: the replay stores the kept delivery there.
     let (_, inbox_c, _) = cloud(&app, &f, "whatsapp_cloud", "999").await;
@@ -262,6 +271,51 @@ pub async fn values_are_routed_by_phone_number_id(db: Db) {
     assert_eq!(message(&app, "wamid.D1").await.0, d1_inbox);
 }
 
+/// Item 1, for integrations created before numbers were routed: one without `phone_number_id` keeps storing
+/// what arrives at its URL for a number nobody owns, while a number another integration owns goes there.
+pub async fn an_integration_without_its_number_keeps_its_traffic(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (created, hook) = connected(
+        &app,
+        &f,
+        "whatsapp_cloud",
+        json!({"provider": "whatsapp_cloud", "app_secret": SECRET, "verify_token": "vt"}),
+    )
+    .await;
+    let unnumbered_inbox = created["inbox_id"].as_i64().unwrap();
+    let (_, owner_inbox, _) = cloud(&app, &f, "whatsapp_cloud", "222").await;
+    let customer = json!([{"profile": {"name": "Maria"}, "wa_id": "5511988887777"}]);
+    let body = delivery(vec![
+        (
+            "messages",
+            value(
+                "777",
+                customer.clone(),
+                json!([text("5511988887777", "wamid.N1", "sem dono")]),
+            ),
+        ),
+        (
+            "messages",
+            value(
+                "222",
+                customer,
+                json!([text("5511988887777", "wamid.N2", "do 222")]),
+            ),
+        ),
+    ]);
+    let (status, answer) = post_cloud(&app, &hook, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "stored", "{answer}");
+    assert_eq!(message(&app, "wamid.N1").await.0, unnumbered_inbox);
+    assert_eq!(message(&app, "wamid.N2").await.0, owner_inbox);
+    assert!(
+        column(&app, "SELECT reason FROM webhook_dead_letters")
+            .await
+            .is_empty()
+    );
+}
+
 /// Item 2. Users with a WhatsApp username: Meta omits `from`/`wa_id` and sends `from_user_id`/`user_id`
 /// (a BSUID); statuses carry `recipient_user_id`. Stored, and when a payload names both the number and the
 /// BSUID, both lead to one contact and conversation. A BSUID is not portable: a migration to another
@@ -340,19 +394,48 @@ pub async fn username_users_are_stored_and_linked_to_their_number(db: Db) {
         .await,
         "Bia US.ENT.5550001"
     );
-    // A receipt of a username user names them only by BSUID: understood.
+    // A receipt of a username user names them only by BSUID (no `recipient_id`): applied to the message.
+    app.execute("UPDATE messages SET status = 'sent' WHERE source_id = 'wamid.U3'")
+        .await;
     let receipt = delivery(vec![(
         "messages",
         json!({"messaging_product": "whatsapp", "metadata": {"phone_number_id": "111"},
-               "statuses": [{"id": "wamid.OUT1", "status": "delivered", "timestamp": "1767225800",
+               "statuses": [{"id": "wamid.U3", "status": "delivered", "timestamp": "1767225800",
                              "recipient_user_id": "US.ENT.5550001"}]}),
     )]);
     let (status, answer) = post_cloud(&app, &hook, &receipt).await;
     assert_eq!(
-        (status, &answer["results"][0]["status"]),
-        (200, &json!("status")),
+        (status, &answer["results"][0]),
+        (200, &json!({"status": "status", "changed": true})),
         "{answer}"
     );
+    assert_eq!(
+        one(
+            &app,
+            "SELECT status FROM messages WHERE source_id = 'wamid.U3'"
+        )
+        .await,
+        "delivered"
+    );
+
+    // A BSUID outlives a change of number: the same user writing from a new number is still one contact.
+    let new_number = delivery(vec![(
+        "messages",
+        value(
+            "111",
+            json!([{"profile": {"name": "Ana"}, "wa_id": "5511955554444", "user_id": bsuid}]),
+            json!([{"from": "5511955554444", "from_user_id": bsuid, "id": "wamid.U4",
+                    "timestamp": "1767225900", "type": "text", "text": {"body": "número novo"}}]),
+        ),
+    )]);
+    let (status, answer) = post_cloud(&app, &hook, &new_number).await;
+    assert_eq!(
+        (status, &answer["results"][0]["status"]),
+        (200, &json!("stored")),
+        "{answer}"
+    );
+    let (_, contact4, conv4, ..) = message(&app, "wamid.U4").await;
+    assert_eq!((contact4, conv4), (contact1, conv1));
 
     // A migration into an Evolution inbox warns about the identity it cannot carry over.
     let evolution = app
@@ -388,6 +471,120 @@ pub async fn username_users_are_stored_and_linked_to_their_number(db: Db) {
             .starts_with("1 contacts"),
         "{warning}"
     );
+}
+
+/// Item 2 and inbox migration: a BSUID linked to a number (an alias) moves with its contact_inbox unless the
+/// destination already holds it (two numbers of one business portfolio share BSUIDs), and a revert gives every
+/// alias back, merged rows included.
+pub async fn bsuid_aliases_survive_a_migration_and_its_revert(db: Db) {
+    let app = spawn_app(db).await;
+    let f = app.fixture().await;
+    let (_, source, hook_a) = cloud(&app, &f, "whatsapp_cloud", "111").await;
+    let (_, destination, hook_b) = cloud(&app, &f, "whatsapp_cloud", "222").await;
+    let linked = |number: &str, phone: &str, bsuid: &str, id: &str| {
+        delivery(vec![(
+            "messages",
+            value(
+                number,
+                json!([{"profile": {"name": "Cliente"}, "wa_id": phone, "user_id": bsuid}]),
+                json!([{"from": phone, "from_user_id": bsuid, "id": id, "timestamp": "1767225600",
+                        "type": "text", "text": {"body": id}}]),
+            ),
+        )])
+    };
+    // Ana wrote to both numbers, from a different phone each time: the destination holds her BSUID.
+    post_cloud(
+        &app,
+        &hook_a,
+        &linked("111", "5511911110000", "US.100", "wamid.A"),
+    )
+    .await;
+    post_cloud(
+        &app,
+        &hook_b,
+        &linked("222", "5511922220000", "US.100", "wamid.B"),
+    )
+    .await;
+    // Bia only wrote to the source; Caio wrote to both from the same phone (merged by the migration).
+    post_cloud(
+        &app,
+        &hook_a,
+        &linked("111", "5511933330000", "US.200", "wamid.C"),
+    )
+    .await;
+    post_cloud(
+        &app,
+        &hook_a,
+        &linked("111", "5511944440000", "US.300", "wamid.D"),
+    )
+    .await;
+    post_cloud(
+        &app,
+        &hook_b,
+        &linked("222", "5511944440000", "US.300", "wamid.E"),
+    )
+    .await;
+    let before = app
+        .ferry
+        .store
+        .account_rows_snapshot(f.account_id)
+        .await
+        .unwrap();
+
+    let url = format!(
+        "/api/v1/accounts/{}/inboxes/{source}/migrations",
+        f.account_id
+    );
+    let (status, created) = app
+        .post_json(
+            &url,
+            Some(&f.admin_token),
+            &json!({"destination_inbox_id": destination}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let worker = ferry::worker::Worker::new(app.ferry.clone());
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    while worker.run_once(stop.clone()).await.unwrap().is_some() {}
+    let aliases = |inbox: i64| {
+        format!(
+            "SELECT source_id || '=' || COALESCE(wa_alias, '-') FROM contact_inboxes              WHERE inbox_id = {inbox} ORDER BY source_id"
+        )
+    };
+    assert_eq!(
+        column(&app, &aliases(destination)).await,
+        [
+            "5511911110000=-",
+            "5511922220000=US.100",
+            "5511933330000=US.200",
+            "5511944440000=US.300"
+        ]
+        .map(|s| Some(s.to_owned())),
+        "moved with its alias, unless the destination holds it"
+    );
+
+    let (status, body) = app
+        .post_json(
+            &format!("{url}/{id}/revert"),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "reverted", "{body}");
+    let after = app
+        .ferry
+        .store
+        .account_rows_snapshot(f.account_id)
+        .await
+        .unwrap();
+    let diff: Vec<_> = before
+        .iter()
+        .filter(|r| !after.contains(r))
+        .chain(after.iter().filter(|r| !before.contains(r)))
+        .collect();
+    assert!(diff.is_empty(), "rows differ after revert: {diff:#?}");
 }
 
 /// Item 3. Webhook routes have their own limit (`FERRY_WEBHOOK_MAX_BODY_BYTES`): an Evolution image with its
@@ -847,6 +1044,37 @@ pub async fn evolution_routes_instances_and_ninth_digit(db: Db) {
     assert_eq!(
         one(&app, "SELECT reason FROM webhook_dead_letters").await,
         "instance mismatch"
+    );
+    // Replaying it would store another instance's message here: refused.
+    let id = one(&app, "SELECT CAST(id AS TEXT) FROM webhook_dead_letters").await;
+    let out = app.cli(&["webhooks", "dead-letters", "--replay", &id]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("instance outra-instancia"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        column(&app, "SELECT content FROM messages WHERE source_id = 'G1'")
+            .await
+            .is_empty()
+    );
+    // The other instances' chatter that ferry does not store is ignored, not kept.
+    let presence = json!({"event": "presence.update", "instance": "outra-instancia",
+                          "data": {"id": JID, "presences": {}}});
+    let (status, answer) = post_raw(&app, &hook, &serde_json::to_vec(&presence).unwrap()).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("ignored")),
+        "{answer}"
+    );
+    assert_eq!(
+        one(
+            &app,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_dead_letters"
+        )
+        .await,
+        "1"
     );
 
     // The legacy route, with Evolution's by-events suffix.
