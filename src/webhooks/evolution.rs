@@ -335,6 +335,21 @@ fn status(data: &Value) -> Result<InboundEvent, ParseError> {
     })
 }
 
+/// The envelope's `instance` when it is not the integration's own (Evolution's global webhook posts every
+/// instance to one URL).
+pub fn foreign_instance(route: &crate::store::TokenRoute, body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        instance: Option<String>,
+    }
+    let sender = serde_json::from_slice::<Envelope>(body)
+        .ok()?
+        .instance
+        .filter(|i| !i.is_empty())?;
+    let mine = route.instance_name.as_deref()?;
+    (mine != sender).then_some(sender)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,19 +512,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The envelope's `instance` when it is not the integration's own (Evolution's global webhook posts every
-/// instance to one URL).
-pub fn foreign_instance(route: &crate::store::TokenRoute, body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        instance: Option<String>,
-    }
-    let sender = serde_json::from_slice::<Envelope>(body)
-        .ok()?
-        .instance
-        .filter(|i| !i.is_empty())?;
-    let mine = route.instance_name.as_deref()?;
-    (mine != sender).then_some(sender)
 }
