@@ -3,8 +3,10 @@
 //!
 //! Scenarios, in order: `trivial` (a 200 handler on the same server: the HTTP floor), `token` (distinct text
 //! messages through the token route, cache warm), `legacy` (distinct messages through the legacy by-name route),
-//! `duplicate` (the `token` messages delivered again). Statements are this process's `ferry_db_statements_total`
-//! over the scenario; routing statements are measured apart, with events ferry acknowledges without storing.
+//! `duplicate` (the `token` messages delivered again), `by_number` (distinct 360dialog messages for one business
+//! number posted to another number's URL, routed by `phone_number_id` as a WABA webhook's are). Statements are
+//! this process's `ferry_db_statements_total` over the scenario; routing statements are measured apart, with
+//! events ferry acknowledges without storing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +62,11 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     let url = target.create("webhooks").await?;
     let data = tempfile::tempdir().context("temporary directory")?;
     let ferry = open(&url, &key, data.path()).await?;
-    let (token_path, legacy_path) = setup(&ferry).await?;
+    let Paths {
+        token: token_path,
+        legacy: legacy_path,
+        waba: waba_path,
+    } = setup(&ferry).await?;
 
     let mut nodes = vec![ferry.clone()];
     for _ in 1..opts.servers {
@@ -92,6 +98,12 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     let token_bodies = Arc::new(messages("BENCHTOK"));
     let legacy_bodies = Arc::new(messages("BENCHLEG"));
     let ignored = Arc::new(vec![connection_update(); (n / 10).max(100)]);
+    let waba_bodies = Arc::new(
+        (0..n)
+            .map(|i| waba_message(&format!("wamid.BENCHNUM{i:09}"), i % opts.contacts))
+            .collect::<Vec<_>>(),
+    );
+    let waba_ignored = Arc::new(vec![waba_account_update(); ignored.len()]);
 
     // Warm-up, as a live installation is: every customer known with an open conversation, the route cached,
     // connections open, and the database settled (planner statistics on PostgreSQL, WAL folded on SQLite).
@@ -101,6 +113,12 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
             .collect::<Vec<_>>(),
     );
     drive(&client, base, &token_path, &warm, opts.concurrency).await;
+    let warm_waba = Arc::new(
+        (0..opts.contacts)
+            .map(|i| waba_message(&format!("wamid.BENCHWARM{i:09}"), i))
+            .collect::<Vec<_>>(),
+    );
+    drive(&client, base, &waba_path, &warm_waba, opts.concurrency).await;
     ferry.store.bench_settle().await?;
 
     let trivial = drive(
@@ -121,8 +139,10 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     )
     .await;
     let duplicate = drive(&client, base, &token_path, &token_bodies, opts.concurrency).await;
+    let by_number = drive(&client, base, &waba_path, &waba_bodies, opts.concurrency).await;
     let token_routing = drive(&client, base, &token_path, &ignored, opts.concurrency).await;
     let legacy_routing = drive(&client, base, &legacy_path, &ignored, opts.concurrency).await;
+    let number_routing = drive(&client, base, &waba_path, &waba_ignored, opts.concurrency).await;
     for server in servers {
         server.abort();
     }
@@ -131,8 +151,8 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
     }
 
     let stored = ferry.store.bench_count_messages().await?;
-    let warm_count = warm.len() as i64;
-    let expected = 2 * n as i64 + warm_count;
+    let warm_count = (warm.len() + warm_waba.len()) as i64;
+    let expected = 3 * n as i64 + warm_count;
     let scenario = |load: &Load, requests: usize| {
         json!({
             "rps": load.rps,
@@ -155,18 +175,28 @@ async fn run(target: &mut Target, opts: &WebhooksBench) -> anyhow::Result<Value>
             "token": scenario(&token, n),
             "legacy": scenario(&legacy, n),
             "duplicate": scenario(&duplicate, n),
+            "by_number": scenario(&by_number, n),
         },
         "routing_statements_per_request": {
             "token": per(&token_routing),
             "legacy": per(&legacy_routing),
+            "by_number": per(&number_routing),
         },
         "messages_stored": stored,
         "messages_expected": expected,
     }))
 }
 
-/// An account with an Evolution inbox reached both by a token integration and by a legacy instance name.
-async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
+struct Paths {
+    token: String,
+    legacy: String,
+    /// The URL of one 360dialog number, which the bench posts the other number's messages to.
+    waba: String,
+}
+
+/// An account with an Evolution inbox reached both by a token integration and by a legacy instance name, and two
+/// 360dialog numbers of one WABA.
+async fn setup(ferry: &Ferry) -> anyhow::Result<Paths> {
     let account = ferry.create_account("Bench", None).await?;
     let inbox = ferry
         .create_inbox(
@@ -212,12 +242,80 @@ async fn setup(ferry: &Ferry) -> anyhow::Result<(String, String)> {
             error_message: None,
         })
         .await?;
-    let token_path = issued
-        .webhook_url
+    let mut waba = Vec::new();
+    for number in [WABA_URL_NUMBER, WABA_NUMBER] {
+        let inbox = ferry
+            .create_inbox(
+                CreateInbox {
+                    account_id: account.id,
+                    name: format!("WhatsApp (360dialog {number})"),
+                    channel_type: ChannelType::Dialog360,
+                    phone_number: None,
+                    provider_config: None,
+                    lock_to_single_conversation: false,
+                },
+                None,
+            )
+            .await?;
+        let issued = integrations::create(
+            ferry,
+            CreateIntegration {
+                account_id: account.id,
+                inbox_id: inbox.id,
+                provider: Provider::parse("dialog360")?,
+                instance_name: None,
+                phone_number_id: Some(number.into()),
+                api_url: None,
+                secrets: ProviderSecrets::default(),
+            },
+            None,
+        )
+        .await?;
+        waba.push(path_of(ferry, &issued.webhook_url)?);
+    }
+    Ok(Paths {
+        token: path_of(ferry, &issued.webhook_url)?,
+        legacy: "/webhooks/evolution/bench-legacy".into(),
+        waba: waba.swap_remove(0),
+    })
+}
+
+fn path_of(ferry: &Ferry, webhook_url: &str) -> anyhow::Result<String> {
+    Ok(webhook_url
         .strip_prefix(&ferry.config.public_url())
         .context("webhook URL outside the public URL")?
-        .to_owned();
-    Ok((token_path, "/webhooks/evolution/bench-legacy".into()))
+        .to_owned())
+}
+
+/// The number whose URL receives the WABA's deliveries, and the number they are for.
+const WABA_URL_NUMBER: &str = "100000000000001";
+const WABA_NUMBER: &str = "100000000000002";
+
+/// A Cloud-shaped 360dialog delivery of one text message to `WABA_NUMBER`.
+fn waba_message(id: &str, contact: usize) -> Vec<u8> {
+    let number = (5_511_900_000_000_u64 + contact as u64).to_string();
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "bench", "changes": [{
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "551140028922", "phone_number_id": WABA_NUMBER},
+            "contacts": [{"profile": {"name": format!("Cliente {contact}")}, "wa_id": number}],
+            "messages": [{"from": number, "id": id, "timestamp": "1767225600", "type": "text",
+                          "text": {"body": format!("Mensagem {id}")}}],
+        },
+    }]}]}))
+    .expect("serializable")
+}
+
+/// A change ferry acknowledges without storing, for `WABA_NUMBER`: its routing alone.
+fn waba_account_update() -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "bench", "changes": [{
+            "field": "account_update",
+            "value": {"metadata": {"phone_number_id": WABA_NUMBER}, "event": "VERIFIED_ACCOUNT"},
+        }]}]}),
+    )
+    .expect("serializable")
 }
 
 fn evolution_message(id: &str, contact: usize) -> Vec<u8> {

@@ -411,7 +411,12 @@ pub async fn scale_benchmarks_run_with_several_workers_and_servers(db: Db) {
         webhooks["messages_stored"], webhooks["messages_expected"],
         "{webhooks}"
     );
-    for scenario in ["token", "legacy", "duplicate"] {
+    for scenario in ["token", "legacy", "duplicate", "by_number"] {
         assert_eq!(webhooks["scenarios"][scenario]["failures"], 0, "{webhooks}");
     }
+    // Routing by phone_number_id comes from the route cache, as routing by token does.
+    assert_eq!(
+        webhooks["routing_statements_per_request"]["by_number"], 0.0,
+        "{webhooks}"
+    );
 }
