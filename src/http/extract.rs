@@ -12,18 +12,65 @@ use crate::services::Ferry;
 use crate::store::User;
 
 /// JSON body: 400 for malformed JSON, 413 for an oversized body, 415 without a JSON content type, 422 for
-/// unknown fields or wrong types.
+/// unknown fields, wrong types or a NUL character in a string (no database text column can hold one).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = RawBody::from_request(req, state).await?.0;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "text may not contain the NUL character (\\u0000)",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+    )
+}
+
+/// `application/json` or `application/…+json`, as axum's own JSON extractor accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Whether the JSON text holds a `\u0000` escape (JSON can carry NUL no other way): a `u0000` preceded by an odd
+/// run of backslashes.
+fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(5).enumerate().any(|(i, w)| {
+        w == b"u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    })
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -37,11 +84,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("malformed_json", strip_axum_prefix(&text))
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -100,6 +143,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A percent-encoded NUL: no database text column can hold one.
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "a query parameter may not contain the NUL character (%00)",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
@@ -188,5 +238,37 @@ impl FromRequestParts<Ferry> for AccountAccess {
             }),
             None => Err(ApiError::not_found("account")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_escaped_nul_is_a_nul() {
+        assert!(has_nul_escape(br#"{"name": "\u0000"}"#));
+        assert!(has_nul_escape(br#"{"name": "a\\\u0000"}"#));
+        assert!(
+            !has_nul_escape(br#"{"name": "\\u0000"}"#),
+            "an escaped backslash, then text"
+        );
+        assert!(!has_nul_escape(br#"{"name": "u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name": "\u0001"}"#));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |ct: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::CONTENT_TYPE, ct.parse().unwrap());
+            is_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!is_json(&axum::http::HeaderMap::new()));
     }
 }

@@ -112,7 +112,8 @@ async fn login(
 ) -> Response {
     use axum::http::StatusCode;
     let next = session::safe_next(form.next.as_deref());
-    let email = form.email.trim().to_ascii_lowercase();
+    // No address holds a NUL, and PostgreSQL text cannot: it is dropped rather than looked up.
+    let email = form.email.trim().to_ascii_lowercase().replace('\0', "");
     let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE);
     if expected.as_deref() != Some(form.csrf_token.as_str()) || form.csrf_token.is_empty() {
         let message = "The sign-in form expired. Please try again.".to_owned();

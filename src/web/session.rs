@@ -307,6 +307,12 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
 }
 
 fn serde_urlencoded_from<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebError> {
+    // A percent-encoded NUL: no database text column can hold one.
+    if body.windows(3).any(|w| w == b"%00") {
+        return Err(WebError::BadRequest(
+            "The form holds a NUL character (%00), which no field may contain.".into(),
+        ));
+    }
     serde_urlencoded::from_bytes(body)
         .map_err(|e| WebError::BadRequest(format!("The form is incomplete or invalid: {e}.")))
 }

@@ -167,3 +167,79 @@ impl MessageStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed webhook: {0}")]
 pub struct ParseError(pub String);
+
+/// PostgreSQL text (and JSONB) cannot hold the NUL character, which a provider may pass on from what a user
+/// typed: it is dropped from everything stored, so that such a message is stored instead of failing on every
+/// retry.
+pub fn without_nul(event: InboundEvent) -> InboundEvent {
+    match event {
+        InboundEvent::Message(m) => InboundEvent::Message(message_without_nul(m)),
+        InboundEvent::NumberChanged { from, to, notice } => InboundEvent::NumberChanged {
+            from,
+            to,
+            notice: message_without_nul(notice),
+        },
+        InboundEvent::Status {
+            provider_message_id,
+            status,
+        } => InboundEvent::Status {
+            provider_message_id: text_without_nul(provider_message_id),
+            status,
+        },
+        InboundEvent::Change {
+            target_message_id,
+            change,
+        } => InboundEvent::Change {
+            target_message_id: text_without_nul(target_message_id),
+            change: match change {
+                MessageChange::Edited { content } => MessageChange::Edited {
+                    content: content.map(text_without_nul),
+                },
+                MessageChange::Reacted { emoji, by_business } => MessageChange::Reacted {
+                    emoji: emoji.map(text_without_nul),
+                    by_business,
+                },
+                other => other,
+            },
+        },
+        ignored @ InboundEvent::Ignored { .. } => ignored,
+    }
+}
+
+fn message_without_nul(mut m: InboundMessage) -> InboundMessage {
+    m.provider_message_id = text_without_nul(m.provider_message_id);
+    m.contact_name = m.contact_name.map(text_without_nul);
+    m.content = m.content.map(text_without_nul);
+    m.target_message_id = m.target_message_id.map(text_without_nul);
+    if let Some(media) = &mut m.media {
+        media.content_type = media.content_type.take().map(text_without_nul);
+        media.file_name = media.file_name.take().map(text_without_nul);
+    }
+    m.attributes = m
+        .attributes
+        .into_iter()
+        .map(|(k, v)| (text_without_nul(k), value_without_nul(v)))
+        .collect();
+    m
+}
+
+fn text_without_nul(mut s: String) -> String {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+    }
+    s
+}
+
+fn value_without_nul(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(text_without_nul(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(value_without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (text_without_nul(k), value_without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}

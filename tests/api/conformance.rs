@@ -1027,6 +1027,20 @@ pub async fn evolution_routes_instances_and_ninth_digit(db: Db) {
         "1"
     );
 
+    // A NUL character in what the user typed (PostgreSQL text cannot hold one): stored without it.
+    let mut nul = upsert("NUL1", JID, false, "antes\u{0}depois");
+    nul["data"]["pushName"] = json!("Ma\u{0}ria");
+    let (status, answer) = post_raw(&app, &hook, &serde_json::to_vec(&nul).unwrap()).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("stored")),
+        "{answer}"
+    );
+    assert_eq!(
+        message(&app, "NUL1").await.4.as_deref(),
+        Some("antesdepois")
+    );
+
     // Another instance's event posted to this integration's URL.
     let mut foreign = upsert("G1", JID, false, "de outra instância");
     foreign["instance"] = json!("outra-instancia");

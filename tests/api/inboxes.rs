@@ -221,6 +221,26 @@ pub async fn bad_input_is_refused_and_nothing_is_written(db: Db) {
         422,
         "validation_failed",
     );
+    // A NUL character (PostgreSQL text cannot hold one), in a name or deep in the config: refused, not a 500.
+    for body in [
+        json!({"name": "\u{0}"}),
+        json!({"provider_config": {"k\u{0}": [1]}}),
+    ] {
+        assert_error(
+            &app.patch_json(&format!("{base}/{id}"), t, &body).await,
+            422,
+            "validation_failed",
+        );
+    }
+    assert_error(
+        &app.get(
+            &format!("/api/v1/accounts/{}/contacts?q=a%00b", f.account_id),
+            t,
+        )
+        .await,
+        400,
+        "invalid_query",
+    );
     assert_eq!(
         app.ferry
             .store
