@@ -382,7 +382,7 @@ impl Stage<'_> {
                 .await
             {
                 // A deadlock victim or a busy database: the transaction rolled back whole; run it again.
-                Err(e) if attempt < 4 && is_transient(&e) => {
+                Err(e) if attempt < 4 && e.is_transient() => {
                     tracing::warn!(error = %e, attempt, "import batch rolled back; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }
@@ -611,18 +611,6 @@ impl Stage<'_> {
         }
         self.commit("all", &mut batch).await
     }
-}
-
-/// A failure worth running the same transaction again for: PostgreSQL deadlock or serialization failure,
-/// SQLite busy or locked.
-fn is_transient(e: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = e else {
-        return false;
-    };
-    matches!(
-        db.code().as_deref(),
-        Some("40P01" | "40001" | "5" | "6" | "261" | "517")
-    )
 }
 
 fn message(m: &LegacyMessage) -> ImportMessage {

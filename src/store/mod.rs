@@ -78,6 +78,20 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// A failure worth running the same transaction again for (it rolled back whole): a PostgreSQL deadlock
+    /// or serialization failure, SQLite busy or locked.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        matches!(
+            db.code().as_deref(),
+            Some("40P01" | "40001" | "5" | "6" | "261" | "517")
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {

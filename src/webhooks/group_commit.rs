@@ -59,7 +59,7 @@ async fn write(
         }
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        match guarded(store.ingest_batch(&messages)).await {
+        match stored(store.as_ref(), &messages).await {
             Ok(results) => {
                 tracing::debug!(
                     size = messages.len(),
@@ -76,12 +76,31 @@ async fn write(
             Err(e) => {
                 tracing::warn!(error = %e, size = messages.len(), "batch not stored; storing its messages one by one");
                 for (message, reply) in messages.iter().zip(replies) {
-                    let result = guarded(store.ingest_batch(std::slice::from_ref(message)))
+                    let result = stored(store.as_ref(), std::slice::from_ref(message))
                         .await
                         .map(|mut r| r.remove(0));
                     let _ = reply.send(result);
                 }
             }
+        }
+    }
+}
+
+/// Stores a batch; a deadlock victim (concurrent writers on other nodes) or a busy database is run again, as
+/// its transaction rolled back whole.
+async fn stored(
+    store: &dyn Store,
+    messages: &[IngestMessage],
+) -> Result<Vec<Ingested>, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match guarded(store.ingest_batch(messages)).await {
+            Err(e) if attempt < 4 && e.is_transient() => {
+                tracing::warn!(error = %e, attempt, size = messages.len(), "batch rolled back; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
         }
     }
 }
