@@ -29,3 +29,12 @@ pub mod worker;
 pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Makes every file and folder ferry creates private to its user (0600 / 0700): the database, its WAL, the
+/// attachments and the backups hold customers' conversations and secrets.
+pub fn private_files() {
+    // SAFETY: umask only sets this process's file-creation mask; called once at startup.
+    unsafe {
+        libc::umask(0o077);
+    }
+}

@@ -18,6 +18,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    ferry::private_files();
     if !matches!(
         cli.command,
         Command::Serve { .. } | Command::Worker | Command::Bench { .. }

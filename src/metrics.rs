@@ -90,6 +90,12 @@ pub fn webhook_event(provider: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// A delivery to a token URL that routes nowhere (`unknown_token`, `disabled_token`, `malformed_token`,
+/// `other_provider`), per provider route.
+pub fn webhook_refused(route: &'static str, reason: &'static str) {
+    counter!("ferry_webhook_refused_total", "route" => route, "reason" => reason).increment(1);
+}
+
 pub fn dead_letter(provider: &str) {
     counter!("ferry_dead_letters_total", "provider" => provider.to_owned()).increment(1);
 }

@@ -224,7 +224,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             return Ok(());
         }
         IntegrationsCommand::Tokens { reveal, json } => {
-            let all = crate::webhooks::cutover::tokens(&ferry, reveal).await?;
+            let all = crate::webhooks::cutover::tokens(&ferry, reveal, None).await?;
             if json {
                 print_json(&all);
             } else {
@@ -253,6 +253,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             let options = CutoverOptions {
                 dry_run,
                 include_disabled,
+                by: None,
             };
             let report = cutover(&ferry, scope, options).await?;
             print_json(&report);
@@ -273,7 +274,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             force,
             json: _,
         } => {
-            print_json(&crate::webhooks::cutover::cleanup(&ferry, quiet_days, force).await?);
+            print_json(&crate::webhooks::cutover::cleanup(&ferry, quiet_days, force, None).await?);
             return Ok(());
         }
         IntegrationsCommand::Verify { json: _ } => {
@@ -290,7 +291,7 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             return Ok(());
         }
         IntegrationsCommand::Migrate { dry_run, json } => {
-            let report = crate::webhooks::cutover::migrate(&ferry, dry_run).await?;
+            let report = crate::webhooks::cutover::migrate(&ferry, dry_run, None).await?;
             if json {
                 print_json(&json!(report));
             } else {

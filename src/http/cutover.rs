@@ -98,7 +98,9 @@ async fn migrate(
     ApiJson(body): ApiJson<LegacyMigrateBody>,
 ) -> ApiResult<Json<MigrateReport>> {
     installation_admin(&user)?;
-    Ok(Json(cutover::migrate(&ferry, body.dry_run).await?))
+    Ok(Json(
+        cutover::migrate(&ferry, body.dry_run, Some(user.0.id)).await?,
+    ))
 }
 
 /// 200 when the legacy rows and the integrations agree (key sets and fields), 409 with the same report when they
@@ -145,7 +147,7 @@ struct Reveal {
     tag = "legacy cut-over",
     params(Reveal),
     responses(
-        (status = 200, description = "Every integration with its webhook URL, masked unless `reveal`", body = Vec<Object>),
+        (status = 200, description = "Every integration with its webhook URL, masked unless `reveal` and the caller administers its account (`revealed`)", body = Vec<Object>),
         (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
@@ -158,7 +160,7 @@ async fn tokens(
 ) -> ApiResult<Json<Value>> {
     installation_admin(&user)?;
     Ok(Json(
-        cutover::tokens(&ferry, q.reveal.unwrap_or(false)).await?,
+        cutover::tokens(&ferry, q.reveal.unwrap_or(false), Some(user.0.id)).await?,
     ))
 }
 
@@ -214,6 +216,7 @@ async fn run_cutover(
     let options = CutoverOptions {
         dry_run: body.dry_run,
         include_disabled: body.include_disabled,
+        by: Some(user.0.id),
     };
     let report = cutover::cutover(&ferry, scope, options).await?;
     let status = if report["ok"] == true {
@@ -257,6 +260,12 @@ async fn cleanup(
 ) -> ApiResult<Json<Value>> {
     installation_admin(&user)?;
     Ok(Json(
-        cutover::cleanup(&ferry, body.quiet_days.unwrap_or(14), body.force).await?,
+        cutover::cleanup(
+            &ferry,
+            body.quiet_days.unwrap_or(14),
+            body.force,
+            Some(user.0.id),
+        )
+        .await?,
     ))
 }

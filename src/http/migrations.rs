@@ -142,7 +142,7 @@ struct CreateMigrationBody {
         (status = 201, description = "Queued", body = MigrationView),
         (status = 200, description = "The plan of a dry run", body = DryRun),
         (status = 403, description = "Not an administrator of the account", body = ErrorBody),
-        (status = 422, description = "Refused: `same_inbox`, `unknown_destination`, `destination_in_other_account`, \
+        (status = 422, description = "Refused: `same_inbox`, `unknown_destination` (also for another account's inbox), \
             `not_whatsapp_like`, `migration_active` (one of the two inboxes is in a running migration), `invalid_options`, or `validation_failed` for the body", body = ErrorBody),
     )
 )]

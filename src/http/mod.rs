@@ -66,8 +66,17 @@ pub fn router(ferry: Ferry) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(ferry)
+}
+
+/// A request's span names its route template, never its URI: webhook URIs hold their secret token.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str());
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 /// `?limit=&before=`: keyset pagination, newest first.

@@ -267,16 +267,22 @@ async fn evolution_token_event(
     evolution_inner(ferry, token, headers, body).await
 }
 
-async fn route_of(ferry: &Ferry, token: &str, provider: &str) -> ApiResult<TokenRoute> {
-    let unknown = || ApiError::not_found("webhook token");
-    let token = WebhookToken::parse(token).map_err(|_| unknown())?;
+async fn route_of(ferry: &Ferry, token: &str, provider: &'static str) -> ApiResult<TokenRoute> {
+    // Counted, not stored: keeping what anyone may post to a wrong URL would let them fill the disk.
+    let refuse = |reason| {
+        crate::metrics::webhook_refused(provider, reason);
+        ApiError::not_found("webhook token")
+    };
+    let token = WebhookToken::parse(token).map_err(|_| refuse("malformed_token"))?;
     match ferry
         .token_routes
         .resolve(ferry.store.as_ref(), &token)
         .await?
     {
-        Some(route) if route.enabled && route.provider == provider => Ok(route),
-        _ => Err(unknown()),
+        Some(route) if route.provider != provider => Err(refuse("other_provider")),
+        Some(route) if !route.enabled => Err(refuse("disabled_token")),
+        Some(route) => Ok(route),
+        None => Err(refuse("unknown_token")),
     }
 }
 
@@ -588,6 +594,24 @@ fn outcome_json(outcome: &Outcome) -> Value {
     }
 }
 
+/// What a dead letter keeps of a credential header: its name, never its value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Headers that may carry a credential (`apikey` from Evolution, `D360-API-KEY`, cookies, bearer tokens…).
+fn is_credential(name: &str) -> bool {
+    const WORDS: [&str; 8] = [
+        "auth",
+        "cookie",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "session",
+        "credential",
+    ];
+    WORDS.iter().any(|word| name.contains(word))
+}
+
 /// Keeps what the provider sent; a failure to keep it is logged (the database may be what failed).
 #[allow(clippy::too_many_arguments)]
 async fn dead_letter(
@@ -602,12 +626,13 @@ async fn dead_letter(
 ) {
     let headers: serde_json::Map<String, Value> = headers
         .iter()
-        .filter(|(name, _)| name.as_str() != "authorization")
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
-            )
+            let kept = if is_credential(name.as_str()) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), Value::String(kept))
         })
         .collect();
     let letter = NewDeadLetter {

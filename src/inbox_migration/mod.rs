@@ -138,20 +138,15 @@ async fn pair(
         .get_inbox(account_id, source_id)
         .await
         .map_err(|_| MigrationError::NotFound("inbox"))?;
+    // Another account's inbox is answered as a missing one: the answer must not tell which ids exist.
     let destination = match ferry.store.find_inbox(destination_id).await? {
-        None => {
+        Some(d) if d.account_id == account_id => d,
+        _ => {
             return Err(refused(
                 "unknown_destination",
-                format!("inbox {destination_id} does not exist"),
+                format!("this account has no inbox {destination_id}"),
             ));
         }
-        Some(d) if d.account_id != account_id => {
-            return Err(refused(
-                "destination_in_other_account",
-                "the destination inbox belongs to another account",
-            ));
-        }
-        Some(d) => d,
     };
     if source.id == destination.id {
         return Err(refused(

@@ -282,7 +282,7 @@ async fn cutover_step(
             }
             "dry-run" | "migrate" => {
                 let dry_run = step == "dry-run";
-                let report = cutover::migrate(&ferry, dry_run).await?;
+                let report = cutover::migrate(&ferry, dry_run, Some(access.user().id)).await?;
                 let v = serde_json::to_value(&report).unwrap_or_default();
                 for (done, planned, key) in [
                     ("Migrated", "Would migrate", "migrated"),
@@ -333,7 +333,7 @@ async fn cutover_step(
                     ));
                 }
                 let force = form.data.force.is_some();
-                let v = cutover::cleanup(&ferry, QUIET_DAYS, force).await?;
+                let v = cutover::cleanup(&ferry, QUIET_DAYS, force, Some(access.user().id)).await?;
                 facts.push((
                     "Backup".into(),
                     v["backup"].as_str().unwrap_or("").to_owned(),

@@ -215,7 +215,7 @@ impl Legacy {
 
 /// Every non-error legacy row becomes exactly one integration (see the module). A dry run reports the same plan
 /// and writes nothing.
-pub async fn migrate(ferry: &Ferry, dry_run: bool) -> Result<MigrateReport> {
+pub async fn migrate(ferry: &Ferry, dry_run: bool, by: Option<i64>) -> Result<MigrateReport> {
     legacy_tables(ferry).await?;
     let mut report = MigrateReport {
         dry_run,
@@ -273,7 +273,7 @@ pub async fn migrate(ferry: &Ferry, dry_run: bool) -> Result<MigrateReport> {
         ferry
             .audit(
                 None,
-                None,
+                by,
                 "integrations.migrate",
                 "integrations".into(),
                 json!({"migrated": report.migrated.len(), "updated": report.updated.len(),
@@ -519,7 +519,12 @@ async fn legacy_tables(ferry: &Ferry) -> Result<()> {
 /// Retires the legacy layout: refused while any instance used the legacy route within the quiet window (unless
 /// `force`); otherwise a JSON Lines backup of every legacy table (mode 0600, in the data directory), then the
 /// legacy route turned off (it answers 410 Gone), then — irreversible, so last — the legacy tables dropped.
-pub async fn cleanup(ferry: &Ferry, quiet_days: i64, force: bool) -> Result<Value> {
+pub async fn cleanup(
+    ferry: &Ferry,
+    quiet_days: i64,
+    force: bool,
+    by: Option<i64>,
+) -> Result<Value> {
     legacy_tables(ferry).await?;
     let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
     let hits = ferry.store.legacy_hits_since(since).await?;
@@ -551,7 +556,7 @@ pub async fn cleanup(ferry: &Ferry, quiet_days: i64, force: bool) -> Result<Valu
     tracing::warn!(backup = %path.display(), rows = rows.len(), "legacy tables backed up");
     let subject = "legacy".to_owned();
     ferry
-        .audit(None, None, "integrations.cleanup.backup", subject.clone(),
+        .audit(None, by, "integrations.cleanup.backup", subject.clone(),
                json!({"path": path.display().to_string(), "rows": rows.len(), "forced": force && !hits.is_empty()}))
         .await;
     ferry.store.set_legacy_route_enabled(false).await?;
@@ -559,7 +564,7 @@ pub async fn cleanup(ferry: &Ferry, quiet_days: i64, force: bool) -> Result<Valu
     ferry
         .audit(
             None,
-            None,
+            by,
             "integrations.cleanup.route_off",
             subject.clone(),
             json!({}),
@@ -570,7 +575,7 @@ pub async fn cleanup(ferry: &Ferry, quiet_days: i64, force: bool) -> Result<Valu
     ferry
         .audit(
             None,
-            None,
+            by,
             "integrations.cleanup.tables_dropped",
             subject,
             json!({}),
@@ -627,6 +632,8 @@ pub struct CutoverOptions {
     /// Also re-point instances whose webhook is disabled or unset, which enables it. Without it they are
     /// reported under `skipped` and left as they are.
     pub include_disabled: bool,
+    /// The user who asked (audited); None from the CLI, the operator at the machine.
+    pub by: Option<i64>,
 }
 
 /// Re-points Evolution instances at their token URLs through the Evolution API, one at a time: read the current
@@ -983,7 +990,7 @@ async fn cutover_one(
             ferry
                 .audit(
                     Some(integration.account_id),
-                    None,
+                    options.by,
                     "integration.cutover",
                     format!("integration:{}", integration.id),
                     json!({"instance": instance, "from": previous_url,
@@ -1006,12 +1013,22 @@ async fn cutover_one(
 
 /// Every integration with its webhook URL: the token masked, or in the clear with `reveal` (each reveal
 /// audited).
-pub async fn tokens(ferry: &Ferry, reveal: bool) -> Result<Value> {
+pub async fn tokens(ferry: &Ferry, reveal: bool, by: Option<i64>) -> Result<Value> {
     let mut out = Vec::new();
     for i in ferry.store.all_integrations().await? {
-        let url = if reveal && i.token_ciphertext.is_some() {
+        // A user sees a token in the clear only where they administer its account (the installation flag does
+        // not open other accounts); the CLI (`by` None) is the operator holding the database and its key.
+        let allowed = match by {
+            None => true,
+            Some(user) => {
+                ferry.store.account_role(i.account_id, user).await?
+                    == Some(crate::domain::Role::Administrator)
+            }
+        };
+        let revealed = reveal && allowed && i.token_ciphertext.is_some();
+        let url = if revealed {
             Some(
-                integrations::reveal(ferry, i.account_id, i.id, None)
+                integrations::reveal(ferry, i.account_id, i.id, by)
                     .await?
                     .webhook_url,
             )
@@ -1028,6 +1045,7 @@ pub async fn tokens(ferry: &Ferry, reveal: bool) -> Result<Value> {
             "enabled": i.enabled,
             "cutover_state": i.cutover_state,
             "webhook_url": url,
+            "revealed": revealed,
         }));
     }
     Ok(Value::Array(out))

@@ -188,8 +188,8 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     assert_eq!(again["unchanged"].as_array().unwrap().len(), 5);
     let inboxes_after = count(&app, "SELECT COUNT(*) FROM inboxes").await;
     let (a, b) = tokio::join!(
-        ferry::webhooks::cutover::migrate(&app.ferry, false),
-        ferry::webhooks::cutover::migrate(&app.ferry, false)
+        ferry::webhooks::cutover::migrate(&app.ferry, false, None),
+        ferry::webhooks::cutover::migrate(&app.ferry, false, None)
     );
     assert!(a.unwrap().migrated.is_empty() && b.unwrap().migrated.is_empty());
     assert_eq!(count(&app, "SELECT COUNT(*) FROM integrations").await, 5);
@@ -280,7 +280,7 @@ pub async fn concurrent_first_migrations_make_no_duplicates(db: Db) {
     seeded(&app, 10, 0.2).await;
     let inboxes_before = count(&app, "SELECT COUNT(*) FROM inboxes").await;
     let runs = futures::future::join_all(
-        (0..3).map(|_| ferry::webhooks::cutover::migrate(&app.ferry, false)),
+        (0..3).map(|_| ferry::webhooks::cutover::migrate(&app.ferry, false, None)),
     )
     .await;
     let migrated: usize = runs.into_iter().map(|r| r.unwrap().migrated.len()).sum();

@@ -20,6 +20,7 @@ mod ops;
 mod read_api;
 mod sign_in;
 mod store;
+mod trust;
 mod webhooks;
 
 use std::future::Future;
@@ -132,6 +133,10 @@ fn main() {
         ops::config_show_redacts_secrets,
         ops::sigterm_stops_the_server_within_its_bound,
         ops::scale_benchmarks_run_with_several_workers_and_servers,
+        trust::dead_letters_keep_credential_header_names_not_values,
+        trust::refused_webhook_tokens_are_counted_not_stored,
+        trust::webhook_tokens_stay_out_of_logs_and_files_are_private,
+        trust::installation_admins_reveal_only_their_accounts_tokens,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
     let redis_tests: Vec<(&str, TestFn)> =

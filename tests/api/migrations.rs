@@ -399,10 +399,6 @@ pub async fn create_is_refused_with_clear_422s(db: Db) {
     for (body, code) in [
         (json!({"destination_inbox_id": s.evolution}), "same_inbox"),
         (
-            json!({"destination_inbox_id": foreign}),
-            "destination_in_other_account",
-        ),
-        (
             json!({"destination_inbox_id": 987654}),
             "unknown_destination",
         ),
@@ -414,6 +410,24 @@ pub async fn create_is_refused_with_clear_422s(db: Db) {
     ] {
         assert_error(&app.post_json(&url, t, &body).await, 422, code);
     }
+    // Another account's inbox is answered exactly as a missing one: no oracle for which ids exist.
+    let missing = foreign + 1_000_000;
+    let answer = |id: i64| {
+        let (app, url) = (&app, &url);
+        async move {
+            let (status, body) = app
+                .post_json(url, t, &json!({"destination_inbox_id": id}))
+                .await;
+            (status, body.to_string().replace(&id.to_string(), "<id>"))
+        }
+    };
+    let (foreign_answer, missing_answer) = (answer(foreign).await, answer(missing).await);
+    assert_eq!(foreign_answer.0, 422);
+    assert_eq!(foreign_answer, missing_answer);
+    assert!(
+        foreign_answer.1.contains("unknown_destination"),
+        "{foreign_answer:?}"
+    );
     assert_error(
         &app.post_json(
             &base(&s, s.web),
