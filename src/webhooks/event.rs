@@ -168,35 +168,38 @@ impl MessageStatus {
 #[error("malformed webhook: {0}")]
 pub struct ParseError(pub String);
 
-/// PostgreSQL text (and JSONB) cannot hold the NUL character, which a provider may pass on from what a user
-/// typed: it is dropped from everything stored, so that such a message is stored instead of failing on every
-/// retry.
-pub fn without_nul(event: InboundEvent) -> InboundEvent {
+/// What a database stores the same way on PostgreSQL and SQLite: PostgreSQL text (and JSONB) cannot hold the NUL
+/// character, which a provider may pass on from what a user typed, so it is dropped from everything stored (the
+/// message says so in `content_attributes.nul_removed`); and an index entry cannot exceed ~2.7 KB, so a provider id
+/// longer than `MAX_ID_BYTES` is stored as `sha256:<hex>` of itself (the full id kept in
+/// `content_attributes.provider_message_id`). Receipts, edits and reactions naming the id get the same treatment,
+/// so they still find their message.
+pub fn storable(event: InboundEvent) -> InboundEvent {
     match event {
-        InboundEvent::Message(m) => InboundEvent::Message(message_without_nul(m)),
+        InboundEvent::Message(m) => InboundEvent::Message(storable_message(m)),
         InboundEvent::NumberChanged { from, to, notice } => InboundEvent::NumberChanged {
             from,
             to,
-            notice: message_without_nul(notice),
+            notice: storable_message(notice),
         },
         InboundEvent::Status {
             provider_message_id,
             status,
         } => InboundEvent::Status {
-            provider_message_id: text_without_nul(provider_message_id),
+            provider_message_id: storable_id(&provider_message_id),
             status,
         },
         InboundEvent::Change {
             target_message_id,
             change,
         } => InboundEvent::Change {
-            target_message_id: text_without_nul(target_message_id),
+            target_message_id: storable_id(&target_message_id),
             change: match change {
                 MessageChange::Edited { content } => MessageChange::Edited {
-                    content: content.map(text_without_nul),
+                    content: content.map(|c| without_nul(c).0),
                 },
                 MessageChange::Reacted { emoji, by_business } => MessageChange::Reacted {
-                    emoji: emoji.map(text_without_nul),
+                    emoji: emoji.map(|e| without_nul(e).0),
                     by_business,
                 },
                 other => other,
@@ -206,38 +209,76 @@ pub fn without_nul(event: InboundEvent) -> InboundEvent {
     }
 }
 
-fn message_without_nul(mut m: InboundMessage) -> InboundMessage {
-    m.provider_message_id = text_without_nul(m.provider_message_id);
-    m.contact_name = m.contact_name.map(text_without_nul);
-    m.content = m.content.map(text_without_nul);
-    m.target_message_id = m.target_message_id.map(text_without_nul);
-    if let Some(media) = &mut m.media {
-        media.content_type = media.content_type.take().map(text_without_nul);
-        media.file_name = media.file_name.take().map(text_without_nul);
+/// Longest provider id stored as it is.
+pub const MAX_ID_BYTES: usize = 256;
+
+fn storable_id(id: &str) -> String {
+    let id: String = id.chars().filter(|&c| c != '\0').collect();
+    if id.len() <= MAX_ID_BYTES {
+        return id;
     }
-    m.attributes = m
-        .attributes
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(id.as_bytes()))
+    )
+}
+
+fn storable_message(mut m: InboundMessage) -> InboundMessage {
+    let original_id = m.provider_message_id.clone();
+    m.provider_message_id = storable_id(&original_id);
+    if m.provider_message_id != original_id && original_id.len() > MAX_ID_BYTES {
+        m.attributes
+            .insert("provider_message_id".into(), original_id.into());
+    }
+    m.target_message_id = m.target_message_id.as_deref().map(storable_id);
+    let mut removed = false;
+    let mut clean = |s: String| {
+        let (s, had) = without_nul(s);
+        removed |= had;
+        s
+    };
+    m.contact_name = m.contact_name.map(&mut clean);
+    m.content = m.content.map(&mut clean);
+    if let Some(media) = &mut m.media {
+        media.content_type = media.content_type.take().map(&mut clean);
+        media.file_name = media.file_name.take().map(&mut clean);
+    }
+    let attributes = std::mem::take(&mut m.attributes);
+    m.attributes = attributes
         .into_iter()
-        .map(|(k, v)| (text_without_nul(k), value_without_nul(v)))
+        .map(|(k, v)| (clean(k), value_without_nul(v, &mut clean)))
         .collect();
+    if removed {
+        m.attributes.insert("nul_removed".into(), true.into());
+    }
     m
 }
 
-fn text_without_nul(mut s: String) -> String {
-    if s.contains('\0') {
+fn without_nul(mut s: String) -> (String, bool) {
+    let had = s.contains('\0');
+    if had {
         s.retain(|c| c != '\0');
     }
-    s
+    (s, had)
 }
 
-fn value_without_nul(v: serde_json::Value) -> serde_json::Value {
+fn value_without_nul(
+    v: serde_json::Value,
+    clean: &mut impl FnMut(String) -> String,
+) -> serde_json::Value {
     use serde_json::Value;
     match v {
-        Value::String(s) => Value::String(text_without_nul(s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(value_without_nul).collect()),
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| value_without_nul(v, clean))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (text_without_nul(k), value_without_nul(v)))
+                .map(|(k, v)| (clean(k), value_without_nul(v, clean)))
                 .collect(),
         ),
         other => other,

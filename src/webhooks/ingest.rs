@@ -71,7 +71,7 @@ pub async fn ingest(
     let inbox_id = route
         .inbox_id
         .ok_or(StoreError::NotFound("inbox of the integration"))?;
-    match super::event::without_nul(event) {
+    match super::event::storable(event) {
         InboundEvent::Ignored { reason } => {
             tracing::info!(integration = route.integration_id, %reason, "webhook event not stored");
             Ok(Outcome::Ignored(reason))

@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod cutover;
 mod datagen;
+mod faults;
 mod helpers;
 mod imports;
 mod inboxes;
@@ -133,6 +134,7 @@ fn main() {
         ops::config_show_redacts_secrets,
         ops::sigterm_stops_the_server_within_its_bound,
         ops::scale_benchmarks_run_with_several_workers_and_servers,
+        faults::nul_text_and_long_provider_ids_are_stored_alike,
         trust::dead_letters_keep_credential_header_names_not_values,
         trust::refused_webhook_tokens_are_counted_not_stored,
         trust::webhook_tokens_stay_out_of_logs_and_files_are_private,
