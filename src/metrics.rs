@@ -96,6 +96,11 @@ pub fn webhook_refused(route: &'static str, reason: &'static str) {
     counter!("ferry_webhook_refused_total", "route" => route, "reason" => reason).increment(1);
 }
 
+/// A job's batch that rolled back on a transient database failure and is run again.
+pub fn transient_retry(job: &'static str) {
+    counter!("ferry_transient_retries_total", "job" => job).increment(1);
+}
+
 pub fn dead_letter(provider: &str) {
     counter!("ferry_dead_letters_total", "provider" => provider.to_owned()).increment(1);
 }

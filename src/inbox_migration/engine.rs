@@ -33,7 +33,7 @@ pub struct RunContext {
 
 #[tracing::instrument(name = "inbox_migration", skip_all, fields(id = migration.id))]
 pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> Outcome {
-    match run_inner(ferry, &migration, &ctx).await {
+    match run_resuming(ferry, migration.clone(), &ctx).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(error = %e, "migration failed");
@@ -57,6 +57,45 @@ pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> O
                     Outcome::Failed
                 }
             }
+        }
+    }
+}
+
+/// Attempts before a transient database failure fails the migration, and the longest pause between them.
+const TRANSIENT_ATTEMPTS: u32 = 8;
+const TRANSIENT_MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// Runs the migration; a transient database failure (the batch rolled back whole) is waited out with backoff
+/// and the run resumed from what the database holds, under the same lease. Only data and invariant errors, or
+/// a failure that outlasts every attempt, fail the migration.
+async fn run_resuming(
+    ferry: &Ferry,
+    mut migration: InboxMigration,
+    ctx: &RunContext,
+) -> Result<Outcome, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let error = match run_inner(ferry, &migration, ctx).await {
+            Err(e) if e.is_transient() && attempt + 1 < TRANSIENT_ATTEMPTS => e,
+            done => return done,
+        };
+        attempt += 1;
+        let pause = (Duration::from_millis(500) * 2u32.pow(attempt)).min(TRANSIENT_MAX_PAUSE);
+        tracing::warn!(error = %error, attempt, ?pause, "transient database failure; the batch rolled back, resuming");
+        crate::metrics::transient_retry("inbox_migration");
+        let mut shutdown = ctx.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+        if ctx.lease_lost.load(Ordering::SeqCst) {
+            return Ok(Outcome::LeaseLost);
+        }
+        // Where the last committed batch left it (phase, cursor); the database may still be coming back.
+        match ferry.store.get_inbox_migration(migration.id).await {
+            Ok(current) => migration = current,
+            Err(e) if e.is_transient() => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -79,16 +79,33 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A failure worth running the same transaction again for (it rolled back whole): a PostgreSQL deadlock
-    /// or serialization failure, SQLite busy or locked.
+    /// A failure worth running the same transaction again for (it rolled back whole, or never reached the
+    /// database): a deadlock or serialization failure, a lost or refused connection (a terminated backend, a
+    /// restarting server), a pool timeout, SQLite busy or locked. Data and invariant errors are not.
     pub fn is_transient(&self) -> bool {
-        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+        let StoreError::Database(e) = self else {
             return false;
         };
-        matches!(
-            db.code().as_deref(),
-            Some("40P01" | "40001" | "5" | "6" | "261" | "517")
-        )
+        match e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                matches!(
+                    code.as_ref(),
+                    "40P01"
+                        | "40001"
+                        | "55P03"
+                        | "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "53300"
+                        | "5"
+                        | "6"
+                        | "261"
+                        | "517"
+                ) || code.starts_with("08")
+            }),
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+            _ => false,
+        }
     }
 }
 

@@ -76,3 +76,87 @@ pub async fn nul_text_and_long_provider_ids_are_stored_alike(db: Db) {
     );
     assert_eq!(column(&app, "SELECT status FROM messages").await, ["read"]);
 }
+
+/// Item 2: a PostgreSQL connection terminated in the middle of a migration's batch (`pg_terminate_backend`, as a
+/// failover or an administrator does) rolls that batch back; the worker waits it out and resumes under the same
+/// lease, and the migration completes with every conversation moved — it is not marked `failed`.
+pub async fn a_terminated_connection_does_not_fail_a_migration(db: Db) {
+    let app = spawn_app(db).await;
+    if !app.database_url.starts_with("postgres") {
+        // SQLite has no connection to terminate; its transient failure (busy) is waited out by busy_timeout.
+        eprintln!("skipped on SQLite: pg_terminate_backend is PostgreSQL's");
+        return;
+    }
+    use ferry::domain::ChannelType;
+    let (report, token) = crate::helpers::seeded(&app, 40, 0.3).await;
+    let account = report.account_id;
+    let source = crate::helpers::inbox_of(&report, ChannelType::Evolution);
+    let destination = crate::helpers::inbox_of(&report, ChannelType::WhatsappCloud);
+    let (status, created) = app
+        .post_json(
+            &format!("/api/v1/accounts/{account}/inboxes/{source}/migrations"),
+            Some(&token),
+            &json!({"destination_inbox_id": destination, "options": {"batch_rows": 10}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+
+    // Hold the source's first conversation: the first batch moves it and waits, inside its transaction.
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE inbox_id = $1 ORDER BY id LIMIT 1 FOR UPDATE")
+        .bind(source)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let worker = ferry::worker::Worker::new(app.ferry.clone());
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(async move { worker.run_once(stop).await });
+
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let batch = loop {
+        let pids: Vec<i32> = sqlx::query_scalar(waiting).fetch_all(&pool).await.unwrap();
+        if let Some(pid) = pids.first() {
+            break *pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never reached the held row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(batch)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(terminated);
+    holder.rollback().await.unwrap();
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the migration finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Some(ferry::inbox_migration::engine::Outcome::Completed)
+    );
+    let (status, migration) = app
+        .get(
+            &format!("/api/v1/accounts/{account}/inboxes/{source}/migrations/{id}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(migration["status"], "completed", "{migration}");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE inbox_id = $1")
+        .bind(source)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "every conversation moved");
+}

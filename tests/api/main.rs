@@ -135,6 +135,7 @@ fn main() {
         ops::sigterm_stops_the_server_within_its_bound,
         ops::scale_benchmarks_run_with_several_workers_and_servers,
         faults::nul_text_and_long_provider_ids_are_stored_alike,
+        faults::a_terminated_connection_does_not_fail_a_migration,
         trust::dead_letters_keep_credential_header_names_not_values,
         trust::refused_webhook_tokens_are_counted_not_stored,
         trust::webhook_tokens_stay_out_of_logs_and_files_are_private,
