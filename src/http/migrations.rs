@@ -355,7 +355,7 @@ async fn retry(
     responses(
         (status = 200, description = "The migration", body = MigrationView),
         (status = 403, description = "Not an administrator of the account", body = ErrorBody),
-        (status = 422, description = "Not completed (`not_revertible`), or another migration of these inboxes is active (`migration_active`)", body = ErrorBody),
+        (status = 422, description = "Not completed (`not_revertible`), another migration of these inboxes is active (`migration_active`), or a later migration of these inboxes must be reverted first (`later_migration`)", body = ErrorBody),
     )
 )]
 async fn revert(

@@ -90,7 +90,8 @@ pub struct Preview {
 /// Something an administrator should know before starting.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Warning {
-    /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE`, `UNPORTABLE_IDENTITIES` or `DIFFERENT_PHONE_NUMBERS`.
+    /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE`, `UNPORTABLE_IDENTITIES`, `DIFFERENT_PHONE_NUMBERS`,
+    /// `REDIRECT_ENDS` or `REDIRECT_REPLACED`.
     pub code: &'static str,
     pub message: String,
 }
@@ -261,6 +262,7 @@ pub async fn preview(
                 .into(),
         });
     }
+    warnings.extend(redirect_warnings(ferry, &source, &destination).await?);
     let rows = counts.conversations * 2 + counts.contact_inboxes * 2;
     Ok(Preview {
         source_inbox: inbox_ref(&source),
@@ -274,6 +276,41 @@ pub async fn preview(
         warnings,
         estimated_seconds: (rows as f64 / ESTIMATED_ROWS_PER_SECOND).max(1.0).round(),
     })
+}
+
+/// What happens to the redirects of earlier migrations: one that sends the destination's webhooks elsewhere
+/// ends when this migration brings conversations back into it; one from the source is replaced by this one's.
+async fn redirect_warnings(
+    ferry: &Ferry,
+    source: &Inbox,
+    destination: &Inbox,
+) -> Result<Vec<Warning>, MigrationError> {
+    let migrations = ferry
+        .store
+        .list_inbox_migrations(source.account_id, None, false)
+        .await?;
+    let mut warnings = Vec::new();
+    if let Some(m) = active_redirect(&migrations, destination.id) {
+        warnings.push(Warning {
+            code: "REDIRECT_ENDS",
+            message: format!(
+                "webhooks of {}'s integrations are redirected to inbox {} by migration {}; once this migration \
+                 completes they are stored in {} again",
+                destination.name, m.destination_inbox_id, m.id, destination.name
+            ),
+        });
+    }
+    if let Some(m) = active_redirect(&migrations, source.id) {
+        warnings.push(Warning {
+            code: "REDIRECT_REPLACED",
+            message: format!(
+                "webhooks of {}'s integrations are redirected to inbox {} by migration {}; once this migration \
+                 completes (with redirect_source) they go to {}",
+                source.name, m.destination_inbox_id, m.id, destination.name
+            ),
+        });
+    }
+    Ok(warnings)
 }
 
 /// An inbox a migration may move into.
@@ -466,6 +503,15 @@ pub async fn revert(
             ),
         ));
     }
+    if let Some(later) = later_migration(ferry, &m).await? {
+        return Err(refused(
+            "later_migration",
+            format!(
+                "migration {} (inbox {} → {}) changed the conversations this one moved; revert it first",
+                later.id, later.source_inbox_id, later.destination_inbox_id
+            ),
+        ));
+    }
     if !ferry.store.begin_inbox_migration_revert(m.id).await? {
         return Err(refused(
             "migration_active",
@@ -495,6 +541,45 @@ pub async fn revert(
         )
         .await;
     Ok(ferry.store.get_inbox_migration(m.id).await?)
+}
+
+/// The newest later migration of either inbox of `m` that moved rows and is not reverted: reverting `m` first
+/// would put conversations back from under it.
+async fn later_migration(
+    ferry: &Ferry,
+    m: &InboxMigration,
+) -> Result<Option<InboxMigration>, MigrationError> {
+    let inboxes = [m.source_inbox_id, m.destination_inbox_id];
+    Ok(ferry
+        .store
+        .list_inbox_migrations(m.account_id, None, false)
+        .await?
+        .into_iter()
+        .filter(|n| n.id > m.id && n.status != "reverted")
+        .filter(|n| {
+            inboxes.contains(&n.source_inbox_id) || inboxes.contains(&n.destination_inbox_id)
+        })
+        .filter(|n| n.status == "completed" || n.cursor_id > 0)
+        .max_by_key(|n| n.id))
+}
+
+/// The completed migration whose redirect sends `inbox`'s webhooks elsewhere now (the newest redirecting one
+/// from it, unless a later one brought conversations back into it): what the route query computes.
+fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMigration> {
+    let completed = |m: &&InboxMigration| m.status == "completed";
+    let order = |m: &InboxMigration| (m.completed_at, m.id);
+    let redirecting = migrations
+        .iter()
+        .filter(completed)
+        .filter(|m| m.source_inbox_id == inbox)
+        .filter(|m| m.options.0.get("redirect_source") != Some(&Value::Bool(false)))
+        .max_by_key(|m| order(m))?;
+    let back = migrations
+        .iter()
+        .filter(completed)
+        .filter(|m| m.destination_inbox_id == inbox)
+        .any(|m| order(m) > order(redirecting));
+    (!back).then_some(redirecting)
 }
 
 /// A migration as the API shows it (SPEC 3.7).

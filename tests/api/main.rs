@@ -19,6 +19,7 @@ mod multinode;
 mod openapi;
 mod ops;
 mod read_api;
+mod sequences;
 mod sign_in;
 mod store;
 mod trust;
@@ -136,6 +137,8 @@ fn main() {
         ops::scale_benchmarks_run_with_several_workers_and_servers,
         faults::nul_text_and_long_provider_ids_are_stored_alike,
         faults::a_terminated_connection_does_not_fail_a_migration,
+        sequences::reverts_out_of_order_are_refused,
+        sequences::migrating_back_ends_the_old_redirect,
         trust::dead_letters_keep_credential_header_names_not_values,
         trust::refused_webhook_tokens_are_counted_not_stored,
         trust::webhook_tokens_stay_out_of_logs_and_files_are_private,
