@@ -22,6 +22,9 @@ use crate::store::{Store, StoreError, TokenRoute};
 
 type Key = [u8; 32];
 
+/// Tries of an invalidation's publish (about 6 s in all) before other nodes are left to their TTL.
+const PUBLISH_ATTEMPTS: u32 = 6;
+
 pub struct TokenRoutes {
     cache: Cache<Key, Option<TokenRoute>>,
     /// (account, provider, phone_number_id) → the integration owning that business number: Cloud and 360dialog
@@ -325,10 +328,31 @@ impl TokenRoutes {
         }
     }
 
+    /// Deletes the shared entries and tells the other nodes. A failure (Redis restarting: the first command on
+    /// a broken connection fails, the connection manager then reconnects) is retried for a few seconds, so the
+    /// invalidation is not lost; other nodes whose subscription broke meanwhile drop everything on resubscribing.
     async fn publish(&self, what: &Invalidation) {
         let Some(shared) = self.shared.as_ref() else {
             return;
         };
+        let mut pause = Duration::from_millis(100);
+        for attempt in 1..=PUBLISH_ATTEMPTS {
+            match self.publish_once(shared, what).await {
+                Ok(()) => return,
+                Err(e) if attempt == PUBLISH_ATTEMPTS => {
+                    // Other nodes keep their entries until the TTL ends.
+                    tracing::error!(error = %e, attempt, "Redis route invalidation failed");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "Redis route invalidation failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn publish_once(&self, shared: &Shared, what: &Invalidation) -> redis::RedisResult<()> {
         let mut conn = shared.conn.clone();
         let deleted = match what {
             Invalidation::Integration(id) => {
@@ -348,13 +372,9 @@ impl TokenRoutes {
             Invalidation::Token(key) => conn.del::<_, ()>(shared.entry(key)).await,
             Invalidation::All => shared.delete_all_entries().await,
         };
-        let published = conn
-            .publish::<_, _, ()>(shared.channel(), what.encode())
-            .await;
-        if let Err(e) = deleted.and(published) {
-            // Other nodes keep their entries until the TTL ends.
-            tracing::error!(error = %e, "Redis route invalidation failed");
-        }
+        deleted?;
+        conn.publish::<_, _, ()>(shared.channel(), what.encode())
+            .await
     }
 }
 

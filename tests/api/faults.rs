@@ -160,3 +160,141 @@ pub async fn a_terminated_connection_does_not_fail_a_migration(db: Db) {
         .unwrap();
     assert_eq!(left, 0, "every conversation moved");
 }
+
+/// A Redis server of the test's own on a free port, killable and restartable without touching anyone else's.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: Option<u16>) -> Self {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, then a new server on the same port (empty: nothing was saved).
+    async fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        std::mem::forget(self);
+        Self::start(Some(port)).await
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Item 6: two nodes share routes through Redis; Redis restarts. The first invalidation after the restart (its
+/// publish meets a broken connection) is retried, so a disabled token stops routing on the other node within
+/// seconds, not after the route TTL (60 s).
+pub async fn a_redis_restart_loses_no_invalidation(db: Db) {
+    let redis = OwnRedis::start(None).await;
+    let url = redis.url();
+    let app = crate::helpers::spawn_app_with(db, |config| {
+        config.redis_url = Some(url);
+        config.redis_prefix = "ferry-restart".into();
+    })
+    .await;
+    let f = app.fixture().await;
+    let (created, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "clinica-sp"}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (_b, base_b) = app.another_node().await;
+    let post_b = |n: usize| {
+        let (app, base_b, hook) = (&app, &base_b, &hook);
+        async move {
+            let body = serde_json::to_vec(&upsert(
+                &format!("RR-{n}"),
+                "5511988887777@s.whatsapp.net",
+                false,
+                "oi",
+            ))
+            .unwrap();
+            app.client
+                .post(format!("{base_b}{hook}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post_b(0).await, 200);
+
+    let _redis = redis.restart().await;
+    // Node B notices, resubscribes and drops its routes; then it caches the (still enabled) route again.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(post_b(1).await, 200);
+
+    // Node A's first Redis command since the restart is this invalidation.
+    let disabled_at = std::time::Instant::now();
+    let (status, _) = app
+        .post_json(
+            &format!(
+                "/api/v1/accounts/{}/integrations/{id}/disable",
+                f.account_id
+            ),
+            Some(&f.admin_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut n = 2;
+    while post_b(n).await != 404 {
+        assert!(
+            disabled_at.elapsed() < std::time::Duration::from_secs(15),
+            "node B still routes a disabled token 15 s after the disable"
+        );
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "a_redis_restart_loses_no_invalidation: disabled token stopped routing on node B after {:?}",
+        disabled_at.elapsed()
+    );
+}

@@ -145,8 +145,10 @@ fn main() {
         trust::installation_admins_reveal_only_their_accounts_tokens,
     ];
     // Storage tests that also need Redis: ignored (never passed) without it, failed with FERRY_TEST_REQUIRE_REDIS=1.
-    let redis_tests: Vec<(&str, TestFn)> =
-        storage_tests![webhooks::redis_shares_routes_and_invalidations_between_nodes,];
+    let redis_tests: Vec<(&str, TestFn)> = storage_tests![
+        webhooks::redis_shares_routes_and_invalidations_between_nodes,
+        faults::a_redis_restart_loses_no_invalidation,
+    ];
     let moto_tests: Vec<(&str, TestFn)> = storage_tests![
         imports::dynamodb_source_imports_with_media_tokens,
         ops::attachments_are_kept_in_an_s3_bucket,
