@@ -372,23 +372,14 @@ impl Stage<'_> {
         let mut done = std::mem::take(batch);
         done.merge_brazil_ninth_digit = self.merge_brazil_ninth_digit;
         let started = std::time::Instant::now();
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            match self
-                .ferry
+        // A deadlock victim or a busy database: the transaction rolled back whole; it runs again.
+        let outcome = crate::store::retrying("account_import", || {
+            self.ferry
                 .store
                 .import_batch(self.import_id, &self.ctx.token, stage, &done)
-                .await
-            {
-                // A deadlock victim or a busy database: the transaction rolled back whole; run it again.
-                Err(e) if attempt < 4 && e.is_transient() => {
-                    tracing::warn!(error = %e, attempt, "import batch rolled back; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                }
-                other => break other?.ok_or(StageError::LeaseLost)?,
-            }
-        };
+        })
+        .await?
+        .ok_or(StageError::LeaseLost)?;
         // The tables this import fills grow from nothing: with statistics from when they were empty, PostgreSQL
         // scans them where an index would serve. Refreshed whenever the batches run doubled (1, 2, 4, …), so
         // the estimates stay within a factor of two for a handful of cheap (sampling) ANALYZEs.

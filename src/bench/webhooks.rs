@@ -198,31 +198,12 @@ struct Paths {
 /// 360dialog numbers of one WABA.
 async fn setup(ferry: &Ferry) -> anyhow::Result<Paths> {
     let account = ferry.create_account("Bench", None).await?;
-    let inbox = ferry
-        .create_inbox(
-            CreateInbox {
-                account_id: account.id,
-                name: "WhatsApp (Evolution)".into(),
-                channel_type: ChannelType::Evolution,
-                phone_number: Some("+551140028922".into()),
-                provider_config: None,
-                lock_to_single_conversation: false,
-            },
-            None,
-        )
-        .await?;
-    let issued = integrations::create(
+    let token = connected_inbox(
         ferry,
-        CreateIntegration {
-            account_id: account.id,
-            inbox_id: inbox.id,
-            provider: Provider::parse("evolution")?,
-            instance_name: Some("bench".into()),
-            phone_number_id: None,
-            api_url: None,
-            secrets: ProviderSecrets::default(),
-        },
-        None,
+        account.id,
+        ChannelType::Evolution,
+        Some("+551140028922"),
+        (Some("bench"), None),
     )
     .await?;
     ferry
@@ -244,40 +225,60 @@ async fn setup(ferry: &Ferry) -> anyhow::Result<Paths> {
         .await?;
     let mut waba = Vec::new();
     for number in [WABA_URL_NUMBER, WABA_NUMBER] {
-        let inbox = ferry
-            .create_inbox(
-                CreateInbox {
-                    account_id: account.id,
-                    name: format!("WhatsApp (360dialog {number})"),
-                    channel_type: ChannelType::Dialog360,
-                    phone_number: None,
-                    provider_config: None,
-                    lock_to_single_conversation: false,
-                },
+        waba.push(
+            connected_inbox(
+                ferry,
+                account.id,
+                ChannelType::Dialog360,
                 None,
+                (None, Some(number)),
             )
-            .await?;
-        let issued = integrations::create(
-            ferry,
-            CreateIntegration {
-                account_id: account.id,
-                inbox_id: inbox.id,
-                provider: Provider::parse("dialog360")?,
-                instance_name: None,
-                phone_number_id: Some(number.into()),
-                api_url: None,
-                secrets: ProviderSecrets::default(),
+            .await?,
+        );
+    }
+    Ok(Paths {
+        token,
+        legacy: "/webhooks/evolution/bench-legacy".into(),
+        waba: waba.swap_remove(0),
+    })
+}
+
+/// A new inbox of `channel` with its integration (`(instance_name, phone_number_id)`): its webhook path.
+async fn connected_inbox(
+    ferry: &Ferry,
+    account_id: i64,
+    channel: ChannelType,
+    phone_number: Option<&str>,
+    (instance_name, phone_number_id): (Option<&str>, Option<&str>),
+) -> anyhow::Result<String> {
+    let inbox = ferry
+        .create_inbox(
+            CreateInbox {
+                account_id,
+                name: format!("WhatsApp ({channel} {})", phone_number_id.unwrap_or("")),
+                channel_type: channel,
+                phone_number: phone_number.map(str::to_owned),
+                provider_config: None,
+                lock_to_single_conversation: false,
             },
             None,
         )
         .await?;
-        waba.push(path_of(ferry, &issued.webhook_url)?);
-    }
-    Ok(Paths {
-        token: path_of(ferry, &issued.webhook_url)?,
-        legacy: "/webhooks/evolution/bench-legacy".into(),
-        waba: waba.swap_remove(0),
-    })
+    let issued = integrations::create(
+        ferry,
+        CreateIntegration {
+            account_id,
+            inbox_id: inbox.id,
+            provider: Provider::parse(channel.as_str())?,
+            instance_name: instance_name.map(str::to_owned),
+            phone_number_id: phone_number_id.map(str::to_owned),
+            api_url: None,
+            secrets: ProviderSecrets::default(),
+        },
+        None,
+    )
+    .await?;
+    path_of(ferry, &issued.webhook_url)
 }
 
 fn path_of(ferry: &Ferry, webhook_url: &str) -> anyhow::Result<String> {

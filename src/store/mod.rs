@@ -109,6 +109,29 @@ impl StoreError {
     }
 }
 
+/// Runs `op` — one transaction — again when it failed transiently (it rolled back whole): up to four tries,
+/// 50 ms, 100 ms, 150 ms apart, each retry counted for `job` in `ferry_transient_retries_total`.
+pub async fn retrying<T, Fut>(
+    job: &'static str,
+    mut op: impl FnMut() -> Fut,
+) -> std::result::Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = std::result::Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if attempt < 4 && e.is_transient() => {
+                tracing::warn!(error = %e, attempt, job, "transaction rolled back; running it again");
+                crate::metrics::transient_retry(job);
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {

@@ -92,17 +92,7 @@ async fn stored(
     store: &dyn Store,
     messages: &[IngestMessage],
 ) -> Result<Vec<Ingested>, StoreError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match guarded(store.ingest_batch(messages)).await {
-            Err(e) if attempt < 4 && e.is_transient() => {
-                tracing::warn!(error = %e, attempt, size = messages.len(), "batch rolled back; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
+    crate::store::retrying("webhook_batch", || guarded(store.ingest_batch(messages))).await
 }
 
 /// A panic while storing becomes an error for that batch: the writer lives on, and no delivery waits forever.

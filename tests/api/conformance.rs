@@ -4,24 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, Fixture, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Db, Fixture, TestApp, assert_same_rows, spawn_app, spawn_app_with};
 use crate::webhooks::{connected, post_raw, upsert};
 
-/// The first column of every row, as text (`CAST(… AS TEXT)` in the query where it is not text already).
 async fn column(app: &TestApp, sql: &str) -> Vec<Option<String>> {
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-    }
+    app.texts(sql).await
 }
 
 async fn one(app: &TestApp, sql: &str) -> String {
@@ -492,38 +479,17 @@ pub async fn bsuid_aliases_survive_a_migration_and_its_revert(db: Db) {
             ),
         )])
     };
-    // Ana wrote to both numbers, from a different phone each time: the destination holds her BSUID.
-    post_cloud(
-        &app,
-        &hook_a,
-        &linked("111", "5511911110000", "US.100", "wamid.A"),
-    )
-    .await;
-    post_cloud(
-        &app,
-        &hook_b,
-        &linked("222", "5511922220000", "US.100", "wamid.B"),
-    )
-    .await;
-    // Bia only wrote to the source; Caio wrote to both from the same phone (merged by the migration).
-    post_cloud(
-        &app,
-        &hook_a,
-        &linked("111", "5511933330000", "US.200", "wamid.C"),
-    )
-    .await;
-    post_cloud(
-        &app,
-        &hook_a,
-        &linked("111", "5511944440000", "US.300", "wamid.D"),
-    )
-    .await;
-    post_cloud(
-        &app,
-        &hook_b,
-        &linked("222", "5511944440000", "US.300", "wamid.E"),
-    )
-    .await;
+    // Ana wrote to both numbers, from a different phone each time: the destination holds her BSUID. Bia only
+    // wrote to the source; Caio wrote to both from the same phone (merged by the migration).
+    for (hook, number, phone, bsuid, id) in [
+        (&hook_a, "111", "5511911110000", "US.100", "wamid.A"),
+        (&hook_b, "222", "5511922220000", "US.100", "wamid.B"),
+        (&hook_a, "111", "5511933330000", "US.200", "wamid.C"),
+        (&hook_a, "111", "5511944440000", "US.300", "wamid.D"),
+        (&hook_b, "222", "5511944440000", "US.300", "wamid.E"),
+    ] {
+        post_cloud(&app, hook, &linked(number, phone, bsuid, id)).await;
+    }
     let before = app
         .ferry
         .store
@@ -544,9 +510,7 @@ pub async fn bsuid_aliases_survive_a_migration_and_its_revert(db: Db) {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().unwrap();
-    let worker = ferry::worker::Worker::new(app.ferry.clone());
-    let (_stop, stop) = tokio::sync::watch::channel(false);
-    while worker.run_once(stop.clone()).await.unwrap().is_some() {}
+    app.drain_worker().await;
     let aliases = |inbox: i64| {
         format!(
             "SELECT source_id || '=' || COALESCE(wa_alias, '-') FROM contact_inboxes              WHERE inbox_id = {inbox} ORDER BY source_id"
@@ -579,12 +543,7 @@ pub async fn bsuid_aliases_survive_a_migration_and_its_revert(db: Db) {
         .account_rows_snapshot(f.account_id)
         .await
         .unwrap();
-    let diff: Vec<_> = before
-        .iter()
-        .filter(|r| !after.contains(r))
-        .chain(after.iter().filter(|r| !before.contains(r)))
-        .collect();
-    assert!(diff.is_empty(), "rows differ after revert: {diff:#?}");
+    assert_same_rows(&before, &after, "after revert");
 }
 
 /// Item 3. Webhook routes have their own limit (`FERRY_WEBHOOK_MAX_BODY_BYTES`): an Evolution image with its

@@ -6,14 +6,7 @@ use crate::helpers::{Db, TestApp, spawn_app};
 use crate::webhooks::{connected, post_raw, upsert};
 
 async fn column(app: &TestApp, sql: &str) -> Vec<String> {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
-    }
+    app.texts(sql).await.into_iter().flatten().collect()
 }
 
 /// Item 7: a NUL character in the text and a provider id of 3,000 bytes (PostgreSQL refuses the first in text

@@ -345,6 +345,38 @@ impl TestApp {
         }
     }
 
+    /// The first column of every row of a query on the app's own database, as text (`CAST(… AS TEXT)` in the
+    /// query where it is not text already).
+    pub async fn texts(&self, sql: &str) -> Vec<Option<String>> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.database_url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
+        }
+    }
+
+    /// Runs this process's worker until no migration or job is left to run.
+    pub async fn drain_worker(&self) {
+        let worker = ferry::worker::Worker::new(self.ferry.clone());
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        while worker.run_once(stop.clone()).await.unwrap().is_some() {}
+    }
+
+    /// What `/metrics` answers now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Another node of the same installation (same database, key and Redis), in this process, answering at the
     /// returned base URL.
     pub async fn another_node(&self) -> (Ferry, String) {
@@ -495,4 +527,14 @@ pub async fn login_form(app: &TestApp) -> (String, String) {
     let at = body.find(pattern).unwrap() + pattern.len();
     let csrf = body[at..at + body[at..].find('"').unwrap()].to_owned();
     (cookie, csrf)
+}
+
+/// Two `account_rows_snapshot`s hold the same rows (the rows that differ are shown when not).
+pub fn assert_same_rows(before: &[String], after: &[String], what: &str) {
+    let diff: Vec<_> = before
+        .iter()
+        .filter(|r| !after.contains(r))
+        .chain(after.iter().filter(|r| !before.contains(r)))
+        .collect();
+    assert!(diff.is_empty(), "rows differ {what}: {diff:#?}");
 }

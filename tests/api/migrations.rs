@@ -9,7 +9,7 @@ use ferry::store::{MatchKey, Page};
 use ferry::worker::Worker;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, assert_error, inbox_of, seeded, spawn_app};
+use crate::helpers::{Db, TestApp, assert_error, assert_same_rows, inbox_of, seeded, spawn_app};
 
 #[allow(dead_code)]
 pub struct Scenario {
@@ -994,12 +994,7 @@ pub async fn revert_restores_the_exact_prior_state(db: Db) {
         .account_rows_snapshot(s.account_id)
         .await
         .unwrap();
-    let diff: Vec<_> = before
-        .iter()
-        .filter(|r| !after.contains(r))
-        .chain(after.iter().filter(|r| !before.contains(r)))
-        .collect();
-    assert!(diff.is_empty(), "rows differ after revert: {diff:#?}");
+    assert_same_rows(&before, &after, "after revert");
     assert_eq!(after, before);
     assert_eq!(
         all_messages(&app.ferry, s.account_id).await,

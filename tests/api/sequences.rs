@@ -26,9 +26,7 @@ impl Account {
             )
             .await;
         assert_eq!(status, 201, "{created}");
-        let worker = ferry::worker::Worker::new(app.ferry.clone());
-        let (_stop, stop) = tokio::sync::watch::channel(false);
-        while worker.run_once(stop.clone()).await.unwrap().is_some() {}
+        app.drain_worker().await;
         created["id"].as_i64().unwrap()
     }
 

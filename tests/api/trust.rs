@@ -10,14 +10,7 @@ use crate::helpers::{Db, TestApp, spawn_app};
 use crate::webhooks::{connected, post_raw};
 
 async fn scalar(app: &TestApp, sql: &str) -> Option<String> {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if app.database_url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap()
-    }
+    app.texts(sql).await.into_iter().next().flatten()
 }
 
 async fn evolution_hook(app: &TestApp, f: &crate::helpers::Fixture) -> String {
@@ -85,23 +78,13 @@ pub async fn refused_webhook_tokens_are_counted_not_stored(db: Db) {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0)
     };
-    let metrics = || async {
-        app.client
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = count(&metrics().await);
+    let before = count(&app.metrics().await);
     let unknown = format!("/webhooks/evolution/whatsapp/fwh_{}", "A".repeat(43));
     let body = serde_json::to_vec(&json!({"event": "messages.upsert"})).unwrap();
     for _ in 0..3 {
         assert_eq!(post_raw(&app, &unknown, &body).await.0, 404);
     }
-    assert!(count(&metrics().await) >= before + 3);
+    assert!(count(&app.metrics().await) >= before + 3);
     assert_eq!(
         scalar(
             &app,
