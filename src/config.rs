@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::webhooks::outbound::AllowedUrls;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -153,6 +155,27 @@ pub struct Config {
         global = true
     )]
     pub media_retry_base_ms: u64,
+
+    /// Base URLs that media downloads and Evolution API calls may reach besides the providers' own hosts
+    /// (comma-separated, e.g. `http://evolution:8080`): scheme, host, port and path prefix must match. These may
+    /// be on loopback or private networks; link-local and cloud metadata addresses are never reached
+    #[arg(
+        long,
+        env = "FERRY_MEDIA_ALLOWED_URLS",
+        default_value_t = AllowedUrls::default(),
+        hide_default_value = true,
+        global = true
+    )]
+    pub media_allowed_urls: AllowedUrls,
+
+    /// Largest media file downloaded, in bytes (WhatsApp's own limit for documents is 100 MB)
+    #[arg(
+        long,
+        env = "FERRY_MEDIA_MAX_BYTES",
+        default_value_t = 100 * 1024 * 1024,
+        global = true
+    )]
+    pub media_max_bytes: u64,
 
     /// Where attachments are kept: s3://bucket[/prefix] (any S3-compatible service) or file:///path; default
     /// DATA_DIR/attachments
@@ -369,6 +392,8 @@ impl Config {
             webhook_max_body_bytes: 32 * 1024 * 1024,
             webhook_body_memory_bytes: 256 * 1024 * 1024,
             media_retry_base_ms: 30_000,
+            media_allowed_urls: AllowedUrls::default(),
+            media_max_bytes: 100 * 1024 * 1024,
             evolution_api_url: None,
             evolution_api_key: None,
             lease_seconds: 30,
@@ -487,6 +512,15 @@ impl Config {
                 "FERRY_MEDIA_RETRY_BASE_MS",
                 self.media_retry_base_ms.to_string(),
             ),
+            (
+                "FERRY_MEDIA_ALLOWED_URLS",
+                if self.media_allowed_urls.0.is_empty() {
+                    "(none: the providers' hosts only)".into()
+                } else {
+                    self.media_allowed_urls.to_string()
+                },
+            ),
+            ("FERRY_MEDIA_MAX_BYTES", self.media_max_bytes.to_string()),
             (
                 "FERRY_ATTACHMENTS_URL",
                 self.attachments_url

@@ -62,6 +62,11 @@ fn describe() {
         "Duration of one committed batch transaction, by job."
     );
     describe_counter!(
+        "ferry_outbound_refused_total",
+        "Media downloads and provider API calls refused before or while being made, by reason (host, address, \
+         redirects, url, too_large)."
+    );
+    describe_counter!(
         "ferry_lease_takeovers_total",
         "Jobs claimed from a worker whose lease had expired (it died or hung), by job."
     );
@@ -94,6 +99,12 @@ pub fn webhook_event(provider: &str, outcome: &'static str) {
 /// `other_provider`), per provider route.
 pub fn webhook_refused(route: &'static str, reason: &'static str) {
     counter!("ferry_webhook_refused_total", "route" => route, "reason" => reason).increment(1);
+}
+
+/// A provider request ferry would not make or finish (`host`, `address`, `redirects`, `url`, `too_large`): see
+/// `webhooks::outbound`.
+pub fn outbound_refused(reason: &'static str) {
+    counter!("ferry_outbound_refused_total", "reason" => reason).increment(1);
 }
 
 /// A job's batch that rolled back on a transient database failure and is run again.

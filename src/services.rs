@@ -75,6 +75,8 @@ pub struct Ferry {
     pub legacy: Option<Arc<dyn crate::account_import::LegacySource>>,
     /// The memory webhook bodies may hold at once (`FERRY_WEBHOOK_BODY_MEMORY_BYTES`).
     pub webhook_bodies: crate::webhooks::body::BodyBudget,
+    /// Requests to provider APIs (media downloads, Evolution calls), under `FERRY_MEDIA_ALLOWED_URLS`.
+    pub outbound: Arc<crate::webhooks::outbound::Outbound>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +125,11 @@ impl Ferry {
             config.webhook_body_memory_bytes,
             config.webhook_max_body_bytes,
         );
+        let outbound = Arc::new(crate::webhooks::outbound::Outbound::new(&config));
         Ok(Self {
             legacy,
             webhook_bodies,
+            outbound,
             group_commit,
             store,
             cipher: Cipher::new(key),

@@ -128,6 +128,14 @@ impl From<StoreError> for ApiError {
                     "the request refers to records that do not fit",
                 )
             }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database cannot take this right now; try again shortly",
+                )
+            }
             other => ApiError::internal(&other),
         }
     }

@@ -17,12 +17,17 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers; each dependency is reported on its own line.
+/// Ready when the database takes a write: a one-row commit succeeds and no real write failed for want of the
+/// database in the last seconds (a full disk may still fit the probe's row). Each dependency on its own line.
 async fn readyz(State(ferry): State<Ferry>) -> (StatusCode, Json<Value>) {
-    let database = match ferry.store.ping().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
+    let failure = match ferry.store.probe_write().await {
+        Ok(()) => ferry.store.write_health().recent_failure(),
+        Err(e) => Some(e.to_string()),
+    };
+    let database = match failure {
+        None => "ok".to_owned(),
+        Some(error) => {
+            tracing::warn!(%error, "readiness: the database cannot take writes");
             "unavailable".to_owned()
         }
     };

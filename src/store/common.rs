@@ -49,6 +49,28 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn probe_write(&self) -> $crate::store::Result<()> {
+                let result = async {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO write_probe (id, checked_at) VALUES (1, $1) \
+                         ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    )
+                    .bind(chrono::Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+                .await;
+                self.health.observe(&result);
+                result
+            }
+
+            fn write_health(&self) -> &$crate::store::WriteHealth {
+                &self.health
+            }
+
             async fn close(&self) {
                 self.pool.close().await
             }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod common;
+mod health;
 mod imports;
 mod inbox_migrations;
 mod inbox_migrations_impl;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use bench::BenchStore;
+pub use health::WriteHealth;
 pub use imports::*;
 pub use inbox_migrations::*;
 pub use ingest::{
@@ -81,33 +83,47 @@ pub enum StoreError {
 impl StoreError {
     /// A failure worth running the same transaction again for (it rolled back whole, or never reached the
     /// database): a deadlock or serialization failure, a lost or refused connection (a terminated backend, a
-    /// restarting server), a pool timeout, SQLite busy or locked. Data and invariant errors are not.
+    /// restarting server), a pool timeout, SQLite busy or locked, a full disk or an I/O error (space comes
+    /// back). Data and invariant errors are not.
     pub fn is_transient(&self) -> bool {
         let StoreError::Database(e) = self else {
             return false;
         };
         match e {
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                matches!(
-                    code.as_ref(),
-                    "40P01"
-                        | "40001"
-                        | "55P03"
-                        | "57P01"
-                        | "57P02"
-                        | "57P03"
-                        | "53300"
-                        | "5"
-                        | "6"
-                        | "261"
-                        | "517"
-                ) || code.starts_with("08")
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| match code.parse::<i32>() {
+                // SQLite's extended result code: the primary code is its low byte.
+                Ok(sqlite) => matches!(
+                    sqlite & 0xff,
+                    SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL
+                ),
+                Err(_) => {
+                    matches!(
+                        code.as_ref(),
+                        "40P01" | "40001" | "55P03" | "57P01" | "57P02" | "57P03" | "58030"
+                    ) || code.starts_with("08")
+                        || code.starts_with("53")
+                }
             }),
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
             _ => false,
         }
     }
+
+    /// The database cannot take this work now but may soon (the transient failures above, and a closed
+    /// pool): answered 503 with `Retry-After`, never 500.
+    pub fn is_unavailable(&self) -> bool {
+        self.is_transient()
+            || matches!(
+                self,
+                StoreError::Database(sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+            )
+    }
 }
+
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
 
 /// Runs `op` — one transaction — again when it failed transiently (it rolled back whole): up to four tries,
 /// 50 ms, 100 ms, 150 ms apart, each retry counted for `job` in `ferry_transient_retries_total`.
@@ -176,6 +192,10 @@ pub trait Store:
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
+    /// Commits a one-row write (readiness); its failure is remembered in `write_health`.
+    async fn probe_write(&self) -> Result<()>;
+    /// The outcome of recent writes (readiness).
+    fn write_health(&self) -> &WriteHealth;
     async fn close(&self);
 
     // accounts and users

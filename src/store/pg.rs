@@ -20,6 +20,7 @@ use crate::domain::Role;
 
 pub struct PgStore {
     pool: PgPool,
+    health: super::WriteHealth,
 }
 
 impl PgStore {
@@ -40,9 +41,13 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(15))
+            .after_release(super::health::released_clean)
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            health: Default::default(),
+        })
     }
 
     async fn run_migrations(&self) -> Result<()> {

@@ -21,6 +21,7 @@ use crate::domain::Role;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    health: super::WriteHealth,
     _checkpointer: Checkpointer,
 }
 
@@ -90,11 +91,13 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(super::health::released_clean)
             .connect_with(options)
             .await?;
         let checkpointer = Checkpointer::spawn(pool.clone());
         Ok(Self {
             pool,
+            health: Default::default(),
             _checkpointer: checkpointer,
         })
     }

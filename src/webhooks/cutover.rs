@@ -3,10 +3,13 @@
 //! instance name or phone number id) make `migrate` idempotent and safe to run twice at once: a row another run
 //! created first is reported, never duplicated.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
+use super::outbound::{Call, Credential, Outbound, OutboundError};
 use crate::domain::ChannelType;
 use crate::services::{CreateInbox, Ferry, ServiceError};
 use crate::store::{Inbox, Integration, LegacyConfigRow, LegacyInstanceRow, StoreError};
@@ -805,24 +808,25 @@ fn differences(
     differs
 }
 
+/// The Evolution API of an integration. Its `api_url` is an account's to set, so its calls go through
+/// `outbound` like media downloads: only to an allowed base URL, with the API key only there.
 struct EvolutionApi {
     base: String,
-    key: Option<String>,
+    key: Option<Credential>,
+    outbound: Arc<Outbound>,
 }
+
+/// A `webhook/find` answer is one small row.
+const ANSWER_MAX_BYTES: u64 = 1024 * 1024;
 
 impl EvolutionApi {
     async fn find(&self, instance: &str) -> std::result::Result<Option<WebhookRow>, String> {
-        let mut request =
-            super::http_client().get(format!("{}/webhook/find/{instance}", self.base));
-        if let Some(key) = &self.key {
-            request = request.header("apikey", key);
-        }
-        let response = request
-            .send()
+        let call =
+            Call::get(format!("{}/webhook/find/{instance}", self.base)).with(self.key.as_ref());
+        let (status, text) = self
+            .answer(call)
             .await
             .map_err(|e| format!("webhook/find: {e}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
             return Err(format!("webhook/find answered {status}: {text}"));
         }
@@ -839,22 +843,27 @@ impl EvolutionApi {
     /// `POST /webhook/set/{instance}` with `body` as it is: v2 takes the nested body only (a flat one is refused
     /// with 400), and writes `enabled` and `events` exactly as sent (`enabled: false` clears the events).
     async fn set(&self, instance: &str, body: &Value) -> std::result::Result<(), String> {
-        let mut request = super::http_client()
-            .post(format!("{}/webhook/set/{instance}", self.base))
-            .json(body);
-        if let Some(key) = &self.key {
-            request = request.header("apikey", key);
-        }
-        let response = request
-            .send()
+        let call = Call::post_json(format!("{}/webhook/set/{instance}", self.base), body)
+            .with(self.key.as_ref());
+        let (status, text) = self
+            .answer(call)
             .await
             .map_err(|e| format!("webhook/set: {e}"))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
             return Err(format!("webhook/set answered {status}: {text}"));
         }
         Ok(())
+    }
+
+    /// The status and text of the answer to `call`.
+    async fn answer(
+        &self,
+        call: Call<'_>,
+    ) -> std::result::Result<(reqwest::StatusCode, String), OutboundError> {
+        let response = self.outbound.send(call).await?;
+        let status = response.status();
+        let body = self.outbound.read(response, ANSWER_MAX_BYTES).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// Writes `previous` back (when there was no webhook there is nothing to write: Evolution cannot remove
@@ -911,7 +920,9 @@ async fn cutover_one(
             .get("api_key")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .or_else(|| ferry.config.evolution_api_key.clone()),
+            .or_else(|| ferry.config.evolution_api_key.clone())
+            .map(Credential::EvolutionKey),
+        outbound: ferry.outbound.clone(),
     };
     // Remembered before anything changes: a restore writes exactly this back.
     let previous = api.find(&instance).await.map_err(|e| fail(e, None))?;

@@ -92,7 +92,10 @@ async fn stored(
     store: &dyn Store,
     messages: &[IngestMessage],
 ) -> Result<Vec<Ingested>, StoreError> {
-    crate::store::retrying("webhook_batch", || guarded(store.ingest_batch(messages))).await
+    let result =
+        crate::store::retrying("webhook_batch", || guarded(store.ingest_batch(messages))).await;
+    store.write_health().observe(&result);
+    result
 }
 
 /// A panic while storing becomes an error for that batch: the writer lives on, and no delivery waits forever.

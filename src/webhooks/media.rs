@@ -4,7 +4,9 @@
 //! integration's credentials (Evolution `getBase64FromMediaMessage`, the Graph API with the access token,
 //! 360dialog with its API key, Twilio's media URL with basic auth), retries with exponential backoff, and
 //! after the last attempt leaves the attachment as a `failed` placeholder with the reason: the message itself
-//! is never lost.
+//! is never lost. Every request goes through `outbound` (provider hosts or allowed base URLs only, checked
+//! addresses and redirects, credentials only to the provider's own hosts, `FERRY_MEDIA_MAX_BYTES`); a URL it
+//! refuses, or a file over the cap, fails the attachment at once.
 
 use std::time::Duration;
 
@@ -16,12 +18,15 @@ use tokio::sync::watch;
 
 use super::event::{Media, MediaSource, MessageKind};
 use super::integrations::integration_secrets;
+use super::outbound::{Call, Credential, OutboundError};
 use crate::services::Ferry;
 use crate::store::{FetchedFile, IngestAttachment, Job, StoreError, TokenRoute};
 
 pub const JOB_KIND: &str = "fetch_media";
 const GRAPH_API: &str = "https://graph.facebook.com/v21.0";
 const DIALOG360_API: &str = "https://waba-v2.360dialog.io";
+/// A media id's answer is a few hundred bytes of JSON.
+const METADATA_MAX_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct FetchPayload {
@@ -231,6 +236,7 @@ async fn fetch(
         .get("api_url")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let outbound = &ferry.outbound;
     match &payload.source {
         MediaSource::Evolution { message_id } | MediaSource::Inline { message_id, .. } => {
             let base = api_url.ok_or_else(|| {
@@ -239,41 +245,42 @@ async fn fetch(
             let instance = integration
                 .instance_name
                 .ok_or_else(|| Failure::GiveUp("the integration has no instance name".into()))?;
-            let mut request = super::http_client()
-                .post(format!("{base}/chat/getBase64FromMediaMessage/{instance}"))
-                .json(&json!({"message": {"key": {"id": message_id}}, "convertToMp4": false}));
-            if let Some(key) = secret("api_key") {
-                request = request.header("apikey", key);
-            }
-            let answer: Value = json_of(request).await?;
+            let key = secret("api_key").map(Credential::EvolutionKey);
+            let body = json!({"message": {"key": {"id": message_id}}, "convertToMp4": false});
+            let url = format!("{base}/chat/getBase64FromMediaMessage/{instance}");
+            // The file comes as base64 in JSON: a third larger, plus the answer's other fields.
+            let limit = outbound.max_bytes().saturating_mul(4) / 3 + 64 * 1024;
+            let answer =
+                json_of(ferry, Call::post_json(url, &body).with(key.as_ref()), limit).await?;
             let base64 = answer
                 .get("base64")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Failure::Retry("Evolution answered without base64".into()))?;
             let bytes = decode(base64).map_err(Failure::Retry)?;
+            if bytes.len() as u64 > outbound.max_bytes() {
+                crate::metrics::outbound_refused("too_large");
+                return Err(failure(
+                    ferry,
+                    OutboundError::TooLarge(outbound.max_bytes()),
+                ));
+            }
             Ok((bytes, answer["mimetype"].as_str().map(str::to_owned)))
         }
         MediaSource::Cloud { media_id } => {
             let dialog360 = integration.provider == "dialog360";
             let base = api_url
                 .unwrap_or_else(|| if dialog360 { DIALOG360_API } else { GRAPH_API }.to_owned());
-            let authorize = |request: reqwest::RequestBuilder| -> Result<_, Failure> {
-                if dialog360 {
-                    let key = secret("api_key").ok_or_else(|| {
-                        Failure::GiveUp("the 360dialog integration has no api_key".into())
-                    })?;
-                    Ok(request.header("D360-API-KEY", key))
-                } else {
-                    let token = secret("access_token").ok_or_else(|| {
-                        Failure::GiveUp("the Cloud integration has no access_token".into())
-                    })?;
-                    Ok(request.bearer_auth(token))
-                }
+            let credential = if dialog360 {
+                Credential::Dialog360Key(secret("api_key").ok_or_else(|| {
+                    Failure::GiveUp("the 360dialog integration has no api_key".into())
+                })?)
+            } else {
+                Credential::MetaBearer(secret("access_token").ok_or_else(|| {
+                    Failure::GiveUp("the Cloud integration has no access_token".into())
+                })?)
             };
-            let meta: Value = json_of(authorize(
-                super::http_client().get(format!("{base}/{media_id}")),
-            )?)
-            .await?;
+            let lookup = Call::get(format!("{base}/{media_id}")).with(Some(&credential));
+            let meta = json_of(ferry, lookup, METADATA_MAX_BYTES).await?;
             let url = meta
                 .get("url")
                 .and_then(Value::as_str)
@@ -284,16 +291,20 @@ async fn fetch(
             } else {
                 url.to_owned()
             };
-            let bytes = bytes_of(authorize(super::http_client().get(url))?).await?;
+            let bytes = bytes_of(ferry, Call::get(url).with(Some(&credential))).await?;
             Ok((bytes, meta["mime_type"].as_str().map(str::to_owned)))
         }
         MediaSource::Legacy { .. } => unreachable!("answered above"),
         MediaSource::Url { url, account_sid } => {
-            let mut request = super::http_client().get(url);
-            if let (Some(sid), Some(token)) = (account_sid, secret("auth_token")) {
-                request = request.basic_auth(sid, Some(token));
-            }
-            Ok((bytes_of(request).await?, None))
+            let credential = match (account_sid, secret("auth_token")) {
+                (Some(sid), Some(token)) => Some(Credential::TwilioBasic {
+                    sid: sid.clone(),
+                    token,
+                }),
+                _ => None,
+            };
+            let bytes = bytes_of(ferry, Call::get(url.clone()).with(credential.as_ref())).await?;
+            Ok((bytes, None))
         }
     }
 }
@@ -308,11 +319,24 @@ fn rehost(url: &str, base: &str) -> Option<String> {
     Some(url.to_string())
 }
 
-async fn answered(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
-    let response = request
-        .send()
+/// A refused URL or an oversized file can never succeed: the attachment fails at once, saying why.
+fn failure(ferry: &Ferry, e: OutboundError) -> Failure {
+    match e {
+        OutboundError::Refused(reason) => Failure::GiveUp(format!("media URL refused: {reason}")),
+        OutboundError::TooLarge(_) => Failure::GiveUp(format!(
+            "media larger than FERRY_MEDIA_MAX_BYTES ({} bytes)",
+            ferry.outbound.max_bytes()
+        )),
+        OutboundError::Failed(reason) => Failure::Retry(reason),
+    }
+}
+
+async fn answered(ferry: &Ferry, call: Call<'_>) -> Result<reqwest::Response, Failure> {
+    let response = ferry
+        .outbound
+        .send(call)
         .await
-        .map_err(|e| Failure::Retry(format!("request failed: {e}")))?;
+        .map_err(|e| failure(ferry, e))?;
     if !response.status().is_success() {
         return Err(Failure::Retry(format!(
             "{} answered {}",
@@ -323,21 +347,24 @@ async fn answered(request: reqwest::RequestBuilder) -> Result<reqwest::Response,
     Ok(response)
 }
 
-async fn json_of(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
-    answered(request)
-        .await?
-        .json()
+async fn json_of(ferry: &Ferry, call: Call<'_>, limit: u64) -> Result<Value, Failure> {
+    let response = answered(ferry, call).await?;
+    let body = ferry
+        .outbound
+        .read(response, limit)
         .await
-        .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))
+        .map_err(|e| failure(ferry, e))?;
+    serde_json::from_slice(&body).map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))
 }
 
-async fn bytes_of(request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
-    Ok(answered(request)
-        .await?
-        .bytes()
+async fn bytes_of(ferry: &Ferry, call: Call<'_>) -> Result<Vec<u8>, Failure> {
+    let response = answered(ferry, call).await?;
+    let limit = ferry.outbound.max_bytes();
+    ferry
+        .outbound
+        .read(response, limit)
         .await
-        .map_err(|e| Failure::Retry(format!("download cut short: {e}")))?
-        .to_vec())
+        .map_err(|e| failure(ferry, e))
 }
 
 #[cfg(test)]

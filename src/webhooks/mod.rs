@@ -15,10 +15,13 @@ pub mod group_commit;
 pub mod ingest;
 pub mod integrations;
 pub mod media;
+pub mod outbound;
 pub mod routing;
 pub mod twilio;
 
-/// The HTTP client for provider APIs (media downloads, the cut-over's Evolution calls): TLS, a 60 s timeout.
+/// A plain HTTP client (TLS, a 60 s timeout) for what the installation itself configured, such as `ferry
+/// integrations test` posting to this server. Provider APIs at URLs an account can choose (media downloads, the
+/// cut-over's Evolution calls) go through `outbound::Outbound` instead.
 pub fn http_client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {

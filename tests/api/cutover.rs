@@ -5,7 +5,7 @@
 use ferry::domain::ChannelType;
 use serde_json::Value;
 
-use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app};
+use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app, spawn_app_with};
 use crate::webhooks::count;
 
 fn cli_json(app: &TestApp, args: &[&str]) -> Value {
@@ -497,6 +497,8 @@ struct FakeEvolution {
     rows: Shared<std::collections::HashMap<String, Value>>,
     /// Every `set` body received, with its instance, in order.
     sets: Shared<Vec<(String, Value)>>,
+    /// Requests to either endpoint.
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeEvolution {
@@ -523,7 +525,11 @@ impl FakeEvolution {
 /// subscribes all — leaves `headers`, `byEvents` and `base64` alone when they are not sent (Prisma's upsert of
 /// `undefined`), and answers 201 with the Prisma row; `GET /webhook/find/{instance}` answers the row or `null`.
 /// `rows` are the instances and their webhooks (`null`: none); `faults` inject failures.
-async fn fake_evolution(rows: Vec<(String, Value)>, faults: Vec<(String, Fault)>) -> FakeEvolution {
+async fn fake_evolution(
+    listener: tokio::net::TcpListener,
+    rows: Vec<(String, Value)>,
+    faults: Vec<(String, Fault)>,
+) -> FakeEvolution {
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::{get, post};
@@ -534,6 +540,7 @@ async fn fake_evolution(rows: Vec<(String, Value)>, faults: Vec<(String, Fault)>
         rows: Shared<HashMap<String, Value>>,
         sets: Shared<Vec<(String, Value)>>,
         faults: Shared<HashMap<String, (Fault, bool)>>,
+        requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
     type Answer = (StatusCode, axum::Json<Value>);
     fn error(status: StatusCode, message: Value) -> Answer {
@@ -546,6 +553,8 @@ async fn fake_evolution(rows: Vec<(String, Value)>, faults: Vec<(String, Fault)>
         )
     }
     fn guard(fake: &Fake, headers: &HeaderMap, instance: &str) -> Result<(), Answer> {
+        fake.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let key = headers
             .get("apikey")
             .and_then(|v| v.to_str().ok())
@@ -665,6 +674,7 @@ async fn fake_evolution(rows: Vec<(String, Value)>, faults: Vec<(String, Fault)>
     let fake = Fake {
         rows: Default::default(),
         sets: Default::default(),
+        requests: Default::default(),
         faults: std::sync::Arc::new(std::sync::Mutex::new(
             faults.into_iter().map(|(i, f)| (i, (f, false))).collect(),
         )),
@@ -714,24 +724,41 @@ async fn fake_evolution(rows: Vec<(String, Value)>, faults: Vec<(String, Fault)>
             ),
         )
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     FakeEvolution {
         base,
         rows: fake.rows,
         sets: fake.sets,
+        requests: fake.requests,
     }
 }
 
 /// The generated account's legacy Evolution instances (backup, principal, recepcao), served by a fake Evolution
-/// API with the webhooks `rows` makes of their names, migrated to integrations.
+/// API with the webhooks `rows` makes of their names, migrated to integrations. The fake's URL is allowed
+/// (`FERRY_MEDIA_ALLOWED_URLS`), as an installation allows its self-hosted Evolution server.
 async fn cutover_setup(
     db: Db,
     rows: impl Fn(&str) -> Value,
     faults: impl Fn(&[String]) -> Vec<(String, Fault)>,
 ) -> (TestApp, i64, Vec<String>, FakeEvolution) {
-    let app = spawn_app(db).await;
+    cutover_setup_allowing(db, rows, faults, true).await
+}
+
+async fn cutover_setup_allowing(
+    db: Db,
+    rows: impl Fn(&str) -> Value,
+    faults: impl Fn(&[String]) -> Vec<(String, Fault)>,
+    allowed: bool,
+) -> (TestApp, i64, Vec<String>, FakeEvolution) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = spawn_app_with(db, |config| {
+        if allowed {
+            config.media_allowed_urls = base.parse().unwrap();
+        }
+    })
+    .await;
     let (report, _) = seeded(&app, 10, 0.2).await;
     let account = report.account_id;
     let names: Vec<String> = ["backup", "principal", "recepcao"]
@@ -739,6 +766,7 @@ async fn cutover_setup(
         .map(|n| format!("clinica-{account}-{n}"))
         .collect();
     let fake = fake_evolution(
+        listener,
         names.iter().map(|n| (n.clone(), rows(n))).collect(),
         faults(&names),
     )
@@ -1362,4 +1390,48 @@ pub async fn integration_test_sends_a_signed_message_and_cleans_up(db: Db) {
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM conversations").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM contacts").await, contacts);
+}
+
+/// An integration's `api_url` is an account administrator's to set: a cut-over to an Evolution server that the
+/// installation did not allow calls nothing there — no `webhook/find` with the API key — and says why.
+pub async fn cutover_calls_no_evolution_api_off_the_allowed_list(db: Db) {
+    let rows = |n: &str| {
+        webhook_row(
+            &legacy_url(n),
+            true,
+            &["MESSAGES_UPSERT"],
+            false,
+            false,
+            serde_json::json!({}),
+        )
+    };
+    let (app, account, names, fake) = cutover_setup_allowing(db, rows, |_| Vec::new(), false).await;
+    let out = app.cli(&["integrations", "cutover", "--all", "--json"]);
+    assert!(!out.status.success(), "a refused cut-over exits non-zero");
+    let ran: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = ran["failed"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("URL refused")
+            && reason.contains(&fake.base)
+            && reason.contains("FERRY_MEDIA_ALLOWED_URLS"),
+        "{ran}"
+    );
+    assert_eq!(
+        fake.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request reached the server, so no API key"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| fake.row(n)["url"] == legacy_url(n).as_str()),
+        "nothing changed"
+    );
+    assert!(
+        cutover_states(&app, account)
+            .iter()
+            .all(|(_, state)| state != "token"),
+        "{:?}",
+        cutover_states(&app, account)
+    );
 }

@@ -291,3 +291,167 @@ pub async fn a_redis_restart_loses_no_invalidation(db: Db) {
         disabled_at.elapsed()
     );
 }
+
+/// A tmpfs of its own (CI runs as root): `None` when this machine cannot mount one.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !status.success() {
+            return Err("cannot mount a tmpfs (needs root)".into());
+        }
+        Ok(Self(dir))
+    }
+
+    /// Fills what is left of the file system; returns the filler's path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+pub fn tmpfs_available() -> Result<(), String> {
+    Tmpfs::mount(1 << 20).map(drop)
+}
+
+/// One webhook delivery: its status, its `Retry-After`, its answer.
+async fn deliver(app: &TestApp, hook: &str, id: &str) -> (u16, Option<String>, serde_json::Value) {
+    let body = upsert(
+        id,
+        "5511988887777@s.whatsapp.net",
+        false,
+        &format!("text {id}"),
+    );
+    let response = app
+        .client
+        .post(format!("{}{hook}", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        retry_after,
+        response.json().await.unwrap_or_default(),
+    )
+}
+
+async fn readyz(app: &TestApp) -> u16 {
+    let url = format!("{}/readyz", app.base);
+    app.client.get(url).send().await.unwrap().status().as_u16()
+}
+
+/// Item 1: SQLite on a file system that fills up. While it is full, webhooks are answered 503 with
+/// `Retry-After` (providers retry 5xx) and `/readyz` is not ready; once space is freed ferry recovers by itself
+/// within seconds — no connection keeps a half-open transaction — and every acknowledged message is stored once,
+/// the refused ones too once the provider retries them.
+pub async fn a_full_disk_answers_503_and_recovers_by_itself() {
+    let disk = Tmpfs::mount(24 << 20).expect("tmpfs");
+    let url = format!("sqlite://{}", disk.0.path().join("ferry.db").display());
+    let data_dir = disk.0.path().to_owned();
+    let mut app = crate::helpers::spawn_app_with(Db::Sqlite, |config| {
+        config.database_url = Some(url.clone());
+        config.data_dir = data_dir;
+    })
+    .await;
+    app.database_url = url;
+    let f = app.fixture().await;
+    let hook = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "clinica-sp"}),
+    )
+    .await
+    .1;
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for n in 0..20 {
+        let id = format!("BEFORE{n}");
+        assert_eq!(deliver(&app, &hook, &id).await.0, 200);
+        acknowledged.push(id);
+    }
+
+    let filler = disk.fill();
+    let mut saw_not_ready = false;
+    for n in 0..200 {
+        let id = format!("FULL{n}");
+        let (status, retry_after, answer) = deliver(&app, &hook, &id).await;
+        match status {
+            200 => acknowledged.push(id),
+            503 => {
+                assert!(retry_after.is_some(), "a 503 says when to retry: {answer}");
+                assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+                refused.push(id);
+            }
+            other => panic!("a full disk answered {other}: {answer}"),
+        }
+        saw_not_ready |= readyz(&app).await == 503;
+        if refused.len() >= 5 && saw_not_ready {
+            break;
+        }
+    }
+    assert!(refused.len() >= 5, "the full disk refused nothing");
+    assert!(saw_not_ready, "/readyz said ready while writes failed");
+
+    std::fs::remove_file(filler).unwrap();
+    let freed = std::time::Instant::now();
+    loop {
+        let (status, _, _) = deliver(&app, &hook, &refused[0]).await;
+        if status == 200 && readyz(&app).await == 200 {
+            break;
+        }
+        assert!(
+            freed.elapsed() < std::time::Duration::from_secs(15),
+            "no recovery 15 s after space came back (last answer {status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "recovered {:.1} s after space came back; {} acknowledged and {} refused while full",
+        freed.elapsed().as_secs_f64(),
+        acknowledged.len() - 20,
+        refused.len()
+    );
+    // The provider retries what was refused; new traffic flows.
+    for id in refused
+        .iter()
+        .chain(&["AFTER0".to_owned(), "AFTER1".to_owned()])
+    {
+        let (status, _, answer) = deliver(&app, &hook, id).await;
+        assert_eq!(status, 200, "{answer}");
+        acknowledged.push(id.clone());
+    }
+    let mut stored = column(&app, "SELECT source_id FROM messages").await;
+    stored.sort();
+    acknowledged.sort();
+    assert_eq!(stored, acknowledged, "every acknowledged message once");
+}

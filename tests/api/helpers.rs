@@ -410,6 +410,7 @@ impl TestApp {
             .env("FERRY_BIND", format!("127.0.0.1:{port}"))
             .env("FERRY_PUBLIC_URL", self.ferry.config.public_url())
             .env("FERRY_LOG", "warn")
+            .env("FERRY_MEDIA_ALLOWED_URLS", self.allowed_urls())
             .envs(env.iter().copied())
             .spawn()
             .expect("run ferry serve");
@@ -425,6 +426,11 @@ impl TestApp {
         panic!("ferry serve did not answer at {base}");
     }
 
+    /// The app's `FERRY_MEDIA_ALLOWED_URLS`, for the processes it starts.
+    fn allowed_urls(&self) -> String {
+        self.ferry.config.media_allowed_urls.to_string()
+    }
+
     /// Runs the real `ferry` binary against this app's database and key.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         self.cli_with_env(args, &[])
@@ -433,6 +439,7 @@ impl TestApp {
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
+            .env("FERRY_MEDIA_ALLOWED_URLS", self.allowed_urls())
             .envs(env.iter().copied())
             .env("FERRY_DATABASE_URL", &self.database_url)
             .env("FERRY_DATA_DIR", self.dir.path())

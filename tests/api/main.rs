@@ -96,6 +96,10 @@ fn main() {
         webhooks::random_bodies_get_200_or_a_dead_letter,
         webhooks::a_database_failure_keeps_the_delivery_as_a_dead_letter,
         media::media_is_fetched_in_the_background_with_backoff_and_placeholders,
+        media::media_url_to_loopback_is_refused_and_no_credentials_leave,
+        media::integration_api_urls_off_the_allowed_list_get_no_request,
+        media::redirects_are_checked_per_hop_and_credentials_stay_on_their_host,
+        media::media_over_the_size_cap_fails_at_once_with_its_reason,
         cutover::migrate_turns_each_usable_legacy_row_into_one_integration,
         cutover::concurrent_first_migrations_make_no_duplicates,
         cutover::cleanup_waits_for_a_quiet_window_then_backs_up_and_retires,
@@ -105,6 +109,7 @@ fn main() {
         cutover::cutover_restore_puts_back_the_previous_webhook_exactly,
         cutover::cutover_endpoints_are_for_installation_administrators,
         cutover::integration_test_sends_a_signed_message_and_cleans_up,
+        cutover::cutover_calls_no_evolution_api_off_the_allowed_list,
         migrations::migration_moves_and_merges_across_formats,
         migrations::create_is_refused_with_clear_422s,
         migrations::two_simultaneous_creates_give_one_201_and_one_422,
@@ -221,6 +226,14 @@ fn main() {
             );
         }
     }
+    let tmpfs = faults::tmpfs_available();
+    trials.push(
+        Trial::test(
+            "sqlite::faults::a_full_disk_answers_503_and_recovers_by_itself",
+            || helpers::run_plain(faults::a_full_disk_answers_503_and_recovers_by_itself()),
+        )
+        .with_ignored_flag(tmpfs.is_err()),
+    );
     trials.push(Trial::test(
         "cli::openapi_prints_the_committed_document",
         || helpers::run_plain(openapi::cli_prints_the_committed_document()),
@@ -256,6 +269,13 @@ fn main() {
             std::process::exit(1);
         }
         eprintln!("skipped: {reason} — the DynamoDB tests are reported as ignored");
+    }
+    if let Err(reason) = &tmpfs {
+        if std::env::var("FERRY_TEST_REQUIRE_TMPFS").is_ok_and(|v| v == "1") {
+            eprintln!("FERRY_TEST_REQUIRE_TMPFS=1 but {reason}");
+            std::process::exit(1);
+        }
+        eprintln!("skipped: {reason} — the full-disk test is reported as ignored");
     }
     if let Err(reason) = &browser {
         if std::env::var("FERRY_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
