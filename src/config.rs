@@ -109,6 +109,37 @@ pub struct Config {
     )]
     pub shutdown_seconds: u64,
 
+    /// Client connections served at once. Past it, a reserve of a few more still answers `/healthz` and
+    /// `/readyz` (everything else 503 `busy`, then closed), and connections beyond that are closed at once
+    #[arg(
+        long,
+        env = "FERRY_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_connections: u32,
+
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection is closed after as long
+    #[arg(
+        long,
+        env = "FERRY_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a client has to send a whole request body once its headers are in; a slower one is answered 408
+    #[arg(
+        long,
+        env = "FERRY_BODY_READ_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub body_read_timeout_seconds: u64,
+
     /// Rows an inbox migration touches per batch transaction (about)
     #[arg(
         long,
@@ -125,6 +156,24 @@ pub struct Config {
     /// Largest accepted request body, in bytes
     #[arg(long, env = "FERRY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+
+    /// Progress event streams one migration may have open on this node (more are answered 503)
+    #[arg(
+        long,
+        env = "FERRY_EVENT_STREAMS_PER_MIGRATION",
+        default_value_t = 50,
+        global = true
+    )]
+    pub event_streams_per_migration: usize,
+
+    /// Progress event streams this node serves at once, over all migrations (more are answered 503)
+    #[arg(
+        long,
+        env = "FERRY_EVENT_STREAMS_PER_NODE",
+        default_value_t = 500,
+        global = true
+    )]
+    pub event_streams_per_node: usize,
 
     /// Largest accepted webhook body, in bytes (Evolution with base64 inlines whole files; Meta sends up to 3 MB)
     #[arg(long, env = "FERRY_WEBHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
@@ -389,6 +438,8 @@ impl Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
+            event_streams_per_migration: 50,
+            event_streams_per_node: 500,
             webhook_max_body_bytes: 32 * 1024 * 1024,
             webhook_body_memory_bytes: 256 * 1024 * 1024,
             media_retry_base_ms: 30_000,
@@ -398,6 +449,9 @@ impl Config {
             evolution_api_key: None,
             lease_seconds: 30,
             shutdown_seconds: 30,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 60,
             route_cache_seconds: 60,
             attachments_url: None,
             s3: S3Config::default(),
@@ -485,6 +539,15 @@ impl Config {
             ),
             ("FERRY_LEASE_SECONDS", self.lease_seconds.to_string()),
             ("FERRY_SHUTDOWN_SECONDS", self.shutdown_seconds.to_string()),
+            ("FERRY_MAX_CONNECTIONS", self.max_connections.to_string()),
+            (
+                "FERRY_HEADER_READ_TIMEOUT_SECONDS",
+                self.header_read_timeout_seconds.to_string(),
+            ),
+            (
+                "FERRY_BODY_READ_TIMEOUT_SECONDS",
+                self.body_read_timeout_seconds.to_string(),
+            ),
             (
                 "FERRY_ROUTE_CACHE_SECONDS",
                 self.route_cache_seconds.to_string(),
@@ -492,6 +555,14 @@ impl Config {
             (
                 "FERRY_MIGRATION_BATCH_ROWS",
                 self.migration_batch_rows.to_string(),
+            ),
+            (
+                "FERRY_EVENT_STREAMS_PER_MIGRATION",
+                self.event_streams_per_migration.to_string(),
+            ),
+            (
+                "FERRY_EVENT_STREAMS_PER_NODE",
+                self.event_streams_per_node.to_string(),
             ),
             (
                 "FERRY_MIGRATION_MAX_ROWS_PER_SECOND",

@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod datagen;
 pub mod demo;
 pub mod domain;

@@ -67,6 +67,11 @@ fn describe() {
          redirects, url, too_large)."
     );
     describe_counter!(
+        "ferry_connections_past_cap_total",
+        "Connections accepted past FERRY_MAX_CONNECTIONS, by what became of them (reserve: health checks only; \
+         closed: at once)."
+    );
+    describe_counter!(
         "ferry_lease_takeovers_total",
         "Jobs claimed from a worker whose lease had expired (it died or hung), by job."
     );
@@ -125,6 +130,11 @@ pub fn batch(job: &'static str, seconds: f64, rows: &[(&'static str, i64)]) {
                 .increment(*n as u64);
         }
     }
+}
+
+/// A connection accepted past `FERRY_MAX_CONNECTIONS`: `reserve` (health checks only) or `closed`.
+pub fn connection_past_cap(outcome: &'static str) {
+    counter!("ferry_connections_past_cap_total", "outcome" => outcome).increment(1);
 }
 
 pub fn lease_takeover(job: &'static str) {

@@ -77,6 +77,8 @@ pub struct Ferry {
     pub webhook_bodies: crate::webhooks::body::BodyBudget,
     /// Requests to provider APIs (media downloads, Evolution calls), under `FERRY_MEDIA_ALLOWED_URLS`.
     pub outbound: Arc<crate::webhooks::outbound::Outbound>,
+    /// Migrations' live progress, read once per interval however many streams follow them.
+    pub progress: Arc<crate::inbox_migration::progress::ProgressHub>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ impl Ferry {
         );
         let outbound = Arc::new(crate::webhooks::outbound::Outbound::new(&config));
         Ok(Self {
+            progress: Default::default(),
             legacy,
             webhook_bodies,
             outbound,

@@ -1,10 +1,12 @@
-//! Binding and serving. Binding is separate from serving so callers (and tests, on port 0) learn the address.
+//! Binding and serving. Binding is separate from serving so callers (and tests, on port 0) learn the address;
+//! connections are served under the bounds of `connections`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
+use crate::connections::Limits;
 use crate::services::Ferry;
 
 pub struct Application {
@@ -14,6 +16,7 @@ pub struct Application {
 
 impl Application {
     pub async fn bind(ferry: Ferry) -> std::io::Result<Self> {
+        crate::connections::raise_file_limit(ferry.config.max_connections as usize);
         let listener = TcpListener::bind(ferry.config.bind).await?;
         Ok(Self { listener, ferry })
     }
@@ -29,14 +32,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let limits = Limits::of(&self.ferry.config);
         let app = crate::http::router(self.ferry);
-        // Connect info: the peer's address throttles sign-in guesses when no trusted proxy names the client.
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        crate::connections::serve(self.listener, app, limits, shutdown).await
     }
 }
 

@@ -84,22 +84,26 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    /// Claims and runs one migration, if one is waiting.
+    /// Claims and runs one migration or one revert, if one is waiting.
     pub async fn run_once(
         &self,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Option<Outcome>, crate::store::StoreError> {
         let token = format!("{:032x}", rand::thread_rng().r#gen::<u128>());
         let until = chrono::Utc::now() + self.lease();
-        let Some(migration) = self
-            .ferry
-            .store
-            .claim_inbox_migration(&self.id, &token, until)
-            .await?
-        else {
-            return Ok(None);
-        };
-        if migration.attempts > 1 {
+        let store = &self.ferry.store;
+        let (migration, reverting) =
+            match store.claim_inbox_migration(&self.id, &token, until).await? {
+                Some(migration) => (migration, false),
+                None => match store
+                    .claim_inbox_migration_revert(&self.id, &token, until)
+                    .await?
+                {
+                    Some(migration) => (migration, true),
+                    None => return Ok(None),
+                },
+            };
+        if migration.attempts > 1 && !reverting {
             tracing::warn!(
                 id = migration.id,
                 attempts = migration.attempts,
@@ -114,16 +118,16 @@ impl Worker {
             self.lease(),
             lost.clone(),
         ));
-        let outcome = engine::run(
-            &self.ferry,
-            migration,
-            RunContext {
-                token,
-                lease_lost: lost,
-                shutdown,
-            },
-        )
-        .await;
+        let ctx = RunContext {
+            token,
+            lease_lost: lost,
+            shutdown,
+        };
+        let outcome = if reverting {
+            crate::inbox_migration::revert::run(&self.ferry, migration, ctx).await
+        } else {
+            engine::run(&self.ferry, migration, ctx).await
+        };
         heartbeat.abort();
         Ok(Some(outcome))
     }

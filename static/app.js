@@ -106,6 +106,7 @@
       else if (m.status === "running") text.textContent = "Moving in batches. You can leave this page: the migration continues in the background.";
       else text.textContent = status[0] + ".";
     }
+    renderRevert(panel, m);
     var p = m.progress || {};
     var pct = Number(p.percentage || 0);
     var overall = panel.querySelector("[data-overall]");
@@ -127,6 +128,29 @@
       var c = li.querySelector("[data-count]");
       if (c) c.textContent = formatCount(moved) + " / " + formatCount(total);
     });
+  }
+
+  function renderRevert(panel, m) {
+    var r = m.revert;
+    var box = panel.querySelector("[data-revert]");
+    if (!r || !box) return;
+    var back = r.restored || {};
+    var restored = formatCount(back.conversations || 0) + " conversations, " + formatCount(back.messages || 0) +
+      " messages and " + formatCount(back.contact_inboxes || 0) + " contacts";
+    var batches = formatCount(r.batches_done || 0) + " of " + formatCount(r.batches_total || 0);
+    var text = box.querySelector("[data-revert-text]");
+    if (text) {
+      if (r.status === "queued") text.textContent = "Revert queued: waiting for a worker to pick it up…";
+      else if (r.status === "running" && m.cancel_requested) text.textContent = "Cancelling the revert after its current batch…";
+      else if (r.status === "running") text.textContent = "Reverting in batches (" + batches + " undone): " + restored + " back in this inbox so far. You can leave this page.";
+      else if (r.status === "reverted") text.textContent = "Reverted: " + restored + " are back in this inbox.";
+      else text.textContent = "Revert " + r.status + " after " + batches + " batches: " + restored + " are back in this inbox.";
+    }
+    var pct = Number(r.percentage || 0);
+    var bar = box.querySelector("[data-revert-overall]");
+    if (bar) setBar(bar, pct.toFixed(1));
+    var pctText = box.querySelector("[data-revert-percentage]");
+    if (pctText) pctText.textContent = pct.toFixed(1) + "%";
   }
 
   function follow(panel) {

@@ -1,9 +1,15 @@
 //! Runs one account import under its lease: `channels` → `recent` → `all`. Every batch commits its rows with
 //! its stage cursor (store `import_batch`), so a crashed or released import resumes after its last commit; a
 //! stage that fails records the stage's failure status on the account (SPEC 5.2) for the next `/migrate`.
+//!
+//! A transient database failure (a terminated connection, a deadlock or serialization failure, a busy
+//! database, a pool timeout) is not a stage failure: the transaction rolled back whole, so it runs again at
+//! once (`store::retrying`), and when the database stays away longer the import waits with backoff and
+//! resumes from its last commit under the same lease. Only data and invariant errors fail a stage.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,8 +21,14 @@ use crate::inbox_migration::engine::{Outcome, RunContext};
 use crate::services::Ferry;
 use crate::store::{
     AccountImport, ImportBatch, ImportMedia, ImportMessage, ImportThread, ImportedChannel,
-    StoreError,
+    StoreError, retrying,
 };
+
+/// The job name of `store::retrying` and `ferry_transient_retries_total`.
+const JOB: &str = "account_import";
+/// Runs before a transient database failure fails the import, and the longest pause between two.
+const TRANSIENT_ATTEMPTS: u32 = 8;
+const TRANSIENT_MAX_PAUSE: Duration = Duration::from_secs(30);
 
 /// Threads read per page of the `all` stage.
 const THREADS_PAGE: usize = 100;
@@ -69,20 +81,21 @@ struct RecentCursor {
 pub async fn run(ferry: &Ferry, import: AccountImport, ctx: RunContext) -> Outcome {
     let token = ctx.token.clone();
     let stage = import.stage.clone();
-    let result = run_inner(ferry, &import, &ctx).await;
+    let result = run_resuming(ferry, &import, &ctx).await;
     let error = match result {
         Ok(()) => return Outcome::Completed,
         Err(StageError::LeaseLost) => return Outcome::LeaseLost,
         Err(StageError::Shutdown) => {
-            let _ = ferry.store.release_account_import(import.id, &token).await;
+            let _ = retrying(JOB, || {
+                ferry.store.release_account_import(import.id, &token)
+            })
+            .await;
             return Outcome::Released;
         }
         Err(e) => e,
     };
     // The stage that failed is the one the import is at now.
-    let stage = ferry
-        .store
-        .get_account_import(import.id)
+    let stage = retrying(JOB, || ferry.store.get_account_import(import.id))
         .await
         .map(|i| i.stage)
         .unwrap_or(stage);
@@ -101,24 +114,52 @@ pub async fn run(ferry: &Ferry, import: AccountImport, ctx: RunContext) -> Outco
         ),
     };
     tracing::error!(error = %error, stage, status, "account import failed");
-    match ferry
-        .store
-        .fail_account_import(
-            import.id,
-            &token,
-            status,
-            &error.to_string(),
-            &format!("{error:?}"),
-            repair_at,
-        )
-        .await
-    {
+    let (message, detail) = (error.to_string(), format!("{error:?}"));
+    let failed = retrying(JOB, || {
+        ferry
+            .store
+            .fail_account_import(import.id, &token, status, &message, &detail, repair_at)
+    })
+    .await;
+    match failed {
         Ok(true) => Outcome::Failed,
         Ok(false) => Outcome::LeaseLost,
         Err(e) => {
             // The lease expires and another worker takes the import over.
             tracing::error!(error = %e, "could not record the failure");
             Outcome::Failed
+        }
+    }
+}
+
+/// Runs the import; a transient database failure that outlasted `store::retrying` is waited out with backoff
+/// and the run resumed from what the database holds (stage, cursors), under the same lease.
+async fn run_resuming(
+    ferry: &Ferry,
+    import: &AccountImport,
+    ctx: &RunContext,
+) -> Result<(), StageError> {
+    let mut import = import.clone();
+    let mut attempt = 0;
+    loop {
+        let error = match run_inner(ferry, &import, ctx).await {
+            Err(StageError::Store(e)) if e.is_transient() && attempt + 1 < TRANSIENT_ATTEMPTS => e,
+            done => return done,
+        };
+        attempt += 1;
+        let pause = (Duration::from_millis(500) * 2u32.pow(attempt)).min(TRANSIENT_MAX_PAUSE);
+        tracing::warn!(error = %error, attempt, ?pause, "transient database failure; resuming from the last commit");
+        crate::metrics::transient_retry(JOB);
+        let mut shutdown = ctx.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+        check(ctx)?;
+        match ferry.store.get_account_import(import.id).await {
+            Ok(current) => import = current,
+            Err(e) if e.is_transient() => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -142,7 +183,7 @@ async fn run_inner(
         .legacy
         .clone()
         .ok_or_else(|| StageError::Invalid("no legacy system is configured".into()))?;
-    let account = ferry.store.get_account(import.account_id).await?;
+    let account = retrying(JOB, || ferry.store.get_account(import.account_id)).await?;
     let legacy_ref = account
         .legacy_ref
         .clone()
@@ -150,7 +191,7 @@ async fn run_inner(
     let mut import = import.clone();
     if import.stage == "channels" {
         channels(ferry, &*source, &import, &legacy_ref, ctx).await?;
-        import = ferry.store.get_account_import(import.id).await?;
+        import = retrying(JOB, || ferry.store.get_account_import(import.id)).await?;
     }
     let mut stage = Stage {
         ferry,
@@ -164,7 +205,7 @@ async fn run_inner(
         committed: std::sync::atomic::AtomicU64::new(0),
         batches: std::sync::atomic::AtomicU64::new(0),
     };
-    for inbox in ferry.store.list_inboxes(account.id).await? {
+    for inbox in retrying(JOB, || ferry.store.list_inboxes(account.id)).await? {
         if let (Some(channel), Ok(kind)) = (
             inbox.legacy_channel_id,
             ChannelType::parse(&inbox.channel_type),
@@ -177,22 +218,26 @@ async fn run_inner(
         stage
             .recent(import.recent_cursor.as_deref(), &ferry.config.legacy)
             .await?;
-        if !ferry
-            .store
-            .finish_import_stage(import.id, &ctx.token, "recent")
-            .await?
+        if !retrying(JOB, || {
+            ferry
+                .store
+                .finish_import_stage(import.id, &ctx.token, "recent")
+        })
+        .await?
         {
             return Err(StageError::LeaseLost);
         }
-        import = ferry.store.get_account_import(import.id).await?;
+        import = retrying(JOB, || ferry.store.get_account_import(import.id)).await?;
     }
     if import.stage == "all" {
         check(ctx)?;
         stage.all(import.all_cursor.as_deref()).await?;
-        if !ferry
-            .store
-            .finish_import_stage(import.id, &ctx.token, "all")
-            .await?
+        if !retrying(JOB, || {
+            ferry
+                .store
+                .finish_import_stage(import.id, &ctx.token, "all")
+        })
+        .await?
         {
             return Err(StageError::LeaseLost);
         }
@@ -267,11 +312,13 @@ async fn channels(
     let seal = move |inbox_id: i64, config: &serde_json::Value| {
         cipher.encrypt_json(config, crate::store::provider_config_binding(inbox_id))
     };
-    ferry
-        .store
-        .import_channels(import.id, &ctx.token, &channels, &seal)
-        .await?
-        .ok_or(StageError::LeaseLost)?;
+    retrying(JOB, || {
+        ferry
+            .store
+            .import_channels(import.id, &ctx.token, &channels, &seal)
+    })
+    .await?
+    .ok_or(StageError::LeaseLost)?;
     tracing::info!(channels = channels.len(), "channels migrated");
     Ok(())
 }
@@ -373,7 +420,7 @@ impl Stage<'_> {
         done.merge_brazil_ninth_digit = self.merge_brazil_ninth_digit;
         let started = std::time::Instant::now();
         // A deadlock victim or a busy database: the transaction rolled back whole; it runs again.
-        let outcome = crate::store::retrying("account_import", || {
+        let outcome = retrying(JOB, || {
             self.ferry
                 .store
                 .import_batch(self.import_id, &self.ctx.token, stage, &done)
@@ -384,8 +431,11 @@ impl Stage<'_> {
         // scans them where an index would serve. Refreshed whenever the batches run doubled (1, 2, 4, …), so
         // the estimates stay within a factor of two for a handful of cheap (sampling) ANALYZEs.
         let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        if batches.is_power_of_two() {
-            self.ferry.store.refresh_import_statistics().await?;
+        if batches.is_power_of_two()
+            && let Err(e) = retrying(JOB, || self.ferry.store.refresh_import_statistics()).await
+        {
+            // Only the planner's estimates: the import goes on without them.
+            tracing::warn!(error = %e, "refreshing the import tables' statistics failed");
         }
         crate::metrics::batch(
             "account_import",
@@ -423,11 +473,10 @@ impl Stage<'_> {
     /// Between history batches: gives the worker back when another account's import waits for its first
     /// stages, so that a long history never keeps someone else from working (it resumes from its cursor).
     async fn yield_to_waiting(&self) -> Result<(), StageError> {
-        if self
-            .ferry
-            .store
-            .account_import_waiting(self.import_id)
-            .await?
+        if retrying(JOB, || {
+            self.ferry.store.account_import_waiting(self.import_id)
+        })
+        .await?
         {
             tracing::info!("another account's import is waiting: pausing this history import");
             return Err(StageError::Shutdown);

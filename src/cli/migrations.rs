@@ -74,8 +74,13 @@ pub enum MigrationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Undo a migration (and the cancelled runs it continued) from its journal: queued for a worker, followed
+    /// here with a progress bar unless --detach
     Revert {
         id: i64,
+        /// Queue it and return; a worker (`ferry worker` or `ferry serve`) runs it
+        #[arg(long)]
+        detach: bool,
         #[arg(long)]
         json: bool,
     },
@@ -207,6 +212,40 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
     }
 }
 
+/// Runs the queued revert in this process, then prints what it restored; an exit status of 0 only when reverted.
+async fn revert_and_follow(ferry: &Ferry, id: i64, json: bool) -> anyhow::Result<()> {
+    let finished = follow(ferry, id, !json).await?;
+    let record = im::to_json(ferry, &finished).await?;
+    let revert = &record["revert"];
+    if json {
+        print_json(&record);
+    } else {
+        let restored = &revert["restored"];
+        println!(
+            "migration {} revert {}: {} conversations, {} messages and {} contact inboxes back in {} (runs {})",
+            id,
+            revert["status"].as_str().unwrap_or("?"),
+            restored["conversations"],
+            restored["messages"],
+            restored["contact_inboxes"],
+            record["source_inbox"]["name"].as_str().unwrap_or("?"),
+            restored["runs"]
+        );
+    }
+    match finished.revert_state {
+        Some(crate::store::RevertState::Reverted) => Ok(()),
+        other => bail!(
+            "the revert of migration {id} ended {}{}",
+            other.map_or("?".into(), |s| format!("{s:?}").to_lowercase()),
+            finished
+                .revert_error
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 /// Runs a worker in this process and follows the migration with a progress bar until it ends. Ctrl-C leaves
 /// it at a batch boundary with its lease released, for any worker to continue.
 async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigration> {
@@ -229,19 +268,33 @@ async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigrat
                 let _ = stop.send(true);
                 let _ = worker.await;
                 progress.abandon();
-                bail!("interrupted: migration {id} stays queued or running and continues when a worker runs");
+                bail!("interrupted: migration {id} (or its revert) stays queued or running and continues when a worker runs");
             }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         // The record alone (one cheap query): the full API shape is built once, at the end.
         let m = ferry.store.get_inbox_migration(id).await?;
-        let pct = im::progress(&m).percentage;
+        let (pct, message) = match m.revert_state {
+            Some(state) => (
+                im::revert_percentage(&m),
+                format!(
+                    "revert {} · batches {}/{}",
+                    format!("{state:?}").to_lowercase(),
+                    m.revert_batches_done,
+                    m.revert_batches_total
+                ),
+            ),
+            None => (
+                im::progress(&m).percentage,
+                format!(
+                    "{} · messages {}/{}",
+                    m.status, m.messages_moved, m.messages_count
+                ),
+            ),
+        };
         progress.set_position((pct * 10.0) as u64);
-        progress.set_message(format!(
-            "{} · messages {}/{}",
-            m.status, m.messages_moved, m.messages_count
-        ));
-        if !m.is_active() {
+        progress.set_message(message);
+        if !m.has_work() {
             break m;
         }
     };
@@ -291,12 +344,14 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
             let m = ferry.store.get_inbox_migration(id).await?;
             (im::retry(&ferry, m.account_id, None, id, None).await?, json)
         }
-        MigrationsCommand::Revert { id, json } => {
+        MigrationsCommand::Revert { id, detach, json } => {
             let m = ferry.store.get_inbox_migration(id).await?;
-            (
-                im::revert(&ferry, m.account_id, None, id, None).await?,
-                json,
-            )
+            let queued = im::revert(&ferry, m.account_id, None, id, None).await?;
+            if detach {
+                (queued, json)
+            } else {
+                return revert_and_follow(&ferry, id, json).await;
+            }
         }
         MigrationsCommand::Verify { id, json } => {
             let m = ferry.store.get_inbox_migration(id).await?;

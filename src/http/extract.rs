@@ -94,7 +94,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// A raw body (webhooks verify signatures over the exact bytes): 413 in the error shape when oversized.
+/// A raw body (webhooks verify signatures over the exact bytes): 413 in the error shape when oversized, 408 when
+/// it does not arrive in time.
 pub struct RawBody(pub axum::body::Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
@@ -108,6 +109,13 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the request body is too large",
+                ))
+            }
+            Err(rejection) if crate::connections::is_read_timeout(&rejection) => {
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive within FERRY_BODY_READ_TIMEOUT_SECONDS",
                 ))
             }
             Err(rejection) => Err(ApiError::bad_request("bad_request", rejection.body_text())),

@@ -1,7 +1,6 @@
 //! SPEC 3.7: `/api/v1/accounts/{account_id}/inboxes/{inbox_id}/migrations`, administrators only.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +9,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -289,7 +287,8 @@ async fn show(
     act(&ferry, &access, inbox, id, Action::Show).await
 }
 
-/// Asks a queued or running migration to stop; the current batch finishes and is kept.
+/// Asks a queued or running migration — or its queued or running revert — to stop; the current batch finishes
+/// and is kept.
 #[utoipa::path(
     post,
     path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/cancel",
@@ -343,7 +342,9 @@ async fn retry(
     act(&ferry, &access, inbox, id, Action::Retry).await
 }
 
-/// Puts every moved row back where it was, exactly, from the migration's journal.
+/// Queues the revert: every moved row back where it was, exactly, from the journals of this migration and of
+/// the cancelled or failed runs of the same pair it continued. A leased job (resumed after any crash,
+/// cancellable at a batch boundary with `…/cancel`).
 #[utoipa::path(
     post,
     path = "/accounts/{account_id}/inboxes/{inbox_id}/migrations/{id}/revert",
@@ -353,9 +354,9 @@ async fn retry(
         MigrationPath
     ),
     responses(
-        (status = 200, description = "The migration", body = MigrationView),
+        (status = 202, description = "The revert is queued: a worker runs it in batches; follow `revert` in the migration (or its events)", body = MigrationView),
         (status = 403, description = "Not an administrator of the account", body = ErrorBody),
-        (status = 422, description = "Not completed (`not_revertible`), another migration of these inboxes is active (`migration_active`), or a later migration of these inboxes must be reverted first (`later_migration`)", body = ErrorBody),
+        (status = 422, description = "Not revertible (`not_revertible`: active, moved nothing, already reverted or reverting), another migration of these inboxes is active (`migration_active`), or a later migration of these inboxes must be reverted first (`later_migration`)", body = ErrorBody),
     )
 )]
 async fn revert(
@@ -366,8 +367,9 @@ async fn revert(
         id,
         ..
     }): ApiPath<MigrationPath>,
-) -> ApiResult<Json<MigrationView>> {
-    act(&ferry, &access, inbox, id, Action::Revert).await
+) -> ApiResult<(StatusCode, Json<MigrationView>)> {
+    let queued = act(&ferry, &access, inbox, id, Action::Revert).await?;
+    Ok((StatusCode::ACCEPTED, queued))
 }
 
 /// Server-Sent Events: a `progress` event with the migration whenever it changes, then `done` at a terminal
@@ -392,40 +394,41 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     access.require_admin()?;
     let first = im::get(&ferry, access.account_id, Some(inbox_id), id).await?;
-    Ok(progress_stream(ferry, first.id))
+    progress_stream(ferry, first.id).map_err(|busy| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            busy.to_string(),
+        )
+    })
 }
 
-/// The migration's record as a `progress` event whenever it changes, then `done` at a terminal status. Shared
-/// with the web UI's live panel.
+/// The migration's record as a `progress` event whenever it changes, then `done` once it (and any revert of
+/// it) has ended. Shared with the web UI's live panel; every stream of a migration shares one poll. Refused
+/// (503) when the migration or the node already has as many streams as configured.
 pub(crate) fn progress_stream(
     ferry: Ferry,
     id: i64,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, im::progress::Busy> {
+    let subscription = ferry.progress.subscribe(&ferry, id)?;
     let stream = futures::stream::unfold(
-        (ferry, id, None::<String>, false),
-        |(ferry, id, last, done)| async move {
-            if done {
+        (subscription, true),
+        |(mut subscription, open)| async move {
+            if !open {
                 return None;
             }
+            // The current snapshot first, then each change; the poller's end (sender gone) ends the stream.
             loop {
-                let m = match ferry.store.get_inbox_migration(id).await {
-                    Ok(m) => m,
-                    Err(_) => return None,
-                };
-                let body = im::to_json(&ferry, &m)
-                    .await
-                    .unwrap_or_else(|_| json!({"id": id, "status": m.status}));
-                let text = body.to_string();
-                let terminal = !m.is_active();
-                if last.as_deref() != Some(text.as_str()) || terminal {
+                let snapshot = subscription.receiver.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
                     let event = Event::default()
-                        .event(if terminal { "done" } else { "progress" })
-                        .data(text.clone());
-                    return Some((Ok(event), (ferry, id, Some(text), terminal)));
+                        .event(if snapshot.done { "done" } else { "progress" })
+                        .data(snapshot.json.as_str());
+                    return Some((Ok(event), (subscription, !snapshot.done)));
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                subscription.receiver.changed().await.ok()?;
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -397,11 +397,12 @@ async fn read_body(
                 reason,
             ))
         }
-        // Kept without their bytes (none were held): the provider retries a 503, and a broken upload is
-        // at least on record.
-        Err(e @ (BodyError::Busy | BodyError::Unreadable(_))) => {
+        // Kept without their bytes (none, or part of them, were held): the provider retries a 503, and a
+        // broken or stalled upload is at least on record.
+        Err(e @ (BodyError::Busy | BodyError::Unreadable(_) | BodyError::TimedOut)) => {
             let (status, code) = match e {
                 BodyError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+                BodyError::TimedOut => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
                 _ => (StatusCode::BAD_REQUEST, "unreadable_body"),
             };
             crate::metrics::webhook_event(&route.provider, code);

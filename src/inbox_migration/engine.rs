@@ -33,7 +33,18 @@ pub struct RunContext {
 
 #[tracing::instrument(name = "inbox_migration", skip_all, fields(id = migration.id))]
 pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> Outcome {
-    match run_resuming(ferry, migration.clone(), &ctx).await {
+    let id = migration.id;
+    let outcome = run_recording_failure(ferry, migration, &ctx).await;
+    audit_end(ferry, id, &outcome).await;
+    outcome
+}
+
+async fn run_recording_failure(
+    ferry: &Ferry,
+    migration: InboxMigration,
+    ctx: &RunContext,
+) -> Outcome {
+    match run_resuming(ferry, migration.clone(), ctx).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(error = %e, "migration failed");
@@ -61,6 +72,29 @@ pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> O
     }
 }
 
+/// The audit log keeps how every attempt ended (a retry later clears the migration's error, not this).
+async fn audit_end(ferry: &Ferry, id: i64, outcome: &Outcome) {
+    let action = match outcome {
+        Outcome::Completed => "inbox_migration.completed",
+        Outcome::Cancelled => "inbox_migration.stopped_cancelled",
+        Outcome::Failed => "inbox_migration.failed",
+        Outcome::LeaseLost | Outcome::Released => return,
+    };
+    let Ok(m) = ferry.store.get_inbox_migration(id).await else {
+        return;
+    };
+    ferry
+        .audit(
+            Some(m.account_id),
+            m.user_id,
+            action,
+            format!("inbox_migration:{id}"),
+            json!({"attempt": m.attempts, "batches": m.cursor_id,
+                   "error": m.error_message, "error_detail": m.error_detail}),
+        )
+        .await;
+}
+
 /// Attempts before a transient database failure fails the migration, and the longest pause between them.
 const TRANSIENT_ATTEMPTS: u32 = 8;
 const TRANSIENT_MAX_PAUSE: Duration = Duration::from_secs(30);
@@ -70,19 +104,38 @@ const TRANSIENT_MAX_PAUSE: Duration = Duration::from_secs(30);
 /// a failure that outlasts every attempt, fail the migration.
 async fn run_resuming(
     ferry: &Ferry,
-    mut migration: InboxMigration,
+    migration: InboxMigration,
     ctx: &RunContext,
 ) -> Result<Outcome, StoreError> {
+    resuming(ferry, migration, ctx, "inbox_migration", run_inner).await
+}
+
+/// Runs `step` on the migration as the database holds it; a transient failure is waited out with backoff
+/// (counted for `job`), the migration read again and `step` run again, under the same lease.
+pub(super) async fn resuming<F>(
+    ferry: &Ferry,
+    mut migration: InboxMigration,
+    ctx: &RunContext,
+    job: &'static str,
+    step: F,
+) -> Result<Outcome, StoreError>
+where
+    F: for<'a> AsyncFn(
+        &'a Ferry,
+        &'a InboxMigration,
+        &'a RunContext,
+    ) -> Result<Outcome, StoreError>,
+{
     let mut attempt = 0;
     loop {
-        let error = match run_inner(ferry, &migration, ctx).await {
+        let error = match step(ferry, &migration, ctx).await {
             Err(e) if e.is_transient() && attempt + 1 < TRANSIENT_ATTEMPTS => e,
             done => return done,
         };
         attempt += 1;
         let pause = (Duration::from_millis(500) * 2u32.pow(attempt)).min(TRANSIENT_MAX_PAUSE);
         tracing::warn!(error = %error, attempt, ?pause, "transient database failure; the batch rolled back, resuming");
-        crate::metrics::transient_retry("inbox_migration");
+        crate::metrics::transient_retry(job);
         let mut shutdown = ctx.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

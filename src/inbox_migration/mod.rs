@@ -2,6 +2,8 @@
 //! `engine` moves the data in lease-guarded batches; the durable worker (`crate::worker`) runs it.
 
 pub mod engine;
+pub mod progress;
+pub mod revert;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -420,6 +422,11 @@ pub async fn cancel(
     user_id: Option<i64>,
 ) -> Result<InboxMigration, MigrationError> {
     let m = get(ferry, account_id, source_id, id).await?;
+    if m.revert_state
+        .is_some_and(crate::store::RevertState::is_active)
+    {
+        return cancel_revert(ferry, &m, user_id).await;
+    }
     let updated = ferry
         .store
         .cancel_inbox_migration(m.id)
@@ -440,6 +447,30 @@ pub async fn cancel(
         )
         .await;
     Ok(updated)
+}
+
+/// A queued revert stops at once; a running one at its next batch boundary (what was undone stays undone).
+async fn cancel_revert(
+    ferry: &Ferry,
+    m: &InboxMigration,
+    user_id: Option<i64>,
+) -> Result<InboxMigration, MigrationError> {
+    if !ferry.store.cancel_inbox_migration_revert(m.id).await? {
+        return Err(refused(
+            "not_cancellable",
+            "the revert ended before it could be cancelled",
+        ));
+    }
+    ferry
+        .audit(
+            Some(m.account_id),
+            user_id,
+            "inbox_migration.revert_cancel_requested",
+            format!("inbox_migration:{}", m.id),
+            json!({"revert_state_before": m.revert_state}),
+        )
+        .await;
+    Ok(ferry.store.get_inbox_migration(m.id).await?)
 }
 
 pub async fn retry(
@@ -482,10 +513,11 @@ pub async fn retry(
     Ok(updated)
 }
 
-/// Undoes a completed migration from its journal, newest batch first: the exact prior state, merged contacts
-/// un-merged. Conversations created in the destination afterwards stay; new messages follow their conversation.
-/// Resumable: an interrupted revert continues where it stopped when asked again.
-#[tracing::instrument(name = "inbox_migration_revert", skip_all, fields(id))]
+/// Queues the revert of a migration (SPEC 3.3): a leased job the worker runs from the journals, newest batch
+/// first, to the exact prior state, merged contacts un-merged. Conversations created in the destination
+/// afterwards stay; new messages follow their conversation. A completed migration is reverted together with the
+/// cancelled or failed runs of the same pair it continued; a cancelled or failed run that moved rows can be
+/// reverted on its own. Refused while a later migration of either inbox changed those rows.
 pub async fn revert(
     ferry: &Ferry,
     account_id: i64,
@@ -494,15 +526,7 @@ pub async fn revert(
     user_id: Option<i64>,
 ) -> Result<InboxMigration, MigrationError> {
     let m = get(ferry, account_id, source_id, id).await?;
-    if m.status != "completed" {
-        return Err(refused(
-            "not_revertible",
-            format!(
-                "only completed migrations can be reverted; this one is {}",
-                m.status
-            ),
-        ));
-    }
+    revertible(&m)?;
     if let Some(later) = later_migration(ferry, &m).await? {
         return Err(refused(
             "later_migration",
@@ -512,35 +536,86 @@ pub async fn revert(
             ),
         ));
     }
-    if !ferry.store.begin_inbox_migration_revert(m.id).await? {
+    let runs = continued_runs(ferry, &m).await?;
+    let batches = runs.iter().map(|(_, batches)| batches).sum();
+    let ids: Vec<i64> = runs.iter().map(|(id, _)| *id).collect();
+    if !ferry
+        .store
+        .request_inbox_migration_revert(m.id, &ids, batches, user_id)
+        .await?
+    {
         return Err(refused(
             "migration_active",
             "one of these inboxes takes part in another active migration",
         ));
     }
-    let current = ferry.store.get_inbox_migration(m.id).await?;
-    for batch in (1..=current.cursor_id).rev() {
-        ferry
-            .store
-            .revert_inbox_migration_batch(m.id, batch, m.source_inbox_id)
-            .await?;
-    }
-    ferry
-        .store
-        .finish_inbox_migration_revert(m.id, m.destination_inbox_id)
-        .await?;
-    ferry.token_routes.invalidate_all().await;
-    tracing::info!(batches = current.cursor_id, "reverted");
     ferry
         .audit(
             Some(account_id),
             user_id,
-            "inbox_migration.reverted",
+            "inbox_migration.revert_requested",
             format!("inbox_migration:{id}"),
-            json!({}),
+            json!({"runs": ids, "batches": batches}),
         )
         .await;
     Ok(ferry.store.get_inbox_migration(m.id).await?)
+}
+
+/// Completed, or cancelled or failed after moving rows; not reverted, and no revert of it under way.
+fn revertible(m: &InboxMigration) -> Result<(), MigrationError> {
+    if m.revert_state
+        .is_some_and(crate::store::RevertState::is_active)
+    {
+        return Err(refused(
+            "not_revertible",
+            "this migration is being reverted already",
+        ));
+    }
+    let moved = m.status == "completed" || m.cursor_id > 0;
+    if !matches!(m.status.as_str(), "completed" | "failed" | "cancelled") || !moved {
+        return Err(refused(
+            "not_revertible",
+            format!(
+                "only a completed migration, or a cancelled or failed one that moved conversations, can be reverted; this one is {}{}",
+                m.status,
+                if moved { "" } else { " and moved nothing" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `m` and the earlier cancelled or failed runs of the same pair that it continued (nothing else touched
+/// either inbox in between), newest first, each with its journaled batches.
+async fn continued_runs(
+    ferry: &Ferry,
+    m: &InboxMigration,
+) -> Result<Vec<(i64, i64)>, MigrationError> {
+    let inboxes = [m.source_inbox_id, m.destination_inbox_id];
+    let mut earlier: Vec<InboxMigration> = ferry
+        .store
+        .list_inbox_migrations(m.account_id, None, false)
+        .await?
+        .into_iter()
+        .filter(|n| n.id < m.id)
+        .filter(|n| {
+            inboxes.contains(&n.source_inbox_id) || inboxes.contains(&n.destination_inbox_id)
+        })
+        .collect();
+    earlier.sort_by_key(|n| std::cmp::Reverse(n.id));
+    let mut runs = vec![(m.id, m.cursor_id)];
+    for n in earlier {
+        let same_pair = n.source_inbox_id == m.source_inbox_id
+            && n.destination_inbox_id == m.destination_inbox_id;
+        match n.status.as_str() {
+            _ if !same_pair => break,
+            "reverted" => continue,
+            "cancelled" | "failed" if n.cursor_id > 0 => runs.push((n.id, n.cursor_id)),
+            "cancelled" | "failed" => continue,
+            _ => break,
+        }
+    }
+    Ok(runs)
 }
 
 /// The newest later migration of either inbox of `m` that moved rows and is not reverted: reverting `m` first
@@ -601,6 +676,67 @@ pub struct MigrationView {
     pub cancel_requested: bool,
     pub attempts: i64,
     pub initiated_by: Option<UserRef>,
+    /// Its revert job, once one was asked for.
+    pub revert: Option<RevertView>,
+    /// Set on a cancelled or failed run that the revert of this later migration of the pair undid too.
+    pub reverted_with: Option<i64>,
+    /// Every attempt of the migration and of its revert, oldest first: none is overwritten by a retry.
+    pub history: Vec<crate::store::MigrationAttempt>,
+}
+
+/// A revert job's own progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevertView {
+    pub status: crate::store::RevertState,
+    /// The runs it undoes, newest first: this migration and the cancelled or failed runs it continued.
+    pub runs: Vec<i64>,
+    pub percentage: f64,
+    pub batches_total: i64,
+    pub batches_done: i64,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub error: Option<String>,
+    /// What is back in the source so far: `{runs, conversations, messages, contact_inboxes}`.
+    #[schema(value_type = Object)]
+    pub restored: Value,
+    pub requested_by: Option<i64>,
+}
+
+async fn revert_view(
+    ferry: &Ferry,
+    m: &InboxMigration,
+) -> Result<Option<RevertView>, MigrationError> {
+    let Some(status) = m.revert_state else {
+        return Ok(None);
+    };
+    let runs = revert::runs_of(m);
+    let restored = match &m.revert_result {
+        Some(result) => result.0.clone(),
+        None => revert::restored(ferry, &runs).await?,
+    };
+    Ok(Some(RevertView {
+        status,
+        percentage: revert_percentage(m),
+        runs,
+        batches_total: m.revert_batches_total,
+        batches_done: m.revert_batches_done,
+        started_at: m.revert_started_at,
+        completed_at: m.revert_completed_at,
+        error: m.revert_error.clone(),
+        restored,
+        requested_by: m.revert_user_id,
+    }))
+}
+
+/// Batches undone of those the revert found, 100 only once reverted.
+pub fn revert_percentage(m: &InboxMigration) -> f64 {
+    match (m.revert_state, m.revert_batches_total) {
+        (Some(crate::store::RevertState::Reverted), _) => 100.0,
+        (_, 0) => 0.0,
+        (_, total) => {
+            ((m.revert_batches_done as f64 * 1000.0 / total as f64).floor() / 10.0).min(99.9)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -689,6 +825,9 @@ pub async fn to_view(ferry: &Ferry, m: &InboxMigration) -> Result<MigrationView,
         cancel_requested: m.cancel_requested,
         attempts: m.attempts,
         initiated_by,
+        revert: revert_view(ferry, m).await?,
+        reverted_with: m.reverted_with,
+        history: ferry.store.inbox_migration_attempts(m.id).await?,
     })
 }
 

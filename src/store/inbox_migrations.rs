@@ -41,12 +41,66 @@ pub struct InboxMigration {
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The revert job of this migration, once one was asked for.
+    pub revert_state: Option<RevertState>,
+    pub revert_user_id: Option<i64>,
+    /// The runs the revert undoes, newest first: this migration and the cancelled or failed runs of the same
+    /// pair it continued.
+    pub revert_runs: Option<Json<Vec<i64>>>,
+    pub revert_batches_total: i64,
+    pub revert_batches_done: i64,
+    pub revert_started_at: Option<DateTime<Utc>>,
+    pub revert_completed_at: Option<DateTime<Utc>>,
+    pub revert_error: Option<String>,
+    pub revert_result: Option<Json<serde_json::Value>>,
+    /// The migration whose revert undid this run too (a run continued by a later one).
+    pub reverted_with: Option<i64>,
+}
+
+/// Where a revert job stands: `queued` → `running` → `reverted`, or `cancelled` / `failed` (the batches
+/// undone so far stay undone; asking again continues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RevertState {
+    Queued,
+    Running,
+    Reverted,
+    Cancelled,
+    Failed,
+}
+
+impl RevertState {
+    pub fn is_active(self) -> bool {
+        matches!(self, RevertState::Queued | RevertState::Running)
+    }
 }
 
 impl InboxMigration {
     pub fn is_active(&self) -> bool {
         self.status == "queued" || self.status == "running"
     }
+
+    /// A migration or its revert still has work to do (progress streams go on).
+    pub fn has_work(&self) -> bool {
+        self.is_active() || self.revert_state.is_some_and(RevertState::is_active)
+    }
+}
+
+/// One attempt of a migration or of its revert: a claim by a worker, until it ended (or was taken over).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct MigrationAttempt {
+    /// `migrate` or `revert`.
+    pub kind: String,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `completed`, `failed`, `cancelled`, `released` (shutdown), `lease_expired` (taken over), `reverted`;
+    /// none while it runs.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub batches_at_start: i64,
+    pub batches_at_end: Option<i64>,
 }
 
 /// How contacts of the two inboxes are matched: by canonical identity, or with the Brazilian ninth digit
@@ -64,6 +118,16 @@ impl MatchKey {
             MatchKey::BrazilFolded => "wa_key",
         }
     }
+}
+
+/// One batch of a revert: `batch` of run `run` (whose source gets its rows back), under `revert`'s lease.
+#[derive(Debug, Clone, Copy)]
+pub struct RevertBatch<'a> {
+    pub revert_id: i64,
+    pub token: &'a str,
+    pub run: i64,
+    pub batch: i64,
+    pub source_inbox_id: i64,
 }
 
 /// Everything one batch needs. `token` is the lease token the claim returned.
@@ -193,13 +257,50 @@ pub trait InboxMigrationStore: Send + Sync {
         message: Option<&str>,
         detail: Option<&str>,
     ) -> Result<bool>;
-    /// Starts (or resumes) reverting a completed migration: locks both inboxes again. False when another
-    /// active migration holds one of them or the migration is not completed.
-    async fn begin_inbox_migration_revert(&self, id: i64) -> Result<bool>;
-    /// Undoes one batch from the journal (batches are undone newest first).
-    async fn revert_inbox_migration_batch(&self, id: i64, batch: i64, source: i64) -> Result<()>;
-    /// Removes the members the migration added, marks it `reverted` and releases the locks.
-    async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()>;
+    /// Queues the revert of a migration that moved rows (`runs`: it and the runs it continued, newest first;
+    /// `batches`: their journaled batches): locks both inboxes again. False when another active migration holds
+    /// one of them, or the migration is active or already reverted or reverting.
+    async fn request_inbox_migration_revert(
+        &self,
+        id: i64,
+        runs: &[i64],
+        batches: i64,
+        user_id: Option<i64>,
+    ) -> Result<bool>;
+    /// A queued revert is cancelled at once (locks released); a running one is flagged and stops at its next
+    /// batch. False when no revert is queued or running.
+    async fn cancel_inbox_migration_revert(&self, id: i64) -> Result<bool>;
+    /// A queued revert, or a running one whose worker's lease expired.
+    async fn claim_inbox_migration_revert(
+        &self,
+        worker: &str,
+        token: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<InboxMigration>>;
+    /// Undoes batch `batch` of run `run` from its journal under the revert's lease (batches are undone newest
+    /// first). None when the lease was lost (nothing written); else whether a cancel was asked for.
+    async fn revert_inbox_migration_batch(&self, revert: RevertBatch<'_>) -> Result<Option<bool>>;
+    /// Every run: the members it added removed, marked `reverted`; the revert `reverted` with what it restored,
+    /// the locks released. False when the lease was lost.
+    async fn finish_inbox_migration_revert(
+        &self,
+        id: i64,
+        token: &str,
+        result: &serde_json::Value,
+    ) -> Result<bool>;
+    /// Ends a running revert as `cancelled` or `failed` (what was undone stays undone), releasing the locks.
+    async fn stop_inbox_migration_revert(
+        &self,
+        id: i64,
+        token: &str,
+        state: RevertState,
+        error: Option<&str>,
+    ) -> Result<bool>;
+    /// Conversations, their messages and contact_inboxes that reverting `runs` has put back so far (from their
+    /// journals: the batches past each run's cursor).
+    async fn inbox_migration_restored(&self, runs: &[i64]) -> Result<(i64, i64, i64)>;
+    /// Every attempt of the migration and of its revert, oldest first.
+    async fn inbox_migration_attempts(&self, id: i64) -> Result<Vec<MigrationAttempt>>;
     /// Every row a migration may touch in this account, in a stable textual form (revert checks, `verify`).
     async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>>;
     /// Messages of the source whose provider id (`source_id`) a message of the destination also has, in a
@@ -245,7 +346,9 @@ macro_rules! migration_select {
          conversations_count, conversations_moved, messages_count, messages_moved, attachments_count, \
          attachments_moved, contact_inboxes_count, contact_inboxes_moved, contacts_merged, duplicates, cursor_id, \
          result, error_message, error_detail, lease_owner, lease_expires_at, attempts, cancel_requested, \
-         started_at, completed_at, created_at, updated_at FROM inbox_migrations "
+         started_at, completed_at, created_at, updated_at, revert_state, revert_user_id, revert_runs, \
+         revert_batches_total, revert_batches_done, revert_started_at, revert_completed_at, revert_error, \
+         revert_result, reverted_with FROM inbox_migrations "
     };
 }
 

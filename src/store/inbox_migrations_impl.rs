@@ -162,6 +162,7 @@ macro_rules! impl_inbox_migration_store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+                Self::open_attempt(&mut tx, id, "migrate", worker, now).await?;
                 tx.commit().await?;
                 if previous == "running" {
                     $crate::metrics::lease_takeover("inbox_migration");
@@ -171,7 +172,8 @@ macro_rules! impl_inbox_migration_store {
 
             async fn renew_inbox_migration_lease(&self, id: i64, token: &str, lease_until: DateTime<Utc>) -> Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE inbox_migrations SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                    "UPDATE inbox_migrations SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2 \
+                     AND (status = 'running' OR revert_state = 'running')",
                 )
                 .bind(id)
                 .bind(token)
@@ -182,16 +184,24 @@ macro_rules! impl_inbox_migration_store {
             }
 
             async fn release_inbox_migration_lease(&self, id: i64, token: &str) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
                 let done = sqlx::query(
                     "UPDATE inbox_migrations SET lease_owner = NULL, lease_token = NULL, lease_expires_at = $3 \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+                     WHERE id = $1 AND lease_token = $2 AND (status = 'running' OR revert_state = 'running')",
                 )
                 .bind(id)
                 .bind(token)
-                .bind(chrono::Utc::now() - chrono::Duration::seconds(1))
-                .execute(&self.pool)
+                .bind(now - chrono::Duration::seconds(1))
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Self::close_attempt(&mut tx, id, "released", None, now).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn inbox_migration_counts(&self, source: i64, destination: i64, key: MatchKey) -> Result<PairCounts> {
@@ -481,18 +491,25 @@ macro_rules! impl_inbox_migration_store {
                 Ok(true)
             }
 
-            async fn begin_inbox_migration_revert(&self, id: i64) -> Result<bool> {
+            async fn request_inbox_migration_revert(&self, id: i64, runs: &[i64], batches: i64, user_id: Option<i64>) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
                 let row: Option<(i64, i64)> = sqlx::query_as(
-                    "UPDATE inbox_migrations SET phase = 'reverting', updated_at = $2 \
-                     WHERE id = $1 AND status = 'completed' RETURNING source_inbox_id, destination_inbox_id",
+                    "UPDATE inbox_migrations SET revert_state = 'queued', revert_runs = $2, revert_batches_total = $3, \
+                     revert_batches_done = 0, revert_user_id = $4, revert_error = NULL, revert_completed_at = NULL, \
+                     cancel_requested = FALSE, updated_at = $5 \
+                     WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled') \
+                     AND (revert_state IS NULL OR revert_state IN ('cancelled', 'failed')) \
+                     RETURNING source_inbox_id, destination_inbox_id",
                 )
                 .bind(id)
+                .bind(sqlx::types::Json(runs))
+                .bind(batches)
+                .bind(user_id)
                 .bind(chrono::Utc::now())
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((source, destination)) = row else { return Ok(false) };
-                let inserted = sqlx::query(
+                sqlx::query(
                     "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination') \
                      ON CONFLICT DO NOTHING",
                 )
@@ -504,13 +521,85 @@ macro_rules! impl_inbox_migration_store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                let _ = inserted;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn revert_inbox_migration_batch(&self, id: i64, batch: i64, source: i64) -> Result<()> {
+            async fn cancel_inbox_migration_revert(&self, id: i64) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
+                let state: Option<RevertState> = sqlx::query_scalar(
+                    "UPDATE inbox_migrations SET \
+                     revert_state = CASE WHEN revert_state = 'queued' THEN 'cancelled' ELSE revert_state END, \
+                     revert_completed_at = CASE WHEN revert_state = 'queued' THEN $2 ELSE revert_completed_at END, \
+                     cancel_requested = (revert_state = 'running'), updated_at = $2 \
+                     WHERE id = $1 AND revert_state IN ('queued', 'running') RETURNING revert_state",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match state {
+                    None => return Ok(false),
+                    Some(RevertState::Cancelled) => {
+                        sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                    }
+                    Some(_) => {}
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn claim_inbox_migration_revert(&self, worker: &str, token: &str, lease_until: DateTime<Utc>) -> Result<Option<InboxMigration>> {
+                let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
+                let sql = format!(
+                    "SELECT id, revert_state FROM inbox_migrations WHERE revert_state = 'queued' \
+                     OR (revert_state = 'running' AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
+                    Self::SKIP_LOCKED
+                );
+                let candidate: Option<(i64, RevertState)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((id, previous)) = candidate else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE inbox_migrations SET revert_state = 'running', lease_owner = $1, lease_token = $2, \
+                     lease_expires_at = $3, revert_started_at = COALESCE(revert_started_at, $4), updated_at = $4 WHERE id = $5",
+                )
+                .bind(worker)
+                .bind(token)
+                .bind(lease_until)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                Self::open_attempt(&mut tx, id, "revert", worker, now).await?;
+                tx.commit().await?;
+                if previous == RevertState::Running {
+                    $crate::metrics::lease_takeover("inbox_migration_revert");
+                }
+                self.get_inbox_migration(id).await.map(Some)
+            }
+
+            async fn revert_inbox_migration_batch(&self, revert: RevertBatch<'_>) -> Result<Option<bool>> {
+                let mut tx = self.begin_write().await?;
+                let cancel_requested: Option<bool> = sqlx::query_scalar(
+                    "UPDATE inbox_migrations SET revert_batches_done = revert_batches_done + 1, updated_at = $3 \
+                     WHERE id = $1 AND lease_token = $2 AND revert_state = 'running' RETURNING cancel_requested",
+                )
+                .bind(revert.revert_id)
+                .bind(revert.token)
+                .bind(chrono::Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(cancel_requested) = cancel_requested else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let (id, batch, source) = (revert.run, revert.batch, revert.source_inbox_id);
                 // a. destination contacts back to their before-image (frees emails taken from the source)
                 sqlx::query(concat!("UPDATE contacts SET name = (SELECT s.name FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), phone_number = (SELECT s.phone_number FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), email = (SELECT s.email FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), identifier = (SELECT s.identifier FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), custom_attributes = (SELECT s.custom_attributes FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id), updated_at = (SELECT s.updated_at FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' AND s.contact_id = contacts.id) WHERE id IN (SELECT p.destination_contact_id ", batch_merges!(), ") \
                     AND EXISTS (SELECT 1 FROM inbox_migration_contacts s WHERE s.migration_id = $1 AND s.role = 'destination' \
@@ -581,21 +670,90 @@ macro_rules! impl_inbox_migration_store {
                 sqlx::query("UPDATE inbox_migrations SET cursor_id = $2 - 1, updated_at = $3 WHERE id = $1")
                     .bind(id).bind(batch).bind(chrono::Utc::now()).execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(Some(cancel_requested))
             }
 
-            async fn finish_inbox_migration_revert(&self, id: i64, destination: i64) -> Result<()> {
+            async fn finish_inbox_migration_revert(&self, id: i64, token: &str, result: &serde_json::Value) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "DELETE FROM inbox_members WHERE inbox_id = $2 AND user_id IN \
-                     (SELECT user_id FROM inbox_migration_members WHERE migration_id = $1)",
+                let now = chrono::Utc::now();
+                let runs: Option<sqlx::types::Json<Vec<i64>>> = sqlx::query_scalar(
+                    "UPDATE inbox_migrations SET revert_state = 'reverted', revert_result = $3, revert_completed_at = $4, \
+                     updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND revert_state = 'running' RETURNING revert_runs",
                 )
-                .bind(id).bind(destination).execute(&mut *tx).await?;
-                sqlx::query("UPDATE inbox_migrations SET status = 'reverted', phase = 'reverted', updated_at = $2 WHERE id = $1")
-                    .bind(id).bind(chrono::Utc::now()).execute(&mut *tx).await?;
+                .bind(id).bind(token).bind(sqlx::types::Json(result)).bind(now)
+                .fetch_optional(&mut *tx).await?;
+                let Some(runs) = runs else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                for run in runs.0 {
+                    sqlx::query(
+                        "DELETE FROM inbox_members WHERE inbox_id = (SELECT destination_inbox_id FROM inbox_migrations WHERE id = $1) \
+                         AND user_id IN (SELECT user_id FROM inbox_migration_members WHERE migration_id = $1)",
+                    )
+                    .bind(run).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "UPDATE inbox_migrations SET status = 'reverted', phase = 'reverted', updated_at = $3, \
+                         reverted_with = CASE WHEN id = $2 THEN NULL ELSE $2 END WHERE id = $1",
+                    )
+                    .bind(run).bind(id).bind(now).execute(&mut *tx).await?;
+                }
+                Self::close_attempt(&mut tx, id, "reverted", None, now).await?;
                 sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
+            }
+
+            async fn stop_inbox_migration_revert(&self, id: i64, token: &str, state: RevertState, error: Option<&str>) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let now = chrono::Utc::now();
+                let done = sqlx::query(
+                    "UPDATE inbox_migrations SET revert_state = $3, revert_error = $4, revert_completed_at = $5, \
+                     cancel_requested = FALSE, updated_at = $5, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND revert_state = 'running'",
+                )
+                .bind(id).bind(token).bind(state).bind(error).bind(now)
+                .execute(&mut *tx).await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let outcome = if state == RevertState::Cancelled { "cancelled" } else { "failed" };
+                Self::close_attempt(&mut tx, id, outcome, error, now).await?;
+                sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn inbox_migration_restored(&self, runs: &[i64]) -> Result<(i64, i64, i64)> {
+                let mut total = (0, 0, 0);
+                for &run in runs {
+                    let (conversations, messages, contact_inboxes): (i64, i64, i64) = sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM inbox_migration_conversations j, inbox_migrations m \
+                                 WHERE j.migration_id = $1 AND m.id = $1 AND j.batch > m.cursor_id), \
+                                (SELECT CAST(COALESCE(SUM(c.messages_count), 0) AS BIGINT) FROM inbox_migration_conversations j \
+                                 JOIN inbox_migrations m ON m.id = j.migration_id JOIN conversations c ON c.id = j.conversation_id \
+                                 WHERE j.migration_id = $1 AND j.batch > m.cursor_id), \
+                                (SELECT COUNT(*) FROM inbox_migration_contact_inboxes p, inbox_migrations m \
+                                 WHERE p.migration_id = $1 AND m.id = $1 AND p.batch > m.cursor_id)",
+                    )
+                    .bind(run)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    total = (total.0 + conversations, total.1 + messages, total.2 + contact_inboxes);
+                }
+                Ok(total)
+            }
+
+            async fn inbox_migration_attempts(&self, id: i64) -> Result<Vec<MigrationAttempt>> {
+                Ok(sqlx::query_as(
+                    "SELECT kind, worker, started_at, ended_at, outcome, error, batches_at_start, batches_at_end \
+                     FROM inbox_migration_attempts WHERE migration_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn account_rows_snapshot(&self, account_id: i64) -> Result<Vec<String>> {
@@ -773,11 +931,58 @@ macro_rules! impl_inbox_migration_store {
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
+                Self::close_attempt(tx, id, status, message, chrono::Utc::now()).await?;
                 sqlx::query("DELETE FROM inbox_migration_locks WHERE migration_id = $1")
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
                 Ok(true)
+            }
+
+            /// A new attempt of `kind` by `worker`; an attempt still open was taken over (its lease expired).
+            async fn open_attempt(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: i64,
+                kind: &str,
+                worker: &str,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                Self::close_attempt(tx, id, "lease_expired", None, now).await?;
+                sqlx::query(
+                    "INSERT INTO inbox_migration_attempts (migration_id, kind, worker, started_at, batches_at_start) \
+                     SELECT id, $2, $3, $4, CASE WHEN $2 = 'revert' THEN revert_batches_done ELSE cursor_id END \
+                     FROM inbox_migrations WHERE id = $1",
+                )
+                .bind(id)
+                .bind(kind)
+                .bind(worker)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Ends the migration's open attempt (if any) with `outcome`.
+            async fn close_attempt(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: i64,
+                outcome: &str,
+                error: Option<&str>,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE inbox_migration_attempts SET ended_at = $3, outcome = $2, error = $4, \
+                     batches_at_end = (SELECT CASE WHEN inbox_migration_attempts.kind = 'revert' \
+                     THEN m.revert_batches_done ELSE m.cursor_id END FROM inbox_migrations m WHERE m.id = $1) \
+                     WHERE migration_id = $1 AND ended_at IS NULL",
+                )
+                .bind(id)
+                .bind(outcome)
+                .bind(now)
+                .bind(error)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
             }
         }
     };

@@ -63,6 +63,86 @@ pub struct MigrationView {
     pub cancel_requested: bool,
     pub contacts_merged: String,
     pub duplicates: String,
+    /// A migration that moved rows and has no revert under way or done: the Revert button.
+    pub revertible: bool,
+    pub revert: Option<RevertPanel>,
+    /// Every attempt, oldest first (`history` of the API), one line each.
+    pub attempts: Vec<String>,
+}
+
+/// The revert job's part of the panel.
+pub struct RevertPanel {
+    pub state: &'static str,
+    pub active: bool,
+    pub percentage: String,
+    pub batches: String,
+    /// "N conversations, M messages and K contacts back in this inbox".
+    pub restored: String,
+    /// Runs beyond the migration itself that the revert covers (cancelled runs it continued).
+    pub other_runs: String,
+    pub error: Option<String>,
+}
+
+fn revert_panel(json: &Value) -> Option<RevertPanel> {
+    let r = json.get("revert").filter(|r| !r.is_null())?;
+    let state = match r["status"].as_str()? {
+        "queued" => "queued",
+        "running" => "running",
+        "reverted" => "reverted",
+        "cancelled" => "cancelled",
+        _ => "failed",
+    };
+    let n = |v: &Value| count(v.as_i64().unwrap_or(0));
+    let restored = &r["restored"];
+    let runs: Vec<String> = r["runs"]
+        .as_array()
+        .map(|runs| runs.iter().skip(1).map(|id| format!("#{id}")).collect())
+        .unwrap_or_default();
+    Some(RevertPanel {
+        state,
+        active: matches!(state, "queued" | "running"),
+        percentage: format!("{:.1}", r["percentage"].as_f64().unwrap_or(0.0)),
+        batches: format!("{} of {}", n(&r["batches_done"]), n(&r["batches_total"])),
+        restored: format!(
+            "{} conversations, {} messages and {} contacts",
+            n(&restored["conversations"]),
+            n(&restored["messages"]),
+            n(&restored["contact_inboxes"])
+        ),
+        other_runs: runs.join(", "),
+        error: r["error"].as_str().map(str::to_owned),
+    })
+}
+
+fn attempt_lines(json: &Value) -> Vec<String> {
+    let Some(history) = json["history"].as_array() else {
+        return Vec::new();
+    };
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let started = a["started_at"].as_str().unwrap_or("?");
+            let outcome = a["outcome"].as_str().unwrap_or("running");
+            let batches = format!(
+                "batches {} → {}",
+                a["batches_at_start"],
+                a["batches_at_end"]
+                    .as_i64()
+                    .map_or("…".into(), |b| b.to_string())
+            );
+            let error = a["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            format!(
+                "{}. {} by {} from {started} · {outcome}{error} · {batches}",
+                i + 1,
+                a["kind"].as_str().unwrap_or("?"),
+                a["worker"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
 }
 
 pub struct Bar {
@@ -118,7 +198,7 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
         status: m.status.clone(),
         status_label,
         badge,
-        active: m.is_active(),
+        active: m.has_work(),
         destination,
         who,
         when: when(&m.created_at),
@@ -145,6 +225,13 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
         cancel_requested: m.cancel_requested,
         contacts_merged: count(m.contacts_merged),
         duplicates: count(m.duplicates),
+        revertible: matches!(m.status.as_str(), "completed" | "failed" | "cancelled")
+            && (m.status == "completed" || m.cursor_id > 0)
+            && !m
+                .revert_state
+                .is_some_and(crate::store::RevertState::is_active),
+        revert: revert_panel(json),
+        attempts: attempt_lines(json),
     }
 }
 
@@ -210,7 +297,10 @@ async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebRes
         history.push(view(m, &json, destination, who));
     }
     // Newest first: the panel shows it while it runs, and after it completed (to offer the revert).
-    let shown = history.first().is_some_and(|v| v.status != "reverted");
+    // A reverted one stays while the panel tells what its revert restored.
+    let shown = history
+        .first()
+        .is_some_and(|v| v.status != "reverted" || v.revert.is_some());
     let current = shown.then(|| history.remove(0));
     Ok(Live {
         account_id: access.account.id,
@@ -286,9 +376,16 @@ async fn page(
         Some("cancelling") => {
             Some("Cancellation requested: the migration stops after its current batch.".to_owned())
         }
-        Some("reverted") => {
-            Some("Migration reverted: every conversation is back in this inbox.".to_owned())
+        Some("reverting") => Some(
+            "Revert queued: conversations go back to this inbox in batches, shown below.".to_owned(),
+        ),
+        Some("revert-cancelled") => {
+            Some("Revert cancelled before it started; nothing was changed.".to_owned())
         }
+        Some("revert-cancelling") => Some(
+            "Cancellation requested: the revert stops after its current batch; what it undid stays undone."
+                .to_owned(),
+        ),
         Some("retried") => {
             Some("Migration queued again: it continues where it stopped.".to_owned())
         }
@@ -471,10 +568,11 @@ async fn cancel(
     let cancelled = im::cancel(&ferry, access.account.id, Some(inbox_id), id, user).await;
     // A queued migration stops at once; a running one at its next batch.
     answered(&ferry, &access, inbox_id, cancelled, |m| {
-        if m.status == "cancelled" {
-            "cancelled"
-        } else {
-            "cancelling"
+        match m.revert_state {
+            Some(crate::store::RevertState::Cancelled) => "revert-cancelled",
+            Some(_) if m.cancel_requested => "revert-cancelling",
+            _ if m.status == "cancelled" => "cancelled",
+            _ => "cancelling",
         }
     })
     .await
@@ -499,7 +597,7 @@ async fn revert(
     }
     let user = Some(access.user().id);
     let reverted = im::revert(&ferry, access.account.id, Some(inbox_id), id, user).await;
-    answered(&ferry, &access, inbox_id, reverted, |_| "reverted").await
+    answered(&ferry, &access, inbox_id, reverted, |_| "reverting").await
 }
 
 async fn retry(
@@ -525,10 +623,9 @@ async fn events(
     access.require_admin("migrate inboxes")?;
     let m = im::get(&ferry, access.account.id, Some(inbox_id), id).await?;
     // Proxies must pass each event on at once, not buffer the stream.
-    Ok((
-        [("x-accel-buffering", "no")],
-        crate::http::migrations::progress_stream(ferry, m.id),
-    ))
+    let stream = crate::http::migrations::progress_stream(ferry, m.id)
+        .map_err(|busy| WebError::Conflict(format!("{busy}; reload the page later")))?;
+    Ok(([("x-accel-buffering", "no")], stream))
 }
 
 #[cfg(test)]

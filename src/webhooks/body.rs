@@ -2,7 +2,8 @@
 //! larger body is refused without being held) and the memory every body being handled may hold at once
 //! (`FERRY_WEBHOOK_BODY_MEMORY_BYTES`: a body waits for its share, so twenty 16 MB files arriving together
 //! cannot exhaust the server's memory). A body that cannot get its share in time is answered 503, which every
-//! provider retries.
+//! provider retries; one that does not arrive within `FERRY_BODY_READ_TIMEOUT_SECONDS` of its headers (a client
+//! that stalls or trickles) is answered 408, and its connection closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub enum BodyError {
     Busy,
     #[error("the body could not be read: {0}")]
     Unreadable(String),
+    #[error("the body did not arrive within FERRY_BODY_READ_TIMEOUT_SECONDS")]
+    TimedOut,
 }
 
 impl BodyBudget {
@@ -110,7 +113,13 @@ impl BodyBudget {
         let mut buffer = Vec::with_capacity(declared.unwrap_or(0) as usize);
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| BodyError::Unreadable(e.to_string()))?;
+            let chunk = chunk.map_err(|e| {
+                if crate::connections::is_read_timeout(&e) {
+                    BodyError::TimedOut
+                } else {
+                    BodyError::Unreadable(e.to_string())
+                }
+            })?;
             let size = buffer.len() + chunk.len();
             if size > self.max_body {
                 return Err(too_large(size as u64, true));

@@ -7,6 +7,10 @@
 //! is never lost. Every request goes through `outbound` (provider hosts or allowed base URLs only, checked
 //! addresses and redirects, credentials only to the provider's own hosts, `FERRY_MEDIA_MAX_BYTES`); a URL it
 //! refuses, or a file over the cap, fails the attachment at once.
+//!
+//! Every database call of a job is one statement or transaction, and its endings change nothing unless the job
+//! still holds its lease: one that failed transiently (a terminated connection, a deadlock, a busy database)
+//! rolled back whole and runs again at once (`store::retrying`), instead of leaving the job to wait out its lease.
 
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use super::event::{Media, MediaSource, MessageKind};
 use super::integrations::integration_secrets;
 use super::outbound::{Call, Credential, OutboundError};
 use crate::services::Ferry;
-use crate::store::{FetchedFile, IngestAttachment, Job, StoreError, TokenRoute};
+use crate::store::{FetchedFile, IngestAttachment, Job, StoreError, TokenRoute, retrying};
 
 pub const JOB_KIND: &str = "fetch_media";
 const GRAPH_API: &str = "https://graph.facebook.com/v21.0";
@@ -98,7 +102,8 @@ pub async fn run_fetcher(ferry: Ferry, owner: String, mut shutdown: watch::Recei
         }
         let stop = shutdown.clone();
         if let Err(e) = run_due(&ferry, &owner, &|| *stop.borrow()).await {
-            tracing::error!(error = %e, "media fetcher: claiming jobs failed");
+            // Nothing was half-written; a job left running is taken over when its lease ends.
+            tracing::error!(error = %e, "media fetcher: the database failed; trying again shortly");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -121,11 +126,14 @@ pub async fn run_due(
     while !stop() {
         let now = Utc::now();
         let token = format!("{:032x}", rand::random::<u128>());
-        let Some(job) = ferry
-            .store
-            .claim_job(JOB_KIND, owner, &token, now, now + LEASE)
-            .await?
-        else {
+        // A claim whose commit was lost in transit leaves its job to the lease's end, as a crash would.
+        let claimed = crate::store::retrying(JOB_KIND, || {
+            ferry
+                .store
+                .claim_job(JOB_KIND, owner, &token, now, now + LEASE)
+        })
+        .await?;
+        let Some(job) = claimed else {
             return Ok(ran);
         };
         run_job(ferry, job).await?;
@@ -147,51 +155,57 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
         Err(e) => {
             tracing::error!(job = job.id, error = %e, "unreadable media job");
             let attachment = job.payload.0["attachment_id"].as_i64().unwrap_or(0);
-            return ferry
-                .store
-                .fail_media_job(&job, attachment, &format!("unreadable job: {e}"))
-                .await
-                .map(drop);
+            let reason = format!("unreadable job: {e}");
+            return retrying(JOB_KIND, || {
+                ferry.store.fail_media_job(&job, attachment, &reason)
+            })
+            .await
+            .map(drop);
         }
     };
-    match fetch(ferry, &payload).await {
-        Ok((bytes, content_type)) => {
-            let blob = ferry
-                .attachments
-                .put(&bytes)
-                .await
-                .map_err(|e| StoreError::Invalid(format!("attachment store: {e}")))?;
-            ferry
-                .store
-                .complete_media_job(
-                    &job,
-                    payload.attachment_id,
-                    &FetchedFile {
-                        storage_key: &blob.storage_key,
-                        checksum: &blob.checksum,
-                        byte_size: blob.byte_size,
-                        content_type: content_type.as_deref(),
-                    },
-                )
-                .await
-                .map(drop)
+    let fetched = match fetch(ferry, &payload).await {
+        // The attachment store failing (a full disk, an unreachable bucket) is worth another attempt.
+        Ok((bytes, content_type)) => match ferry.attachments.put(&bytes).await {
+            Ok(blob) => Ok((blob, content_type)),
+            Err(e) => Err(Failure::Retry(format!("attachment store: {e}"))),
+        },
+        Err(failure) => Err(failure),
+    };
+    // A non-transient database error here rolled its transaction back: the job stays leased to this run and
+    // is taken over when the lease ends, counting an attempt, as after a crash.
+    match fetched {
+        Ok((blob, content_type)) => {
+            let file = FetchedFile {
+                storage_key: &blob.storage_key,
+                checksum: &blob.checksum,
+                byte_size: blob.byte_size,
+                content_type: content_type.as_deref(),
+            };
+            retrying(JOB_KIND, || {
+                ferry
+                    .store
+                    .complete_media_job(&job, payload.attachment_id, &file)
+            })
+            .await
+            .map(drop)
         }
         Err(Failure::Retry(reason)) if job.attempts < job.max_attempts => {
             let delay = backoff(ferry.config.media_retry_base_ms, job.attempts);
             tracing::warn!(job = job.id, attempt = job.attempts, %reason, ?delay, "media download failed; retrying");
-            ferry
-                .store
-                .retry_job(&job, &reason, Utc::now() + delay)
+            let run_at = Utc::now() + delay;
+            retrying(JOB_KIND, || ferry.store.retry_job(&job, &reason, run_at))
                 .await
                 .map(drop)
         }
         Err(Failure::Retry(reason) | Failure::GiveUp(reason)) => {
             tracing::warn!(job = job.id, attempt = job.attempts, %reason, "media download abandoned; placeholder kept");
-            ferry
-                .store
-                .fail_media_job(&job, payload.attachment_id, &reason)
-                .await
-                .map(drop)
+            retrying(JOB_KIND, || {
+                ferry
+                    .store
+                    .fail_media_job(&job, payload.attachment_id, &reason)
+            })
+            .await
+            .map(drop)
         }
     }
 }
@@ -222,10 +236,10 @@ async fn fetch(
         StoreError::NotFound(_) => Failure::GiveUp(format!("integration {id} no longer exists")),
         other => Failure::Retry(other.to_string()),
     };
-    let account = ferry.store.integration_account(id).await.map_err(gone)?;
-    let integration = ferry
-        .store
-        .get_integration(account, id)
+    let account = retrying(JOB_KIND, || ferry.store.integration_account(id))
+        .await
+        .map_err(gone)?;
+    let integration = retrying(JOB_KIND, || ferry.store.get_integration(account, id))
         .await
         .map_err(gone)?;
     let secrets = integration_secrets(ferry, &integration)

@@ -427,8 +427,12 @@ pub async fn admin_migrates_and_reverts_an_inbox_in_the_browser(db: Db) {
     confirm.send_keys("Revert").await.unwrap();
     assert!(revert.is_enabled().await.unwrap());
     revert.click().await.unwrap();
-    b.wait("//*[@role='status'][contains(., 'reverted')]").await;
-    b.wait("//ol[@class='history']//span[normalize-space()='Reverted']")
+    // A job: queued, run by the worker in batches, followed live; the page then says what came back.
+    b.wait("//*[@role='status'][contains(., 'Revert queued')]")
+        .await;
+    b.wait("//p[@data-revert-text][contains(., 'Reverted:')][contains(., 'conversations')]")
+        .await;
+    b.wait("//section[@id='migration-panel']//span[@data-status][normalize-space()='Reverted']")
         .await;
     b.screenshot("migration-reverted").await;
     assert_eq!(

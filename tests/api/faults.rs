@@ -455,3 +455,152 @@ pub async fn a_full_disk_answers_503_and_recovers_by_itself() {
     acknowledged.sort();
     assert_eq!(stored, acknowledged, "every acknowledged message once");
 }
+
+/// Terminates the PostgreSQL backend that waits for a lock while running a statement starting with `statement`.
+async fn terminate_waiting(pool: &sqlx::PgPool, statement: &str) {
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND query LIKE $1";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid: i32 = loop {
+        let pids: Vec<i32> = sqlx::query_scalar(waiting)
+            .bind(format!("{statement}%"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        if let Some(pid) = pids.first() {
+            break *pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no statement `{statement}…` ever waited for the held row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(terminated);
+}
+
+/// Item 2 for media jobs: the backend storing a downloaded file is terminated inside its transaction. The
+/// transaction rolled back whole and runs again at once, so the attachment is ready and the job completed in
+/// this run, instead of the job waiting out its five-minute lease.
+pub async fn a_terminated_connection_does_not_fail_a_media_job(db: Db) {
+    if db != Db::Postgres {
+        eprintln!("skipped on SQLite: pg_terminate_backend is PostgreSQL's");
+        return;
+    }
+    let (fake_base, _fake) = crate::media::fake_providers().await;
+    let app = crate::helpers::spawn_app_with(db, |config| {
+        config.media_allowed_urls = crate::media::allowed(&[&fake_base]);
+    })
+    .await;
+    let f = app.fixture().await;
+    let (_, hook) = connected(
+        &app,
+        &f,
+        "evolution",
+        json!({"provider": "evolution", "instance_name": "clinica-sp",
+               "api_url": format!("{fake_base}/"), "api_key": "evo-key"}),
+    )
+    .await;
+    let body = crate::media::evolution_media("AUD1", "audioMessage", None);
+    assert_eq!(
+        post_raw(&app, &hook, &serde_json::to_vec(&body).unwrap())
+            .await
+            .0,
+        200
+    );
+
+    // Hold the attachment: the job downloads the file, then its transaction waits to mark it ready.
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM attachments WHERE status = 'pending' FOR UPDATE")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let node = app.ferry.clone();
+    let run =
+        tokio::spawn(
+            async move { ferry::webhooks::media::run_due(&node, "test", &|| false).await },
+        );
+    terminate_waiting(&pool, "UPDATE attachments SET status = 'ready'").await;
+    holder.rollback().await.unwrap();
+
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the fetcher finishes")
+        .unwrap();
+    assert_eq!(
+        ran.expect("a terminated connection is not the job's failure"),
+        1
+    );
+    assert_eq!(
+        crate::media::attachment(&app, "AUD1").await,
+        ("ready".into(), Some(b"evolution:AUD1".to_vec()), None)
+    );
+    let jobs: Vec<(String, i64)> = sqlx::query_as("SELECT status, attempts FROM jobs")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, vec![("completed".to_owned(), 1)]);
+}
+
+/// Item 2 for account imports: the backend recording the channels stage is terminated inside its
+/// transaction. The stage runs again under the same lease and the import completes, instead of ending as a
+/// `channel-failure`.
+pub async fn a_terminated_connection_does_not_fail_an_account_import(db: Db) {
+    if db != Db::Postgres {
+        eprintln!("skipped on SQLite: pg_terminate_backend is PostgreSQL's");
+        return;
+    }
+    use crate::imports::{Legacy, account, export_app, migrate, spec};
+    let legacy = Legacy::new(&[spec("t-1", 12, 5)], "file://media/");
+    let app = export_app(db, &legacy, |_| {}).await;
+    let (account, token) = account(&app, "t-1").await;
+    let (status, answer) = migrate(&app, account, &token, "").await;
+    assert!(status.is_success(), "{answer}");
+
+    // Hold the account (not its key, which the new inboxes reference): the channels stage writes its inboxes,
+    // then waits to mark the account.
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(account)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let worker = ferry::worker::Worker::new(app.ferry.clone());
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(async move { worker.run_import_once(shutdown).await });
+    terminate_waiting(
+        &pool,
+        "UPDATE accounts SET migration_status = 'channels-migrated'",
+    )
+    .await;
+    holder.rollback().await.unwrap();
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the import finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Some(ferry::inbox_migration::engine::Outcome::Completed)
+    );
+    let import = app
+        .ferry
+        .store
+        .latest_account_import(account)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (import.status.as_str(), import.attempts),
+        ("completed", 1),
+        "{import:?}"
+    );
+}

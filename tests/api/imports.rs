@@ -90,7 +90,7 @@ pub(crate) async fn export_app(
 }
 
 /// An account that maps to `legacy_ref`, with an administrator's token.
-async fn account(app: &TestApp, legacy_ref: &str) -> (i64, String) {
+pub(crate) async fn account(app: &TestApp, legacy_ref: &str) -> (i64, String) {
     let account = app
         .ferry
         .create_account(&format!("Acct {legacy_ref}"), Some(legacy_ref))
@@ -132,7 +132,7 @@ async fn status(app: &TestApp, account: i64, token: &str, detail: bool) -> Value
     body
 }
 
-async fn migrate(
+pub(crate) async fn migrate(
     app: &TestApp,
     account: i64,
     token: &str,

@@ -18,6 +18,7 @@ mod migrations;
 mod multinode;
 mod openapi;
 mod ops;
+mod pressure;
 mod read_api;
 mod sequences;
 mod sign_in;
@@ -140,10 +141,18 @@ fn main() {
         ops::config_show_redacts_secrets,
         ops::sigterm_stops_the_server_within_its_bound,
         ops::scale_benchmarks_run_with_several_workers_and_servers,
+        pressure::idle_connections_at_the_cap_leave_health_answering,
+        pressure::a_stalled_webhook_body_times_out,
         faults::nul_text_and_long_provider_ids_are_stored_alike,
         faults::a_terminated_connection_does_not_fail_a_migration,
+        faults::a_terminated_connection_does_not_fail_a_media_job,
+        faults::a_terminated_connection_does_not_fail_an_account_import,
         sequences::reverts_out_of_order_are_refused,
         sequences::migrating_back_ends_the_old_redirect,
+        sequences::a_revert_is_a_job_that_resumes_after_a_kill,
+        sequences::revert_after_cancel_and_continue_restores_every_run,
+        sequences::every_attempt_is_kept_and_a_failed_run_is_revertible,
+        sequences::progress_streams_share_one_poll_and_are_capped,
         trust::dead_letters_keep_credential_header_names_not_values,
         trust::refused_webhook_tokens_are_counted_not_stored,
         trust::webhook_tokens_stay_out_of_logs_and_files_are_private,

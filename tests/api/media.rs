@@ -20,7 +20,7 @@ use crate::helpers::{Db, Fixture, TestApp, spawn_app, spawn_app_with};
 use crate::webhooks::{connected, post_raw, sign, twilio_sign, upsert};
 
 #[derive(Clone, Default)]
-struct Fake {
+pub(crate) struct Fake {
     base: Arc<std::sync::OnceLock<String>>,
     evolution_calls: Arc<AtomicUsize>,
 }
@@ -31,7 +31,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// Evolution's getBase64FromMediaMessage (apikey header; 500 for ids starting with FAIL), the Graph API's
 /// media id → URL → bytes (Bearer token), and a Twilio media URL behind basic auth.
-async fn fake_providers() -> (String, Fake) {
+pub(crate) async fn fake_providers() -> (String, Fake) {
     let fake = Fake::default();
     let app = Router::new()
         .route(
@@ -96,7 +96,10 @@ async fn fake_providers() -> (String, Fake) {
 }
 
 /// (status, file bytes if stored, failure reason) of the attachment of the message with this provider id.
-async fn attachment(app: &TestApp, source_id: &str) -> (String, Option<Vec<u8>>, Option<String>) {
+pub(crate) async fn attachment(
+    app: &TestApp,
+    source_id: &str,
+) -> (String, Option<Vec<u8>>, Option<String>) {
     let sql = "SELECT a.status, a.storage_key, a.failure_reason FROM attachments a \
                JOIN messages m ON m.id = a.message_id WHERE m.source_id = $1";
     let (status, key, reason): (String, Option<String>, Option<String>) =
@@ -123,7 +126,7 @@ async fn attachment(app: &TestApp, source_id: &str) -> (String, Option<Vec<u8>>,
 }
 
 /// `FERRY_MEDIA_ALLOWED_URLS` of these base URLs.
-fn allowed(bases: &[&str]) -> AllowedUrls {
+pub(crate) fn allowed(bases: &[&str]) -> AllowedUrls {
     bases.join(",").parse().unwrap()
 }
 
@@ -194,7 +197,7 @@ async fn cloud_image(app: &TestApp, hook: &str, wamid: &str, media_id: &str) {
     assert_eq!(status, 200);
 }
 
-fn evolution_media(id: &str, message_type: &str, inline: Option<&[u8]>) -> Value {
+pub(crate) fn evolution_media(id: &str, message_type: &str, inline: Option<&[u8]>) -> Value {
     let mut message = json!({message_type: {"mimetype": "audio/ogg; codecs=opus", "url": "https://mmg.whatsapp.net/x.enc"}});
     if let Some(bytes) = inline {
         message["base64"] = json!(b64(bytes));

@@ -986,8 +986,13 @@ pub async fn revert_restores_the_exact_prior_state(db: Db) {
     let (status, body) = app
         .post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["revert"]["status"], "queued", "{body}");
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
+    let body = app.get(&format!("{url}/{id}"), Some(&s.token)).await.1;
     assert_eq!(body["status"], "reverted");
+    assert_eq!(body["revert"]["status"], "reverted", "{body}");
+    assert_eq!(body["revert"]["percentage"], 100.0, "{body}");
     let after = app
         .ferry
         .store
@@ -1514,8 +1519,8 @@ pub async fn duplicates_by_provider_message_id_are_kept_once(db: Db) {
     let (status, body) = app
         .post_json(&format!("{url}/{id}/revert"), Some(&s.token), &json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "reverted");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(drain(&app).await, vec![Outcome::Completed]);
     assert_eq!(
         all_messages(&app.ferry, s.account_id).await,
         messages_before,
