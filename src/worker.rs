@@ -91,18 +91,16 @@ impl Worker {
     ) -> Result<Option<Outcome>, crate::store::StoreError> {
         let token = format!("{:032x}", rand::thread_rng().r#gen::<u128>());
         let until = chrono::Utc::now() + self.lease();
-        let store = &self.ferry.store;
-        let (migration, reverting) =
-            match store.claim_inbox_migration(&self.id, &token, until).await? {
-                Some(migration) => (migration, false),
-                None => match store
-                    .claim_inbox_migration_revert(&self.id, &token, until)
-                    .await?
-                {
-                    Some(migration) => (migration, true),
-                    None => return Ok(None),
-                },
-            };
+        let Some(migration) = self
+            .ferry
+            .store
+            .claim_inbox_migration(&self.id, &token, until)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The claim took either the migration or its revert.
+        let reverting = !migration.is_active();
         if migration.attempts > 1 && !reverting {
             tracing::warn!(
                 id = migration.id,

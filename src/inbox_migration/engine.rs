@@ -31,6 +31,29 @@ pub struct RunContext {
     pub shutdown: watch::Receiver<bool>,
 }
 
+impl RunContext {
+    /// Between two batches: stop when the lease was lost, or give the lease up for another worker when this
+    /// one shuts down.
+    pub(super) async fn at_batch_boundary(
+        &self,
+        ferry: &Ferry,
+        id: i64,
+    ) -> Result<Option<Outcome>, StoreError> {
+        if self.lease_lost.load(Ordering::SeqCst) {
+            return Ok(Some(Outcome::LeaseLost));
+        }
+        if *self.shutdown.borrow() {
+            ferry
+                .store
+                .release_inbox_migration_lease(id, &self.token)
+                .await?;
+            tracing::info!("shutdown: lease released at a batch boundary");
+            return Ok(Some(Outcome::Released));
+        }
+        Ok(None)
+    }
+}
+
 #[tracing::instrument(name = "inbox_migration", skip_all, fields(id = migration.id))]
 pub async fn run(ferry: &Ferry, migration: InboxMigration, ctx: RunContext) -> Outcome {
     let id = migration.id;
@@ -208,16 +231,8 @@ async fn run_inner(
     let mut longest_batch = Duration::ZERO;
     let mut after_contact_inbox_id = 0;
     loop {
-        if ctx.lease_lost.load(Ordering::SeqCst) {
-            return Ok(Outcome::LeaseLost);
-        }
-        if *ctx.shutdown.borrow() {
-            ferry
-                .store
-                .release_inbox_migration_lease(m.id, &ctx.token)
-                .await?;
-            tracing::info!(batch, "shutdown: lease released at a batch boundary");
-            return Ok(Outcome::Released);
+        if let Some(stop) = ctx.at_batch_boundary(ferry, m.id).await? {
+            return Ok(stop);
         }
         batch += 1;
         let batch_ctx = BatchContext {

@@ -3,8 +3,6 @@
 //! batch one transaction under the lease — and resumed by any worker after a kill. A cancel stops it at a batch
 //! boundary; what was undone stays undone and asking again continues.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::json;
 
 use super::engine::{Outcome, RunContext, resuming};
@@ -51,20 +49,8 @@ async fn run_inner(
     for &run_id in &runs {
         let run = ferry.store.get_inbox_migration(run_id).await?;
         for batch in (1..=run.cursor_id).rev() {
-            if ctx.lease_lost.load(Ordering::SeqCst) {
-                return Ok(Outcome::LeaseLost);
-            }
-            if *ctx.shutdown.borrow() {
-                ferry
-                    .store
-                    .release_inbox_migration_lease(m.id, &ctx.token)
-                    .await?;
-                tracing::info!(
-                    run = run_id,
-                    batch,
-                    "shutdown: lease released at a batch boundary"
-                );
-                return Ok(Outcome::Released);
+            if let Some(stop) = ctx.at_batch_boundary(ferry, m.id).await? {
+                return Ok(stop);
             }
             let undone = ferry
                 .store

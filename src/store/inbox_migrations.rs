@@ -207,6 +207,9 @@ pub trait InboxMigrationStore: Send + Sync {
     async fn cancel_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
     /// Failed or cancelled → queued again, re-locking both inboxes. None when not retryable.
     async fn requeue_inbox_migration(&self, id: i64) -> Result<Option<InboxMigration>>;
+    /// The oldest queued migration or revert (or a running one whose lease expired), leased to `worker`: a
+    /// migration comes back `running`; a revert comes back with its migration's status and `revert_state`
+    /// `running`.
     async fn claim_inbox_migration(
         &self,
         worker: &str,
@@ -270,13 +273,6 @@ pub trait InboxMigrationStore: Send + Sync {
     /// A queued revert is cancelled at once (locks released); a running one is flagged and stops at its next
     /// batch. False when no revert is queued or running.
     async fn cancel_inbox_migration_revert(&self, id: i64) -> Result<bool>;
-    /// A queued revert, or a running one whose worker's lease expired.
-    async fn claim_inbox_migration_revert(
-        &self,
-        worker: &str,
-        token: &str,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<InboxMigration>>;
     /// Undoes batch `batch` of run `run` from its journal under the revert's lease (batches are undone newest
     /// first). None when the lease was lost (nothing written); else whether a cancel was asked for.
     async fn revert_inbox_migration_batch(&self, revert: RevertBatch<'_>) -> Result<Option<bool>>;

@@ -133,39 +133,45 @@ macro_rules! impl_inbox_migration_store {
             }
 
             async fn claim_inbox_migration(&self, worker: &str, token: &str, lease_until: DateTime<Utc>) -> Result<Option<InboxMigration>> {
-                // The oldest queued migration, or a running one whose worker's lease expired. On PostgreSQL SKIP
-                // LOCKED lets any number of workers claim at once without waiting on, or taking, the same row; SQLite
-                // runs this inside BEGIN IMMEDIATE (one writer).
+                // The oldest queued migration or revert, or a running one whose worker's lease expired. On
+                // PostgreSQL SKIP LOCKED lets any number of workers claim at once without waiting on, or taking, the
+                // same row; SQLite runs this inside BEGIN IMMEDIATE (one writer).
                 let mut tx = self.begin_write().await?;
                 let now = chrono::Utc::now();
                 let sql = format!(
-                    "SELECT id, status FROM inbox_migrations WHERE status = 'queued' \
-                     OR (status = 'running' AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
+                    "SELECT id, status IN ('queued', 'running'), COALESCE(status = 'running' OR revert_state = 'running', FALSE) \
+                     FROM inbox_migrations WHERE status = 'queued' OR revert_state = 'queued' \
+                     OR ((status = 'running' OR revert_state = 'running') AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
                     Self::SKIP_LOCKED
                 );
-                let candidate: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                let candidate: Option<(i64, bool, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
-                let Some((id, previous)) = candidate else {
+                let Some((id, migrating, taken_over)) = candidate else {
                     return Ok(None);
                 };
-                sqlx::query(
-                    "UPDATE inbox_migrations SET status = 'running', lease_owner = $1, lease_token = $2, \
+                // A migration counts its attempts; a revert keeps its own start.
+                let (kind, claim) = if migrating {
+                    ("migrate", "UPDATE inbox_migrations SET status = 'running', lease_owner = $1, lease_token = $2, \
                      lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
-                     updated_at = $4 WHERE id = $5",
-                )
-                .bind(worker)
-                .bind(token)
-                .bind(lease_until)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                Self::open_attempt(&mut tx, id, "migrate", worker, now).await?;
+                     updated_at = $4 WHERE id = $5")
+                } else {
+                    ("revert", "UPDATE inbox_migrations SET revert_state = 'running', lease_owner = $1, lease_token = $2, \
+                     lease_expires_at = $3, revert_started_at = COALESCE(revert_started_at, $4), updated_at = $4 WHERE id = $5")
+                };
+                sqlx::query(claim)
+                    .bind(worker)
+                    .bind(token)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::open_attempt(&mut tx, id, kind, worker, now).await?;
                 tx.commit().await?;
-                if previous == "running" {
-                    $crate::metrics::lease_takeover("inbox_migration");
+                if taken_over {
+                    $crate::metrics::lease_takeover(if migrating { "inbox_migration" } else { "inbox_migration_revert" });
                 }
                 self.get_inbox_migration(id).await.map(Some)
             }
@@ -548,40 +554,6 @@ macro_rules! impl_inbox_migration_store {
                 }
                 tx.commit().await?;
                 Ok(true)
-            }
-
-            async fn claim_inbox_migration_revert(&self, worker: &str, token: &str, lease_until: DateTime<Utc>) -> Result<Option<InboxMigration>> {
-                let mut tx = self.begin_write().await?;
-                let now = chrono::Utc::now();
-                let sql = format!(
-                    "SELECT id, revert_state FROM inbox_migrations WHERE revert_state = 'queued' \
-                     OR (revert_state = 'running' AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
-                    Self::SKIP_LOCKED
-                );
-                let candidate: Option<(i64, RevertState)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some((id, previous)) = candidate else {
-                    return Ok(None);
-                };
-                sqlx::query(
-                    "UPDATE inbox_migrations SET revert_state = 'running', lease_owner = $1, lease_token = $2, \
-                     lease_expires_at = $3, revert_started_at = COALESCE(revert_started_at, $4), updated_at = $4 WHERE id = $5",
-                )
-                .bind(worker)
-                .bind(token)
-                .bind(lease_until)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                Self::open_attempt(&mut tx, id, "revert", worker, now).await?;
-                tx.commit().await?;
-                if previous == RevertState::Running {
-                    $crate::metrics::lease_takeover("inbox_migration_revert");
-                }
-                self.get_inbox_migration(id).await.map(Some)
             }
 
             async fn revert_inbox_migration_batch(&self, revert: RevertBatch<'_>) -> Result<Option<bool>> {

@@ -128,12 +128,17 @@ pub async fn a_terminated_connection_does_not_fail_a_migration(db: Db) {
         .unwrap();
     assert!(terminated);
     holder.rollback().await.unwrap();
+    let cut = std::time::Instant::now();
 
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
         .expect("the migration finishes")
         .unwrap()
         .unwrap();
+    eprintln!(
+        "fault figures: terminated migration batch → completed {:.2} s later",
+        cut.elapsed().as_secs_f64()
+    );
     assert_eq!(
         outcome,
         Some(ferry::inbox_migration::engine::Outcome::Completed)
@@ -528,11 +533,16 @@ pub async fn a_terminated_connection_does_not_fail_a_media_job(db: Db) {
         );
     terminate_waiting(&pool, "UPDATE attachments SET status = 'ready'").await;
     holder.rollback().await.unwrap();
+    let cut = std::time::Instant::now();
 
     let ran = tokio::time::timeout(std::time::Duration::from_secs(30), run)
         .await
         .expect("the fetcher finishes")
         .unwrap();
+    eprintln!(
+        "fault figures: terminated media job → stored {:.2} s later",
+        cut.elapsed().as_secs_f64()
+    );
     assert_eq!(
         ran.expect("a terminated connection is not the job's failure"),
         1
@@ -581,12 +591,17 @@ pub async fn a_terminated_connection_does_not_fail_an_account_import(db: Db) {
     )
     .await;
     holder.rollback().await.unwrap();
+    let cut = std::time::Instant::now();
 
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
         .expect("the import finishes")
         .unwrap()
         .unwrap();
+    eprintln!(
+        "fault figures: terminated account import → completed {:.2} s later",
+        cut.elapsed().as_secs_f64()
+    );
     assert_eq!(
         outcome,
         Some(ferry::inbox_migration::engine::Outcome::Completed)

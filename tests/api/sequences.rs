@@ -316,6 +316,7 @@ pub async fn a_revert_is_a_job_that_resumes_after_a_kill(db: Db) {
     until(&app, id, "half-way", |m| m.revert_batches_done >= 5).await;
     worker.kill().unwrap();
     worker.wait().unwrap();
+    let cut = std::time::Instant::now();
     let killed = account.show(&app, a, id).await;
     let revert = &killed["revert"];
     assert_eq!(revert["status"], "running", "{killed}");
@@ -343,6 +344,12 @@ pub async fn a_revert_is_a_job_that_resumes_after_a_kill(db: Db) {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     app.drain_worker().await;
     let done = account.show(&app, a, id).await;
+    eprintln!(
+        "fault figures: revert SIGKILLed after {} of {} batches → reverted {:.2} s later (1 s lease)",
+        revert["batches_done"],
+        revert["batches_total"],
+        cut.elapsed().as_secs_f64()
+    );
     assert_eq!(
         (&done["status"], &done["revert"]["status"]),
         (&json!("reverted"), &json!("reverted")),
