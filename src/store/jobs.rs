@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::Result;
+use super::db::{Tx, db_run};
+use super::{HasPool, Result};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
@@ -53,116 +54,119 @@ pub trait JobStore: Send + Sync {
     async fn fail_media_job(&self, job: &Job, attachment_id: i64, error: &str) -> Result<bool>;
 }
 
-macro_rules! impl_job_store {
-    ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::JobStore for $store {
-            async fn claim_job(
-                &self,
-                kind: &str,
-                owner: &str,
-                token: &str,
-                now: DateTime<Utc>,
-                lease_until: DateTime<Utc>,
-            ) -> Result<Option<$crate::store::Job>> {
-                let sql = format!(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $2, \
-                     lease_token = $5, lease_expires_at = $3, updated_at = $4 WHERE id = (SELECT id FROM jobs \
-                     WHERE kind = $1 AND ((status = 'queued' AND run_at <= $4) \
-                     OR (status = 'running' AND lease_expires_at < $4)) ORDER BY run_at, id LIMIT 1{}) \
-                     RETURNING id, kind, payload, attempts, max_attempts, lease_token",
-                    Self::SKIP_LOCKED
-                );
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(kind)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(token)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
+#[async_trait]
+impl<S: HasPool> JobStore for S {
+    async fn claim_job(
+        &self,
+        kind: &str,
+        owner: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $2, lease_token = $5, \
+             lease_expires_at = $3, updated_at = $4 WHERE id = (SELECT id FROM jobs WHERE kind = $1 \
+             AND ((status = 'queued' AND run_at <= $4) OR (status = 'running' AND lease_expires_at < $4)) \
+             ORDER BY run_at, id LIMIT 1{}) \
+             RETURNING id, kind, payload, attempts, max_attempts, lease_token",
+            self.pool().backend().skip_locked()
+        );
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(kind)
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(token)
+                .fetch_optional(c)
+                .await
+        })?)
+    }
 
-            async fn retry_job(&self, job: &$crate::store::Job, error: &str, run_at: DateTime<Utc>) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE jobs SET status = 'queued', run_at = $2, last_error = $3, lease_owner = NULL, \
-                     lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
-                     WHERE id = $1 AND status = 'running' AND lease_token = $5",
-                )
-                .bind(job.id)
-                .bind(run_at)
-                .bind(error)
-                .bind(Utc::now())
-                .bind(&job.lease_token)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
+    async fn retry_job(&self, job: &Job, error: &str, run_at: DateTime<Utc>) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', run_at = $2, last_error = $3, lease_owner = NULL, \
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+                 WHERE id = $1 AND status = 'running' AND lease_token = $5",
+            )
+            .bind(job.id)
+            .bind(run_at)
+            .bind(error)
+            .bind(Utc::now())
+            .bind(&job.lease_token)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
 
-            async fn complete_media_job(
-                &self,
-                job: &$crate::store::Job,
-                attachment_id: i64,
-                file: &$crate::store::FetchedFile<'_>,
-            ) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
-                if !Self::end_job(&mut tx, job, "completed", None).await? {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "UPDATE attachments SET status = 'ready', storage_key = $2, checksum = $3, byte_size = $4, \
-                     content_type = COALESCE(content_type, $5), failure_reason = NULL WHERE id = $1",
-                )
-                .bind(attachment_id)
-                .bind(file.storage_key)
-                .bind(file.checksum)
-                .bind(file.byte_size)
-                .bind(file.content_type)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn fail_media_job(&self, job: &$crate::store::Job, attachment_id: i64, error: &str) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
-                if !Self::end_job(&mut tx, job, "failed", Some(error)).await? {
-                    return Ok(false);
-                }
-                sqlx::query("UPDATE attachments SET status = 'failed', failure_reason = $2 WHERE id = $1")
-                    .bind(attachment_id)
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
+    async fn complete_media_job(
+        &self,
+        job: &Job,
+        attachment_id: i64,
+        file: &FetchedFile<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin_write().await?;
+        if !end_job(&mut tx, job, "completed", None).await? {
+            return Ok(false);
         }
+        db_run!(&mut tx, |c| {
+            sqlx::query(
+                "UPDATE attachments SET status = 'ready', storage_key = $2, checksum = $3, byte_size = $4, \
+                 content_type = COALESCE(content_type, $5), failure_reason = NULL WHERE id = $1",
+            )
+            .bind(attachment_id)
+            .bind(file.storage_key)
+            .bind(file.checksum)
+            .bind(file.byte_size)
+            .bind(file.content_type)
+            .execute(c)
+            .await
+            .map(drop)
+        })?;
+        tx.commit().await?;
+        Ok(true)
+    }
 
-        impl $store {
-            /// Ends a job this claim still holds; false (nothing written) when another claim took it over.
-            async fn end_job(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                job: &$crate::store::Job,
-                status: &str,
-                error: Option<&str>,
-            ) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE jobs SET status = $2, last_error = COALESCE($3, last_error), lease_owner = NULL, \
-                     lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
-                     WHERE id = $1 AND status = 'running' AND lease_token = $5",
-                )
-                .bind(job.id)
-                .bind(status)
-                .bind(error)
-                .bind(Utc::now())
-                .bind(&job.lease_token)
-                .execute(&mut **tx)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
+    async fn fail_media_job(&self, job: &Job, attachment_id: i64, error: &str) -> Result<bool> {
+        let mut tx = self.pool().begin_write().await?;
+        if !end_job(&mut tx, job, "failed", Some(error)).await? {
+            return Ok(false);
         }
-    };
+        db_run!(&mut tx, |c| {
+            sqlx::query(
+                "UPDATE attachments SET status = 'failed', failure_reason = $2 WHERE id = $1",
+            )
+            .bind(attachment_id)
+            .bind(error)
+            .execute(c)
+            .await
+            .map(drop)
+        })?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
-pub(super) use impl_job_store;
+/// Ends a job this claim still holds; false (nothing written) when another claim took it over.
+async fn end_job(tx: &mut Tx, job: &Job, status: &str, error: Option<&str>) -> Result<bool> {
+    let done = db_run!(tx, |c| {
+        sqlx::query(
+            "UPDATE jobs SET status = $2, last_error = COALESCE($3, last_error), lease_owner = NULL, \
+             lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+             WHERE id = $1 AND status = 'running' AND lease_token = $5",
+        )
+        .bind(job.id)
+        .bind(status)
+        .bind(error)
+        .bind(Utc::now())
+        .bind(&job.lease_token)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
+}

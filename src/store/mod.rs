@@ -5,6 +5,7 @@
 
 mod bench;
 mod common;
+pub(crate) mod db;
 mod health;
 mod imports;
 mod inbox_migrations;
@@ -56,6 +57,28 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    /// Row locks for the rest of the transaction (SQLite's single writer needs none).
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Lets concurrent workers claim different rows (SQLite has one writer).
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+/// A store on either database (while both store types exist, the capabilities written once are implemented
+/// for every store that has a `Pool`).
+pub trait HasPool: Send + Sync {
+    fn pool(&self) -> &db::Pool;
 }
 
 #[derive(Debug, thiserror::Error)]

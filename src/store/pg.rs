@@ -6,21 +6,19 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::bench::impl_bench_store;
 use super::common::*;
 use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
-use super::jobs::impl_job_store;
-use super::web::impl_web_store;
 use super::*;
 use crate::domain::Role;
 
 pub struct PgStore {
     pool: PgPool,
     health: super::WriteHealth,
+    db: super::db::Pool,
 }
 
 impl PgStore {
@@ -45,6 +43,7 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(Self {
+            db: super::db::Pool::Postgres(pool.clone()),
             pool,
             health: Default::default(),
         })
@@ -130,11 +129,14 @@ impl PgStore {
     }
 }
 
+impl HasPool for PgStore {
+    fn pool(&self) -> &super::db::Pool {
+        &self.db
+    }
+}
+
 impl_store!(PgStore, Postgres);
-impl_bench_store!(PgStore);
-impl_job_store!(PgStore, Postgres);
 impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
-impl_web_store!(PgStore);
 impl_account_import_store!(PgStore, Postgres);

@@ -7,21 +7,19 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::bench::impl_bench_store;
 use super::common::*;
 use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
 use super::integrations::*;
-use super::jobs::impl_job_store;
-use super::web::impl_web_store;
 use super::*;
 use crate::domain::Role;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     health: super::WriteHealth,
+    db: super::db::Pool,
     _checkpointer: Checkpointer,
 }
 
@@ -96,6 +94,7 @@ impl SqliteStore {
             .await?;
         let checkpointer = Checkpointer::spawn(pool.clone());
         Ok(Self {
+            db: super::db::Pool::Sqlite(pool.clone()),
             pool,
             health: Default::default(),
             _checkpointer: checkpointer,
@@ -198,11 +197,14 @@ impl SqliteStore {
     }
 }
 
+impl HasPool for SqliteStore {
+    fn pool(&self) -> &super::db::Pool {
+        &self.db
+    }
+}
+
 impl_store!(SqliteStore, Sqlite);
-impl_bench_store!(SqliteStore);
-impl_job_store!(SqliteStore, Sqlite);
 impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
-impl_web_store!(SqliteStore);
 impl_account_import_store!(SqliteStore, Sqlite);

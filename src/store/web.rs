@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Account, Result, User};
+use super::db::db_run;
+use super::{Account, HasPool, Result, User};
 use crate::domain::Role;
 
 /// A signed-in browser: its user and the CSRF token its forms carry.
@@ -84,146 +85,158 @@ pub(super) struct AccountRoleRow {
     pub(super) role: String,
 }
 
-macro_rules! impl_web_store {
-    ($store:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::WebStore for $store {
-            async fn create_web_session(
-                &self,
-                token_hash: &[u8],
-                user_id: i64,
-                csrf_token: &str,
-                now: DateTime<Utc>,
-                expires_at: DateTime<Utc>,
-            ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND expires_at <= $2")
-                    .bind(user_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO web_sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(token_hash)
-                .bind(user_id)
-                .bind(csrf_token)
-                .bind(now)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(())
-            }
+#[async_trait::async_trait]
+impl<S: HasPool> WebStore for S {
+    async fn create_web_session(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        db_run!(&mut tx, |c| sqlx::query(
+            "DELETE FROM web_sessions WHERE user_id = $1 AND expires_at <= $2"
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        db_run!(&mut tx, |c| sqlx::query(
+            "INSERT INTO web_sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(expires_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(())
+    }
 
-            async fn web_session(
-                &self,
-                token_hash: &[u8],
-                now: DateTime<Utc>,
-            ) -> Result<Option<$crate::store::WebSession>> {
-                let row: Option<$crate::store::web::SessionRow> = sqlx::query_as(
-                    "SELECT u.id, u.name, u.email, u.password_hash, u.installation_admin, u.created_at, \
-                     s.csrf_token, s.expires_at FROM web_sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2",
-                )
-                .bind(token_hash)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map($crate::store::web::SessionRow::into_session))
-            }
+    async fn web_session(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::store::WebSession>> {
+        let row: Option<crate::store::web::SessionRow> = db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT u.id, u.name, u.email, u.password_hash, u.installation_admin, u.created_at, \
+             s.csrf_token, s.expires_at FROM web_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(c).await
+        })?;
+        Ok(row.map(crate::store::web::SessionRow::into_session))
+    }
 
-            async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()> {
-                sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
-                    .bind(token_hash)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
+    async fn delete_web_session(&self, token_hash: &[u8]) -> Result<()> {
+        db_run!(self.pool(), |c| sqlx::query(
+            "DELETE FROM web_sessions WHERE token_hash = $1"
+        )
+        .bind(token_hash)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 
-            async fn record_login_failure(
-                &self,
-                key: &str,
-                now: DateTime<Utc>,
-                since: DateTime<Utc>,
-            ) -> Result<(i64, Option<DateTime<Utc>>)> {
-                // Windows that ended count no more (of any key): the table stays as small as the window.
-                sqlx::query("DELETE FROM web_login_failures WHERE window_started_at < $1")
-                    .bind(since)
-                    .execute(&self.pool)
-                    .await?;
-                // One statement: the row lock serializes concurrent attempts on the same key.
-                let (failures, started): (i64, DateTime<Utc>) = sqlx::query_as(
-                    "INSERT INTO web_login_failures (throttle_key, failures, window_started_at) VALUES ($1, 1, $2) \
-                     ON CONFLICT (throttle_key) DO UPDATE SET \
-                     failures = CASE WHEN web_login_failures.window_started_at < $3 THEN 1 \
-                                     ELSE web_login_failures.failures + 1 END, \
-                     window_started_at = CASE WHEN web_login_failures.window_started_at < $3 THEN excluded.window_started_at \
-                                              ELSE web_login_failures.window_started_at END \
-                     RETURNING failures, window_started_at",
-                )
-                .bind(key)
-                .bind(now)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((failures, Some(started)))
-            }
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, Option<DateTime<Utc>>)> {
+        // Windows that ended count no more (of any key): the table stays as small as the window.
+        db_run!(self.pool(), |c| sqlx::query(
+            "DELETE FROM web_login_failures WHERE window_started_at < $1"
+        )
+        .bind(since)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        // One statement: the row lock serializes concurrent attempts on the same key.
+        let (failures, started): (i64, DateTime<Utc>) = db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "INSERT INTO web_login_failures (throttle_key, failures, window_started_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+             failures = CASE WHEN web_login_failures.window_started_at < $3 THEN 1 \
+                             ELSE web_login_failures.failures + 1 END, \
+             window_started_at = CASE WHEN web_login_failures.window_started_at < $3 THEN excluded.window_started_at \
+                                      ELSE web_login_failures.window_started_at END \
+             RETURNING failures, window_started_at",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(since)
+        .fetch_one(c).await
+        })?;
+        Ok((failures, Some(started)))
+    }
 
-            async fn forgive_login_attempt(&self, key: &str) -> Result<()> {
-                sqlx::query(
-                    "UPDATE web_login_failures SET failures = failures - 1 WHERE throttle_key = $1 AND failures > 0",
-                )
-                .bind(key)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
+    async fn forgive_login_attempt(&self, key: &str) -> Result<()> {
+        db_run!(self.pool(), |c| {
+            sqlx::query(
+            "UPDATE web_login_failures SET failures = failures - 1 WHERE throttle_key = $1 AND failures > 0",
+        )
+        .bind(key)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
 
-            async fn clear_login_failures(&self, key: &str) -> Result<()> {
-                sqlx::query("DELETE FROM web_login_failures WHERE throttle_key = $1")
-                    .bind(key)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
+    async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        db_run!(self.pool(), |c| sqlx::query(
+            "DELETE FROM web_login_failures WHERE throttle_key = $1"
+        )
+        .bind(key)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 
-            async fn user_accounts(&self, user_id: i64) -> Result<Vec<($crate::store::Account, Role)>> {
-                let rows: Vec<$crate::store::web::AccountRoleRow> = sqlx::query_as(
-                    "SELECT a.id, a.name, a.migration_status, a.legacy_ref, a.merge_brazil_ninth_digit, \
-                     a.created_at, a.updated_at, au.role FROM account_users au \
-                     JOIN accounts a ON a.id = au.account_id WHERE au.user_id = $1 ORDER BY a.name, a.id",
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|r| Ok((r.account, $crate::store::role_from_db(&r.role)?)))
-                    .collect()
-            }
+    async fn user_accounts(&self, user_id: i64) -> Result<Vec<(crate::store::Account, Role)>> {
+        let rows: Vec<crate::store::web::AccountRoleRow> = db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT a.id, a.name, a.migration_status, a.legacy_ref, a.merge_brazil_ninth_digit, \
+             a.created_at, a.updated_at, au.role FROM account_users au \
+             JOIN accounts a ON a.id = au.account_id WHERE au.user_id = $1 ORDER BY a.name, a.id",
+        )
+        .bind(user_id)
+        .fetch_all(c).await
+        })?;
+        rows.into_iter()
+            .map(|r| Ok((r.account, crate::store::role_from_db(&r.role)?)))
+            .collect()
+    }
 
-            async fn import_attachment_failures(
-                &self,
-                account_id: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::store::AttachmentFailure>> {
-                Ok(sqlx::query_as(
-                    "SELECT a.id, a.file_type, a.file_name, a.failure_reason, m.conversation_id, a.created_at \
-                     FROM attachments a JOIN messages m ON m.id = a.message_id \
-                     WHERE a.status = 'failed' AND a.import_id IN (SELECT id FROM account_imports WHERE account_id = $1) \
-                     ORDER BY a.id DESC LIMIT $2",
-                )
-                .bind(account_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?)
-            }
-        }
-    };
+    async fn import_attachment_failures(
+        &self,
+        account_id: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::store::AttachmentFailure>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT a.id, a.file_type, a.file_name, a.failure_reason, m.conversation_id, a.created_at \
+             FROM attachments a JOIN messages m ON m.id = a.message_id \
+             WHERE a.status = 'failed' AND a.import_id IN (SELECT id FROM account_imports WHERE account_id = $1) \
+             ORDER BY a.id DESC LIMIT $2",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .fetch_all(c).await
+        })?)
+    }
 }
-
-pub(super) use impl_web_store;
 
 impl SessionRow {
     pub(super) fn into_session(self) -> WebSession {
