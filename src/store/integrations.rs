@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Result, Sealer};
+use super::db::db_run;
+use super::{HasPool, Result, Sealer, StoreError};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Integration {
@@ -287,348 +288,464 @@ macro_rules! integration_select {
     };
 }
 
-macro_rules! impl_integration_store {
-    ($store:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::IntegrationStore for $store {
-            async fn create_integration(
-                &self,
-                new: &NewIntegration,
-                token_hash: &[u8],
-                token_prefix: &str,
-                seal_token: Sealer<'_>,
-                seal_secrets: Option<Sealer<'_>>,
-            ) -> Result<Integration> {
-                let mut tx = self.pool.begin().await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO integrations (account_id, inbox_id, provider, instance_name, phone_number_id, \
-                     token_hash, token_prefix, config, status, cutover_state) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', 'token') RETURNING id",
-                )
-                .bind(new.account_id)
-                .bind(new.inbox_id)
-                .bind(new.provider)
-                .bind(&new.instance_name)
-                .bind(&new.phone_number_id)
-                .bind(token_hash)
-                .bind(token_prefix)
-                .bind(sqlx::types::Json(&new.config))
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE integrations SET token_ciphertext = $1, secrets_ciphertext = $2 WHERE id = $3")
-                    .bind(seal_token(id))
-                    .bind(seal_secrets.map(|seal| seal(id)))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                self.get_integration(new.account_id, id).await
-            }
+#[async_trait::async_trait]
+impl<S: HasPool> IntegrationStore for S {
+    async fn create_integration(
+        &self,
+        new: &NewIntegration,
+        token_hash: &[u8],
+        token_prefix: &str,
+        seal_token: Sealer<'_>,
+        seal_secrets: Option<Sealer<'_>>,
+    ) -> Result<Integration> {
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = db_run!(&mut tx, |c| {
+            sqlx::query_scalar(
+            "INSERT INTO integrations (account_id, inbox_id, provider, instance_name, phone_number_id, \
+             token_hash, token_prefix, config, status, cutover_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', 'token') RETURNING id",
+        )
+        .bind(new.account_id)
+        .bind(new.inbox_id)
+        .bind(new.provider)
+        .bind(&new.instance_name)
+        .bind(&new.phone_number_id)
+        .bind(token_hash)
+        .bind(token_prefix)
+        .bind(sqlx::types::Json(&new.config))
+        .fetch_one(c).await
+        })?;
+        db_run!(&mut tx, |c| sqlx::query(
+            "UPDATE integrations SET token_ciphertext = $1, secrets_ciphertext = $2 WHERE id = $3"
+        )
+        .bind(seal_token(id))
+        .bind(seal_secrets.map(|seal| seal(id)))
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        self.get_integration(new.account_id, id).await
+    }
 
-            async fn get_integration(&self, account_id: i64, id: i64) -> Result<Integration> {
-                sqlx::query_as(concat!(integration_select!(), "WHERE account_id = $1 AND id = $2"))
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(StoreError::NotFound("integration"))
-            }
+    async fn get_integration(&self, account_id: i64, id: i64) -> Result<Integration> {
+        db_run!(self.pool(), |c| sqlx::query_as(concat!(
+            integration_select!(),
+            "WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?
+        .ok_or(StoreError::NotFound("integration"))
+    }
 
-            async fn integration_account(&self, id: i64) -> Result<i64> {
-                sqlx::query_scalar("SELECT account_id FROM integrations WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(StoreError::NotFound("integration"))
-            }
+    async fn integration_account(&self, id: i64) -> Result<i64> {
+        db_run!(self.pool(), |c| sqlx::query_scalar(
+            "SELECT account_id FROM integrations WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(c)
+        .await)?
+        .ok_or(StoreError::NotFound("integration"))
+    }
 
-            async fn list_integrations(&self, account_id: i64) -> Result<Vec<Integration>> {
-                Ok(sqlx::query_as(concat!(integration_select!(), "WHERE account_id = $1 ORDER BY id"))
-                    .bind(account_id)
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
+    async fn list_integrations(&self, account_id: i64) -> Result<Vec<Integration>> {
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(concat!(
+            integration_select!(),
+            "WHERE account_id = $1 ORDER BY id"
+        ))
+        .bind(account_id)
+        .fetch_all(c)
+        .await)?)
+    }
 
-            async fn rotate_integration_token(
-                &self,
-                account_id: i64,
-                id: i64,
-                token_hash: &[u8],
-                token_prefix: &str,
-                seal_token: Sealer<'_>,
-                previous_expires_at: DateTime<Utc>,
-            ) -> Result<Integration> {
-                let done = sqlx::query(
-                    "UPDATE integrations SET previous_token_hash = token_hash, previous_token_expires_at = $1, \
-                     token_hash = $2, token_prefix = $3, token_ciphertext = $4, updated_at = $5 \
-                     WHERE account_id = $6 AND id = $7",
-                )
-                .bind(previous_expires_at)
-                .bind(token_hash)
-                .bind(token_prefix)
-                .bind(seal_token(id))
-                .bind(chrono::Utc::now())
-                .bind(account_id)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-                self.updated_integration(done.rows_affected(), account_id, id).await
-            }
+    async fn rotate_integration_token(
+        &self,
+        account_id: i64,
+        id: i64,
+        token_hash: &[u8],
+        token_prefix: &str,
+        seal_token: Sealer<'_>,
+        previous_expires_at: DateTime<Utc>,
+    ) -> Result<Integration> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query(
+            "UPDATE integrations SET previous_token_hash = token_hash, previous_token_expires_at = $1, \
+             token_hash = $2, token_prefix = $3, token_ciphertext = $4, updated_at = $5 \
+             WHERE account_id = $6 AND id = $7",
+        )
+        .bind(previous_expires_at)
+        .bind(token_hash)
+        .bind(token_prefix)
+        .bind(seal_token(id))
+        .bind(chrono::Utc::now())
+        .bind(account_id)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        updated_integration(self, done, account_id, id).await
+    }
 
-            async fn set_integration_enabled(&self, account_id: i64, id: i64, enabled: bool) -> Result<Integration> {
-                let done = sqlx::query("UPDATE integrations SET enabled = $1, updated_at = $2 WHERE account_id = $3 AND id = $4")
-                    .bind(enabled)
-                    .bind(chrono::Utc::now())
-                    .bind(account_id)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                self.updated_integration(done.rows_affected(), account_id, id).await
-            }
+    async fn set_integration_enabled(
+        &self,
+        account_id: i64,
+        id: i64,
+        enabled: bool,
+    ) -> Result<Integration> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query("UPDATE integrations SET enabled = $1, updated_at = $2 WHERE account_id = $3 AND id = $4")
+            .bind(enabled)
+            .bind(chrono::Utc::now())
+            .bind(account_id)
+            .bind(id)
+            .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        updated_integration(self, done, account_id, id).await
+    }
 
-            async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>> {
-                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_ID, Self::ROUTE_SQL);
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
+    async fn route_of_integration(&self, id: i64) -> Result<Option<TokenRoute>> {
+        let sql = format!(
+            "{}{}",
+            crate::store::integrations::ROUTES_BY_ID,
+            self.pool().backend().route_sql()
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(id)
+        .fetch_optional(c)
+        .await)?)
+    }
 
-            async fn route_by_phone_number_id(&self, account_id: i64, provider: &str, phone_number_id: &str) -> Result<Option<TokenRoute>> {
-                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_PHONE_NUMBER_ID, Self::ROUTE_SQL);
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(account_id)
-                    .bind(provider)
-                    .bind(phone_number_id)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
+    async fn route_by_phone_number_id(
+        &self,
+        account_id: i64,
+        provider: &str,
+        phone_number_id: &str,
+    ) -> Result<Option<TokenRoute>> {
+        let sql = format!(
+            "{}{}",
+            crate::store::integrations::ROUTES_BY_PHONE_NUMBER_ID,
+            self.pool().backend().route_sql()
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(account_id)
+        .bind(provider)
+        .bind(phone_number_id)
+        .fetch_optional(c)
+        .await)?)
+    }
 
-            async fn route_by_token_hash(&self, token_hash: &[u8], now: DateTime<Utc>) -> Result<Option<TokenRoute>> {
-                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_TOKEN_HASH, Self::ROUTE_SQL);
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(token_hash)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
+    async fn route_by_token_hash(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenRoute>> {
+        let sql = format!(
+            "{}{}",
+            crate::store::integrations::ROUTES_BY_TOKEN_HASH,
+            self.pool().backend().route_sql()
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(c)
+        .await)?)
+    }
 
-            async fn legacy_route_enabled(&self) -> Result<bool> {
-                let value: Option<String> =
-                    sqlx::query_scalar("SELECT value FROM settings WHERE key = 'legacy_webhook_route'")
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(value.as_deref() != Some("disabled"))
-            }
+    async fn legacy_route_enabled(&self) -> Result<bool> {
+        let value: Option<String> = db_run!(self.pool(), |c| sqlx::query_scalar(
+            "SELECT value FROM settings WHERE key = 'legacy_webhook_route'"
+        )
+        .fetch_optional(c)
+        .await)?;
+        Ok(value.as_deref() != Some("disabled"))
+    }
 
-            async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO settings (key, value, updated_at) VALUES ('legacy_webhook_route', $1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                )
-                .bind(if enabled { "enabled" } else { "disabled" })
-                .bind(chrono::Utc::now())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
+    async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()> {
+        db_run!(self.pool(), |c| {
+            sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('legacy_webhook_route', $1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(if enabled { "enabled" } else { "disabled" })
+        .bind(chrono::Utc::now())
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
 
-            async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>> {
-                let sql = format!("{}{}", $crate::store::integrations::ROUTES_BY_INSTANCE_NAME, Self::ROUTE_SQL);
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(instance_name)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
+    async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>> {
+        let sql = format!(
+            "{}{}",
+            crate::store::integrations::ROUTES_BY_INSTANCE_NAME,
+            self.pool().backend().route_sql()
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(instance_name)
+        .fetch_optional(c)
+        .await)?)
+    }
 
-            async fn record_legacy_hit(&self, instance_name: &str, integration_id: Option<i64>, at: DateTime<Utc>) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO legacy_route_hits (instance_name, day, hits, last_hit_at) VALUES ($1, $2, 1, $3) \
-                     ON CONFLICT (instance_name, day) DO UPDATE SET hits = legacy_route_hits.hits + 1, \
-                     last_hit_at = excluded.last_hit_at",
-                )
-                .bind(instance_name)
-                .bind(at.date_naive())
+    async fn record_legacy_hit(
+        &self,
+        instance_name: &str,
+        integration_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        db_run!(self.pool(), |c| {
+            sqlx::query(
+            "INSERT INTO legacy_route_hits (instance_name, day, hits, last_hit_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (instance_name, day) DO UPDATE SET hits = legacy_route_hits.hits + 1, \
+             last_hit_at = excluded.last_hit_at",
+        )
+        .bind(instance_name)
+        .bind(at.date_naive())
+        .bind(at)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        if let Some(id) = integration_id {
+            db_run!(self.pool(), |c| {
+                sqlx::query("UPDATE integrations SET legacy_hits = legacy_hits + 1, last_legacy_hit_at = $1 WHERE id = $2")
                 .bind(at)
-                .execute(&self.pool)
-                .await?;
-                if let Some(id) = integration_id {
-                    sqlx::query("UPDATE integrations SET legacy_hits = legacy_hits + 1, last_legacy_hit_at = $1 WHERE id = $2")
-                        .bind(at)
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn legacy_instances(&self) -> Result<Vec<$crate::store::LegacyInstanceRow>> {
-                Ok(sqlx::query_as(
-                    "SELECT e.instance_name, e.organization_id, e.status, e.phone_number, e.api_url, e.api_key, \
-                     oa.account_id FROM evolution_instances e \
-                     LEFT JOIN organization_accounts oa ON oa.organization_id = e.organization_id ORDER BY e.instance_name",
-                )
-                .fetch_all(&self.pool)
-                .await?)
-            }
-
-            async fn legacy_business_configs(&self) -> Result<Vec<$crate::store::LegacyConfigRow>> {
-                Ok(sqlx::query_as(
-                    "SELECT c.organization_id, c.provider, c.phone_number_id, c.phone_number, c.access_token, \
-                     c.app_secret, c.verify_token, c.status, oa.account_id FROM whatsapp_business_configs c \
-                     LEFT JOIN organization_accounts oa ON oa.organization_id = c.organization_id \
-                     ORDER BY c.phone_number_id",
-                )
-                .fetch_all(&self.pool)
-                .await?)
-            }
-
-            async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>> {
-                Ok(sqlx::query_as(concat!(
-                    integration_select!(),
-                    "WHERE provider = $1 AND (CASE WHEN provider = 'evolution' THEN instance_name ELSE phone_number_id END) = $2"
-                ))
-                .bind(provider)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?)
-            }
-
-            async fn legacy_backup_rows(&self) -> Result<Vec<(&'static str, serde_json::Value)>> {
-                use $crate::store::integrations::{BackupBusinessConfig, BackupInstance, BackupOrganization};
-                let mut rows = Vec::new();
-                let organizations: Vec<BackupOrganization> =
-                    sqlx::query_as("SELECT organization_id, account_id, name FROM organization_accounts ORDER BY organization_id")
-                        .fetch_all(&self.pool)
-                        .await?;
-                rows.extend(organizations.iter().map(|r| ("organization_accounts", serde_json::json!(r))));
-                let instances: Vec<BackupInstance> = sqlx::query_as(
-                    "SELECT id, instance_name, organization_id, status, phone_number, api_url, api_key, webhook_url, \
-                     owner_jid, profile_name, error_message, created_at, updated_at FROM evolution_instances ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.extend(instances.iter().map(|r| ("evolution_instances", serde_json::json!(r))));
-                let configs: Vec<BackupBusinessConfig> = sqlx::query_as(
-                    "SELECT id, organization_id, provider, phone_number_id, phone_number, business_account_id, \
-                     access_token, app_secret, verify_token, status, created_at, updated_at \
-                     FROM whatsapp_business_configs ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.extend(configs.iter().map(|r| ("whatsapp_business_configs", serde_json::json!(r))));
-                Ok(rows)
-            }
-
-            async fn drop_legacy_tables(&self) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                for table in ["evolution_instances", "whatsapp_business_configs", "organization_accounts"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn legacy_tables_exist(&self) -> Result<bool> {
-                // Works on both: a missing table is an error, an empty one is not.
-                Ok(sqlx::query("SELECT 1 FROM evolution_instances LIMIT 1")
-                    .fetch_optional(&self.pool)
-                    .await
-                    .is_ok())
-            }
-
-            async fn set_integration_cutover_state(&self, id: i64, state: &str) -> Result<()> {
-                sqlx::query("UPDATE integrations SET cutover_state = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(state)
-                    .bind(chrono::Utc::now())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn delete_test_messages(&self, account_id: i64, source_id: &str, wa_identity: &str) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let gone = sqlx::query("DELETE FROM messages WHERE account_id = $1 AND source_id = $2")
-                    .bind(account_id)
-                    .bind(source_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                for sql in [
-                    "DELETE FROM conversations WHERE account_id = $1 AND contact_inbox_id IN \
-                     (SELECT id FROM contact_inboxes WHERE wa_identity = $2) \
-                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)",
-                    "DELETE FROM contact_inboxes WHERE wa_identity = $2 AND contact_id IN \
-                     (SELECT id FROM contacts WHERE account_id = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = contact_inboxes.id)",
-                    "DELETE FROM contacts WHERE account_id = $1 AND phone_number = '+' || $2 \
-                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
-                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id)",
-                ] {
-                    sqlx::query(sql).bind(account_id).bind(wa_identity).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(gone)
-            }
-
-            async fn all_integrations(&self) -> Result<Vec<Integration>> {
-                Ok(sqlx::query_as(concat!(integration_select!(), "ORDER BY id"))
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-
-            async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool> {
-                let done = sqlx::query(
-                    "DELETE FROM inboxes WHERE id = $1 AND account_id = $2 \
-                     AND NOT EXISTS (SELECT 1 FROM conversations WHERE inbox_id = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes WHERE inbox_id = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM integrations WHERE inbox_id = $1)",
-                )
-                .bind(inbox_id)
-                .bind(account_id)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn set_integration_from_legacy(&self, id: i64, status: &str, config: &serde_json::Value) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE integrations SET status = $2, config = $3, updated_at = $4 \
-                     WHERE id = $1 AND (status <> $2 OR config <> $3)",
-                )
                 .bind(id)
-                .bind(status)
-                .bind(sqlx::types::Json(config))
-                .bind(chrono::Utc::now())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn legacy_hits_since(&self, since: chrono::NaiveDate) -> Result<Vec<$crate::store::LegacyHits>> {
-                Ok(sqlx::query_as(
-                    "SELECT instance_name, CAST(SUM(hits) AS BIGINT) AS hits, MAX(last_hit_at) AS last_hit_at FROM legacy_route_hits \
-                     WHERE day >= $1 GROUP BY instance_name ORDER BY SUM(hits) DESC, instance_name",
-                )
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?)
-            }
+                .execute(c).await.map(|r| r.rows_affected())
+            })?;
         }
+        Ok(())
+    }
 
-        impl $store {
-            /// The integration as an UPDATE of `rows` rows left it: not found when it matched none.
-            async fn updated_integration(&self, rows: u64, account_id: i64, id: i64) -> Result<Integration> {
-                if rows == 0 {
-                    return Err(StoreError::NotFound("integration"));
-                }
-                $crate::store::IntegrationStore::get_integration(self, account_id, id).await
-            }
+    async fn legacy_instances(&self) -> Result<Vec<crate::store::LegacyInstanceRow>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT e.instance_name, e.organization_id, e.status, e.phone_number, e.api_url, e.api_key, \
+             oa.account_id FROM evolution_instances e \
+             LEFT JOIN organization_accounts oa ON oa.organization_id = e.organization_id ORDER BY e.instance_name",
+        )
+        .fetch_all(c).await
+        })?)
+    }
+
+    async fn legacy_business_configs(&self) -> Result<Vec<crate::store::LegacyConfigRow>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT c.organization_id, c.provider, c.phone_number_id, c.phone_number, c.access_token, \
+             c.app_secret, c.verify_token, c.status, oa.account_id FROM whatsapp_business_configs c \
+             LEFT JOIN organization_accounts oa ON oa.organization_id = c.organization_id \
+             ORDER BY c.phone_number_id",
+        )
+        .fetch_all(c).await
+        })?)
+    }
+
+    async fn integration_by_key(&self, provider: &str, key: &str) -> Result<Option<Integration>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(concat!(
+            integration_select!(),
+            "WHERE provider = $1 AND (CASE WHEN provider = 'evolution' THEN instance_name ELSE phone_number_id END) = $2"
+        ))
+        .bind(provider)
+        .bind(key)
+        .fetch_optional(c).await
+        })?)
+    }
+
+    async fn legacy_backup_rows(&self) -> Result<Vec<(&'static str, serde_json::Value)>> {
+        use crate::store::integrations::{
+            BackupBusinessConfig, BackupInstance, BackupOrganization,
+        };
+        let mut rows = Vec::new();
+        let organizations: Vec<BackupOrganization> = db_run!(self.pool(), |c| {
+            sqlx::query_as("SELECT organization_id, account_id, name FROM organization_accounts ORDER BY organization_id")
+                .fetch_all(c).await
+        })?;
+        rows.extend(
+            organizations
+                .iter()
+                .map(|r| ("organization_accounts", serde_json::json!(r))),
+        );
+        let instances: Vec<BackupInstance> = db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT id, instance_name, organization_id, status, phone_number, api_url, api_key, webhook_url, \
+             owner_jid, profile_name, error_message, created_at, updated_at FROM evolution_instances ORDER BY id",
+        )
+        .fetch_all(c).await
+        })?;
+        rows.extend(
+            instances
+                .iter()
+                .map(|r| ("evolution_instances", serde_json::json!(r))),
+        );
+        let configs: Vec<BackupBusinessConfig> = db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT id, organization_id, provider, phone_number_id, phone_number, business_account_id, \
+             access_token, app_secret, verify_token, status, created_at, updated_at \
+             FROM whatsapp_business_configs ORDER BY id",
+        )
+        .fetch_all(c).await
+        })?;
+        rows.extend(
+            configs
+                .iter()
+                .map(|r| ("whatsapp_business_configs", serde_json::json!(r))),
+        );
+        Ok(rows)
+    }
+
+    async fn drop_legacy_tables(&self) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for table in [
+            "evolution_instances",
+            "whatsapp_business_configs",
+            "organization_accounts",
+        ] {
+            db_run!(&mut tx, |c| sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS {table}"
+            )))
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         }
-    };
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn legacy_tables_exist(&self) -> Result<bool> {
+        // Works on both: a missing table is an error, an empty one is not.
+        Ok(db_run!(self.pool(), |c| sqlx::query(
+            "SELECT 1 FROM evolution_instances LIMIT 1"
+        )
+        .fetch_optional(c)
+        .await
+        .map(|row| row.is_some()))
+        .is_ok())
+    }
+
+    async fn set_integration_cutover_state(&self, id: i64, state: &str) -> Result<()> {
+        db_run!(self.pool(), |c| sqlx::query(
+            "UPDATE integrations SET cutover_state = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(state)
+        .bind(chrono::Utc::now())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    async fn delete_test_messages(
+        &self,
+        account_id: i64,
+        source_id: &str,
+        wa_identity: &str,
+    ) -> Result<u64> {
+        let mut tx = self.pool().begin_write().await?;
+        let gone = db_run!(&mut tx, |c| sqlx::query(
+            "DELETE FROM messages WHERE account_id = $1 AND source_id = $2"
+        )
+        .bind(account_id)
+        .bind(source_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        for sql in [
+            "DELETE FROM conversations WHERE account_id = $1 AND contact_inbox_id IN \
+             (SELECT id FROM contact_inboxes WHERE wa_identity = $2) \
+             AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)",
+            "DELETE FROM contact_inboxes WHERE wa_identity = $2 AND contact_id IN \
+             (SELECT id FROM contacts WHERE account_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = contact_inboxes.id)",
+            "DELETE FROM contacts WHERE account_id = $1 AND phone_number = '+' || $2 \
+             AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id)",
+        ] {
+            db_run!(&mut tx, |c| sqlx::query(sql)
+                .bind(account_id)
+                .bind(wa_identity)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn all_integrations(&self) -> Result<Vec<Integration>> {
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(concat!(
+            integration_select!(),
+            "ORDER BY id"
+        ))
+        .fetch_all(c)
+        .await)?)
+    }
+
+    async fn delete_unused_inbox(&self, account_id: i64, inbox_id: i64) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| sqlx::query(
+            "DELETE FROM inboxes WHERE id = $1 AND account_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM conversations WHERE inbox_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM contact_inboxes WHERE inbox_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM integrations WHERE inbox_id = $1)",
+        )
+        .bind(inbox_id)
+        .bind(account_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    async fn set_integration_from_legacy(
+        &self,
+        id: i64,
+        status: &str,
+        config: &serde_json::Value,
+    ) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| sqlx::query(
+            "UPDATE integrations SET status = $2, config = $3, updated_at = $4 \
+             WHERE id = $1 AND (status <> $2 OR config <> $3)",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(sqlx::types::Json(config))
+        .bind(chrono::Utc::now())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    async fn legacy_hits_since(
+        &self,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<crate::store::LegacyHits>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT instance_name, CAST(SUM(hits) AS BIGINT) AS hits, MAX(last_hit_at) AS last_hit_at FROM legacy_route_hits \
+             WHERE day >= $1 GROUP BY instance_name ORDER BY SUM(hits) DESC, instance_name",
+        )
+        .bind(since)
+        .fetch_all(c).await
+        })?)
+    }
 }
 
-pub(super) use {impl_integration_store, integration_select};
+/// The integration as an UPDATE of `rows` rows left it: not found when it matched none.
+async fn updated_integration<S: HasPool>(
+    store: &S,
+    rows: u64,
+    account_id: i64,
+    id: i64,
+) -> Result<Integration> {
+    if rows == 0 {
+        return Err(StoreError::NotFound("integration"));
+    }
+    store.get_integration(account_id, id).await
+}

@@ -73,6 +73,44 @@ impl Backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
+
+    /// The tail of every webhook route lookup (`queries/*/route.sql`).
+    pub fn route_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => include_str!("queries/sqlite/route.sql"),
+            Backend::Postgres => include_str!("queries/pg/route.sql"),
+        }
+    }
+
+    /// Folds a merged contact's fields into the one it merges into (`queries/*/merge_contact_fields.sql`).
+    pub fn merge_contact_fields_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => include_str!("queries/sqlite/merge_contact_fields.sql"),
+            Backend::Postgres => include_str!("queries/pg/merge_contact_fields.sql"),
+        }
+    }
+
+    /// Timestamp arithmetic for `queries/seed_messages.sql`.
+    pub fn seed_created_at(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')"
+            }
+            Backend::Postgres => "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))",
+        }
+    }
+
+    /// An inbox's contact_inbox of one identity, locked for the rest of the transaction.
+    pub fn lock_contact_inbox_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2"
+            }
+            Backend::Postgres => {
+                "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2 FOR UPDATE"
+            }
+        }
+    }
 }
 
 /// A store on either database (while both store types exist, the capabilities written once are implemented

@@ -11,7 +11,6 @@ use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
-use super::integrations::*;
 use super::*;
 use crate::domain::Role;
 
@@ -27,7 +26,6 @@ impl PgStore {
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/pg/merge_contact_fields.sql");
-    const ROUTE_SQL: &'static str = include_str!("queries/pg/route.sql");
     /// Row locks for the rest of the transaction (SQLite's single writer needs none).
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     /// Lets concurrent workers claim different jobs (SQLite has one writer).
@@ -136,7 +134,6 @@ impl HasPool for PgStore {
 }
 
 impl_store!(PgStore, Postgres);
-impl_integration_store!(PgStore);
 impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
 impl_account_import_store!(PgStore, Postgres);

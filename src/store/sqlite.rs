@@ -12,7 +12,6 @@ use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::ingest::*;
-use super::integrations::*;
 use super::*;
 use crate::domain::Role;
 
@@ -60,7 +59,6 @@ impl SqliteStore {
     const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/sqlite/merge_contact_fields.sql");
-    const ROUTE_SQL: &'static str = include_str!("queries/sqlite/route.sql");
     /// Row locks for the rest of the transaction (SQLite's single writer needs none).
     const FOR_UPDATE: &'static str = "";
     /// Lets concurrent workers claim different jobs (SQLite has one writer).
@@ -204,7 +202,6 @@ impl HasPool for SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite);
-impl_integration_store!(SqliteStore);
 impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
 impl_account_import_store!(SqliteStore, Sqlite);
