@@ -55,12 +55,14 @@ impl<'a> Executes for &'a mut Tx {
 /// Runs `$body` with `$c` bound to the executor of whichever database `$on` (a `&Pool` or a `&mut Tx`) holds.
 /// The body is one statement; both databases must give it the same result type.
 macro_rules! db_run {
-    ($on:expr, |$c:ident| $body:expr) => {
-        match $crate::store::db::Executes::exec($on) {
+    ($on:expr, |$c:ident| $body:expr) => {{
+        use $crate::store::db::Executes as _;
+        // Method syntax reborrows a `&mut Tx`: the transaction stays usable after the statement.
+        match ($on).exec() {
             $crate::store::db::Exec::Sqlite($c) => $body,
             $crate::store::db::Exec::Postgres($c) => $body,
         }
-    };
+    }};
 }
 pub(crate) use db_run;
 

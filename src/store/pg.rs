@@ -10,7 +10,6 @@ use super::common::*;
 use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
-use super::ingest::*;
 use super::*;
 use crate::domain::Role;
 
@@ -134,6 +133,5 @@ impl HasPool for PgStore {
 }
 
 impl_store!(PgStore, Postgres);
-impl_ingest_store!(PgStore, sqlx::Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
 impl_account_import_store!(PgStore, Postgres);

@@ -11,7 +11,6 @@ use super::common::*;
 use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
-use super::ingest::*;
 use super::*;
 use crate::domain::Role;
 
@@ -202,6 +201,5 @@ impl HasPool for SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite);
-impl_ingest_store!(SqliteStore, sqlx::Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
 impl_account_import_store!(SqliteStore, Sqlite);

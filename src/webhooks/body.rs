@@ -20,6 +20,10 @@ const UNIT: usize = 1024;
 const HANDLING_FACTOR: usize = 4;
 /// How long a body waits for its share of memory before it is answered 503.
 const WAIT: Duration = Duration::from_secs(30);
+/// What is read and discarded of a refused body at most (bytes, time), so that a client still sending it gets
+/// the 413 instead of a connection reset under its feet.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct BodyBudget {
@@ -105,6 +109,7 @@ impl BodyBudget {
             limit: self.max_body,
         };
         if let Some(size) = declared.filter(|&size| size > self.max_body as u64) {
+            drain(body.into_data_stream()).await;
             return Err(too_large(size, false));
         }
         let deadline = tokio::time::Instant::now() + self.wait;
@@ -122,6 +127,7 @@ impl BodyBudget {
             })?;
             let size = buffer.len() + chunk.len();
             if size > self.max_body {
+                drain(stream).await;
                 return Err(too_large(size as u64, true));
             }
             if size > reserved {
@@ -164,6 +170,20 @@ impl BodyBudget {
             }
         }
     }
+}
+
+/// Reads and discards what is left of a refused body, within `DRAIN_BYTES` and `DRAIN_TIME`.
+async fn drain(mut stream: axum::body::BodyDataStream) {
+    let discard = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 #[cfg(test)]
