@@ -4,7 +4,7 @@
 
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::{Backend, Result};
+use super::{Backend, ImportMessage, PgStore, Result, SqliteStore};
 
 pub enum Pool {
     Sqlite(SqlitePool),
@@ -113,5 +113,50 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+}
+
+/// What the two databases do differently enough to need a function each (`pg.rs`, `sqlite.rs`).
+impl Tx {
+    /// Ids for `n` new rows of `table`: PostgreSQL draws them from the table's identity sequence; SQLite counts
+    /// on the write lock `begin_write` took.
+    pub async fn allocate_ids(&mut self, table: &'static str, n: usize) -> Result<Vec<i64>> {
+        match self {
+            Tx::Sqlite(tx) => SqliteStore::allocate_ids(tx, table, n).await,
+            Tx::Postgres(tx) => PgStore::allocate_ids(tx, table, n).await,
+        }
+    }
+
+    /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads.
+    pub async fn conversations_by_legacy_thread(
+        &mut self,
+        account_id: i64,
+        threads: &[&str],
+    ) -> Result<Vec<(String, i64)>> {
+        match self {
+            Tx::Sqlite(tx) => {
+                SqliteStore::conversations_by_legacy_thread(tx, account_id, threads).await
+            }
+            Tx::Postgres(tx) => {
+                PgStore::conversations_by_legacy_thread(tx, account_id, threads).await
+            }
+        }
+    }
+
+    /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
+    pub async fn insert_import_messages(
+        &mut self,
+        account_id: i64,
+        import_id: i64,
+        rows: &[(i64, &ImportMessage)],
+    ) -> Result<Vec<(String, i64)>> {
+        match self {
+            Tx::Sqlite(tx) => {
+                SqliteStore::insert_import_messages(tx, account_id, import_id, rows).await
+            }
+            Tx::Postgres(tx) => {
+                PgStore::insert_import_messages(tx, account_id, import_id, rows).await
+            }
+        }
     }
 }

@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::Result;
+use super::db::db_run;
+use super::{HasPool, Result, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AccountImport {
@@ -241,796 +242,591 @@ pub trait AccountImportStore: Send + Sync {
     async fn delete_imported_rows(&self, account_id: i64) -> Result<ImportedRowsDeleted>;
 }
 
-macro_rules! impl_account_import_store {
-    ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::AccountImportStore for $store {
-            async fn set_migration_status_once(&self, account_id: i64, status: &str) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3 AND migration_status IS NULL",
-                )
-                .bind(status)
-                .bind(Utc::now())
+#[async_trait::async_trait]
+impl<S: HasPool> AccountImportStore for S {
+    async fn set_migration_status_once(&self, account_id: i64, status: &str) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query(
+            "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3 AND migration_status IS NULL",
+        )
+        .bind(status)
+        .bind(Utc::now())
+        .bind(account_id)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
+    async fn start_account_import(
+        &self,
+        account_id: i64,
+        user_id: Option<i64>,
+        start: ImportStart,
+    ) -> Result<(AccountImport, bool)> {
+        use ImportStart;
+        let mut tx = self.pool().begin_write().await?;
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE account_id = $1 AND status IN ('queued', 'running')",
+            IMPORT_COLUMNS
+        );
+        let active: Option<AccountImport> =
+            db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(account_id)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn start_account_import(
-                &self,
-                account_id: i64,
-                user_id: Option<i64>,
-                start: $crate::store::ImportStart,
-            ) -> Result<($crate::store::AccountImport, bool)> {
-                use $crate::store::ImportStart;
-                let mut tx = self.begin_write().await?;
-                let sql = format!(
-                    "SELECT {} FROM account_imports WHERE account_id = $1 AND status IN ('queued', 'running')",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                let active: Option<$crate::store::AccountImport> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_optional(c)
+                .await)?;
+        if let Some(active) = active {
+            return Ok((active, false));
+        }
+        let now = Utc::now();
+        let (id, account_status): (i64, Option<&str>) = match start {
+            ImportStart::Fresh { forced } => {
+                // The counters continue from the previous import (the rows it created are still here),
+                // except after a forced re-migration deleted them.
+                let previous: Option<(i64, i64, i64, i64)> = if forced {
+                    None
+                } else {
+                    db_run!(&mut tx, |c| sqlx::query_as(
+                        "SELECT channels_count, threads_count, messages_count, attachments_count \
+                         FROM account_imports WHERE account_id = $1 ORDER BY id DESC LIMIT 1",
+                    )
                     .bind(account_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(active) = active {
-                    return Ok((active, false));
-                }
-                let now = Utc::now();
-                let (id, account_status): (i64, Option<&str>) = match start {
-                    ImportStart::Fresh { forced } => {
-                        // The counters continue from the previous import (the rows it created are still here),
-                        // except after a forced re-migration deleted them.
-                        let previous: Option<(i64, i64, i64, i64)> = if forced {
-                            None
-                        } else {
-                            sqlx::query_as(
-                                "SELECT channels_count, threads_count, messages_count, attachments_count \
-                                 FROM account_imports WHERE account_id = $1 ORDER BY id DESC LIMIT 1",
-                            )
-                            .bind(account_id)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        };
-                        let (c, t, m, a) = previous.unwrap_or_default();
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO account_imports (account_id, user_id, forced, channels_count, threads_count, \
-                             messages_count, attachments_count, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
-                        )
-                        .bind(account_id)
-                        .bind(user_id)
-                        .bind(forced)
-                        .bind(c)
-                        .bind(t)
-                        .bind(m)
-                        .bind(a)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        (id, Some("migrating"))
-                    }
-                    ImportStart::Resume { id } => {
-                        let stage: Option<String> = sqlx::query_scalar(
-                            "UPDATE account_imports SET status = 'queued', lease_owner = NULL, lease_token = NULL, \
-                             lease_expires_at = NULL, next_repair_at = NULL, updated_at = $1, \
-                             repair_attempts = repair_attempts + CASE WHEN stage = 'all' THEN 1 ELSE 0 END \
-                             WHERE id = $2 AND account_id = $3 AND status = 'failed' RETURNING stage",
-                        )
-                        .bind(now)
-                        .bind(id)
-                        .bind(account_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let stage = stage.ok_or(StoreError::NotFound("failed account import"))?;
-                        // A resumed recent stage shows where it stands again; a history repair keeps the
-                        // client's `completed` (messages-failure) until it succeeds.
-                        (id, (stage == "recent").then_some("channels-migrated"))
-                    }
+                    .fetch_optional(c)
+                    .await)?
                 };
-                if let Some(status) = account_status {
-                    sqlx::query("UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3")
-                        .bind(status)
-                        .bind(now)
-                        .bind(account_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let sql = format!("SELECT {} FROM account_imports WHERE id = $1", $crate::store::imports::IMPORT_COLUMNS);
-                let import = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok((import, true))
-            }
-
-            async fn get_account_import(&self, id: i64) -> Result<$crate::store::AccountImport> {
-                let sql = format!("SELECT {} FROM account_imports WHERE id = $1", $crate::store::imports::IMPORT_COLUMNS);
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(StoreError::NotFound("account import"))
-            }
-
-            async fn latest_account_import(&self, account_id: i64) -> Result<Option<$crate::store::AccountImport>> {
-                let sql = format!(
-                    "SELECT {} FROM account_imports WHERE account_id = $1 ORDER BY id DESC LIMIT 1",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_optional(&self.pool).await?)
-            }
-
-            async fn list_account_imports(&self, account_id: i64) -> Result<Vec<$crate::store::AccountImport>> {
-                let sql = format!(
-                    "SELECT {} FROM account_imports WHERE account_id = $1 ORDER BY id DESC",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(&self.pool).await?)
-            }
-
-            async fn claim_account_import(
-                &self,
-                owner: &str,
-                token: &str,
-                now: DateTime<Utc>,
-                until: DateTime<Utc>,
-            ) -> Result<Option<$crate::store::AccountImport>> {
-                let mut tx = self.begin_write().await?;
-                // First stages before long histories, then by age; a running import counts when its lease expired.
-                let sql = format!(
-                    "SELECT id, status FROM account_imports WHERE status = 'queued' \
-                     OR (status = 'running' AND lease_expires_at < $1) \
-                     ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}",
-                    Self::SKIP_LOCKED
-                );
-                let candidate: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some((id, previous)) = candidate else {
-                    return Ok(None);
-                };
-                sqlx::query(
-                    "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
-                     lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
-                     updated_at = $4 WHERE id = $5",
+                let (channels, threads, messages, attachments) = previous.unwrap_or_default();
+                let id: i64 = db_run!(&mut tx, |c| {
+                    sqlx::query_scalar(
+                    "INSERT INTO account_imports (account_id, user_id, forced, channels_count, threads_count, \
+                     messages_count, attachments_count, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
                 )
-                .bind(owner)
-                .bind(token)
-                .bind(until)
+                .bind(account_id)
+                .bind(user_id)
+                .bind(forced)
+                .bind(channels)
+                .bind(threads)
+                .bind(messages)
+                .bind(attachments)
                 .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if previous == "running" {
-                    $crate::metrics::lease_takeover("account_import");
-                }
-                let sql = format!("SELECT {} FROM account_imports WHERE id = $1", $crate::store::imports::IMPORT_COLUMNS);
-                let import = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(Some(import))
+                .fetch_one(c).await
+                })?;
+                (id, Some("migrating"))
             }
-
-            async fn account_import_waiting(&self, except: i64) -> Result<bool> {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM account_imports WHERE status = 'queued' AND stage IN ('channels', 'recent') AND id <> $1",
-                )
-                .bind(except)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(n > 0)
-            }
-
-            async fn renew_account_import_lease(&self, id: i64, token: &str, until: DateTime<Utc>) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE account_imports SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
-                )
-                .bind(until)
-                .bind(id)
-                .bind(token)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn release_account_import(&self, id: i64, token: &str) -> Result<bool> {
-                let done = sqlx::query(
+            ImportStart::Resume { id } => {
+                let stage: Option<String> = db_run!(&mut tx, |c| {
+                    sqlx::query_scalar(
                     "UPDATE account_imports SET status = 'queued', lease_owner = NULL, lease_token = NULL, \
-                     lease_expires_at = NULL, updated_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+                     lease_expires_at = NULL, next_repair_at = NULL, updated_at = $1, \
+                     repair_attempts = repair_attempts + CASE WHEN stage = 'all' THEN 1 ELSE 0 END \
+                     WHERE id = $2 AND account_id = $3 AND status = 'failed' RETURNING stage",
                 )
-                .bind(Utc::now())
-                .bind(id)
-                .bind(token)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn import_channels(
-                &self,
-                id: i64,
-                token: &str,
-                channels: &[$crate::store::ImportedChannel],
-                seal: $crate::store::ConfigSealer<'_>,
-            ) -> Result<Option<Vec<(String, i64)>>> {
-                let mut tx = self.begin_write().await?;
-                let now = Utc::now();
-                let account_id: Option<i64> = sqlx::query_scalar(
-                    "UPDATE account_imports SET stage = 'recent', channels_count = $1, channels_migrated_at = $2, \
-                     recent_cursor = NULL, all_cursor = NULL, updated_at = $2 \
-                     WHERE id = $3 AND lease_token = $4 AND status = 'running' RETURNING account_id",
-                )
-                .bind(channels.len() as i64)
                 .bind(now)
                 .bind(id)
-                .bind(token)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(account_id) = account_id else {
-                    return Ok(None);
-                };
-                let mut inboxes = Vec::with_capacity(channels.len());
-                for c in channels {
-                    // Created once per legacy channel (the unique key decides), updated on every later import.
-                    let inbox_id: i64 = sqlx::query_scalar(
-                        "INSERT INTO inboxes (account_id, name, channel_type, phone_number, legacy_channel_id, import_id, \
-                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-                         ON CONFLICT (account_id, legacy_channel_id) DO UPDATE SET name = excluded.name, \
-                         channel_type = excluded.channel_type, phone_number = excluded.phone_number, updated_at = excluded.updated_at \
-                         RETURNING id",
-                    )
-                    .bind(account_id)
-                    .bind(&c.name)
-                    .bind(c.channel_type.as_str())
-                    .bind(&c.phone_number)
-                    .bind(&c.legacy_channel_id)
-                    .bind(id)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sqlx::query("UPDATE inboxes SET provider_config = $1 WHERE id = $2")
-                        .bind(seal(inbox_id, &c.config))
-                        .bind(inbox_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    inboxes.push((c.legacy_channel_id.clone(), inbox_id));
-                }
-                sqlx::query("UPDATE accounts SET migration_status = 'channels-migrated', updated_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(account_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(inboxes))
+                .bind(account_id)
+                .fetch_optional(c).await
+                })?;
+                let stage = stage.ok_or(StoreError::NotFound("failed account import"))?;
+                // A resumed recent stage shows where it stands again; a history repair keeps the
+                // client's `completed` (messages-failure) until it succeeds.
+                (id, (stage == "recent").then_some("channels-migrated"))
             }
+        };
+        if let Some(status) = account_status {
+            db_run!(&mut tx, |c| sqlx::query(
+                "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3"
+            )
+            .bind(status)
+            .bind(now)
+            .bind(account_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE id = $1",
+            IMPORT_COLUMNS
+        );
+        let import = db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(c)
+            .await)?;
+        tx.commit().await?;
+        Ok((import, true))
+    }
 
-            async fn refresh_import_statistics(&self) -> Result<()> {
-                if Self::BACKEND == $crate::store::Backend::Postgres {
-                    // ANALYZE samples a bounded number of rows: its cost does not grow with the tables.
-                    sqlx::raw_sql("ANALYZE conversations, contacts, contact_inboxes")
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(())
-            }
+    async fn get_account_import(&self, id: i64) -> Result<AccountImport> {
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE id = $1",
+            IMPORT_COLUMNS
+        );
+        db_run!(self.pool(), |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(c)
+            .await)?
+        .ok_or(StoreError::NotFound("account import"))
+    }
 
-            async fn import_batch(
-                &self,
-                id: i64,
-                token: &str,
-                stage: &str,
-                batch: &$crate::store::ImportBatch,
-            ) -> Result<Option<$crate::store::ImportBatchOutcome>> {
-                use std::collections::HashMap;
-                let cursor_column = match stage {
-                    "recent" => "recent_cursor",
-                    "all" => "all_cursor",
-                    other => return Err(StoreError::Invalid(format!("no message stage {other:?}"))),
-                };
-                let mut tx = self.begin_write().await?;
-                let now = Utc::now();
-                // The lease first: on PostgreSQL this also locks the import row, so a stale worker's batch waits
-                // and then finds the lease gone.
-                let sql = format!(
-                    "UPDATE account_imports SET {cursor_column} = $1, updated_at = $2 \
-                     WHERE id = $3 AND lease_token = $4 AND status = 'running' AND stage = $5 RETURNING account_id"
-                );
-                let account_id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(&batch.cursor)
-                    .bind(now)
-                    .bind(id)
-                    .bind(token)
-                    .bind(stage)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(account_id) = account_id else {
-                    return Ok(None);
-                };
-                let mut outcome = $crate::store::ImportBatchOutcome::default();
+    async fn latest_account_import(&self, account_id: i64) -> Result<Option<AccountImport>> {
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE account_id = $1 ORDER BY id DESC LIMIT 1",
+            IMPORT_COLUMNS
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(account_id)
+        .fetch_optional(c)
+        .await)?)
+    }
 
-                // Conversations already imported (keyed by legacy thread id).
-                let thread_ids: Vec<&str> = batch.threads.iter().map(|t| t.legacy_thread_id.as_str()).collect();
-                let mut conversation_of: HashMap<String, i64> =
-                    Self::conversations_by_legacy_thread(&mut tx, account_id, &thread_ids).await?.into_iter().collect();
-                let mut new_threads: Vec<&$crate::store::ImportThread> = batch
-                    .threads
-                    .iter()
-                    .filter(|t| !conversation_of.contains_key(t.legacy_thread_id.as_str()))
-                    .collect();
-                let mut seen_threads = std::collections::HashSet::new();
-                new_threads.retain(|t| seen_threads.insert(t.legacy_thread_id.as_str()));
-                if !new_threads.is_empty() {
-                    // Set-based: a handful of statements for all the batch's new threads, whatever their number.
+    async fn list_account_imports(&self, account_id: i64) -> Result<Vec<AccountImport>> {
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE account_id = $1 ORDER BY id DESC",
+            IMPORT_COLUMNS
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(account_id)
+        .fetch_all(c)
+        .await)?)
+    }
 
-                    // The customers: this inbox's contact_inbox with the identity (locked on PostgreSQL against
-                    // a webhook storing the same customer right now), else the account's contact with that
-                    // identity key in another inbox, else a new contact.
-                    let mut people: Vec<(i64, &str)> =
-                        new_threads.iter().map(|t| (t.inbox_id, t.wa_identity.as_str())).collect();
-                    people.sort_unstable();
-                    people.dedup();
-                    let mut known: HashMap<(i64, String), (i64, i64)> = HashMap::with_capacity(people.len());
-                    for chunk in people.chunks(500) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "SELECT inbox_id, wa_identity, id, contact_id FROM contact_inboxes WHERE (inbox_id, wa_identity) IN (",
-                        );
-                        let mut list = qb.separated(", ");
-                        for (inbox_id, identity) in $crate::store::ingest::padded(chunk.to_vec()) {
-                            list.push("(");
-                            list.push_bind_unseparated(inbox_id);
-                            list.push_unseparated(", ");
-                            list.push_bind_unseparated(identity);
-                            list.push_unseparated(")");
-                        }
-                        qb.push(") ORDER BY id");
-                        qb.push(Self::FOR_UPDATE);
-                        let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                        for (inbox_id, identity, ci, contact) in rows {
-                            known.insert((inbox_id, identity), (ci, contact));
-                        }
-                    }
-                    let missing: Vec<&$crate::store::ImportThread> = {
-                        let mut seen = std::collections::HashSet::new();
-                        new_threads
-                            .iter()
-                            .copied()
-                            .filter(|t| !known.contains_key(&(t.inbox_id, t.wa_identity.clone())))
-                            .filter(|t| seen.insert((t.inbox_id, t.wa_identity.as_str())))
-                            .collect()
-                    };
-                    if !missing.is_empty() {
-                        let mut contact_of_key: HashMap<String, i64> = HashMap::new();
-                        let key_of = |t: &$crate::store::ImportThread| {
-                            if batch.merge_brazil_ninth_digit { t.wa_key.clone() } else { t.wa_identity.clone() }
-                        };
-                        let mut keys: Vec<String> = missing.iter().map(|t| key_of(t)).collect();
-                        keys.sort_unstable();
-                        keys.dedup();
-                        for chunk in keys.chunks(500) {
-                            // The identity key folds the Brazilian ninth digit; without merging, the exact identity
-                            // (which is then the key) must match.
-                            let column = if batch.merge_brazil_ninth_digit { "ci.wa_key" } else { "ci.wa_identity" };
-                            // Through the account's inboxes, so that the (inbox_id, key) indexes serve the lookup.
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                                "SELECT {column}, MIN(ci.contact_id) FROM contact_inboxes ci JOIN contacts c ON c.id = ci.contact_id \
-                                 WHERE ci.inbox_id IN (SELECT id FROM inboxes WHERE account_id = "
-                            ));
-                            qb.push_bind(account_id);
-                            qb.push(") AND c.account_id = ");
-                            qb.push_bind(account_id);
-                            qb.push(format!(" AND {column} IN ("));
-                            let mut list = qb.separated(", ");
-                            for key in $crate::store::ingest::padded(chunk.to_vec()) {
-                                list.push_bind(key);
-                            }
-                            qb.push(format!(") GROUP BY {column}"));
-                            contact_of_key.extend(qb.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await?);
-                        }
-                        // New contacts, one per identity key.
-                        let mut fresh: Vec<&$crate::store::ImportThread> = Vec::new();
-                        for t in &missing {
-                            if !contact_of_key.contains_key(&key_of(t)) && !fresh.iter().any(|f| key_of(f) == key_of(t)) {
-                                fresh.push(t);
-                            }
-                        }
-                        let contact_ids = Self::allocate_ids(&mut tx, "contacts", fresh.len()).await?;
-                        for chunk in fresh.iter().zip(&contact_ids).collect::<Vec<_>>().chunks(500) {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                "INSERT INTO contacts (id, account_id, name, phone_number, import_id, created_at, updated_at) ",
-                            );
-                            qb.push_values(chunk, |mut row, (t, contact_id)| {
-                                row.push_bind(**contact_id)
-                                    .push_bind(account_id)
-                                    .push_bind(&t.contact_name)
-                                    .push_bind(&t.phone_number)
-                                    .push_bind(id)
-                                    .push_bind(now)
-                                    .push_bind(now);
-                            });
-                            qb.build().execute(&mut *tx).await?;
-                        }
-                        for (t, contact_id) in fresh.iter().zip(&contact_ids) {
-                            contact_of_key.insert(key_of(t), *contact_id);
-                        }
-                        let ci_ids = Self::allocate_ids(&mut tx, "contact_inboxes", missing.len()).await?;
-                        let mut inserted: std::collections::HashSet<i64> = std::collections::HashSet::new();
-                        for chunk in missing.iter().zip(&ci_ids).collect::<Vec<_>>().chunks(500) {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                "INSERT INTO contact_inboxes (id, contact_id, inbox_id, source_id, wa_identity, wa_key, import_id, created_at) ",
-                            );
-                            qb.push_values(chunk, |mut row, (t, ci)| {
-                                row.push_bind(**ci)
-                                    .push_bind(contact_of_key[&key_of(t)])
-                                    .push_bind(t.inbox_id)
-                                    .push_bind(&t.source_id)
-                                    .push_bind(&t.wa_identity)
-                                    .push_bind(&t.wa_key)
-                                    .push_bind(id)
-                                    .push_bind(now);
-                            });
-                            // A webhook may have stored the same customer since the lookup (PostgreSQL): its row wins.
-                            qb.push(" ON CONFLICT DO NOTHING RETURNING id");
-                            inserted.extend(qb.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
-                        }
-                        let mut lost = false;
-                        for (t, ci) in missing.iter().zip(&ci_ids) {
-                            if inserted.contains(ci) {
-                                known.insert((t.inbox_id, t.wa_identity.clone()), (*ci, contact_of_key[&key_of(t)]));
-                            } else {
-                                lost = true;
-                                let found: (i64, i64) = sqlx::query_as(Self::LOCK_CONTACT_INBOX_SQL)
-                                    .bind(t.inbox_id)
-                                    .bind(&t.wa_identity)
-                                    .fetch_one(&mut *tx)
-                                    .await?;
-                                known.insert((t.inbox_id, t.wa_identity.clone()), found);
-                            }
-                        }
-                        if lost {
-                            // Contacts made for rows that lost the race are nobody's.
-                            for chunk in contact_ids.chunks(500) {
-                                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM contacts WHERE id IN (");
-                                let mut list = qb.separated(", ");
-                                for c in chunk {
-                                    list.push_bind(*c);
-                                }
-                                qb.push(") AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id)");
-                                qb.build().execute(&mut *tx).await?;
-                            }
-                        }
-                    }
-
-                    // The account's counter after the customers, in the order webhook ingestion takes them (contact
-                    // rows, then the account): the two never wait for each other crosswise.
-                    let last_display_id: i64 = sqlx::query_scalar(
-                        "UPDATE accounts SET last_display_id = last_display_id + $1 WHERE id = $2 RETURNING last_display_id",
-                    )
-                    .bind(new_threads.len() as i64)
-                    .bind(account_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let first_display_id = last_display_id - new_threads.len() as i64 + 1;
-                    let conversation_ids = Self::allocate_ids(&mut tx, "conversations", new_threads.len()).await?;
-                    let rows: Vec<(usize, &$crate::store::ImportThread)> = new_threads.iter().copied().enumerate().collect();
-                    for chunk in rows.chunks(500) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO conversations (id, account_id, inbox_id, contact_id, contact_inbox_id, display_id, status, \
-                             last_activity_at, legacy_thread_id, import_id, created_at, updated_at) ",
-                        );
-                        qb.push_values(chunk, |mut row, (i, t)| {
-                            let (ci, contact) = known[&(t.inbox_id, t.wa_identity.clone())];
-                            row.push_bind(conversation_ids[*i])
-                                .push_bind(account_id)
-                                .push_bind(t.inbox_id)
-                                .push_bind(contact)
-                                .push_bind(ci)
-                                .push_bind(first_display_id + *i as i64)
-                                .push_bind(t.status)
-                                .push_bind(t.last_activity_at)
-                                .push_bind(&t.legacy_thread_id)
-                                .push_bind(id)
-                                .push_bind(t.last_activity_at)
-                                .push_bind(now);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    for (i, t) in rows {
-                        conversation_of.insert(t.legacy_thread_id.clone(), conversation_ids[i]);
-                    }
-                    outcome.threads_created = new_threads.len() as i64;
-                }
-
-                // Messages, once per legacy message id.
-                let rows: Vec<(i64, &$crate::store::ImportMessage)> = batch
-                    .threads
-                    .iter()
-                    .flat_map(|t| {
-                        let conversation = conversation_of[t.legacy_thread_id.as_str()];
-                        t.messages.iter().map(move |m| (conversation, m))
-                    })
-                    .collect();
-                let created: HashMap<String, i64> =
-                    Self::insert_import_messages(&mut tx, account_id, id, &rows).await?.into_iter().collect();
-                outcome.messages_created = created.len() as i64;
-
-                // Files of the new messages: pending placeholders, each with its download job.
-                let files: Vec<(i64, &$crate::store::ImportMedia)> = rows
-                    .iter()
-                    .filter_map(|(_, m)| created.get(&m.legacy_message_id).map(|id| (*id, m)))
-                    .flat_map(|(message_id, m)| m.media.iter().map(move |f| (message_id, f)))
-                    .collect();
-                for chunk in files.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO attachments (account_id, message_id, file_type, content_type, file_name, status, \
-                         external_url, import_id, created_at) ",
-                    );
-                    qb.push_values(chunk, |mut row, (message_id, f)| {
-                        row.push_bind(account_id)
-                            .push_bind(*message_id)
-                            .push_bind(f.file_type)
-                            .push_bind(&f.content_type)
-                            .push_bind(&f.file_name)
-                            .push_bind("pending")
-                            .push_bind(&f.url)
-                            .push_bind(id)
-                            .push_bind(now);
-                    });
-                    qb.push(" RETURNING id, external_url");
-                    let attachments: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    outcome.attachments_created += attachments.len() as i64;
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO jobs (kind, payload, run_at, dedupe_key) ");
-                    qb.push_values(&attachments, |mut row, (attachment_id, url)| {
-                        row.push_bind($crate::webhooks::media::JOB_KIND)
-                            .push_bind(sqlx::types::Json(serde_json::json!({
-                                "attachment_id": attachment_id,
-                                "integration_id": null,
-                                "source": {"from": "legacy", "url": url},
-                            })))
-                            .push_bind(now)
-                            .push_bind(format!("{}:{attachment_id}", $crate::webhooks::media::JOB_KIND));
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-
-                for (message_id, starred) in &batch.starred {
-                    let done = sqlx::query(
-                        "UPDATE messages SET starred = $1, updated_at = $2 WHERE id = $3 AND account_id = $4 AND starred <> $1",
-                    )
-                    .bind(*starred)
-                    .bind(now)
-                    .bind(*message_id)
-                    .bind(account_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    outcome.starred_applied += done.rows_affected() as i64;
-                }
-
-                sqlx::query(
-                    "UPDATE account_imports SET threads_count = threads_count + $1, messages_count = messages_count + $2, \
-                     attachments_count = attachments_count + $3 WHERE id = $4",
-                )
-                .bind(outcome.threads_created)
-                .bind(outcome.messages_created)
-                .bind(outcome.attachments_created)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(Some(outcome))
-            }
-
-            async fn finish_import_stage(&self, id: i64, token: &str, stage: &str) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
-                let now = Utc::now();
-                let (sql, account_status) = match stage {
-                    "recent" => (
-                        "UPDATE account_imports SET stage = 'all', recent_migrated_at = $1, updated_at = $1, \
-                         recent_threads_count = threads_count, recent_messages_count = messages_count \
-                         WHERE id = $2 AND lease_token = $3 AND status = 'running' AND stage = 'recent' RETURNING account_id",
-                        "recent-messages-migrated",
-                    ),
-                    "all" => (
-                        "UPDATE account_imports SET stage = 'done', status = 'completed', completed_at = $1, updated_at = $1, \
-                         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_repair_at = NULL \
-                         WHERE id = $2 AND lease_token = $3 AND status = 'running' AND stage = 'all' RETURNING account_id",
-                        "completed",
-                    ),
-                    other => return Err(StoreError::Invalid(format!("no stage {other:?} to finish"))),
-                };
-                let account_id: Option<i64> = sqlx::query_scalar(sql)
-                    .bind(now)
-                    .bind(id)
-                    .bind(token)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(account_id) = account_id else {
-                    return Ok(false);
-                };
-                // A history repair after `messages-failure` keeps showing that (the client sees `completed`)
-                // until the history is in.
-                let guard = if stage == "recent" { " AND migration_status <> 'messages-failure'" } else { "" };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3{guard}"
-                )))
-                .bind(account_status)
+    async fn claim_account_import(
+        &self,
+        owner: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<AccountImport>> {
+        let mut tx = self.pool().begin_write().await?;
+        // First stages before long histories, then by age; a running import counts when its lease expired.
+        let sql = format!(
+            "SELECT id, status FROM account_imports WHERE status = 'queued' \
+             OR (status = 'running' AND lease_expires_at < $1) \
+             ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}",
+            tx.backend().skip_locked()
+        );
+        let candidate: Option<(i64, String)> =
+            db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(now)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
+                .fetch_optional(c)
+                .await)?;
+        let Some((id, previous)) = candidate else {
+            return Ok(None);
+        };
+        db_run!(&mut tx, |c| {
+            sqlx::query(
+            "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
+             lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
+             updated_at = $4 WHERE id = $5",
+        )
+        .bind(owner)
+        .bind(token)
+        .bind(until)
+        .bind(now)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        if previous == "running" {
+            crate::metrics::lease_takeover("account_import");
+        }
+        let sql = format!(
+            "SELECT {} FROM account_imports WHERE id = $1",
+            IMPORT_COLUMNS
+        );
+        let import = db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(c)
+            .await)?;
+        tx.commit().await?;
+        Ok(Some(import))
+    }
 
-            async fn fail_account_import(
-                &self,
-                id: i64,
-                token: &str,
-                account_status: &str,
-                message: &str,
-                detail: &str,
-                next_repair_at: Option<DateTime<Utc>>,
-            ) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
-                let now = Utc::now();
-                let account_id: Option<i64> = sqlx::query_scalar(
-                    "UPDATE account_imports SET status = 'failed', failed_stage = stage, error_message = $1, error_detail = $2, \
-                     next_repair_at = $3, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
-                     WHERE id = $5 AND lease_token = $6 AND status = 'running' RETURNING account_id",
-                )
-                .bind(message)
-                .bind(detail)
-                .bind(next_repair_at)
-                .bind(now)
-                .bind(id)
-                .bind(token)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(account_id) = account_id else {
-                    return Ok(false);
-                };
-                sqlx::query("UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3")
-                    .bind(account_status)
-                    .bind(now)
-                    .bind(account_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
+    async fn account_import_waiting(&self, except: i64) -> Result<bool> {
+        let n: i64 = db_run!(self.pool(), |c| {
+            sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_imports WHERE status = 'queued' AND stage IN ('channels', 'recent') AND id <> $1",
+        )
+        .bind(except)
+        .fetch_one(c).await
+        })?;
+        Ok(n > 0)
+    }
 
-            async fn due_import_repairs(&self, now: DateTime<Utc>) -> Result<Vec<$crate::store::AccountImport>> {
-                let sql = format!(
-                    "SELECT {} FROM account_imports i WHERE status = 'failed' AND stage = 'all' AND next_repair_at <= $1 \
-                     AND id = (SELECT MAX(id) FROM account_imports j WHERE j.account_id = i.account_id) \
-                     AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.account_id AND a.migration_status = 'messages-failure') \
-                     ORDER BY next_repair_at",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&self.pool).await?)
-            }
+    async fn renew_account_import_lease(
+        &self,
+        id: i64,
+        token: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query(
+            "UPDATE account_imports SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(token)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
 
-            async fn import_failures(&self) -> Result<Vec<$crate::store::ImportFailure>> {
-                Ok(sqlx::query_as(
-                    "SELECT a.id AS account_id, a.name AS account_name, a.legacy_ref, i.id AS import_id, i.error_message, \
-                     i.repair_attempts, i.next_repair_at, i.status, i.updated_at \
-                     FROM accounts a JOIN account_imports i ON i.id = (SELECT MAX(id) FROM account_imports j WHERE j.account_id = a.id) \
-                     WHERE a.migration_status = 'messages-failure' ORDER BY a.id",
-                )
-                .fetch_all(&self.pool)
-                .await?)
-            }
+    async fn release_account_import(&self, id: i64, token: &str) -> Result<bool> {
+        let done = db_run!(self.pool(), |c| {
+            sqlx::query(
+            "UPDATE account_imports SET status = 'queued', lease_owner = NULL, lease_token = NULL, \
+             lease_expires_at = NULL, updated_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+        )
+        .bind(Utc::now())
+        .bind(id)
+        .bind(token)
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
 
-            async fn import_attachment_counts(&self, account_id: i64) -> Result<$crate::store::ImportAttachmentCounts> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM attachments WHERE import_id IN \
-                     (SELECT id FROM account_imports WHERE account_id = $1) GROUP BY status",
-                )
-                .bind(account_id)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut counts = $crate::store::ImportAttachmentCounts::default();
-                for (status, n) in rows {
-                    counts.total += n;
-                    match status.as_str() {
-                        "pending" => counts.pending += n,
-                        "failed" => counts.failed += n,
-                        _ => {}
-                    }
-                }
-                Ok(counts)
-            }
+    async fn import_channels(
+        &self,
+        id: i64,
+        token: &str,
+        channels: &[ImportedChannel],
+        seal: ConfigSealer<'_>,
+    ) -> Result<Option<Vec<(String, i64)>>> {
+        let mut tx = self.pool().begin_write().await?;
+        let now = Utc::now();
+        let account_id: Option<i64> = db_run!(&mut tx, |c| {
+            sqlx::query_scalar(
+            "UPDATE account_imports SET stage = 'recent', channels_count = $1, channels_migrated_at = $2, \
+             recent_cursor = NULL, all_cursor = NULL, updated_at = $2 \
+             WHERE id = $3 AND lease_token = $4 AND status = 'running' RETURNING account_id",
+        )
+        .bind(channels.len() as i64)
+        .bind(now)
+        .bind(id)
+        .bind(token)
+        .fetch_optional(c).await
+        })?;
+        let Some(account_id) = account_id else {
+            return Ok(None);
+        };
+        let mut inboxes = Vec::with_capacity(channels.len());
+        for channel in channels {
+            // Created once per legacy channel (the unique key decides), updated on every later import.
+            let inbox_id: i64 = db_run!(&mut tx, |c| {
+                sqlx::query_scalar(
+                "INSERT INTO inboxes (account_id, name, channel_type, phone_number, legacy_channel_id, import_id, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                 ON CONFLICT (account_id, legacy_channel_id) DO UPDATE SET name = excluded.name, \
+                 channel_type = excluded.channel_type, phone_number = excluded.phone_number, updated_at = excluded.updated_at \
+                 RETURNING id",
+            )
+            .bind(account_id)
+            .bind(&channel.name)
+            .bind(channel.channel_type.as_str())
+            .bind(&channel.phone_number)
+            .bind(&channel.legacy_channel_id)
+            .bind(id)
+            .bind(now)
+            .fetch_one(c).await
+            })?;
+            db_run!(&mut tx, |c| sqlx::query(
+                "UPDATE inboxes SET provider_config = $1 WHERE id = $2"
+            )
+            .bind(seal(inbox_id, &channel.config))
+            .bind(inbox_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            inboxes.push((channel.legacy_channel_id.clone(), inbox_id));
+        }
+        db_run!(&mut tx, |c| {
+            sqlx::query("UPDATE accounts SET migration_status = 'channels-migrated', updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(account_id)
+            .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        tx.commit().await?;
+        Ok(Some(inboxes))
+    }
 
-            async fn retry_import_attachments(&self, account_id: Option<i64>) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let now = Utc::now();
-                let scope = "import_id IN (SELECT id FROM account_imports WHERE $1 IS NULL OR account_id = $1)";
-                let sql = format!(
-                    "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, last_error = NULL, updated_at = $2 \
-                     WHERE kind = '{}' AND status = 'failed' AND dedupe_key IN \
-                     (SELECT '{}:' || id FROM attachments WHERE status = 'failed' AND {scope})",
-                    $crate::webhooks::media::JOB_KIND,
-                    $crate::webhooks::media::JOB_KIND
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).bind(now).execute(&mut *tx).await?;
-                let sql = format!(
-                    "UPDATE attachments SET status = 'pending', failure_reason = NULL WHERE status = 'failed' AND {scope}"
-                );
-                let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(done.rows_affected())
-            }
+    async fn refresh_import_statistics(&self) -> Result<()> {
+        if self.pool().backend() == super::Backend::Postgres {
+            // ANALYZE samples a bounded number of rows: its cost does not grow with the tables.
+            db_run!(self.pool(), |c| sqlx::raw_sql(
+                "ANALYZE conversations, contacts, contact_inboxes"
+            )
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
 
-            async fn delete_imported_rows(&self, account_id: i64) -> Result<$crate::store::ImportedRowsDeleted> {
-                let mut tx = self.begin_write().await?;
-                let active: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM account_imports WHERE account_id = $1 AND status IN ('queued', 'running')",
-                )
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                if active > 0 {
-                    return Err(StoreError::Conflict { constraint: "account_imports_one_active".into() });
-                }
-                let imports = "(SELECT id FROM account_imports WHERE account_id = $1)";
-                let mut deleted = $crate::store::ImportedRowsDeleted::default();
-                let mut run = async |sql: String| -> Result<u64> {
-                    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).execute(&mut *tx).await?.rows_affected())
-                };
-                let kind = $crate::webhooks::media::JOB_KIND;
-                run(format!(
-                    "DELETE FROM jobs WHERE kind = '{kind}' AND dedupe_key IN \
-                     (SELECT '{kind}:' || id FROM attachments WHERE import_id IN {imports})"
-                ))
-                .await?;
-                deleted.attachments = run(format!("DELETE FROM attachments WHERE import_id IN {imports}")).await?;
-                deleted.messages = run(format!(
-                    "DELETE FROM messages WHERE import_id IN {imports} \
-                     AND conversation_id IN (SELECT id FROM conversations WHERE account_id = $1)"
-                ))
-                .await?;
-                // A conversation that ferry's own messages joined since is kept (its legacy id too, so that a new
-                // import fills it again); only its import mark goes.
-                deleted.conversations = run(format!(
-                    "DELETE FROM conversations WHERE import_id IN {imports} \
-                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id) \
-                     AND NOT EXISTS (SELECT 1 FROM reporting_events r WHERE r.conversation_id = conversations.id)"
-                ))
-                .await?;
-                deleted.conversations_kept =
-                    run(format!("UPDATE conversations SET import_id = NULL WHERE import_id IN {imports}")).await?;
-                deleted.contact_inboxes = run(format!(
-                    "DELETE FROM contact_inboxes WHERE import_id IN {imports} \
-                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = contact_inboxes.id)"
-                ))
-                .await?;
-                run(format!("UPDATE contact_inboxes SET import_id = NULL WHERE import_id IN {imports}")).await?;
-                deleted.contacts = run(format!(
-                    "DELETE FROM contacts WHERE import_id IN {imports} \
-                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_notes n WHERE n.contact_id = contacts.id) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_labels l WHERE l.contact_id = contacts.id)"
-                ))
-                .await?;
-                deleted.contacts_kept =
-                    run(format!("UPDATE contacts SET import_id = NULL WHERE import_id IN {imports}")).await?;
-                deleted.inboxes = run(format!(
-                    "DELETE FROM inboxes WHERE import_id IN {imports} \
-                     AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.inbox_id = inboxes.id) \
-                     AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.inbox_id = inboxes.id) \
-                     AND NOT EXISTS (SELECT 1 FROM integrations g WHERE g.inbox_id = inboxes.id) \
-                     AND NOT EXISTS (SELECT 1 FROM inbox_members im WHERE im.inbox_id = inboxes.id) \
-                     AND NOT EXISTS (SELECT 1 FROM inbox_migrations im WHERE im.source_inbox_id = inboxes.id \
-                                     OR im.destination_inbox_id = inboxes.id)"
-                ))
-                .await?;
-                deleted.inboxes_kept =
-                    run(format!("UPDATE inboxes SET import_id = NULL WHERE import_id IN {imports}")).await?;
-                run("UPDATE accounts SET migration_status = 'not-started' WHERE id = $1".to_owned()).await?;
-                tx.commit().await?;
-                Ok(deleted)
+    async fn import_batch(
+        &self,
+        id: i64,
+        token: &str,
+        stage: &str,
+        batch: &ImportBatch,
+    ) -> Result<Option<ImportBatchOutcome>> {
+        super::import_batch::import_batch(self.pool(), id, token, stage, batch).await
+    }
+
+    async fn finish_import_stage(&self, id: i64, token: &str, stage: &str) -> Result<bool> {
+        let mut tx = self.pool().begin_write().await?;
+        let now = Utc::now();
+        let (sql, account_status) = match stage {
+            "recent" => (
+                "UPDATE account_imports SET stage = 'all', recent_migrated_at = $1, updated_at = $1, \
+                 recent_threads_count = threads_count, recent_messages_count = messages_count \
+                 WHERE id = $2 AND lease_token = $3 AND status = 'running' AND stage = 'recent' RETURNING account_id",
+                "recent-messages-migrated",
+            ),
+            "all" => (
+                "UPDATE account_imports SET stage = 'done', status = 'completed', completed_at = $1, updated_at = $1, \
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_repair_at = NULL \
+                 WHERE id = $2 AND lease_token = $3 AND status = 'running' AND stage = 'all' RETURNING account_id",
+                "completed",
+            ),
+            other => return Err(StoreError::Invalid(format!("no stage {other:?} to finish"))),
+        };
+        let account_id: Option<i64> = db_run!(&mut tx, |c| sqlx::query_scalar(sql)
+            .bind(now)
+            .bind(id)
+            .bind(token)
+            .fetch_optional(c)
+            .await)?;
+        let Some(account_id) = account_id else {
+            return Ok(false);
+        };
+        // A history repair after `messages-failure` keeps showing that (the client sees `completed`)
+        // until the history is in.
+        let guard = if stage == "recent" {
+            " AND migration_status <> 'messages-failure'"
+        } else {
+            ""
+        };
+        db_run!(&mut tx, |c| sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3{guard}"
+        )))
+        .bind(account_status)
+        .bind(now)
+        .bind(account_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail_account_import(
+        &self,
+        id: i64,
+        token: &str,
+        account_status: &str,
+        message: &str,
+        detail: &str,
+        next_repair_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin_write().await?;
+        let now = Utc::now();
+        let account_id: Option<i64> = db_run!(&mut tx, |c| {
+            sqlx::query_scalar(
+            "UPDATE account_imports SET status = 'failed', failed_stage = stage, error_message = $1, error_detail = $2, \
+             next_repair_at = $3, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $4 \
+             WHERE id = $5 AND lease_token = $6 AND status = 'running' RETURNING account_id",
+        )
+        .bind(message)
+        .bind(detail)
+        .bind(next_repair_at)
+        .bind(now)
+        .bind(id)
+        .bind(token)
+        .fetch_optional(c).await
+        })?;
+        let Some(account_id) = account_id else {
+            return Ok(false);
+        };
+        db_run!(&mut tx, |c| sqlx::query(
+            "UPDATE accounts SET migration_status = $1, updated_at = $2 WHERE id = $3"
+        )
+        .bind(account_status)
+        .bind(now)
+        .bind(account_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn due_import_repairs(&self, now: DateTime<Utc>) -> Result<Vec<AccountImport>> {
+        let sql = format!(
+            "SELECT {} FROM account_imports i WHERE status = 'failed' AND stage = 'all' AND next_repair_at <= $1 \
+             AND id = (SELECT MAX(id) FROM account_imports j WHERE j.account_id = i.account_id) \
+             AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.account_id AND a.migration_status = 'messages-failure') \
+             ORDER BY next_repair_at",
+            IMPORT_COLUMNS
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(now)
+        .fetch_all(c)
+        .await)?)
+    }
+
+    async fn import_failures(&self) -> Result<Vec<ImportFailure>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT a.id AS account_id, a.name AS account_name, a.legacy_ref, i.id AS import_id, i.error_message, \
+             i.repair_attempts, i.next_repair_at, i.status, i.updated_at \
+             FROM accounts a JOIN account_imports i ON i.id = (SELECT MAX(id) FROM account_imports j WHERE j.account_id = a.id) \
+             WHERE a.migration_status = 'messages-failure' ORDER BY a.id",
+        )
+        .fetch_all(c).await
+        })?)
+    }
+
+    async fn import_attachment_counts(&self, account_id: i64) -> Result<ImportAttachmentCounts> {
+        let rows: Vec<(String, i64)> = db_run!(self.pool(), |c| sqlx::query_as(
+            "SELECT status, COUNT(*) FROM attachments WHERE import_id IN \
+             (SELECT id FROM account_imports WHERE account_id = $1) GROUP BY status",
+        )
+        .bind(account_id)
+        .fetch_all(c)
+        .await)?;
+        let mut counts = ImportAttachmentCounts::default();
+        for (status, n) in rows {
+            counts.total += n;
+            match status.as_str() {
+                "pending" => counts.pending += n,
+                "failed" => counts.failed += n,
+                _ => {}
             }
         }
-    };
-}
+        Ok(counts)
+    }
 
-pub(super) use impl_account_import_store;
+    async fn retry_import_attachments(&self, account_id: Option<i64>) -> Result<u64> {
+        let mut tx = self.pool().begin_write().await?;
+        let now = Utc::now();
+        let scope =
+            "import_id IN (SELECT id FROM account_imports WHERE $1 IS NULL OR account_id = $1)";
+        let sql = format!(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, last_error = NULL, updated_at = $2 \
+             WHERE kind = '{}' AND status = 'failed' AND dedupe_key IN \
+             (SELECT '{}:' || id FROM attachments WHERE status = 'failed' AND {scope})",
+            crate::webhooks::media::JOB_KIND,
+            crate::webhooks::media::JOB_KIND
+        );
+        db_run!(&mut tx, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        let sql = format!(
+            "UPDATE attachments SET status = 'pending', failure_reason = NULL WHERE status = 'failed' AND {scope}"
+        );
+        let done = db_run!(&mut tx, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn delete_imported_rows(&self, account_id: i64) -> Result<ImportedRowsDeleted> {
+        let mut tx = self.pool().begin_write().await?;
+        let active: i64 = db_run!(&mut tx, |c| {
+            sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_imports WHERE account_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(account_id)
+        .fetch_one(c).await
+        })?;
+        if active > 0 {
+            return Err(StoreError::Conflict {
+                constraint: "account_imports_one_active".into(),
+            });
+        }
+        let imports = "(SELECT id FROM account_imports WHERE account_id = $1)";
+        let mut deleted = ImportedRowsDeleted::default();
+        let mut run = async |sql: String| -> Result<u64> {
+            Ok(db_run!(&mut tx, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account_id)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?)
+        };
+        let kind = crate::webhooks::media::JOB_KIND;
+        run(format!(
+            "DELETE FROM jobs WHERE kind = '{kind}' AND dedupe_key IN \
+             (SELECT '{kind}:' || id FROM attachments WHERE import_id IN {imports})"
+        ))
+        .await?;
+        deleted.attachments = run(format!(
+            "DELETE FROM attachments WHERE import_id IN {imports}"
+        ))
+        .await?;
+        deleted.messages = run(format!(
+            "DELETE FROM messages WHERE import_id IN {imports} \
+             AND conversation_id IN (SELECT id FROM conversations WHERE account_id = $1)"
+        ))
+        .await?;
+        // A conversation that ferry's own messages joined since is kept (its legacy id too, so that a new
+        // import fills it again); only its import mark goes.
+        deleted.conversations = run(format!(
+            "DELETE FROM conversations WHERE import_id IN {imports} \
+             AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id) \
+             AND NOT EXISTS (SELECT 1 FROM reporting_events r WHERE r.conversation_id = conversations.id)"
+        ))
+        .await?;
+        deleted.conversations_kept = run(format!(
+            "UPDATE conversations SET import_id = NULL WHERE import_id IN {imports}"
+        ))
+        .await?;
+        deleted.contact_inboxes = run(format!(
+            "DELETE FROM contact_inboxes WHERE import_id IN {imports} \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = contact_inboxes.id)"
+        ))
+        .await?;
+        run(format!(
+            "UPDATE contact_inboxes SET import_id = NULL WHERE import_id IN {imports}"
+        ))
+        .await?;
+        deleted.contacts = run(format!(
+            "DELETE FROM contacts WHERE import_id IN {imports} \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_id = contacts.id) \
+             AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.contact_id = contacts.id) \
+             AND NOT EXISTS (SELECT 1 FROM contact_notes n WHERE n.contact_id = contacts.id) \
+             AND NOT EXISTS (SELECT 1 FROM contact_labels l WHERE l.contact_id = contacts.id)"
+        ))
+        .await?;
+        deleted.contacts_kept = run(format!(
+            "UPDATE contacts SET import_id = NULL WHERE import_id IN {imports}"
+        ))
+        .await?;
+        deleted.inboxes = run(format!(
+            "DELETE FROM inboxes WHERE import_id IN {imports} \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.inbox_id = inboxes.id) \
+             AND NOT EXISTS (SELECT 1 FROM contact_inboxes ci WHERE ci.inbox_id = inboxes.id) \
+             AND NOT EXISTS (SELECT 1 FROM integrations g WHERE g.inbox_id = inboxes.id) \
+             AND NOT EXISTS (SELECT 1 FROM inbox_members im WHERE im.inbox_id = inboxes.id) \
+             AND NOT EXISTS (SELECT 1 FROM inbox_migrations im WHERE im.source_inbox_id = inboxes.id \
+                             OR im.destination_inbox_id = inboxes.id)"
+        ))
+        .await?;
+        deleted.inboxes_kept = run(format!(
+            "UPDATE inboxes SET import_id = NULL WHERE import_id IN {imports}"
+        ))
+        .await?;
+        run("UPDATE accounts SET migration_status = 'not-started' WHERE id = $1".to_owned())
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}

@@ -7,6 +7,7 @@ mod bench;
 mod common;
 pub(crate) mod db;
 mod health;
+mod import_batch;
 mod imports;
 mod inbox_migrations;
 mod inbox_migrations_impl;

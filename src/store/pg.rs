@@ -7,7 +7,6 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::common::*;
-use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::*;
@@ -25,11 +24,8 @@ impl PgStore {
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/pg/merge_contact_fields.sql");
-    /// Row locks for the rest of the transaction (SQLite's single writer needs none).
-    const FOR_UPDATE: &'static str = " FOR UPDATE";
     /// Lets concurrent workers claim different jobs (SQLite has one writer).
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
-    const LOCK_CONTACT_INBOX_SQL: &'static str = "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2 FOR UPDATE";
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {
@@ -58,7 +54,7 @@ impl PgStore {
     /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
     /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads. One
     /// array parameter: an IN list of hundreds of parameters gets a generic plan that scans the table.
-    async fn conversations_by_legacy_thread(
+    pub(super) async fn conversations_by_legacy_thread(
         tx: &mut Transaction<'static, Postgres>,
         account_id: i64,
         threads: &[&str],
@@ -73,7 +69,7 @@ impl PgStore {
     }
 
     /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
-    async fn insert_import_messages(
+    pub(super) async fn insert_import_messages(
         tx: &mut Transaction<'static, Postgres>,
         account_id: i64,
         import_id: i64,
@@ -108,7 +104,7 @@ impl PgStore {
         )
     }
 
-    async fn allocate_ids(
+    pub(super) async fn allocate_ids(
         tx: &mut Transaction<'static, Postgres>,
         table: &'static str,
         n: usize,
@@ -134,4 +130,3 @@ impl HasPool for PgStore {
 
 impl_store!(PgStore, Postgres);
 impl_inbox_migration_store!(PgStore, Postgres);
-impl_account_import_store!(PgStore, Postgres);

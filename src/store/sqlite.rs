@@ -8,7 +8,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
-use super::imports::impl_account_import_store;
 use super::inbox_migrations::{migration_select, native_source_id_sql};
 use super::inbox_migrations_impl::*;
 use super::*;
@@ -58,12 +57,8 @@ impl SqliteStore {
     const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
     const MERGE_CONTACT_FIELDS_SQL: &'static str =
         include_str!("queries/sqlite/merge_contact_fields.sql");
-    /// Row locks for the rest of the transaction (SQLite's single writer needs none).
-    const FOR_UPDATE: &'static str = "";
     /// Lets concurrent workers claim different jobs (SQLite has one writer).
     const SKIP_LOCKED: &'static str = "";
-    const LOCK_CONTACT_INBOX_SQL: &'static str =
-        "SELECT id, contact_id FROM contact_inboxes WHERE inbox_id = $1 AND wa_identity = $2";
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str) -> Result<Self> {
@@ -112,7 +107,7 @@ impl SqliteStore {
     }
 
     /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads.
-    async fn conversations_by_legacy_thread(
+    pub(super) async fn conversations_by_legacy_thread(
         tx: &mut Transaction<'static, Sqlite>,
         account_id: i64,
         threads: &[&str],
@@ -139,7 +134,7 @@ impl SqliteStore {
     }
 
     /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
-    async fn insert_import_messages(
+    pub(super) async fn insert_import_messages(
         tx: &mut Transaction<'static, Sqlite>,
         account_id: i64,
         import_id: i64,
@@ -178,7 +173,7 @@ impl SqliteStore {
     }
 
     /// Ids for `n` new rows of `table`. Safe because the caller holds the write lock (`begin_write`).
-    async fn allocate_ids(
+    pub(super) async fn allocate_ids(
         tx: &mut Transaction<'static, Sqlite>,
         table: &'static str,
         n: usize,
@@ -202,4 +197,3 @@ impl HasPool for SqliteStore {
 
 impl_store!(SqliteStore, Sqlite);
 impl_inbox_migration_store!(SqliteStore, Sqlite);
-impl_account_import_store!(SqliteStore, Sqlite);
