@@ -9,6 +9,7 @@ pub(crate) mod db;
 mod health;
 mod import_batch;
 mod imports;
+mod inbox_migration_batch;
 mod inbox_migrations;
 mod inbox_migrations_impl;
 mod ingest;

@@ -7,8 +7,6 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::common::*;
-use super::inbox_migrations::{migration_select, native_source_id_sql};
-use super::inbox_migrations_impl::*;
 use super::*;
 use crate::domain::Role;
 
@@ -22,10 +20,6 @@ impl PgStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str =
         "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
-    const MERGE_CONTACT_FIELDS_SQL: &'static str =
-        include_str!("queries/pg/merge_contact_fields.sql");
-    /// Lets concurrent workers claim different jobs (SQLite has one writer).
-    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const BACKEND: Backend = Backend::Postgres;
 
     pub async fn connect(url: &str) -> Result<Self> {
@@ -129,4 +123,3 @@ impl HasPool for PgStore {
 }
 
 impl_store!(PgStore, Postgres);
-impl_inbox_migration_store!(PgStore, Postgres);

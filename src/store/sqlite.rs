@@ -3,13 +3,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
-use super::inbox_migrations::{migration_select, native_source_id_sql};
-use super::inbox_migrations_impl::*;
 use super::*;
 use crate::domain::Role;
 
@@ -55,10 +52,6 @@ impl Drop for Checkpointer {
 impl SqliteStore {
     /// Timestamp arithmetic for `queries/seed_messages.sql`.
     const SEED_CREATED_AT: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', p.started_at, '+' || (p.gap_seconds * (n.i + 1)) || ' seconds')";
-    const MERGE_CONTACT_FIELDS_SQL: &'static str =
-        include_str!("queries/sqlite/merge_contact_fields.sql");
-    /// Lets concurrent workers claim different jobs (SQLite has one writer).
-    const SKIP_LOCKED: &'static str = "";
     const BACKEND: Backend = Backend::Sqlite;
 
     pub async fn connect(url: &str) -> Result<Self> {
@@ -196,4 +189,3 @@ impl HasPool for SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite);
-impl_inbox_migration_store!(SqliteStore, Sqlite);
