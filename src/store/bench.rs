@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::db::db_run;
-use super::{HasPool, Result};
+use super::Result;
+use super::db::{SqlStore, db_run};
 
 #[async_trait]
 pub trait BenchStore: Send + Sync {
@@ -22,7 +22,7 @@ pub trait BenchStore: Send + Sync {
 }
 
 #[async_trait::async_trait]
-impl<S: HasPool> BenchStore for S {
+impl BenchStore for SqlStore {
     async fn bench_script(&self, sql: &str) -> Result<()> {
         let mut tx = self.pool().begin_write().await?;
         db_run!(&mut tx, |c| sqlx::raw_sql(sqlx::AssertSqlSafe(

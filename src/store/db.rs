@@ -4,7 +4,42 @@
 
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::{Backend, ImportMessage, PgStore, Result, SqliteStore};
+use super::{Backend, ImportMessage, Result, WriteHealth};
+
+/// ferry's store on SQLite or PostgreSQL: every `…Store` trait is implemented once for it.
+pub struct SqlStore {
+    pool: Pool,
+    health: WriteHealth,
+    /// SQLite's background WAL checkpoints, stopped with the store.
+    _checkpointer: Option<super::sqlite::Checkpointer>,
+}
+
+impl SqlStore {
+    pub async fn connect_postgres(url: &str) -> Result<Self> {
+        Ok(Self {
+            pool: Pool::Postgres(super::pg::connect(url).await?),
+            health: WriteHealth::default(),
+            _checkpointer: None,
+        })
+    }
+
+    pub async fn connect_sqlite(url: &str) -> Result<Self> {
+        let pool = super::sqlite::connect(url).await?;
+        Ok(Self {
+            _checkpointer: Some(super::sqlite::Checkpointer::spawn(pool.clone())),
+            pool: Pool::Sqlite(pool),
+            health: WriteHealth::default(),
+        })
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(super) fn health(&self) -> &WriteHealth {
+        &self.health
+    }
+}
 
 pub enum Pool {
     Sqlite(SqlitePool),
@@ -91,6 +126,15 @@ impl Pool {
         })
     }
 
+    /// Applies this database's schema migrations (`migrations/sqlite`, `migrations/pg`).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/pg").run(p).await?,
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         match self {
             Pool::Sqlite(p) => p.close().await,
@@ -130,8 +174,8 @@ impl Tx {
     /// on the write lock `begin_write` took.
     pub async fn allocate_ids(&mut self, table: &'static str, n: usize) -> Result<Vec<i64>> {
         match self {
-            Tx::Sqlite(tx) => SqliteStore::allocate_ids(tx, table, n).await,
-            Tx::Postgres(tx) => PgStore::allocate_ids(tx, table, n).await,
+            Tx::Sqlite(tx) => super::sqlite::allocate_ids(tx, table, n).await,
+            Tx::Postgres(tx) => super::pg::allocate_ids(tx, table, n).await,
         }
     }
 
@@ -143,10 +187,10 @@ impl Tx {
     ) -> Result<Vec<(String, i64)>> {
         match self {
             Tx::Sqlite(tx) => {
-                SqliteStore::conversations_by_legacy_thread(tx, account_id, threads).await
+                super::sqlite::conversations_by_legacy_thread(tx, account_id, threads).await
             }
             Tx::Postgres(tx) => {
-                PgStore::conversations_by_legacy_thread(tx, account_id, threads).await
+                super::pg::conversations_by_legacy_thread(tx, account_id, threads).await
             }
         }
     }
@@ -160,10 +204,10 @@ impl Tx {
     ) -> Result<Vec<(String, i64)>> {
         match self {
             Tx::Sqlite(tx) => {
-                SqliteStore::insert_import_messages(tx, account_id, import_id, rows).await
+                super::sqlite::insert_import_messages(tx, account_id, import_id, rows).await
             }
             Tx::Postgres(tx) => {
-                PgStore::insert_import_messages(tx, account_id, import_id, rows).await
+                super::pg::insert_import_messages(tx, account_id, import_id, rows).await
             }
         }
     }

@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::db::db_run;
-use super::{HasPool, Result, StoreError};
+use super::db::{SqlStore, db_run};
+use super::{Result, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AccountImport {
@@ -243,7 +243,7 @@ pub trait AccountImportStore: Send + Sync {
 }
 
 #[async_trait::async_trait]
-impl<S: HasPool> AccountImportStore for S {
+impl AccountImportStore for SqlStore {
     async fn set_migration_status_once(&self, account_id: i64, status: &str) -> Result<bool> {
         let done = db_run!(self.pool(), |c| {
             sqlx::query(

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::{Tx, db_run};
+use super::db::{SqlStore, Tx, db_run};
 use super::inbox_migrations::*;
-use super::{HasPool, Result, StoreError};
+use super::{Result, StoreError};
 
 /// Both inboxes of migration $3 (source $1, destination $2) join the active set; the primary key refuses an
 /// inbox that is already in it.
@@ -46,7 +46,7 @@ macro_rules! batch_merges {
 }
 
 #[async_trait::async_trait]
-impl<S: HasPool> InboxMigrationStore for S {
+impl InboxMigrationStore for SqlStore {
     async fn create_inbox_migration(
         &self,
         account_id: i64,

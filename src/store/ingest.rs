@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use std::collections::{HashMap, HashSet};
 
-use super::db::{Tx, db_run};
-use super::{HasPool, Result, StoreError};
+use super::db::{SqlStore, Tx, db_run};
+use super::{Result, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct IngestMessage {
@@ -207,7 +207,7 @@ pub(crate) fn best_row<'r>(rows: &'r [PersonRow], m: &IngestMessage) -> Option<&
 }
 
 #[async_trait]
-impl<S: HasPool> IngestStore for S {
+impl IngestStore for SqlStore {
     async fn ingest_message(&self, m: &IngestMessage) -> Result<Ingested> {
         Ok(self.ingest_batch(std::slice::from_ref(m)).await?.remove(0))
     }

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::db::db_run;
-use super::{HasPool, Result, Sealer, StoreError};
+use super::db::{SqlStore, db_run};
+use super::{Result, Sealer, StoreError};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Integration {
@@ -289,7 +289,7 @@ macro_rules! integration_select {
 }
 
 #[async_trait::async_trait]
-impl<S: HasPool> IntegrationStore for S {
+impl IntegrationStore for SqlStore {
     async fn create_integration(
         &self,
         new: &NewIntegration,
@@ -738,8 +738,8 @@ impl<S: HasPool> IntegrationStore for S {
 }
 
 /// The integration as an UPDATE of `rows` rows left it: not found when it matched none.
-async fn updated_integration<S: HasPool>(
-    store: &S,
+async fn updated_integration(
+    store: &SqlStore,
     rows: u64,
     account_id: i64,
     id: i64,

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::db::{Tx, db_run};
-use super::{HasPool, Result};
+use super::Result;
+use super::db::{SqlStore, Tx, db_run};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
@@ -55,7 +55,7 @@ pub trait JobStore: Send + Sync {
 }
 
 #[async_trait]
-impl<S: HasPool> JobStore for S {
+impl JobStore for SqlStore {
     async fn claim_job(
         &self,
         kind: &str,

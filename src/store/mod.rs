@@ -1,7 +1,7 @@
-//! Storage: one trait, one implementation per database (`sqlite`, `pg`), each owning its migrations.
-//!
-//! SQL that both dialects accept is written once (`common.rs`, expanded for each pool type); SQL that differs
-//! lives side by side in `queries/sqlite/…` and `queries/pg/…`.
+//! Storage: the `…Store` traits the capabilities use, implemented once by `SqlStore` over SQLite or PostgreSQL
+//! (`db.rs`). SQL both dialects accept is written once and run by `db_run!`, one statement at a time; what
+//! differs is a method of `Backend` (`for_update()`, `skip_locked()`, …) or a function per dialect (`pg.rs`,
+//! `sqlite.rs`, `queries/pg/…` beside `queries/sqlite/…`). Each database owns its migrations.
 
 mod bench;
 mod common;
@@ -26,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use bench::BenchStore;
+pub use db::SqlStore;
 pub use health::WriteHealth;
 pub use imports::*;
 pub use inbox_migrations::*;
@@ -39,8 +40,6 @@ pub use integrations::{
 };
 pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
-pub use pg::PgStore;
-pub use sqlite::SqliteStore;
 pub use web::{AttachmentFailure, WebSession, WebStore};
 
 use crate::secrets::{Cipher, SecretsError};
@@ -113,12 +112,6 @@ impl Backend {
             }
         }
     }
-}
-
-/// A store on either database (while both store types exist, the capabilities written once are implemented
-/// for every store that has a `Pool`).
-pub trait HasPool: Send + Sync {
-    fn pool(&self) -> &db::Pool;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,9 +339,9 @@ pub trait Store:
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> =
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(PgStore::connect(url).await?)
+            Arc::new(SqlStore::connect_postgres(url).await?)
         } else if url.starts_with("sqlite:") {
-            Arc::new(SqliteStore::connect(url).await?)
+            Arc::new(SqlStore::connect_sqlite(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl(crate::config::redact_url(url)));
         };

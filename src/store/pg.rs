@@ -1,4 +1,5 @@
-//! PostgreSQL: the multi-node deployment. Any number of processes share one database.
+//! PostgreSQL: the multi-node deployment. Any number of processes share one database. What it does in its own
+//! way: the pool, and the statements below.
 
 use std::time::Duration;
 
@@ -6,120 +7,82 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::common::*;
-use super::*;
-use crate::domain::Role;
+use super::{ImportMessage, Result};
 
-pub struct PgStore {
-    pool: PgPool,
-    health: super::WriteHealth,
-    db: super::db::Pool,
-}
-
-impl PgStore {
-    /// Timestamp arithmetic for `queries/seed_messages.sql`.
-    const SEED_CREATED_AT: &'static str =
-        "p.started_at + make_interval(secs => p.gap_seconds * (n.i + 1))";
-    const BACKEND: Backend = Backend::Postgres;
-
-    pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(15))
-            .after_release(super::health::released_clean)
-            .connect(url)
-            .await?;
-        Ok(Self {
-            db: super::db::Pool::Postgres(pool.clone()),
-            pool,
-            health: Default::default(),
-        })
-    }
-
-    async fn run_migrations(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/pg").run(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    /// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
-    /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads. One
-    /// array parameter: an IN list of hundreds of parameters gets a generic plan that scans the table.
-    pub(super) async fn conversations_by_legacy_thread(
-        tx: &mut Transaction<'static, Postgres>,
-        account_id: i64,
-        threads: &[&str],
-    ) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT legacy_thread_id, id FROM conversations WHERE account_id = $1 AND legacy_thread_id = ANY($2)",
-        )
-        .bind(account_id)
-        .bind(threads)
-        .fetch_all(&mut **tx)
+pub(super) async fn connect(url: &str) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(15))
+        .after_release(super::health::released_clean)
+        .connect(url)
         .await?)
-    }
-
-    /// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
-    pub(super) async fn insert_import_messages(
-        tx: &mut Transaction<'static, Postgres>,
-        account_id: i64,
-        import_id: i64,
-        rows: &[(i64, &ImportMessage)],
-    ) -> Result<Vec<(String, i64)>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let column =
-            |f: fn(&ImportMessage) -> &str| rows.iter().map(|(_, m)| f(m)).collect::<Vec<_>>();
-        Ok(
-            sqlx::query_as(include_str!("queries/pg/insert_import_messages.sql"))
-                .bind(account_id)
-                .bind(import_id)
-                .bind(rows.iter().map(|(c, _)| *c).collect::<Vec<i64>>())
-                .bind(column(|m| m.message_type))
-                .bind(
-                    rows.iter()
-                        .map(|(_, m)| m.content.as_deref())
-                        .collect::<Vec<Option<&str>>>(),
-                )
-                .bind(column(|m| m.status))
-                .bind(rows.iter().map(|(_, m)| m.starred).collect::<Vec<bool>>())
-                .bind(column(|m| m.legacy_message_id.as_str()))
-                .bind(
-                    rows.iter()
-                        .map(|(_, m)| m.created_at)
-                        .collect::<Vec<DateTime<Utc>>>(),
-                )
-                .fetch_all(&mut **tx)
-                .await?,
-        )
-    }
-
-    pub(super) async fn allocate_ids(
-        tx: &mut Transaction<'static, Postgres>,
-        table: &'static str,
-        n: usize,
-    ) -> Result<Vec<i64>> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(
-            sqlx::query_scalar(include_str!("queries/pg/allocate_ids.sql"))
-                .bind(table)
-                .bind(n as i64)
-                .fetch_all(&mut **tx)
-                .await?,
-        )
-    }
 }
 
-impl HasPool for PgStore {
-    fn pool(&self) -> &super::db::Pool {
-        &self.db
-    }
+/// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads. One
+/// array parameter: an IN list of hundreds of parameters gets a generic plan that scans the table.
+pub(super) async fn conversations_by_legacy_thread(
+    tx: &mut Transaction<'static, Postgres>,
+    account_id: i64,
+    threads: &[&str],
+) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT legacy_thread_id, id FROM conversations WHERE account_id = $1 AND legacy_thread_id = ANY($2)",
+    )
+    .bind(account_id)
+    .bind(threads)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
-impl_store!(PgStore, Postgres);
+/// An import batch's messages (skipping legacy ids already imported): `(legacy_message_id, id)` of the new.
+pub(super) async fn insert_import_messages(
+    tx: &mut Transaction<'static, Postgres>,
+    account_id: i64,
+    import_id: i64,
+    rows: &[(i64, &ImportMessage)],
+) -> Result<Vec<(String, i64)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&ImportMessage) -> &str| rows.iter().map(|(_, m)| f(m)).collect::<Vec<_>>();
+    Ok(
+        sqlx::query_as(include_str!("queries/pg/insert_import_messages.sql"))
+            .bind(account_id)
+            .bind(import_id)
+            .bind(rows.iter().map(|(c, _)| *c).collect::<Vec<i64>>())
+            .bind(column(|m| m.message_type))
+            .bind(
+                rows.iter()
+                    .map(|(_, m)| m.content.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(column(|m| m.status))
+            .bind(rows.iter().map(|(_, m)| m.starred).collect::<Vec<bool>>())
+            .bind(column(|m| m.legacy_message_id.as_str()))
+            .bind(
+                rows.iter()
+                    .map(|(_, m)| m.created_at)
+                    .collect::<Vec<DateTime<Utc>>>(),
+            )
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}
+
+/// Ids for `n` new rows of `table`, drawn from its identity sequence: unique under any concurrency.
+pub(super) async fn allocate_ids(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &'static str,
+    n: usize,
+) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar(include_str!("queries/pg/allocate_ids.sql"))
+            .bind(table)
+            .bind(n as i64)
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}

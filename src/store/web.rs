@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::db::db_run;
-use super::{Account, HasPool, Result, User};
+use super::db::{SqlStore, db_run};
+use super::{Account, Result, User};
 use crate::domain::Role;
 
 /// A signed-in browser: its user and the CSRF token its forms carry.
@@ -86,7 +86,7 @@ pub(super) struct AccountRoleRow {
 }
 
 #[async_trait::async_trait]
-impl<S: HasPool> WebStore for S {
+impl WebStore for SqlStore {
     async fn create_web_session(
         &self,
         token_hash: &[u8],
