@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod inbox_migration;
+pub mod jobs;
 pub mod metrics;
 pub mod password;
 pub mod secrets;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::envelope::EnvelopeError;
 use super::source::{LegacyMessage, LegacySource, LegacyThread, SourceError};
 use crate::domain::{ChannelType, WhatsAppIdentity};
-use crate::inbox_migration::engine::{Outcome, RunContext};
+use crate::jobs::{Outcome, RunContext};
 use crate::services::Ferry;
 use crate::store::{
     AccountImport, ImportBatch, ImportMedia, ImportMessage, ImportThread, ImportedChannel,
@@ -150,11 +150,7 @@ async fn run_resuming(
         let pause = (Duration::from_millis(500) * 2u32.pow(attempt)).min(TRANSIENT_MAX_PAUSE);
         tracing::warn!(error = %error, attempt, ?pause, "transient database failure; resuming from the last commit");
         crate::metrics::transient_retry(JOB);
-        let mut shutdown = ctx.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
-        }
+        ctx.pause(pause).await;
         check(ctx)?;
         match ferry.store.get_account_import(import.id).await {
             Ok(current) => import = current,
@@ -165,10 +161,10 @@ async fn run_resuming(
 }
 
 fn check(ctx: &RunContext) -> Result<(), StageError> {
-    if ctx.lease_lost.load(Ordering::SeqCst) {
+    if ctx.lease_is_lost() {
         return Err(StageError::LeaseLost);
     }
-    if *ctx.shutdown.borrow() {
+    if ctx.shutting_down() {
         return Err(StageError::Shutdown);
     }
     Ok(())
@@ -695,5 +691,45 @@ fn file_type(mime: Option<&str>) -> &'static str {
         Some("audio") => "audio",
         Some("video") => "video",
         _ => "file",
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::LeasedJob for AccountImport {
+    async fn claim(
+        ferry: &Ferry,
+        owner: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Self>, StoreError> {
+        ferry
+            .store
+            .claim_account_import(owner, token, now, until)
+            .await
+    }
+
+    async fn renew(
+        &self,
+        ferry: &Ferry,
+        token: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        ferry
+            .store
+            .renew_account_import_lease(self.id, token, until)
+            .await
+    }
+
+    async fn run(self, ferry: &Ferry, ctx: RunContext) -> Result<Outcome, StoreError> {
+        if self.attempts > 1 {
+            tracing::warn!(
+                id = self.id,
+                attempts = self.attempts,
+                stage = self.stage,
+                "resuming an account import"
+            );
+        }
+        Ok(run(ferry, self, ctx).await)
     }
 }

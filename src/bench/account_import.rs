@@ -185,7 +185,7 @@ async fn run(target: &mut Target, opts: &AccountImportBench) -> anyhow::Result<V
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let outcome = Worker::new(ferry.clone()).run_import_once(shutdown).await?;
     anyhow::ensure!(
-        outcome == Some(crate::inbox_migration::engine::Outcome::Completed),
+        outcome == Some(crate::jobs::Outcome::Completed),
         "the import ended {outcome:?}: {:?}",
         ferry
             .store

@@ -3,55 +3,34 @@
 //! the source → members union → invariant check → `completed`. Memory does not grow with the inbox: every
 //! step is a bounded set-based statement; the state is the data and the journal, so a resumed run continues.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::{MigrationOptions, match_key};
+use crate::jobs::{Outcome, RunContext};
 use crate::services::Ferry;
 use crate::store::{BatchContext, InboxMigration, StoreError};
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    Cancelled,
-    Failed,
-    /// Another worker owns the migration now; this one wrote nothing after losing it.
-    LeaseLost,
-    /// Shutdown: the lease was released at a batch boundary for another worker to continue.
-    Released,
-}
-
-pub struct RunContext {
-    pub token: String,
-    pub lease_lost: Arc<AtomicBool>,
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl RunContext {
-    /// Between two batches: stop when the lease was lost, or give the lease up for another worker when this
-    /// one shuts down.
-    pub(super) async fn at_batch_boundary(
-        &self,
-        ferry: &Ferry,
-        id: i64,
-    ) -> Result<Option<Outcome>, StoreError> {
-        if self.lease_lost.load(Ordering::SeqCst) {
-            return Ok(Some(Outcome::LeaseLost));
-        }
-        if *self.shutdown.borrow() {
-            ferry
-                .store
-                .release_inbox_migration_lease(id, &self.token)
-                .await?;
-            tracing::info!("shutdown: lease released at a batch boundary");
-            return Ok(Some(Outcome::Released));
-        }
-        Ok(None)
+/// Between two batches: stop when the lease was lost, or give the lease up for another worker when this node
+/// shuts down.
+pub(super) async fn at_batch_boundary(
+    ctx: &RunContext,
+    ferry: &Ferry,
+    id: i64,
+) -> Result<Option<Outcome>, StoreError> {
+    if ctx.lease_is_lost() {
+        return Ok(Some(Outcome::LeaseLost));
     }
+    if ctx.shutting_down() {
+        ferry
+            .store
+            .release_inbox_migration_lease(id, &ctx.token)
+            .await?;
+        tracing::info!("shutdown: lease released at a batch boundary");
+        return Ok(Some(Outcome::Released));
+    }
+    Ok(None)
 }
 
 #[tracing::instrument(name = "inbox_migration", skip_all, fields(id = migration.id))]
@@ -159,12 +138,8 @@ where
         let pause = (Duration::from_millis(500) * 2u32.pow(attempt)).min(TRANSIENT_MAX_PAUSE);
         tracing::warn!(error = %error, attempt, ?pause, "transient database failure; the batch rolled back, resuming");
         crate::metrics::transient_retry(job);
-        let mut shutdown = ctx.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
-        }
-        if ctx.lease_lost.load(Ordering::SeqCst) {
+        ctx.pause(pause).await;
+        if ctx.lease_is_lost() {
             return Ok(Outcome::LeaseLost);
         }
         // Where the last committed batch left it (phase, cursor); the database may still be coming back.
@@ -231,7 +206,7 @@ async fn run_inner(
     let mut longest_batch = Duration::ZERO;
     let mut after_contact_inbox_id = 0;
     loop {
-        if let Some(stop) = ctx.at_batch_boundary(ferry, m.id).await? {
+        if let Some(stop) = at_batch_boundary(ctx, ferry, m.id).await? {
             return Ok(stop);
         }
         batch += 1;
@@ -377,4 +352,44 @@ async fn run_inner(
     ferry.token_routes.invalidate_all().await;
     tracing::info!(batches = batch, "completed");
     Ok(Outcome::Completed)
+}
+
+/// A migration or its revert, whichever the claim took.
+#[async_trait::async_trait]
+impl crate::jobs::LeasedJob for InboxMigration {
+    async fn claim(
+        ferry: &Ferry,
+        owner: &str,
+        token: &str,
+        _now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Self>, StoreError> {
+        ferry.store.claim_inbox_migration(owner, token, until).await
+    }
+
+    async fn renew(
+        &self,
+        ferry: &Ferry,
+        token: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        ferry
+            .store
+            .renew_inbox_migration_lease(self.id, token, until)
+            .await
+    }
+
+    async fn run(self, ferry: &Ferry, ctx: RunContext) -> Result<Outcome, StoreError> {
+        if !self.is_active() {
+            return Ok(super::revert::run(ferry, self, ctx).await);
+        }
+        if self.attempts > 1 {
+            tracing::warn!(
+                id = self.id,
+                attempts = self.attempts,
+                "taking over a migration whose lease expired"
+            );
+        }
+        Ok(run(ferry, self, ctx).await)
+    }
 }

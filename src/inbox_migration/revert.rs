@@ -5,7 +5,8 @@
 
 use serde_json::json;
 
-use super::engine::{Outcome, RunContext, resuming};
+use super::engine::{at_batch_boundary, resuming};
+use crate::jobs::{Outcome, RunContext};
 use crate::services::Ferry;
 use crate::store::{InboxMigration, RevertBatch, RevertState, StoreError};
 
@@ -49,7 +50,7 @@ async fn run_inner(
     for &run_id in &runs {
         let run = ferry.store.get_inbox_migration(run_id).await?;
         for batch in (1..=run.cursor_id).rev() {
-            if let Some(stop) = ctx.at_batch_boundary(ferry, m.id).await? {
+            if let Some(stop) = at_batch_boundary(ctx, ferry, m.id).await? {
                 return Ok(stop);
             }
             let undone = ferry

@@ -7,6 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::db::{SqlStore, db_run};
+use super::lease::{self, Leased};
+
+/// An import runs under the lease.
+const IMPORTS: Leased = Leased {
+    table: "account_imports",
+    running: "status = 'running'",
+};
 use super::{Result, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -401,33 +408,22 @@ impl AccountImportStore for SqlStore {
     ) -> Result<Option<AccountImport>> {
         let mut tx = self.pool().begin_write().await?;
         // First stages before long histories, then by age; a running import counts when its lease expired.
-        let sql = format!(
-            "SELECT id, status FROM account_imports WHERE status = 'queued' \
-             OR (status = 'running' AND lease_expires_at < $1) \
-             ORDER BY CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id LIMIT 1{}",
-            tx.backend().skip_locked()
-        );
-        let candidate: Option<(i64, String)> =
-            db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .fetch_optional(c)
-                .await)?;
+        let candidate: Option<(i64, String)> = lease::first_due(
+            &mut tx,
+            IMPORTS,
+            "id, status",
+            "status = 'queued' OR (status = 'running' AND lease_expires_at < $1)",
+            "CASE WHEN stage IN ('channels', 'recent') THEN 0 ELSE 1 END, id",
+            now,
+            &[],
+        )
+        .await?;
         let Some((id, previous)) = candidate else {
             return Ok(None);
         };
-        db_run!(&mut tx, |c| {
-            sqlx::query(
-            "UPDATE account_imports SET status = 'running', lease_owner = $1, lease_token = $2, \
-             lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
-             updated_at = $4 WHERE id = $5",
-        )
-        .bind(owner)
-        .bind(token)
-        .bind(until)
-        .bind(now)
-        .bind(id)
-        .execute(c).await.map(|r| r.rows_affected())
-        })?;
+        let set =
+            "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $4)";
+        lease::take(&mut tx, IMPORTS, set, id, (owner, token), until, now).await?;
         if previous == "running" {
             crate::metrics::lease_takeover("account_import");
         }
@@ -460,16 +456,7 @@ impl AccountImportStore for SqlStore {
         token: &str,
         until: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = db_run!(self.pool(), |c| {
-            sqlx::query(
-            "UPDATE account_imports SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
-        )
-        .bind(until)
-        .bind(id)
-        .bind(token)
-        .execute(c).await.map(|r| r.rows_affected())
-        })?;
-        Ok(done == 1)
+        lease::renew(self.pool(), IMPORTS, id, token, until).await
     }
 
     async fn release_account_import(&self, id: i64, token: &str) -> Result<bool> {

@@ -5,11 +5,18 @@ use chrono::{DateTime, Utc};
 
 use super::db::{SqlStore, Tx, db_run};
 use super::inbox_migrations::*;
+use super::lease::{self, Leased};
 use super::{Result, StoreError};
 
 /// Both inboxes of migration $3 (source $1, destination $2) join the active set; the primary key refuses an
 /// inbox that is already in it.
 pub(super) const LOCK_BOTH_INBOXES: &str = "INSERT INTO inbox_migration_locks (inbox_id, migration_id, role) VALUES ($1, $3, 'source'), ($2, $3, 'destination')";
+
+/// A migration or its revert runs under the lease.
+const MIGRATIONS: Leased = Leased {
+    table: "inbox_migrations",
+    running: "(status = 'running' OR revert_state = 'running')",
+};
 
 /// Every column of `messages`, as `inbox_migration_messages` copies them.
 macro_rules! message_columns {
@@ -177,44 +184,43 @@ impl InboxMigrationStore for SqlStore {
         // same row; SQLite runs this inside BEGIN IMMEDIATE (one writer).
         let mut tx = self.pool().begin_write().await?;
         let now = chrono::Utc::now();
-        let sql = format!(
-            "SELECT id, status IN ('queued', 'running'), COALESCE(status = 'running' OR revert_state = 'running', FALSE) \
-             FROM inbox_migrations WHERE status = 'queued' OR revert_state = 'queued' \
-             OR ((status = 'running' OR revert_state = 'running') AND lease_expires_at < $1) ORDER BY id LIMIT 1{}",
-            tx.backend().skip_locked()
-        );
-        let candidate: Option<(i64, bool, bool)> =
-            db_run!(&mut tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .fetch_optional(c)
-                .await)?;
+        let candidate: Option<(i64, bool, bool)> = lease::first_due(
+            &mut tx,
+            MIGRATIONS,
+            "id, status IN ('queued', 'running'), \
+             COALESCE(status = 'running' OR revert_state = 'running', FALSE)",
+            "status = 'queued' OR revert_state = 'queued' \
+             OR ((status = 'running' OR revert_state = 'running') AND lease_expires_at < $1)",
+            "id",
+            now,
+            &[],
+        )
+        .await?;
         let Some((id, migrating, taken_over)) = candidate else {
             return Ok(None);
         };
         // A migration counts its attempts; a revert keeps its own start.
-        let (kind, claim) = if migrating {
+        let (kind, set) = if migrating {
             (
                 "migrate",
-                "UPDATE inbox_migrations SET status = 'running', lease_owner = $1, lease_token = $2, \
-             lease_expires_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
-             updated_at = $4 WHERE id = $5",
+                "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $4)",
             )
         } else {
             (
                 "revert",
-                "UPDATE inbox_migrations SET revert_state = 'running', lease_owner = $1, lease_token = $2, \
-             lease_expires_at = $3, revert_started_at = COALESCE(revert_started_at, $4), updated_at = $4 WHERE id = $5",
+                "revert_state = 'running', revert_started_at = COALESCE(revert_started_at, $4)",
             )
         };
-        db_run!(&mut tx, |c| sqlx::query(claim)
-            .bind(worker)
-            .bind(token)
-            .bind(lease_until)
-            .bind(now)
-            .bind(id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+        lease::take(
+            &mut tx,
+            MIGRATIONS,
+            set,
+            id,
+            (worker, token),
+            lease_until,
+            now,
+        )
+        .await?;
         open_attempt(&mut tx, id, kind, worker, now).await?;
         tx.commit().await?;
         if taken_over {
@@ -233,17 +239,7 @@ impl InboxMigrationStore for SqlStore {
         token: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = db_run!(self.pool(), |c| {
-            sqlx::query(
-            "UPDATE inbox_migrations SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2 \
-             AND (status = 'running' OR revert_state = 'running')",
-        )
-        .bind(id)
-        .bind(token)
-        .bind(lease_until)
-        .execute(c).await.map(|r| r.rows_affected())
-        })?;
-        Ok(done == 1)
+        lease::renew(self.pool(), MIGRATIONS, id, token, lease_until).await
     }
 
     async fn release_inbox_migration_lease(&self, id: i64, token: &str) -> Result<bool> {

@@ -539,8 +539,8 @@ async fn find_or_create_people<'m>(
     }
     for m in ordered {
         let person = person_of(m);
-        if !people.contains_key(&person) {
-            people.insert(person, create_person(tx, m).await?);
+        if let std::collections::hash_map::Entry::Vacant(new) = people.entry(person) {
+            new.insert(create_person(tx, m).await?);
         }
     }
     Ok(people)
@@ -733,8 +733,8 @@ async fn find_or_open_conversations(
     let mut open: HashMap<i64, i64> = found.into_iter().collect();
     for m in ordered {
         let (ci, contact_id) = people[&person_of(m)];
-        if !open.contains_key(&ci) {
-            open.insert(ci, open_conversation(tx, m, ci, contact_id).await?);
+        if let std::collections::hash_map::Entry::Vacant(new) = open.entry(ci) {
+            new.insert(open_conversation(tx, m, ci, contact_id).await?);
         }
     }
     Ok(open)

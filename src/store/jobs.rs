@@ -6,6 +6,13 @@ use chrono::{DateTime, Utc};
 
 use super::Result;
 use super::db::{SqlStore, Tx, db_run};
+use super::lease::{self, Leased};
+
+/// A job runs under the lease.
+const JOBS: Leased = Leased {
+    table: "jobs",
+    running: "status = 'running'",
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
@@ -40,6 +47,8 @@ pub trait JobStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Job>>;
+    /// Extends the job's lease to `until` while this claim holds it (false when another claim took it over).
+    async fn renew_job_lease(&self, job: &Job, until: DateTime<Utc>) -> Result<bool>;
     // The three endings below change nothing (and answer false) when `job` no longer holds the lease.
     /// Runs the job again at `run_at`.
     async fn retry_job(&self, job: &Job, error: &str, run_at: DateTime<Utc>) -> Result<bool>;
@@ -64,24 +73,30 @@ impl JobStore for SqlStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Job>> {
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $2, lease_token = $5, \
-             lease_expires_at = $3, updated_at = $4 WHERE id = (SELECT id FROM jobs WHERE kind = $1 \
-             AND ((status = 'queued' AND run_at <= $4) OR (status = 'running' AND lease_expires_at < $4)) \
-             ORDER BY run_at, id LIMIT 1{}) \
-             RETURNING id, kind, payload, attempts, max_attempts, lease_token",
-            self.pool().backend().skip_locked()
-        );
-        Ok(db_run!(self.pool(), |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(kind)
-                .bind(owner)
-                .bind(lease_until)
-                .bind(now)
-                .bind(token)
-                .fetch_optional(c)
-                .await
-        })?)
+        let mut tx = self.pool().begin_write().await?;
+        let due = "kind = $2 AND ((status = 'queued' AND run_at <= $1) \
+                   OR (status = 'running' AND lease_expires_at < $1))";
+        let candidate: Option<(i64,)> =
+            lease::first_due(&mut tx, JOBS, "id", due, "run_at, id", now, &[kind]).await?;
+        let Some((id,)) = candidate else {
+            return Ok(None);
+        };
+        let set = "status = 'running', attempts = attempts + 1";
+        lease::take(&mut tx, JOBS, set, id, (owner, token), lease_until, now).await?;
+        let job = db_run!(&mut tx, |c| {
+            sqlx::query_as(
+            "SELECT id, kind, payload, attempts, max_attempts, lease_token FROM jobs WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_one(c)
+        .await
+        })?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    async fn renew_job_lease(&self, job: &Job, until: DateTime<Utc>) -> Result<bool> {
+        lease::renew(self.pool(), JOBS, job.id, &job.lease_token, until).await
     }
 
     async fn retry_job(&self, job: &Job, error: &str, run_at: DateTime<Utc>) -> Result<bool> {

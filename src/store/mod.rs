@@ -15,6 +15,7 @@ mod inbox_migrations_impl;
 mod ingest;
 mod integrations;
 mod jobs;
+mod lease;
 mod models;
 mod pg;
 pub mod seed;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use super::event::{Media, MediaSource, MessageKind};
 use super::integrations::integration_secrets;
 use super::outbound::{Call, Credential, OutboundError};
+use crate::jobs::Outcome;
 use crate::services::Ferry;
 use crate::store::{FetchedFile, IngestAttachment, Job, StoreError, TokenRoute, retrying};
 
@@ -122,24 +123,50 @@ pub async fn run_due(
     owner: &str,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<usize, StoreError> {
+    // A fetch is short and never stops half-way: it does not watch for shutdown, `stop` is asked between two.
+    let (_running, no_shutdown) = watch::channel(false);
     let mut ran = 0;
     while !stop() {
-        let now = Utc::now();
-        let token = format!("{:032x}", rand::random::<u128>());
-        // A claim whose commit was lost in transit leaves its job to the lease's end, as a crash would.
-        let claimed = crate::store::retrying(JOB_KIND, || {
-            ferry
-                .store
-                .claim_job(JOB_KIND, owner, &token, now, now + LEASE)
-        })
-        .await?;
-        let Some(job) = claimed else {
-            return Ok(ran);
-        };
-        run_job(ferry, job).await?;
-        ran += 1;
+        match crate::jobs::run_one::<Job>(ferry, owner, LEASE, no_shutdown.clone()).await? {
+            Some(_) => ran += 1,
+            None => return Ok(ran),
+        }
     }
     Ok(ran)
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::LeasedJob for Job {
+    async fn claim(
+        ferry: &Ferry,
+        owner: &str,
+        token: &str,
+        now: chrono::DateTime<Utc>,
+        until: chrono::DateTime<Utc>,
+    ) -> Result<Option<Self>, StoreError> {
+        // A claim whose commit was lost in transit leaves its job to the lease's end, as a crash would.
+        retrying(JOB_KIND, || {
+            ferry.store.claim_job(JOB_KIND, owner, token, now, until)
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        ferry: &Ferry,
+        _token: &str,
+        until: chrono::DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        ferry.store.renew_job_lease(self, until).await
+    }
+
+    async fn run(
+        self,
+        ferry: &Ferry,
+        _ctx: crate::jobs::RunContext,
+    ) -> Result<Outcome, StoreError> {
+        run_job(ferry, self).await
+    }
 }
 
 enum Failure {
@@ -149,7 +176,9 @@ enum Failure {
     GiveUp(String),
 }
 
-async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
+/// Fetches and stores one file: `Completed` when it is stored, `Failed` when this attempt failed (retried
+/// later, or given up with the reason on the placeholder).
+async fn run_job(ferry: &Ferry, job: Job) -> Result<Outcome, StoreError> {
     let payload: FetchPayload = match serde_json::from_value(job.payload.0.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -160,7 +189,7 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
                 ferry.store.fail_media_job(&job, attachment, &reason)
             })
             .await
-            .map(drop);
+            .map(|_| Outcome::Failed);
         }
     };
     let fetched = match fetch(ferry, &payload).await {
@@ -187,7 +216,7 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
                     .complete_media_job(&job, payload.attachment_id, &file)
             })
             .await
-            .map(drop)
+            .map(|_| Outcome::Completed)
         }
         Err(Failure::Retry(reason)) if job.attempts < job.max_attempts => {
             let delay = backoff(ferry.config.media_retry_base_ms, job.attempts);
@@ -195,7 +224,7 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
             let run_at = Utc::now() + delay;
             retrying(JOB_KIND, || ferry.store.retry_job(&job, &reason, run_at))
                 .await
-                .map(drop)
+                .map(|_| Outcome::Failed)
         }
         Err(Failure::Retry(reason) | Failure::GiveUp(reason)) => {
             tracing::warn!(job = job.id, attempt = job.attempts, %reason, "media download abandoned; placeholder kept");
@@ -205,7 +234,7 @@ async fn run_job(ferry: &Ferry, job: Job) -> Result<(), StoreError> {
                     .fail_media_job(&job, payload.attachment_id, &reason)
             })
             .await
-            .map(drop)
+            .map(|_| Outcome::Failed)
         }
     }
 }

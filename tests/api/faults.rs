@@ -139,10 +139,7 @@ pub async fn a_terminated_connection_does_not_fail_a_migration(db: Db) {
         "fault figures: terminated migration batch → completed {:.2} s later",
         cut.elapsed().as_secs_f64()
     );
-    assert_eq!(
-        outcome,
-        Some(ferry::inbox_migration::engine::Outcome::Completed)
-    );
+    assert_eq!(outcome, Some(ferry::jobs::Outcome::Completed));
     let (status, migration) = app
         .get(
             &format!("/api/v1/accounts/{account}/inboxes/{source}/migrations/{id}"),
@@ -602,10 +599,7 @@ pub async fn a_terminated_connection_does_not_fail_an_account_import(db: Db) {
         "fault figures: terminated account import → completed {:.2} s later",
         cut.elapsed().as_secs_f64()
     );
-    assert_eq!(
-        outcome,
-        Some(ferry::inbox_migration::engine::Outcome::Completed)
-    );
+    assert_eq!(outcome, Some(ferry::jobs::Outcome::Completed));
     let import = app
         .ferry
         .store

@@ -10,7 +10,7 @@ use ferry::account_import::fake::FakeLegacyApi;
 use ferry::account_import::generate::{self, AccountSpec, LegacyAccount};
 use ferry::account_import::source::*;
 use ferry::domain::Role;
-use ferry::inbox_migration::engine::Outcome;
+use ferry::jobs::Outcome;
 use ferry::services::Ferry;
 use ferry::worker::Worker;
 use serde_json::{Value, json};

@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
 use ferry::domain::{ChannelType, Role, WhatsAppIdentity};
-use ferry::inbox_migration::engine::{self, Outcome, RunContext};
+use ferry::inbox_migration::engine;
+use ferry::jobs::{Outcome, RunContext};
 use ferry::services::{CreateInbox, Ferry};
 use ferry::store::seed::*;
 use ferry::store::{MatchKey, Page};
