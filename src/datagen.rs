@@ -236,7 +236,7 @@ pub async fn seed_account(ferry: &Ferry, opts: &SeedOptions) -> Result<SeedRepor
             .map(|i| SeededInbox {
                 id: i.id,
                 name: i.name.clone(),
-                channel_type: i.channel(),
+                channel_type: i.channel,
                 conversations: i.conversations_count as u64,
             })
             .collect(),

@@ -275,7 +275,7 @@ impl Ferry {
             Some(s) => self.store.create_inbox(&new, Some(s)).await?,
             None => self.store.create_inbox(&new, None).await?,
         };
-        let details = json!({"channel_type": inbox.channel_type, "name": inbox.name});
+        let details = json!({"channel_type": inbox.channel.as_str(), "name": inbox.name});
         self.audit(
             Some(inbox.account_id),
             actor,

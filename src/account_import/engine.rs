@@ -19,6 +19,7 @@ use super::source::{LegacyMessage, LegacySource, LegacyThread, SourceError};
 use crate::domain::{ChannelType, WhatsAppIdentity};
 use crate::jobs::{Outcome, RunContext};
 use crate::services::Ferry;
+use crate::store::ImportStage;
 use crate::store::{
     AccountImport, ImportBatch, ImportMedia, ImportMessage, ImportThread, ImportedChannel,
     StoreError, retrying,
@@ -80,7 +81,7 @@ struct RecentCursor {
 #[tracing::instrument(name = "account_import", skip_all, fields(id = import.id, account = import.account_id))]
 pub async fn run(ferry: &Ferry, import: AccountImport, ctx: RunContext) -> Outcome {
     let token = ctx.token.clone();
-    let stage = import.stage.clone();
+    let stage = import.stage;
     let result = run_resuming(ferry, &import, &ctx).await;
     let error = match result {
         Ok(()) => return Outcome::Completed,
@@ -99,10 +100,10 @@ pub async fn run(ferry: &Ferry, import: AccountImport, ctx: RunContext) -> Outco
         .await
         .map(|i| i.stage)
         .unwrap_or(stage);
-    let (status, repair_at) = match stage.as_str() {
-        "channels" => ("channel-failure", None),
-        "recent" => ("recent-messages-failure", None),
-        _ => (
+    let (status, repair_at) = match stage {
+        ImportStage::Channels => ("channel-failure", None),
+        ImportStage::Recent => ("recent-messages-failure", None),
+        ImportStage::All | ImportStage::Done => (
             "messages-failure",
             Some(
                 Utc::now()
@@ -113,7 +114,7 @@ pub async fn run(ferry: &Ferry, import: AccountImport, ctx: RunContext) -> Outco
             ),
         ),
     };
-    tracing::error!(error = %error, stage, status, "account import failed");
+    tracing::error!(error = %error, %stage, status, "account import failed");
     let (message, detail) = (error.to_string(), format!("{error:?}"));
     let failed = retrying(JOB, || {
         ferry
@@ -185,7 +186,7 @@ async fn run_inner(
         .clone()
         .ok_or_else(|| StageError::Invalid("the account has no legacy_ref".into()))?;
     let mut import = import.clone();
-    if import.stage == "channels" {
+    if import.stage == ImportStage::Channels {
         channels(ferry, &*source, &import, &legacy_ref, ctx).await?;
         import = retrying(JOB, || ferry.store.get_account_import(import.id)).await?;
     }
@@ -202,14 +203,11 @@ async fn run_inner(
         batches: std::sync::atomic::AtomicU64::new(0),
     };
     for inbox in retrying(JOB, || ferry.store.list_inboxes(account.id)).await? {
-        if let (Some(channel), Ok(kind)) = (
-            inbox.legacy_channel_id,
-            ChannelType::parse(&inbox.channel_type),
-        ) {
-            stage.inboxes.insert(channel, (inbox.id, kind));
+        if let Some(channel) = inbox.legacy_channel_id {
+            stage.inboxes.insert(channel, (inbox.id, inbox.channel));
         }
     }
-    if import.stage == "recent" {
+    if import.stage == ImportStage::Recent {
         check(ctx)?;
         stage
             .recent(import.recent_cursor.as_deref(), &ferry.config.legacy)
@@ -225,7 +223,7 @@ async fn run_inner(
         }
         import = retrying(JOB, || ferry.store.get_account_import(import.id)).await?;
     }
-    if import.stage == "all" {
+    if import.stage == ImportStage::All {
         check(ctx)?;
         stage.all(import.all_cursor.as_deref()).await?;
         if !retrying(JOB, || {
@@ -726,7 +724,7 @@ impl crate::jobs::LeasedJob for AccountImport {
             tracing::warn!(
                 id = self.id,
                 attempts = self.attempts,
-                stage = self.stage,
+                stage = %self.stage,
                 "resuming an account import"
             );
         }

@@ -24,6 +24,7 @@ pub use source::{LegacySource, MediaError, SourceError};
 
 use crate::config::Config;
 use crate::services::Ferry;
+use crate::store::ImportStatus;
 use crate::store::{Account, AccountImport, ImportFailure, ImportStart, NewAuditEvent, StoreError};
 
 pub const NOT_STARTED: &str = "not-started";
@@ -170,11 +171,11 @@ pub async fn start(
     let latest = ferry.store.latest_account_import(account_id).await?;
     let start = match (status.as_str(), &latest) {
         (NOT_NEEDED, _) => return Err(ImportError::NotNeeded),
-        ("completed", Some(done)) if done.status == "completed" => {
+        ("completed", Some(done)) if done.status == ImportStatus::Completed => {
             return Ok((done.clone(), false));
         }
         ("recent-messages-failure" | "messages-failure", Some(failed))
-            if failed.status == "failed" =>
+            if failed.status == ImportStatus::Failed =>
         {
             ImportStart::Resume { id: failed.id }
         }
@@ -215,7 +216,9 @@ pub async fn repair(
     source(ferry)?;
     let mut resumed = Vec::new();
     for failure in ferry.store.import_failures().await? {
-        if account_id.is_some_and(|id| id != failure.account_id) || failure.status != "failed" {
+        if account_id.is_some_and(|id| id != failure.account_id)
+            || failure.status != ImportStatus::Failed
+        {
             continue;
         }
         let (import, _) = queue(
@@ -332,7 +335,7 @@ pub async fn status(
     let stage = if hidden_failure {
         Some("done".to_owned())
     } else {
-        import.as_ref().map(|i| i.stage.clone())
+        import.as_ref().map(|i| i.stage.to_string())
     };
     Ok(ImportStatusView {
         status: client_status,

@@ -26,6 +26,7 @@ use crate::domain::ChannelType;
 use crate::inbox_migration::{self as im, Created, MigrationOptions};
 use crate::secrets::SecretKey;
 use crate::services::Ferry;
+use crate::store::MigrationStatus;
 use crate::store::{MatchKey, native_source_id_sql};
 use crate::worker::Worker;
 
@@ -278,7 +279,7 @@ async fn run_parallel(target: &mut Target, opts: &InboxMigrationBench) -> anyhow
     for id in &ids {
         let m = ferry.store.get_inbox_migration(*id).await?;
         anyhow::ensure!(
-            m.status == "completed",
+            m.status == MigrationStatus::Completed,
             "migration {id} ended {}: {:?}",
             m.status,
             m.error_message
@@ -391,7 +392,7 @@ async fn run(target: &mut Target, opts: &InboxMigrationBench) -> anyhow::Result<
     let peak = peak_rss_mb();
     let done = ferry.store.get_inbox_migration(migration.id).await?;
     anyhow::ensure!(
-        done.status == "completed",
+        done.status == MigrationStatus::Completed,
         "the migration ended {} ({outcome:?}): {:?}",
         done.status,
         done.error_message

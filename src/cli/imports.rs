@@ -10,6 +10,7 @@ use serde_json::json;
 use super::print_json;
 use crate::account_import;
 use crate::services::Ferry;
+use crate::store::ImportStage;
 use crate::worker::Worker;
 
 #[derive(Debug, Subcommand)]
@@ -229,17 +230,17 @@ async fn follow(ferry: &Ferry, account_id: i64, bar: bool) -> anyhow::Result<()>
         let Some(import) = ferry.store.latest_account_import(account_id).await? else {
             break;
         };
-        progress.set_position(match import.stage.as_str() {
-            "channels" => 0,
-            "recent" => 1,
-            "all" => 2,
-            _ => 3,
+        progress.set_position(match import.stage {
+            ImportStage::Channels => 0,
+            ImportStage::Recent => 1,
+            ImportStage::All => 2,
+            ImportStage::Done => 3,
         });
         progress.set_message(format!(
             "{} · threads {} · messages {}",
             import.stage, import.threads_count, import.messages_count
         ));
-        if !matches!(import.status.as_str(), "queued" | "running") {
+        if !import.status.is_active() {
             break;
         }
     }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::inbox_migration::{self as im, Created, MigrationOptions};
 use crate::services::Ferry;
 use crate::store::InboxMigration;
+use crate::store::MigrationStatus;
 use crate::worker::Worker;
 
 #[derive(Debug, Subcommand)]
@@ -198,8 +199,8 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
     } else {
         println!("{}", summary(&record));
     }
-    match finished.status.as_str() {
-        "completed" => Ok(()),
+    match finished.status {
+        MigrationStatus::Completed => Ok(()),
         other => bail!(
             "migration {} ended {other}{}",
             finished.id,
@@ -376,7 +377,7 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
                 violations.push(json!({"invariant": 1, "count": drift,
                     "description": "conversations whose message or attachment count differs from their rows"}));
             }
-            if m.status == "running" || m.status == "queued" {
+            if m.status == MigrationStatus::Running || m.status == MigrationStatus::Queued {
                 violations.push(json!({"invariant": 0, "count": 0, "description": format!("the migration is {}; verify after it ends", m.status)}));
             }
             if json {

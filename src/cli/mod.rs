@@ -519,12 +519,14 @@ async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
             if json {
                 print_json(
                     &json!({"id": inbox.id, "account_id": inbox.account_id, "name": inbox.name,
-                    "channel_type": inbox.channel_type, "phone_number": inbox.phone_number}),
+                    "channel_type": inbox.channel.as_str(), "phone_number": inbox.phone_number}),
                 );
             } else {
                 println!(
                     "inbox {} created: {} ({})",
-                    inbox.id, inbox.name, inbox.channel_type
+                    inbox.id,
+                    inbox.name,
+                    inbox.channel.as_str()
                 );
             }
         }
@@ -536,7 +538,7 @@ async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
                     inboxes
                         .iter()
                         .map(|i| json!({"id": i.id, "name": i.name,
-                    "channel_type": i.channel_type, "phone_number": i.phone_number,
+                    "channel_type": i.channel.as_str(), "phone_number": i.phone_number,
                     "conversations_count": i.conversations_count}))
                         .collect::<Vec<_>>()
                 ));
@@ -544,7 +546,10 @@ async fn inboxes(ferry: Ferry, command: InboxesCommand) -> anyhow::Result<()> {
                 for i in inboxes {
                     println!(
                         "{:>5}  {:<16} {:>8} conversations  {}",
-                        i.id, i.channel_type, i.conversations_count, i.name
+                        i.id,
+                        i.channel.as_str(),
+                        i.conversations_count,
+                        i.name
                     );
                 }
             }

@@ -21,6 +21,14 @@ pub enum ChannelType {
 #[error("unknown channel type {0:?}; expected one of {list}", list = ChannelType::ALL_NAMES.join(", "))]
 pub struct ChannelTypeError(pub String);
 
+/// How a stored inbox's channel is read: an unknown name is an error, not a default.
+impl TryFrom<String> for ChannelType {
+    type Error = ChannelTypeError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
 impl ChannelType {
     pub const ALL: [ChannelType; 8] = [
         ChannelType::Evolution,

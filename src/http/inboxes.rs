@@ -44,7 +44,7 @@ pub struct InboxView {
 }
 
 pub(super) fn inbox_view(ferry: &Ferry, inbox: &Inbox, admin: bool) -> ApiResult<InboxView> {
-    let channel = inbox.channel();
+    let channel = inbox.channel;
     let provider_config = if admin {
         Some(ferry.masked_provider_config(inbox)?.unwrap_or(Value::Null))
     } else {

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{MigrationOptions, match_key};
 use crate::jobs::{Outcome, RunContext};
 use crate::services::Ferry;
+use crate::store::MigrationPhase;
 use crate::store::{BatchContext, InboxMigration, StoreError};
 
 /// Between two batches: stop when the lease was lost, or give the lease up for another worker when this node
@@ -176,7 +177,7 @@ async fn run_inner(
         .max_rows_per_second
         .or(ferry.config.migration_max_rows_per_second);
 
-    if m.phase == "plan" {
+    if m.phase == MigrationPhase::Plan {
         let counts = ferry
             .store
             .inbox_migration_counts(source.id, destination.id, key)
@@ -215,15 +216,13 @@ async fn run_inner(
             token: ctx.token.clone(),
             source_inbox_id: source.id,
             destination_inbox_id: destination.id,
-            destination_channel: destination.channel(),
+            destination_channel: destination.channel,
             key,
             batch,
             // A contact_inbox brings about four rows: itself, its conversation(s) and their journal rows.
             limit: (batch_rows / 4).max(1),
             after_contact_inbox_id,
-            drop_duplicates: source
-                .channel()
-                .shares_message_ids_with(destination.channel()),
+            drop_duplicates: source.channel.shares_message_ids_with(destination.channel),
         };
         let t = Instant::now();
         let Some(out) = ferry.store.run_inbox_migration_batch(&batch_ctx).await? else {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::services::{Ferry, ServiceError};
+use crate::store::MigrationStatus;
 use crate::store::{Inbox, InboxMigration, MatchKey, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +113,7 @@ pub fn inbox_ref(inbox: &Inbox) -> InboxRef {
     InboxRef {
         id: inbox.id,
         name: Some(inbox.name.clone()),
-        channel_type: Some(inbox.channel_type.clone()),
+        channel_type: Some(inbox.channel.as_str().to_owned()),
     }
 }
 
@@ -158,12 +159,12 @@ async fn pair(
         ));
     }
     for (role, inbox) in [("source", &source), ("destination", &destination)] {
-        if !inbox.channel().is_whatsapp_like() {
+        if !inbox.channel.is_whatsapp_like() {
             return Err(refused(
                 "not_whatsapp_like",
                 format!(
                     "the {role} inbox is a {} inbox; only WhatsApp inboxes can be migrated",
-                    inbox.channel().label()
+                    inbox.channel.label()
                 ),
             ));
         }
@@ -180,10 +181,7 @@ pub async fn duplicates(
     destination: &Inbox,
     key: MatchKey,
 ) -> Result<i64, StoreError> {
-    if source
-        .channel()
-        .shares_message_ids_with(destination.channel())
-    {
+    if source.channel.shares_message_ids_with(destination.channel) {
         ferry
             .store
             .count_duplicate_messages(source.id, destination.id, key)
@@ -199,8 +197,8 @@ async fn unportable_identities(
     source: &crate::store::Inbox,
     destination: &crate::store::Inbox,
 ) -> Result<i64, MigrationError> {
-    let lids = destination.channel_type != "evolution";
-    let bsuids = source.channel_type != destination.channel_type;
+    let lids = destination.channel != crate::domain::ChannelType::Evolution;
+    let bsuids = source.channel != destination.channel;
     if !lids && !bsuids {
         return Ok(0);
     }
@@ -339,11 +337,11 @@ pub async fn eligible_destinations(
     }
     Ok(inboxes
         .iter()
-        .filter(|i| i.id != source_id && i.channel().is_whatsapp_like())
+        .filter(|i| i.id != source_id && i.channel.is_whatsapp_like())
         .map(|i| Destination {
             id: i.id,
             name: i.name.clone(),
-            channel_type: i.channel_type.clone(),
+            channel_type: i.channel.as_str().to_owned(),
             phone_number: i.phone_number.clone(),
             conversations_count: i.conversations_count,
             label: format!("{} ({} conversations)", i.name, i.conversations_count),
@@ -571,8 +569,8 @@ fn revertible(m: &InboxMigration) -> Result<(), MigrationError> {
             "this migration is being reverted already",
         ));
     }
-    let moved = m.status == "completed" || m.cursor_id > 0;
-    if !matches!(m.status.as_str(), "completed" | "failed" | "cancelled") || !moved {
+    let moved = m.status == MigrationStatus::Completed || m.cursor_id > 0;
+    if !m.status.is_revertible() || !moved {
         return Err(refused(
             "not_revertible",
             format!(
@@ -607,12 +605,16 @@ async fn continued_runs(
     for n in earlier {
         let same_pair = n.source_inbox_id == m.source_inbox_id
             && n.destination_inbox_id == m.destination_inbox_id;
-        match n.status.as_str() {
+        match n.status {
             _ if !same_pair => break,
-            "reverted" => continue,
-            "cancelled" | "failed" if n.cursor_id > 0 => runs.push((n.id, n.cursor_id)),
-            "cancelled" | "failed" => continue,
-            _ => break,
+            MigrationStatus::Reverted => continue,
+            MigrationStatus::Cancelled | MigrationStatus::Failed if n.cursor_id > 0 => {
+                runs.push((n.id, n.cursor_id))
+            }
+            MigrationStatus::Cancelled | MigrationStatus::Failed => continue,
+            MigrationStatus::Queued | MigrationStatus::Running | MigrationStatus::Completed => {
+                break;
+            }
         }
     }
     Ok(runs)
@@ -630,18 +632,18 @@ async fn later_migration(
         .list_inbox_migrations(m.account_id, None, false)
         .await?
         .into_iter()
-        .filter(|n| n.id > m.id && n.status != "reverted")
+        .filter(|n| n.id > m.id && n.status != MigrationStatus::Reverted)
         .filter(|n| {
             inboxes.contains(&n.source_inbox_id) || inboxes.contains(&n.destination_inbox_id)
         })
-        .filter(|n| n.status == "completed" || n.cursor_id > 0)
+        .filter(|n| n.status == MigrationStatus::Completed || n.cursor_id > 0)
         .max_by_key(|n| n.id))
 }
 
 /// The completed migration whose redirect sends `inbox`'s webhooks elsewhere now (the newest redirecting one
 /// from it, unless a later one brought conversations back into it): what the route query computes.
 fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMigration> {
-    let completed = |m: &&InboxMigration| m.status == "completed";
+    let completed = |m: &&InboxMigration| m.status == MigrationStatus::Completed;
     let order = |m: &InboxMigration| (m.completed_at, m.id);
     let redirecting = migrations
         .iter()
@@ -661,9 +663,8 @@ fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMi
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MigrationView {
     pub id: i64,
-    /// `queued`, `running`, `completed`, `failed`, `cancelled` or `reverted`.
-    pub status: String,
-    pub phase: String,
+    pub status: crate::store::MigrationStatus,
+    pub phase: crate::store::MigrationPhase,
     pub source_inbox: InboxRef,
     pub destination_inbox: InboxRef,
     pub options: MigrationOptions,
@@ -804,8 +805,8 @@ pub async fn to_view(ferry: &Ferry, m: &InboxMigration) -> Result<MigrationView,
     };
     Ok(MigrationView {
         id: m.id,
-        status: m.status.clone(),
-        phase: m.phase.clone(),
+        status: m.status,
+        phase: m.phase,
         source_inbox: named(source, m.source_inbox_id),
         destination_inbox: named(destination, m.destination_inbox_id),
         options: serde_json::from_value(m.options.0.clone()).unwrap_or_default(),
@@ -843,8 +844,8 @@ pub fn progress(m: &InboxMigration) -> Progress {
     let moved =
         (m.conversations_moved + m.messages_moved + m.attachments_moved + m.contact_inboxes_moved)
             .min(total);
-    let percentage = match (m.status.as_str(), total) {
-        ("completed", _) => 100.0,
+    let percentage = match (m.status, total) {
+        (MigrationStatus::Completed, _) => 100.0,
         (_, 0) => 0.0,
         _ => ((moved as f64 * 1000.0 / total as f64).floor() / 10.0).min(99.9),
     };
@@ -864,7 +865,7 @@ pub fn progress(m: &InboxMigration) -> Progress {
 }
 
 fn eta_seconds(m: &InboxMigration, elapsed: Option<f64>) -> Option<f64> {
-    if m.status != "running" {
+    if m.status != MigrationStatus::Running {
         return None;
     }
     let total =

@@ -14,17 +14,15 @@ const IMPORTS: Leased = Leased {
     table: "account_imports",
     running: "status = 'running'",
 };
-use super::{Result, StoreError};
+use super::{ImportStage, ImportStatus, Result, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AccountImport {
     pub id: i64,
     pub account_id: i64,
     pub user_id: Option<i64>,
-    /// `queued`, `running`, `completed`, `failed`.
-    pub status: String,
-    /// `channels`, `recent`, `all`, `done`.
-    pub stage: String,
+    pub status: ImportStatus,
+    pub stage: ImportStage,
     pub forced: bool,
     pub channels_count: i64,
     pub threads_count: i64,
@@ -166,7 +164,7 @@ pub struct ImportFailure {
     pub error_message: Option<String>,
     pub repair_attempts: i64,
     pub next_repair_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: ImportStatus,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 
-use super::Result;
+use super::{MigrationPhase, MigrationStatus, Result};
 use crate::domain::ChannelType;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -16,8 +16,8 @@ pub struct InboxMigration {
     pub source_inbox_id: i64,
     pub destination_inbox_id: i64,
     pub user_id: Option<i64>,
-    pub status: String,
-    pub phase: String,
+    pub status: MigrationStatus,
+    pub phase: MigrationPhase,
     pub options: Json<serde_json::Value>,
     pub conversations_count: i64,
     pub conversations_moved: i64,
@@ -78,7 +78,7 @@ impl RevertState {
 
 impl InboxMigration {
     pub fn is_active(&self) -> bool {
-        self.status == "queued" || self.status == "running"
+        self.status.is_active()
     }
 
     /// A migration or its revert still has work to do (progress streams go on).

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::db::{SqlStore, db_run};
-use super::{Result, Sealer, StoreError};
+use super::{IntegrationStatus, Result, Sealer, StoreError};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Integration {
@@ -18,7 +18,7 @@ pub struct Integration {
     pub phone_number_id: Option<String>,
     pub token_prefix: Option<String>,
     pub previous_token_expires_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: IntegrationStatus,
     pub enabled: bool,
     pub config: sqlx::types::Json<serde_json::Value>,
     pub legacy_hits: i64,
@@ -165,7 +165,7 @@ pub trait IntegrationStore: Send + Sync {
     async fn set_integration_from_legacy(
         &self,
         id: i64,
-        status: &str,
+        status: IntegrationStatus,
         config: &serde_json::Value,
     ) -> Result<bool>;
 }
@@ -705,7 +705,7 @@ impl IntegrationStore for SqlStore {
     async fn set_integration_from_legacy(
         &self,
         id: i64,
-        status: &str,
+        status: IntegrationStatus,
         config: &serde_json::Value,
     ) -> Result<bool> {
         let done = db_run!(self.pool(), |c| sqlx::query(

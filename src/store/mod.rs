@@ -20,6 +20,7 @@ mod models;
 mod pg;
 pub mod seed;
 mod sqlite;
+mod states;
 mod web;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use integrations::{
 };
 pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
+pub use states::*;
 pub use web::{AttachmentFailure, WebSession, WebStore};
 
 use crate::secrets::{Cipher, SecretsError};

@@ -56,7 +56,8 @@ pub struct Inbox {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
-    pub channel_type: String,
+    #[sqlx(rename = "channel_type", try_from = "String")]
+    pub channel: ChannelType,
     pub phone_number: Option<String>,
     pub provider_config: Option<Vec<u8>>,
     pub lock_to_single_conversation: bool,
@@ -64,13 +65,6 @@ pub struct Inbox {
     pub conversations_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl Inbox {
-    /// The column has a CHECK constraint listing exactly the known types.
-    pub fn channel(&self) -> ChannelType {
-        ChannelType::parse(&self.channel_type).unwrap_or(ChannelType::Api)
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use super::{Chrome, WebError, WebResult, count, html, is_htmx, when};
 use crate::account_import::{self, ImportError};
 use crate::services::Ferry;
 use crate::store::AccountImport;
+use crate::store::ImportStatus;
 
 pub fn router() -> Router<Ferry> {
     let base = "/accounts/{account_id}/import";
@@ -69,9 +70,10 @@ fn status_text(status: &str) -> &'static str {
 }
 
 fn stages(import: Option<&AccountImport>, status: &str) -> Vec<Stage> {
-    let active = import.is_some_and(|i| i.status == "queued" || i.status == "running");
+    let active = import
+        .is_some_and(|i| i.status == ImportStatus::Queued || i.status == ImportStatus::Running);
     let failed_stage = import
-        .filter(|i| i.status == "failed")
+        .filter(|i| i.status == ImportStatus::Failed)
         .and_then(|i| i.failed_stage.as_deref());
     let current = import.map(|i| i.stage.as_str()).unwrap_or("");
     let state = |key: &str, done: bool| -> (&'static str, &'static str) {
@@ -85,7 +87,8 @@ fn stages(import: Option<&AccountImport>, status: &str) -> Vec<Stage> {
             ("waiting", "Waiting")
         }
     };
-    let completed = status == "completed" || import.is_some_and(|i| i.status == "completed");
+    let completed =
+        status == "completed" || import.is_some_and(|i| i.status == ImportStatus::Completed);
     let (channels, recent, all) = match import {
         Some(i) => (
             i.channels_migrated_at.is_some(),
@@ -218,7 +221,7 @@ async fn timeline(ferry: &Ferry, access: &AccountUser) -> WebResult<Timeline> {
     };
     let active = import
         .as_ref()
-        .is_some_and(|i| i.status == "queued" || i.status == "running");
+        .is_some_and(|i| i.status == ImportStatus::Queued || i.status == ImportStatus::Running);
     let failures = if files.failed > 0 {
         ferry
             .store
@@ -266,7 +269,7 @@ async fn timeline(ferry: &Ferry, access: &AccountUser) -> WebResult<Timeline> {
         failures,
         error: import
             .as_ref()
-            .filter(|i| i.status == "failed" && access.is_admin())
+            .filter(|i| i.status == ImportStatus::Failed && access.is_admin())
             .and_then(|i| i.error_message.clone()),
         status,
     })

@@ -30,8 +30,8 @@ impl InboxRow {
         InboxRow {
             id: i.id,
             name: i.name.clone(),
-            channel: i.channel().label(),
-            whatsapp: i.channel().is_whatsapp_like(),
+            channel: i.channel.label(),
+            whatsapp: i.channel.is_whatsapp_like(),
             phone_number: i.phone_number.clone().unwrap_or_else(|| "—".into()),
             conversations: count(i.conversations_count),
             legacy: i.legacy_channel_id.is_some(),

@@ -56,7 +56,7 @@ fn row(ferry: &Ferry, i: &Integration, inboxes: &HashMap<i64, String>) -> Row {
             .and_then(|id| inboxes.get(&id).cloned())
             .unwrap_or_else(|| "—".into()),
         enabled: i.enabled,
-        status: i.status.clone(),
+        status: i.status.to_string(),
         masked_url: integrations::masked_webhook_url(ferry, i)
             .unwrap_or_else(|| "no token yet".into()),
         instance: i

@@ -22,6 +22,7 @@ use super::{Chrome, WebError, WebResult, count, duration, html, when};
 use crate::inbox_migration::{self as im, Created, MigrationError, MigrationOptions};
 use crate::services::Ferry;
 use crate::store::InboxMigration;
+use crate::store::MigrationStatus;
 
 pub fn router() -> Router<Ferry> {
     let base = "/accounts/{account_id}/inboxes/{inbox_id}/migration";
@@ -153,20 +154,19 @@ pub struct Bar {
     pub percent: String,
 }
 
-pub fn status_label(status: &str) -> (&'static str, &'static str) {
+pub fn status_label(status: MigrationStatus) -> (&'static str, &'static str) {
     match status {
-        "queued" => ("Queued", "badge-neutral"),
-        "running" => ("Running", "badge-info"),
-        "completed" => ("Completed", "badge-success"),
-        "failed" => ("Failed", "badge-danger"),
-        "cancelled" => ("Cancelled", "badge-warning"),
-        "reverted" => ("Reverted", "badge-neutral"),
-        _ => ("Unknown", "badge-neutral"),
+        MigrationStatus::Queued => ("Queued", "badge-neutral"),
+        MigrationStatus::Running => ("Running", "badge-info"),
+        MigrationStatus::Completed => ("Completed", "badge-success"),
+        MigrationStatus::Failed => ("Failed", "badge-danger"),
+        MigrationStatus::Cancelled => ("Cancelled", "badge-warning"),
+        MigrationStatus::Reverted => ("Reverted", "badge-neutral"),
     }
 }
 
 fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> MigrationView {
-    let (status_label, badge) = status_label(&m.status);
+    let (status_label, badge) = status_label(m.status);
     let progress = &json["progress"];
     let entity = |key: &'static str, label: &'static str| {
         let total = progress[key]["total"].as_i64().unwrap_or(0);
@@ -174,8 +174,12 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
             .as_i64()
             .unwrap_or(0)
             .min(total.max(0));
-        let percent = if m.status == "completed" || total == 0 {
-            if m.status == "completed" { 100.0 } else { 0.0 }
+        let percent = if m.status == MigrationStatus::Completed || total == 0 {
+            if m.status == MigrationStatus::Completed {
+                100.0
+            } else {
+                0.0
+            }
         } else {
             moved as f64 * 100.0 / total as f64
         };
@@ -195,7 +199,7 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
     };
     MigrationView {
         id: m.id,
-        status: m.status.clone(),
+        status: m.status.to_string(),
         status_label,
         badge,
         active: m.has_work(),
@@ -225,8 +229,8 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
         cancel_requested: m.cancel_requested,
         contacts_merged: count(m.contacts_merged),
         duplicates: count(m.duplicates),
-        revertible: matches!(m.status.as_str(), "completed" | "failed" | "cancelled")
-            && (m.status == "completed" || m.cursor_id > 0)
+        revertible: m.status.is_revertible()
+            && (m.status == MigrationStatus::Completed || m.cursor_id > 0)
             && !m
                 .revert_state
                 .is_some_and(crate::store::RevertState::is_active),
@@ -330,12 +334,12 @@ async fn render_page(
 ) -> WebResult<Page> {
     access.require_admin("migrate inboxes")?;
     let inbox = ferry.store.get_inbox(access.account.id, inbox_id).await?;
-    let unavailable = (!inbox.channel().is_whatsapp_like()).then(|| {
+    let unavailable = (!inbox.channel.is_whatsapp_like()).then(|| {
         format!(
             "{} is a {} inbox. Only WhatsApp inboxes (Evolution API, WhatsApp Cloud, 360dialog, Twilio WhatsApp) \
              can be migrated, because only their conversations can continue on another WhatsApp number.",
             inbox.name,
-            inbox.channel().label()
+            inbox.channel.label()
         )
     });
     let destinations = if unavailable.is_none() {
@@ -571,7 +575,7 @@ async fn cancel(
         match m.revert_state {
             Some(crate::store::RevertState::Cancelled) => "revert-cancelled",
             Some(_) if m.cancel_requested => "revert-cancelling",
-            _ if m.status == "cancelled" => "cancelled",
+            _ if m.status == MigrationStatus::Cancelled => "cancelled",
             _ => "cancelling",
         }
     })

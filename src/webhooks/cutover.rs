@@ -12,7 +12,9 @@ use super::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
 use super::outbound::{Call, Credential, Outbound, OutboundError};
 use crate::domain::ChannelType;
 use crate::services::{CreateInbox, Ferry, ServiceError};
-use crate::store::{Inbox, Integration, LegacyConfigRow, LegacyInstanceRow, StoreError};
+use crate::store::{
+    Inbox, Integration, IntegrationStatus, LegacyConfigRow, LegacyInstanceRow, StoreError,
+};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -184,12 +186,12 @@ impl Legacy {
     }
 
     /// `open`→`active`, `connecting`→`pending`, `close`→`disconnected`.
-    fn mapped_status(&self) -> &'static str {
+    fn mapped_status(&self) -> IntegrationStatus {
         match self.status.as_str() {
-            "open" | "active" => "active",
-            "connecting" | "pending" => "pending",
-            "close" | "closed" | "disconnected" => "disconnected",
-            _ => "error",
+            "open" | "active" => IntegrationStatus::Active,
+            "connecting" | "pending" => IntegrationStatus::Pending,
+            "close" | "closed" | "disconnected" => IntegrationStatus::Disconnected,
+            _ => IntegrationStatus::Error,
         }
     }
 
@@ -413,7 +415,7 @@ async fn inbox_for(
         .list_inboxes(account_id)
         .await?
         .into_iter()
-        .filter(|i| i.channel() == channel)
+        .filter(|i| i.channel == channel)
         .collect();
     Ok(match phone.map(digits).filter(|p| !p.is_empty()) {
         Some(phone) => candidates.into_iter().find(|i| {

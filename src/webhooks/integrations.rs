@@ -202,7 +202,7 @@ pub struct IntegrationView {
     pub token_prefix: Option<String>,
     /// While set and in the future, the token before the last rotation still routes.
     pub previous_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub status: String,
+    pub status: crate::store::IntegrationStatus,
     pub enabled: bool,
     pub secrets_set: bool,
     /// Webhooks that arrived by the legacy instance-name route.
@@ -229,7 +229,7 @@ impl IntegrationView {
                 .map(str::to_owned),
             token_prefix: i.token_prefix.clone(),
             previous_token_expires_at: i.previous_token_expires_at,
-            status: i.status.clone(),
+            status: i.status,
             enabled: i.enabled,
             secrets_set: i.secrets_ciphertext.is_some(),
             legacy_hits: i.legacy_hits,
@@ -254,7 +254,7 @@ pub async fn create(
         .store
         .get_inbox(input.account_id, input.inbox_id)
         .await?;
-    if inbox.channel() != input.provider.channel() {
+    if inbox.channel != input.provider.channel() {
         return Err(invalid(
             "inbox_id",
             format!(
@@ -262,7 +262,7 @@ pub async fn create(
                 input.provider.as_str(),
                 input.provider.channel().label(),
                 inbox.id,
-                inbox.channel().label()
+                inbox.channel.label()
             ),
         ));
     }

@@ -285,7 +285,7 @@ pub async fn import_runs_every_stage_once_and_is_idempotent(db: Db) {
         .iter()
         .find(|i| i.legacy_channel_id.as_deref() == Some("loja-1-evolution"))
         .unwrap();
-    assert_eq!(evolution.channel_type, "evolution");
+    assert_eq!(evolution.channel.as_str(), "evolution");
     let config = ferry::store::open_provider_config(&app.ferry.cipher, evolution)
         .unwrap()
         .unwrap();
@@ -713,7 +713,7 @@ pub async fn a_killed_worker_process_resumes_the_history_without_duplicates(db: 
             .await
             .unwrap()
             .unwrap();
-        if import.stage == "all" && import.messages_count > 2000 {
+        if import.stage == ferry::store::ImportStage::All && import.messages_count > 2000 {
             break;
         }
         assert!(

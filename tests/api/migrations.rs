@@ -659,7 +659,7 @@ pub async fn cancel_and_retry_follow_the_lifecycle(db: Db) {
         Outcome::Cancelled
     );
     let after = app.ferry.store.get_inbox_migration(id2).await.unwrap();
-    assert_eq!(after.status, "cancelled");
+    assert_eq!(after.status.as_str(), "cancelled");
     assert!(
         after.conversations_moved > 0 && after.conversations_moved < 4,
         "stopped part-way: {after:?}"
@@ -1054,7 +1054,7 @@ async fn wait_for_progress(app: &TestApp, id: i64) -> std::time::Instant {
     loop {
         let m = app.ferry.store.get_inbox_migration(id).await.unwrap();
         if m.conversations_moved > 0 {
-            assert_eq!(m.status, "running");
+            assert_eq!(m.status.as_str(), "running");
             return deadline;
         }
         assert!(
@@ -1142,7 +1142,7 @@ pub async fn a_killed_worker_process_is_taken_over_and_the_result_equals_an_unin
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = app.ferry.store.get_inbox_migration(id).await.unwrap();
-    assert_eq!(killed.status, "running");
+    assert_eq!(killed.status.as_str(), "running");
     assert!(
         killed.conversations_moved < killed.conversations_count,
         "killed part-way: {killed:?}"
@@ -1318,7 +1318,7 @@ pub async fn sigterm_finishes_the_batch_and_releases_the_lease(db: Db) {
     };
     assert!(exited.success(), "{exited:?}");
     let paused = app.ferry.store.get_inbox_migration(id).await.unwrap();
-    assert_eq!(paused.status, "running");
+    assert_eq!(paused.status.as_str(), "running");
     assert!(paused.lease_owner.is_none(), "lease released: {paused:?}");
     assert!(paused.lease_expires_at.unwrap() < Utc::now());
     assert!(paused.conversations_moved < paused.conversations_count);

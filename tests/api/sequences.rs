@@ -214,7 +214,7 @@ impl Account {
         let worker = BackgroundWorker::start(app);
         until(app, id, "moving", |m| m.conversations_moved > 0).await;
         assert_eq!(self.post(app, source, id, "cancel").await.0, 200);
-        until(app, id, "cancelled", |m| m.status == "cancelled").await;
+        until(app, id, "cancelled", |m| m.status.as_str() == "cancelled").await;
         worker.stop().await;
     }
 }
