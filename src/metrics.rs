@@ -1,4 +1,4 @@
-//! Prometheus metrics at `/metrics` (SPEC 6.1). Counters and histograms go through the `metrics` facade into one
+//! Prometheus metrics at `/metrics` (README: "Using the API"). Counters and histograms go through the `metrics` facade into one
 //! recorder per process (scrape every node); what the database knows for the whole deployment — migrations and
 //! imports by status, dead letters waiting — is counted at scrape time.
 

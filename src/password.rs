@@ -1,4 +1,4 @@
-//! Password hashing with argon2 (SPEC 7).
+//! Password hashing with argon2 (README: "Configuration").
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;

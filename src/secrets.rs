@@ -1,4 +1,4 @@
-//! Encryption at rest for provider credentials, webhook tokens and imported channel configs (SPEC 7).
+//! Encryption at rest for provider credentials, webhook tokens and imported channel configs (README: "Configuration").
 //!
 //! Envelope: `0x01 ‖ key id (4 bytes) ‖ nonce (24 bytes) ‖ XChaCha20-Poly1305 ciphertext`. The associated data
 //! binds a value to its table, column and row, so a ciphertext copied to another row does not decrypt.

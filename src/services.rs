@@ -71,7 +71,7 @@ pub struct Ferry {
     pub token_routes: Arc<TokenRoutes>,
     /// Inbound webhook messages are stored through here: concurrent deliveries share a transaction.
     pub group_commit: Arc<GroupCommit>,
-    /// The legacy system account imports read (SPEC 5.3); None when none is configured.
+    /// The legacy system account imports read (README: "Account import"); None when none is configured.
     pub legacy: Option<Arc<dyn crate::account_import::LegacySource>>,
     /// The memory webhook bodies may hold at once (`FERRY_WEBHOOK_BODY_MEMORY_BYTES`).
     pub webhook_bodies: crate::webhooks::body::BodyBudget,

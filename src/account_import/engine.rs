@@ -1,6 +1,6 @@
 //! Runs one account import under its lease: `channels` → `recent` → `all`. Every batch commits its rows with
 //! its stage cursor (store `import_batch`), so a crashed or released import resumes after its last commit; a
-//! stage that fails records the stage's failure status on the account (SPEC 5.2) for the next `/migrate`.
+//! stage that fails records the stage's failure status on the account (README: "Stages and what happens on failure") for the next `/migrate`.
 //!
 //! A transient database failure (a terminated connection, a deadlock or serialization failure, a busy
 //! database, a pool timeout) is not a stage failure: the transaction rolled back whole, so it runs again at

@@ -1,4 +1,4 @@
-//! Capability C, on-demand account import from the legacy system (SPEC 5): the first time an account's client
+//! Capability C, on-demand account import from the legacy system (README: "Account import"): the first time an account's client
 //! app asks, its channels, then its recent conversations, then its whole history are pulled in stages by a
 //! background job, with per-stage failure statuses and resume rules.
 //!
@@ -123,7 +123,7 @@ pub async fn migration_status(ferry: &Ferry, account: &Account) -> Result<String
         .unwrap_or_else(|| status.into()))
 }
 
-/// `POST /migrate`: queues the import (or resumes the failed one, per SPEC 5.2) and returns at once. While an
+/// `POST /migrate`: queues the import (or resumes the failed one, as "Stages and what happens on failure" in the README says) and returns at once. While an
 /// import is queued or running, returns that one (`false`). `force` deletes what earlier imports created first.
 pub async fn start(
     ferry: &Ferry,
@@ -288,7 +288,7 @@ pub async fn fetch_media(
     source.media(url).await
 }
 
-/// `GET /migration-status` (SPEC 5.1).
+/// `GET /migration-status` (README: "What the client app does").
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ImportStatusView {
     /// `not-started`, `not-needed`, `migrating`, `channels-migrated`, `recent-messages-migrated`, `completed`,

@@ -1,4 +1,4 @@
-//! `ferry import …`: capability C from the terminal (SPEC 6.3).
+//! `ferry import …`: capability C from the terminal (README: "The CLI").
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `ferry integrations …`: provider connections and their webhook tokens (SPEC 4.3), as the API has them.
+//! `ferry integrations …`: provider connections and their webhook tokens (README: "Integrations and webhook tokens"), as the API has them.
 
 use clap::Subcommand;
 use serde_json::json;

@@ -85,7 +85,7 @@ pub enum MigrationsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the invariants of SPEC 3.5 on the migration's pair of inboxes; exit 0 only when all hold
+    /// Check the migration invariants (see the README, "Inbox migration") on the migration's pair of inboxes; exit 0 only when all hold
     Verify {
         id: i64,
         #[arg(long)]

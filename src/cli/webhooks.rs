@@ -6,7 +6,7 @@ use serde_json::json;
 use super::print_json;
 use crate::services::Ferry;
 use crate::webhooks::dead_letters;
-use crate::webhooks::ingest::Outcome;
+use crate::webhooks::ingest::IngestOutcome;
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
@@ -31,7 +31,7 @@ pub async fn webhooks(ferry: Ferry, command: WebhooksCommand) -> anyhow::Result<
         let outcomes = dead_letters::replay(&ferry, id).await?;
         let stored = outcomes
             .iter()
-            .filter(|o| matches!(o, Outcome::Stored { .. }))
+            .filter(|o| matches!(o, IngestOutcome::Stored { .. }))
             .count();
         if json {
             print_json(&json!({"id": id, "events": outcomes.len(), "stored": stored}));

@@ -1,4 +1,4 @@
-//! One person's WhatsApp identity, whatever a provider calls it (SPEC 2.2).
+//! One person's WhatsApp identity, whatever a provider calls it (README: "Receiving webhooks").
 //!
 //! Canonical form: the digits of the E.164 number (`5511988887777`), or, for a WhatsApp "linked identity"
 //! that hides the number and has no known phone, `<digits>@lid`, which is an identity of its own; or, for a user

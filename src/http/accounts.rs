@@ -1,4 +1,4 @@
-//! `/api/v1/accounts/{account_id}`: the account, and its on-demand import from the legacy system (SPEC 5.1).
+//! `/api/v1/accounts/{account_id}`: the account, and its on-demand import from the legacy system (README: "What the client app does").
 
 use axum::Json;
 use axum::extract::State;
@@ -54,7 +54,7 @@ impl From<ImportError> for ApiError {
 struct AccountView {
     id: i64,
     name: String,
-    /// The import from the legacy system as the client app sees it (SPEC 5.1).
+    /// The import from the legacy system as the client app sees it (README: "What the client app does").
     #[schema(example = "not-started")]
     migration_status: String,
     merge_brazil_ninth_digit: bool,
@@ -81,7 +81,7 @@ async fn show(State(ferry): State<Ferry>, access: AccountAccess) -> ApiResult<Js
     Ok(Json(AccountView {
         id: account.id,
         name: account.name,
-        // The client's view: a failed history import shows as completed (SPEC 5.2).
+        // The client's view: a failed history import shows as completed (README: "Stages and what happens on failure").
         migration_status: if status == "messages-failure" {
             "completed".to_owned()
         } else {

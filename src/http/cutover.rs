@@ -1,4 +1,4 @@
-//! The cut-over (SPEC 4.4) for installation administrators: `/api/v1/integrations/legacy/…`, the same
+//! The cut-over (README: "Cutting over from the legacy layout") for installation administrators: `/api/v1/integrations/legacy/…`, the same
 //! operations as `ferry integrations check|migrate|verify|tokens|cutover|cleanup`.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! The one error shape of the API (SPEC 6.1): `{"error": {"code", "message", "details"?}}`.
+//! The one error shape of the API (README: "Using the API"): `{"error": {"code", "message", "details"?}}`.
 //! Internal failures are logged with their cause and answered with a generic 500.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! `/api/v1/accounts/{account_id}/integrations`: provider connections and their webhook tokens (SPEC 4.3).
+//! `/api/v1/accounts/{account_id}/integrations`: provider connections and their webhook tokens (README: "Integrations and webhook tokens").
 //! Administrators only; the token is shown on create, rotate and an audited reveal, never in listings.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! SPEC 3.7: `/api/v1/accounts/{account_id}/inboxes/{inbox_id}/migrations`, administrators only.
+//! `/api/v1/accounts/{account_id}/inboxes/{inbox_id}/migrations`, administrators only.
 
 use std::convert::Infallible;
 
@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -65,7 +65,7 @@ struct DryRun {
 
 /// One Server-Sent Event of a migration's stream.
 #[derive(ToSchema)]
-#[allow(dead_code)] // Documentation of what `progress_stream` writes.
+#[allow(dead_code)] // Documentation of what `progress::events` writes.
 struct MigrationEvent {
     event: EventName,
     /// The migration (a `MigrationView`) as JSON.
@@ -394,41 +394,20 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     access.require_admin()?;
     let first = im::get(&ferry, access.account_id, Some(inbox_id), id).await?;
-    progress_stream(ferry, first.id).map_err(|busy| {
+    let events = im::progress::events(&ferry, first.id).map_err(|busy| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_streams",
             busy.to_string(),
         )
-    })
+    })?;
+    Ok(sse(events))
 }
 
-/// The migration's record as a `progress` event whenever it changes, then `done` once it (and any revert of
-/// it) has ended. Shared with the web UI's live panel; every stream of a migration shares one poll. Refused
-/// (503) when the migration or the node already has as many streams as configured.
-pub(crate) fn progress_stream(
-    ferry: Ferry,
-    id: i64,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, im::progress::Busy> {
-    let subscription = ferry.progress.subscribe(&ferry, id)?;
-    let stream = futures::stream::unfold(
-        (subscription, true),
-        |(mut subscription, open)| async move {
-            if !open {
-                return None;
-            }
-            // The current snapshot first, then each change; the poller's end (sender gone) ends the stream.
-            loop {
-                let snapshot = subscription.receiver.borrow_and_update().clone();
-                if let Some(snapshot) = snapshot {
-                    let event = Event::default()
-                        .event(if snapshot.done { "done" } else { "progress" })
-                        .data(snapshot.json.as_str());
-                    return Some((Ok(event), (subscription, !snapshot.done)));
-                }
-                subscription.receiver.changed().await.ok()?;
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+/// The migration's progress events as Server-Sent Events (shared with the web UI's live panel).
+pub(crate) fn sse(
+    events: impl Stream<Item = im::progress::ProgressEvent> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = events.map(|e| Ok(Event::default().event(e.name).data(e.data.as_str())));
+    Sse::new(events).keep_alive(KeepAlive::default())
 }

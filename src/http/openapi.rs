@@ -1,4 +1,4 @@
-//! The OpenAPI document of `/api/v1` (SPEC 6.1): each handler describes itself with `#[utoipa::path]` and is
+//! The OpenAPI document of `/api/v1`: each handler describes itself with `#[utoipa::path]` and is
 //! registered through `utoipa_axum::routes!`, so a route cannot exist without its documentation. `finish`
 //! adds what every operation shares: the two ways to authenticate and the error answers of the extractors.
 
@@ -20,12 +20,12 @@ use utoipa::{OpenApi as _, ToSchema};
     security(("api_access_token" = []), ("bearer" = [])),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
-        (name = "accounts", description = "The account and its on-demand import from the legacy system (SPEC 5)"),
+        (name = "accounts", description = "The account and its on-demand import from the legacy system"),
         (name = "inboxes", description = "Inboxes (channels) of an account"),
         (name = "conversations", description = "Contacts, conversations and messages, newest first"),
-        (name = "inbox migrations", description = "Moving one inbox's history into another (SPEC 3), administrators only"),
-        (name = "integrations", description = "Provider connections and their secret webhook tokens (SPEC 4.3), administrators only"),
-        (name = "legacy cut-over", description = "From by-instance-name webhook routing to tokens (SPEC 4.4), installation administrators only"),
+        (name = "inbox migrations", description = "Moving one inbox's history into another, administrators only"),
+        (name = "integrations", description = "Provider connections and their secret webhook tokens, administrators only"),
+        (name = "legacy cut-over", description = "From by-instance-name webhook routing to tokens, installation administrators only"),
     )
 )]
 struct ApiDoc;

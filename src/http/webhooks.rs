@@ -1,4 +1,4 @@
-//! Provider webhook routes (SPEC 4.1). Unknown or disabled token 404, malformed body 400 (kept as a dead letter
+//! Provider webhook routes (README: "Receiving webhooks"). Unknown or disabled token 404, malformed body 400 (kept as a dead letter
 //! with its raw body and headers), stored or duplicate 200.
 
 use axum::body::Body;
@@ -15,7 +15,7 @@ use crate::services::Ferry;
 use crate::store::{NewDeadLetter, TokenRoute};
 use crate::webhooks::body::BodyError;
 use crate::webhooks::event::{InboundEvent, NumberedEvent, ParseError};
-use crate::webhooks::ingest::{Outcome, ingest, route_of_number};
+use crate::webhooks::ingest::{IngestOutcome, ingest, route_of_number};
 use crate::webhooks::{cloud, dialog360, evolution, integrations, twilio};
 
 pub fn router() -> Router<Ferry> {
@@ -51,7 +51,7 @@ pub fn router() -> Router<Ferry> {
         )
 }
 
-/// The legacy by-instance-name route (SPEC 4.4), served until the cut-over's cleanup turns it off. Resolved
+/// The legacy by-instance-name route (README: "Cutting over from the legacy layout"), served until the cut-over's cleanup turns it off. Resolved
 /// through the legacy tables on every request (no cache: it is being retired), each hit counted per instance so
 /// the cut-over can measure a quiet period, and logged as deprecated (once a minute per instance).
 async fn evolution_legacy(
@@ -122,7 +122,7 @@ async fn legacy_inner(
     delivery.store_one(evolution::parse(&body.bytes)).await
 }
 
-pub const LEGACY_INSTANCE_HEADER: &str = "x-ferry-legacy-instance";
+pub use crate::webhooks::LEGACY_INSTANCE_HEADER;
 
 /// Whether to log the deprecation warning for this instance now: at most once a minute each.
 fn deprecation_due(instance: &str) -> bool {
@@ -549,16 +549,16 @@ impl<'a> Delivery<'a> {
     async fn store_on(&self, route: &TokenRoute, event: InboundEvent) -> ApiResult<Value> {
         let result = ingest(self.ferry, route, event).await;
         let outcome = match &result {
-            Ok(Outcome::Stored { .. }) => "stored",
-            Ok(Outcome::Duplicate { .. }) => "duplicate",
-            Ok(Outcome::StatusRaised(_)) => "status",
-            Ok(Outcome::Changed(_)) => "changed",
-            Ok(Outcome::Ignored(_)) => "ignored",
+            Ok(IngestOutcome::Stored { .. }) => "stored",
+            Ok(IngestOutcome::Duplicate { .. }) => "duplicate",
+            Ok(IngestOutcome::StatusRaised(_)) => "status",
+            Ok(IngestOutcome::Changed(_)) => "changed",
+            Ok(IngestOutcome::Ignored(_)) => "ignored",
             Err(_) => "failed",
         };
         crate::metrics::webhook_event(&route.provider, outcome);
         match result {
-            Ok(outcome @ Outcome::Changed(false)) => {
+            Ok(outcome @ IngestOutcome::Changed(false)) => {
                 // An edit or deletion of a message not stored (yet: it may still be on its way): kept, so a
                 // replay applies it once the message is there.
                 self.keep(
@@ -578,20 +578,20 @@ impl<'a> Delivery<'a> {
     }
 }
 
-fn outcome_json(outcome: &Outcome) -> Value {
+fn outcome_json(outcome: &IngestOutcome) -> Value {
     match outcome {
-        Outcome::Stored {
+        IngestOutcome::Stored {
             message_id,
             conversation_id,
         } => {
             json!({"status": "stored", "message_id": message_id, "conversation_id": conversation_id})
         }
-        Outcome::Duplicate { message_id } => {
+        IngestOutcome::Duplicate { message_id } => {
             json!({"status": "duplicate", "message_id": message_id})
         }
-        Outcome::StatusRaised(changed) => json!({"status": "status", "changed": changed}),
-        Outcome::Changed(changed) => json!({"status": "changed", "changed": changed}),
-        Outcome::Ignored(reason) => json!({"status": "ignored", "reason": reason}),
+        IngestOutcome::StatusRaised(changed) => json!({"status": "status", "changed": changed}),
+        IngestOutcome::Changed(changed) => json!({"status": "changed", "changed": changed}),
+        IngestOutcome::Ignored(reason) => json!({"status": "ignored", "reason": reason}),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Capability A: inbox migration (SPEC 3). `mod.rs` holds the lifecycle operations the API and CLI share;
+//! Capability A: inbox migration (README: "Inbox migration"). `mod.rs` holds the lifecycle operations the API and CLI share;
 //! `engine` moves the data in lease-guarded batches; the durable worker (`crate::worker`) runs it.
 
 pub mod engine;
@@ -15,7 +15,7 @@ use crate::store::{Inbox, InboxMigration, MatchKey, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
-    /// The request cannot be carried out as asked (SPEC 3.7: 422).
+    /// The request cannot be carried out as asked (answered 422).
     #[error("{message}")]
     Refused { code: &'static str, message: String },
     #[error("{0} not found")]
@@ -75,7 +75,7 @@ impl MigrationOptions {
     }
 }
 
-/// What a migration would move (SPEC 3.7 `preview`, and the plan of a dry run).
+/// What a migration would move (the API's `preview`, and the plan of a dry run).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Preview {
     pub source_inbox: InboxRef,
@@ -511,7 +511,7 @@ pub async fn retry(
     Ok(updated)
 }
 
-/// Queues the revert of a migration (SPEC 3.3): a leased job the worker runs from the journals, newest batch
+/// Queues the revert of a migration (README: "Inbox migration"): a leased job the worker runs from the journals, newest batch
 /// first, to the exact prior state, merged contacts un-merged. Conversations created in the destination
 /// afterwards stay; new messages follow their conversation. A completed migration is reverted together with the
 /// cancelled or failed runs of the same pair it continued; a cancelled or failed run that moved rows can be
@@ -659,7 +659,7 @@ fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMi
     (!back).then_some(redirecting)
 }
 
-/// A migration as the API shows it (SPEC 3.7).
+/// A migration as the API shows it (README: "Inbox migration").
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MigrationView {
     pub id: i64,

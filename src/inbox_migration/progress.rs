@@ -147,3 +147,40 @@ fn change_key(m: &crate::store::InboxMigration) -> String {
     }
     row.to_string()
 }
+
+/// One event of a migration's stream: `progress` with the migration (as the API shows it) whenever it
+/// changed, then `done` once it and any revert of it ended.
+pub struct ProgressEvent {
+    pub name: &'static str,
+    pub data: Arc<String>,
+}
+
+/// The migration's events, the current snapshot first; every stream of a migration shares one poll. Refused
+/// when the migration or the node already has as many streams as configured.
+pub fn events(
+    ferry: &Ferry,
+    id: i64,
+) -> Result<impl futures::Stream<Item = ProgressEvent> + Send + use<>, Busy> {
+    let subscription = ferry.progress.subscribe(ferry, id)?;
+    Ok(futures::stream::unfold(
+        (subscription, true),
+        |(mut subscription, open)| async move {
+            if !open {
+                return None;
+            }
+            // Each change in turn; the poller's end (sender gone) ends the stream.
+            loop {
+                let snapshot = subscription.receiver.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
+                    let name = if snapshot.done { "done" } else { "progress" };
+                    let event = ProgressEvent {
+                        name,
+                        data: snapshot.json,
+                    };
+                    return Some((event, (subscription, !snapshot.done)));
+                }
+                subscription.receiver.changed().await.ok()?;
+            }
+        },
+    ))
+}

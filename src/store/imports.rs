@@ -1,4 +1,4 @@
-//! Account imports (SPEC 5): the import row, claimed under a lease like inbox migrations; each batch commits its
+//! Account imports (README: "Account import"): the import row, claimed under a lease like inbox migrations; each batch commits its
 //! rows, its counters and its stage cursor in one transaction guarded by the lease token, so a resumed stage
 //! continues exactly where the last commit left it and nothing is imported twice (legacy thread and message
 //! ids are unique in the database).

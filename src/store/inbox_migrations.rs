@@ -326,7 +326,7 @@ pub trait InboxMigrationStore: Send + Sync {
     /// Conversations of the two inboxes whose stored message or attachment count differs from their rows (the
     /// counts a migration reports are these columns, kept by triggers; `verify` checks them against the rows).
     async fn count_conversation_counter_drift(&self, source: i64, destination: i64) -> Result<i64>;
-    /// Invariants 2, 3 and, given when the migration completed, 5 (SPEC 3.5).
+    /// Invariants 2, 3 and, given when the migration completed, 5 (README: "Inbox migration").
     async fn check_inbox_migration_invariants(
         &self,
         source: i64,

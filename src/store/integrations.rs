@@ -1,5 +1,5 @@
 //! Storage of `integrations`: one row per provider connection, routed by the SHA-256 of its webhook token
-//! (SPEC 4.3). Token and provider secrets are sealed by the caller, bound to the row id.
+//! (README: "Integrations and webhook tokens"). Token and provider secrets are sealed by the caller, bound to the row id.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -122,7 +122,7 @@ pub trait IntegrationStore: Send + Sync {
     /// Whether the legacy by-instance-name route is served (setting `legacy_webhook_route`, on by default).
     async fn legacy_route_enabled(&self) -> Result<bool>;
     async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()>;
-    /// The legacy route of an Evolution instance (SPEC 4.4): `evolution_instances` → organization → account →
+    /// The legacy route of an Evolution instance (README: "Cutting over from the legacy layout"): `evolution_instances` → organization → account →
     /// the account's Evolution inbox with the instance's phone number, or its only Evolution inbox.
     async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>>;
     /// Counts one legacy-route hit of the instance (per UTC day) and on its integration, if it has one.

@@ -1,4 +1,4 @@
-//! Storage of the web UI's sessions and failed sign-ins (SPEC 6.2). Tokens arrive hashed; nothing here ever
+//! Storage of the web UI's sessions and failed sign-ins (README: "Web admin UI"). Tokens arrive hashed; nothing here ever
 //! sees a session cookie.
 
 use async_trait::async_trait;

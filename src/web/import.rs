@@ -1,4 +1,4 @@
-//! The account import page (SPEC 5): the status as a timeline of the stages with their counts, attachment
+//! The account import page (README: "Account import"): the status as a timeline of the stages with their counts, attachment
 //! failures with "Retry attachments", and "Start import" while the account is `not-started`. The timeline
 //! refreshes itself while an import runs.
 
@@ -189,7 +189,7 @@ struct Timeline {
 
 #[derive(Template)]
 #[template(path = "import.html")]
-struct Page {
+struct ImportPage {
     chrome: Chrome,
     timeline: Timeline,
 }
@@ -304,7 +304,7 @@ async fn page(
         )),
         _ => None,
     };
-    Ok(html(&Page {
+    Ok(html(&ImportPage {
         chrome: Chrome::new(&access, "import").with_notice(notice),
         timeline,
     }))

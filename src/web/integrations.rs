@@ -1,6 +1,6 @@
 //! The integrations page: every provider connection with its masked webhook URL (revealed on request, audited),
 //! token rotation, legacy-route traffic and cut-over state; for installation administrators, the cut-over flow
-//! of SPEC 4.4 (check → migrate, dry run first → verify → cleanup) with the CLI's safety rules.
+//! of the cut-over (check → migrate, dry run first → verify → cleanup) with the CLI's safety rules.
 
 use std::collections::HashMap;
 
@@ -77,7 +77,7 @@ fn row(ferry: &Ferry, i: &Integration, inboxes: &HashMap<i64, String>) -> Row {
 
 #[derive(Template)]
 #[template(path = "integrations.html")]
-struct Page {
+struct IntegrationsPage {
     chrome: Chrome,
     rows: Vec<Row>,
     legacy_route_enabled: bool,
@@ -88,7 +88,7 @@ async fn render(
     ferry: &Ferry,
     access: &AccountUser,
     new_url: Option<(i64, String)>,
-) -> WebResult<Page> {
+) -> WebResult<IntegrationsPage> {
     let inboxes: HashMap<i64, String> = ferry
         .store
         .list_inboxes(access.account.id)
@@ -105,7 +105,7 @@ async fn render(
         r.revealed = Some(url.clone());
         announced = Some((format!("{} · {}", r.provider, r.inbox), url));
     }
-    Ok(Page {
+    Ok(IntegrationsPage {
         chrome: Chrome::new(access, "integrations"),
         rows,
         legacy_route_enabled: ferry.store.legacy_route_enabled().await?,

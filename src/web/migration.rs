@@ -1,4 +1,4 @@
-//! The inbox migration page (SPEC 3.8): destination, preview, typed confirmation, a live progress panel fed by
+//! The inbox migration page (README: "Web admin UI"): destination, preview, typed confirmation, a live progress panel fed by
 //! Server-Sent Events, cancel, revert with its own typed confirmation, and the inbox's migration history.
 //! Administrators only.
 
@@ -9,10 +9,10 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ impl From<MigrationError> for WebError {
 }
 
 /// One migration as the panel and the history show it.
-pub struct MigrationView {
+pub struct MigrationPanel {
     pub id: i64,
     pub status: String,
     pub status_label: &'static str,
@@ -165,7 +165,7 @@ pub fn status_label(status: MigrationStatus) -> (&'static str, &'static str) {
     }
 }
 
-fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> MigrationView {
+fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> MigrationPanel {
     let (status_label, badge) = status_label(m.status);
     let progress = &json["progress"];
     let entity = |key: &'static str, label: &'static str| {
@@ -197,7 +197,7 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
         None if m.is_active() => "estimating…".into(),
         None => String::new(),
     };
-    MigrationView {
+    MigrationPanel {
         id: m.id,
         status: m.status.to_string(),
         status_label,
@@ -249,8 +249,8 @@ struct Live {
     account_id: i64,
     inbox_id: i64,
     csrf_token: String,
-    current: Option<MigrationView>,
-    history: Vec<MigrationView>,
+    current: Option<MigrationPanel>,
+    history: Vec<MigrationPanel>,
 }
 
 async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebResult<Live> {
@@ -317,7 +317,7 @@ async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebRes
 
 #[derive(Template)]
 #[template(path = "migration.html")]
-struct Page {
+struct MigrationPage {
     chrome: Chrome,
     inbox: InboxRow,
     unavailable: Option<String>,
@@ -331,7 +331,7 @@ async fn render_page(
     access: &AccountUser,
     inbox_id: i64,
     notice: Option<String>,
-) -> WebResult<Page> {
+) -> WebResult<MigrationPage> {
     access.require_admin("migrate inboxes")?;
     let inbox = ferry.store.get_inbox(access.account.id, inbox_id).await?;
     let unavailable = (!inbox.channel.is_whatsapp_like()).then(|| {
@@ -353,7 +353,7 @@ async fn render_page(
     };
     let live = live_part(ferry, access, inbox_id).await?;
     let can_start = unavailable.is_none() && live.current.as_ref().is_none_or(|c| !c.active);
-    Ok(Page {
+    Ok(MigrationPage {
         chrome: Chrome::new(access, "inboxes").with_notice(notice),
         inbox: InboxRow::new(&inbox),
         unavailable,
@@ -627,8 +627,10 @@ async fn events(
     access.require_admin("migrate inboxes")?;
     let m = im::get(&ferry, access.account.id, Some(inbox_id), id).await?;
     // Proxies must pass each event on at once, not buffer the stream.
-    let stream = crate::http::migrations::progress_stream(ferry, m.id)
+    let events = im::progress::events(&ferry, m.id)
         .map_err(|busy| WebError::Conflict(format!("{busy}; reload the page later")))?;
+    let events = events.map(|e| Ok(Event::default().event(e.name).data(e.data.as_str())));
+    let stream = Sse::new(events).keep_alive(KeepAlive::default());
     Ok(([("x-accel-buffering", "no")], stream))
 }
 

@@ -1,4 +1,4 @@
-//! The web admin UI (SPEC 3.8, 6.2): server-rendered pages (askama templates in `templates/`) with a vendored
+//! The web admin UI (README: "Web admin UI"): server-rendered pages (askama templates in `templates/`) with a vendored
 //! htmx and a small script of our own, no build step. A thin adapter over the same services the API uses;
 //! administrator actions are hidden from agents and refused by the server anyway.
 

@@ -1,4 +1,4 @@
-//! The cut-over from legacy instance routing (SPEC 4.4): `check` reports where an installation stands and
+//! The cut-over from legacy instance routing (README: "Cutting over from the legacy layout"): `check` reports where an installation stands and
 //! `migrate` turns every usable legacy row into exactly one integration. The database's unique keys (provider +
 //! instance name or phone number id) make `migrate` idempotent and safe to run twice at once: a row another run
 //! created first is reported, never duplicated.
@@ -250,12 +250,12 @@ pub async fn migrate(ferry: &Ferry, dry_run: bool, by: Option<i64>) -> Result<Mi
             continue;
         }
         match migrate_one(ferry, &legacy, dry_run).await {
-            Ok((Outcome::Migrated, i)) => report.migrated.push(legacy.item(i.as_ref(), None)),
-            Ok((Outcome::Updated, i)) => report.updated.push(legacy.item(i.as_ref(), None)),
-            Ok((Outcome::Unchanged(reason), i)) => {
+            Ok((RowOutcome::Migrated, i)) => report.migrated.push(legacy.item(i.as_ref(), None)),
+            Ok((RowOutcome::Updated, i)) => report.updated.push(legacy.item(i.as_ref(), None)),
+            Ok((RowOutcome::Unchanged(reason), i)) => {
                 report.unchanged.push(legacy.item(i.as_ref(), reason))
             }
-            Ok((Outcome::Skipped(reason), i)) => {
+            Ok((RowOutcome::Skipped(reason), i)) => {
                 report.skipped.push(legacy.item(i.as_ref(), Some(reason)))
             }
             Err(e) => report.errors.push(legacy.item(None, Some(e.to_string()))),
@@ -289,7 +289,7 @@ pub async fn migrate(ferry: &Ferry, dry_run: bool, by: Option<i64>) -> Result<Mi
     Ok(report)
 }
 
-enum Outcome {
+enum RowOutcome {
     Migrated,
     Updated,
     Unchanged(Option<String>),
@@ -300,7 +300,7 @@ async fn migrate_one(
     ferry: &Ferry,
     legacy: &Legacy,
     dry_run: bool,
-) -> Result<(Outcome, Option<Integration>)> {
+) -> Result<(RowOutcome, Option<Integration>)> {
     let account_id = legacy.account_id.expect("checked by the caller");
     if let Some(existing) = ferry
         .store
@@ -310,7 +310,7 @@ async fn migrate_one(
         let config = legacy.config(Some(&existing.config.0));
         let differs = existing.status != legacy.mapped_status() || existing.config.0 != config;
         if !differs {
-            return Ok((Outcome::Unchanged(None), Some(existing)));
+            return Ok((RowOutcome::Unchanged(None), Some(existing)));
         }
         if !dry_run {
             ferry
@@ -318,7 +318,7 @@ async fn migrate_one(
                 .set_integration_from_legacy(existing.id, legacy.mapped_status(), &config)
                 .await?;
         }
-        return Ok((Outcome::Updated, Some(existing)));
+        return Ok((RowOutcome::Updated, Some(existing)));
     }
     let channel = Provider::parse(legacy.provider)?.channel();
     let found = inbox_for(ferry, account_id, channel, legacy.phone_number.as_deref()).await?;
@@ -326,7 +326,7 @@ async fn migrate_one(
     let inbox = match found {
         Some(inbox) => inbox.id,
         None if dry_run => {
-            return Ok((Outcome::Migrated, None));
+            return Ok((RowOutcome::Migrated, None));
         }
         None => {
             ferry
@@ -346,7 +346,7 @@ async fn migrate_one(
         }
     };
     if dry_run {
-        return Ok((Outcome::Migrated, None));
+        return Ok((RowOutcome::Migrated, None));
     }
     let created = integrations::create(
         ferry,
@@ -375,12 +375,12 @@ async fn migrate_one(
                 .integration_by_key(legacy.provider, &legacy.key)
                 .await?;
             return Ok((
-                Outcome::Unchanged(Some("migrated by a concurrent run".into())),
+                RowOutcome::Unchanged(Some("migrated by a concurrent run".into())),
                 existing,
             ));
         }
         Err(ServiceError::Validation { field, message }) => {
-            return Ok((Outcome::Skipped(format!("{field}: {message}")), None));
+            return Ok((RowOutcome::Skipped(format!("{field}: {message}")), None));
         }
         Err(e) => return Err(e),
     };
@@ -398,7 +398,7 @@ async fn migrate_one(
         .store
         .get_integration(account_id, issued.integration.id)
         .await?;
-    Ok((Outcome::Migrated, Some(integration)))
+    Ok((RowOutcome::Migrated, Some(integration)))
 }
 
 /// The account's inbox of `channel` with this phone number; without a number, its only inbox of that channel.

@@ -2,7 +2,7 @@
 //! fixed they are replayed through the same parser and ingestion (de-duplicated, so a replay is safe twice).
 
 use super::event::{NumberedEvent, ParseError};
-use super::ingest::{Outcome, ingest, route_of_number};
+use super::ingest::{IngestOutcome, ingest, route_of_number};
 use super::{cloud, dialog360, evolution, twilio};
 use crate::services::{Ferry, ServiceError};
 use crate::store::StoreError;
@@ -52,12 +52,12 @@ fn events(provider: &str, body: &[u8]) -> Result<Vec<NumberedEvent>, ParseError>
 }
 
 /// Replays one dead letter (signatures were checked when it arrived) and marks it replayed.
-pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<Outcome>, ReplayError> {
+pub async fn replay(ferry: &Ferry, id: i64) -> Result<Vec<IngestOutcome>, ReplayError> {
     let letter = ferry.store.get_dead_letter(id).await?;
     // A legacy delivery is routed by its instance again (it may have no integration).
     let legacy_instance = letter
         .headers
-        .get(crate::http::LEGACY_INSTANCE_HEADER)
+        .get(super::LEGACY_INSTANCE_HEADER)
         .and_then(serde_json::Value::as_str);
     let route = match (letter.integration_id, legacy_instance) {
         (Some(integration), _) => ferry.store.route_of_integration(integration).await?,

@@ -9,7 +9,7 @@ use crate::services::Ferry;
 use crate::store::{IngestMessage, Ingested, Rekey, StoreError, TokenRoute};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum IngestOutcome {
     Stored {
         message_id: i64,
         conversation_id: i64,
@@ -67,19 +67,19 @@ pub async fn ingest(
     ferry: &Ferry,
     route: &TokenRoute,
     event: InboundEvent,
-) -> Result<Outcome, StoreError> {
+) -> Result<IngestOutcome, StoreError> {
     let inbox_id = route
         .inbox_id
         .ok_or(StoreError::NotFound("inbox of the integration"))?;
     match super::event::storable(event) {
         InboundEvent::Ignored { reason } => {
             tracing::info!(integration = route.integration_id, %reason, "webhook event not stored");
-            Ok(Outcome::Ignored(reason))
+            Ok(IngestOutcome::Ignored(reason))
         }
         InboundEvent::Status {
             provider_message_id,
             status,
-        } => Ok(Outcome::StatusRaised(
+        } => Ok(IngestOutcome::StatusRaised(
             ferry
                 .store
                 .raise_message_status(
@@ -93,7 +93,7 @@ pub async fn ingest(
         InboundEvent::Change {
             target_message_id,
             change,
-        } => Ok(Outcome::Changed(
+        } => Ok(IngestOutcome::Changed(
             record_change(ferry, route, inbox_id, &target_message_id, &change).await?,
         )),
         InboundEvent::Message(m)
@@ -105,7 +105,7 @@ pub async fn ingest(
             };
             let target = m.target_message_id.as_deref().unwrap_or_default();
             if record_change(ferry, route, inbox_id, target, &change).await? {
-                return Ok(Outcome::Changed(true));
+                return Ok(IngestOutcome::Changed(true));
             }
             // A reaction to a message ferry does not hold is kept as a message of its own.
             store_message(ferry, route, inbox_id, m).await
@@ -209,7 +209,7 @@ async fn store_message(
     route: &TokenRoute,
     inbox_id: i64,
     m: InboundMessage,
-) -> Result<Outcome, StoreError> {
+) -> Result<IngestOutcome, StoreError> {
     let channel = channel_of(route)?;
     let mut row = to_row(route, inbox_id, channel, &m);
     if let Some(media) = &m.media {
@@ -220,11 +220,11 @@ async fn store_message(
         Ingested::Stored {
             message_id,
             conversation_id,
-        } => Outcome::Stored {
+        } => IngestOutcome::Stored {
             message_id,
             conversation_id,
         },
-        Ingested::Duplicate { message_id } => Outcome::Duplicate { message_id },
+        Ingested::Duplicate { message_id } => IngestOutcome::Duplicate { message_id },
     })
 }
 

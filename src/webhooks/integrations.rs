@@ -1,4 +1,4 @@
-//! Integrations: one per provider connection of an inbox (SPEC 4.3). The webhook token is 256 random bits
+//! Integrations: one per provider connection of an inbox (README: "Integrations and webhook tokens"). The webhook token is 256 random bits
 //! (`fwh_…`), stored as SHA-256 for routing and sealed for the administrator who pastes the URL into the
 //! provider; provider secrets are sealed too. Reveal and rotation are audited.
 
@@ -42,7 +42,7 @@ impl Provider {
         self.0
     }
 
-    /// The route a provider posts to (SPEC 4.1).
+    /// The route a provider posts to (README: "Receiving webhooks").
     /// The route of this provider for `t` (a token, or a masked one for display).
     fn webhook_path(self, t: &str) -> String {
         match self.0 {

@@ -1,6 +1,10 @@
-//! Capability B, provider webhooks routed by a secret per-integration token (SPEC 4). This part: the
+//! Capability B, provider webhooks routed by a secret per-integration token (README: "Integrations and webhook tokens"). This part: the
 //! integrations that own the tokens (create, reveal, rotate with an overlap window, disable/enable) and the
 //! cached token → integration routing.
+
+/// The header a legacy-routed delivery keeps with its dead letter (the instance that routed it), so that a
+/// replay routes it the same way.
+pub const LEGACY_INSTANCE_HEADER: &str = "x-ferry-legacy-instance";
 
 pub mod body;
 pub mod cloud;

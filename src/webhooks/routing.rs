@@ -1,4 +1,4 @@
-//! Token → integration, with zero database queries on a cache hit (SPEC 4.2): an in-process cache keyed by the
+//! Token → integration, with zero database queries on a cache hit (README: "Routing cache and metrics"): an in-process cache keyed by the
 //! token's SHA-256 (never the raw token), bounded, with a TTL, and negative entries for unknown tokens so a
 //! scanner cannot turn into database load. Rotation, disable and enable invalidate the integration's entries.
 //!

@@ -199,3 +199,17 @@ pub async fn installation_admin_flag_does_not_open_other_accounts(db: Db) {
     assert_eq!(own.0, 200);
     assert_eq!(own.1["role"], "agent");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        no_token_is_401_in_the_error_shape,
+        malformed_and_unknown_tokens_are_401,
+        bearer_and_api_access_token_headers_both_work,
+        a_user_of_another_account_gets_404,
+        an_agent_reads_but_gets_403_on_admin_routes,
+        installation_admin_flag_does_not_open_other_accounts,
+    )]
+    .concat()
+}

@@ -1018,3 +1018,18 @@ pub async fn demo_newcomer_does_everything_in_the_browser() {
     let inboxes = b.wait("//table").await.text().await.unwrap();
     assert!(inboxes.contains("imported"), "{inboxes}");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [crate::Service::Browser];
+            admin_migrates_and_reverts_an_inbox_in_the_browser,
+            agents_forged_posts_and_guessers_are_refused,
+            integrations_reveal_rotate_and_cut_over_in_the_browser,
+            import_timeline_advances_in_the_browser,
+        ),
+        without_database!("sqlite", [crate::Service::Browser]; demo_newcomer_does_everything_in_the_browser),
+    ]
+    .concat()
+}

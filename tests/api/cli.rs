@@ -410,3 +410,17 @@ pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
         "same inbox",
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [];
+            cli_creates_account_user_token_and_inbox,
+            cli_failures_are_one_line_and_write_nothing,
+            cli_migrates_an_inbox_and_manages_migrations,
+        ),
+        without_database!("sqlite", []; serve_demo_prints_a_working_token_and_keeps_data),
+    ]
+    .concat()
+}

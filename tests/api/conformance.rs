@@ -1161,3 +1161,22 @@ pub async fn twilio_get_and_repeated_parameters(db: Db) {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(message(&app, "SM2").await.5["button"]["payload"], "A");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        values_are_routed_by_phone_number_id,
+        an_integration_without_its_number_keeps_its_traffic,
+        username_users_are_stored_and_linked_to_their_number,
+        bsuid_aliases_survive_a_migration_and_its_revert,
+        webhook_bodies_have_their_own_limit,
+        evolution_edits_and_events_as_evolution_sends_them,
+        cloud_content_as_meta_documents_it,
+        evolution_content_as_baileys_builds_it,
+        evolution_routes_instances_and_ninth_digit,
+        ninth_digit_is_kept_apart_when_the_account_says_so,
+        twilio_get_and_repeated_parameters,
+    )]
+    .concat()
+}

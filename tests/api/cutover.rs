@@ -1,4 +1,4 @@
-//! The cut-over from legacy instance routing (SPEC 4.4), on the generated account's legacy rows: three usable
+//! The cut-over from legacy instance routing (README: "Cutting over from the legacy layout"), on the generated account's legacy rows: three usable
 //! Evolution instances (open, connecting, close), one in error, one whose organization maps to no account, and
 //! a Cloud and a 360dialog business config.
 
@@ -1434,4 +1434,22 @@ pub async fn cutover_calls_no_evolution_api_off_the_allowed_list(db: Db) {
         "{:?}",
         cutover_states(&app, account)
     );
+}
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        migrate_turns_each_usable_legacy_row_into_one_integration,
+        concurrent_first_migrations_make_no_duplicates,
+        cleanup_waits_for_a_quiet_window_then_backs_up_and_retires,
+        cutover_repoints_one_at_a_time_and_restores_on_failure,
+        cutover_sets_ferrys_events_and_no_base64,
+        cutover_skips_disabled_webhooks_unless_included,
+        cutover_restore_puts_back_the_previous_webhook_exactly,
+        cutover_endpoints_are_for_installation_administrators,
+        integration_test_sends_a_signed_message_and_cleans_up,
+        cutover_calls_no_evolution_api_off_the_allowed_list,
+    )]
+    .concat()
 }

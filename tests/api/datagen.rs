@@ -133,3 +133,13 @@ pub async fn shared_contacts_are_the_same_person_in_two_formats(db: Db) {
         .count() as u64;
     assert!(exact_shared < shared, "{exact_shared} < {shared}");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        generated_data_matches_its_report,
+        shared_contacts_are_the_same_person_in_two_formats,
+    )]
+    .concat()
+}

@@ -613,3 +613,19 @@ pub async fn a_terminated_connection_does_not_fail_an_account_import(db: Db) {
         "{import:?}"
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [];
+            nul_text_and_long_provider_ids_are_stored_alike,
+            a_terminated_connection_does_not_fail_a_migration,
+            a_terminated_connection_does_not_fail_a_media_job,
+            a_terminated_connection_does_not_fail_an_account_import,
+        ),
+        on_both_databases!([crate::Service::Redis]; a_redis_restart_loses_no_invalidation),
+        without_database!("sqlite", [crate::Service::Tmpfs]; a_full_disk_answers_503_and_recovers_by_itself),
+    ]
+    .concat()
+}

@@ -462,7 +462,7 @@ async fn into_parts(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-/// Asserts the SPEC 6.1 error shape with this status and code.
+/// Asserts the API's error shape with this status and code.
 #[track_caller]
 pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.0.as_u16(), status, "body: {}", got.1);

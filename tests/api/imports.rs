@@ -1,4 +1,4 @@
-//! Capability C, account import (SPEC 5): every stage and status, the failure rules and their next `/migrate`,
+//! Capability C, account import (README: "Account import"): every stage and status, the failure rules and their next `/migrate`,
 //! idempotency, forced re-migration, media, and both legacy sources (export directory; HTTP API + DynamoDB on
 //! a real moto server).
 
@@ -1235,4 +1235,23 @@ pub async fn a_long_history_gives_way_to_another_accounts_first_stages(db: Db) {
         expected(&legacy.accounts[1])
     );
     assert_eq!(a.messages_count, 1200);
+}
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [];
+            import_runs_every_stage_once_and_is_idempotent,
+            cli_imports_an_account_through_every_stage,
+            each_failure_stage_has_its_status_and_its_next_migrate,
+            empty_pages_with_a_cursor_are_followed,
+            a_killed_worker_process_resumes_the_history_without_duplicates,
+            forced_remigration_deletes_only_what_imports_created,
+            legacy_existence_is_asked_once_and_outages_are_errors,
+            a_long_history_gives_way_to_another_accounts_first_stages,
+        ),
+        on_both_databases!([crate::Service::Moto]; dynamodb_source_imports_with_media_tokens),
+    ]
+    .concat()
 }

@@ -314,3 +314,16 @@ pub async fn a_wrong_secret_key_is_a_clear_error_never_garbage(db: Db) {
     moved.id += 1;
     assert!(open_provider_config(&app.ferry.cipher, &moved).is_err());
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        create_encrypts_the_config_and_never_returns_it,
+        update_changes_only_named_fields_and_null_clears,
+        bad_input_is_refused_and_nothing_is_written,
+        inboxes_of_another_account_are_404,
+        a_wrong_secret_key_is_a_clear_error_never_garbage,
+    )]
+    .concat()
+}

@@ -389,3 +389,15 @@ pub async fn token_routes_are_cached_and_invalidated(db: Db) {
         Some(id)
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        integrations_issue_reveal_rotate_and_disable_tokens,
+        integration_requests_are_refused_clearly,
+        cli_manages_integrations,
+        token_routes_are_cached_and_invalidated,
+    )]
+    .concat()
+}

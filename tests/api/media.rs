@@ -709,3 +709,16 @@ pub async fn media_over_the_size_cap_fails_at_once_with_its_reason(db: Db) {
     );
     assert!(refused_total(&app, "too_large").await >= too_large_before + 3);
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        media_is_fetched_in_the_background_with_backoff_and_placeholders,
+        media_url_to_loopback_is_refused_and_no_credentials_leave,
+        integration_api_urls_off_the_allowed_list_get_no_request,
+        redirects_are_checked_per_hop_and_credentials_stay_on_their_host,
+        media_over_the_size_cap_fails_at_once_with_its_reason,
+    )]
+    .concat()
+}

@@ -1717,3 +1717,26 @@ pub async fn a_person_twice_in_the_source_ends_as_one_contact_inbox(db: Db) {
             .is_empty()
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        migration_moves_and_merges_across_formats,
+        create_is_refused_with_clear_422s,
+        two_simultaneous_creates_give_one_201_and_one_422,
+        cancel_and_retry_follow_the_lifecycle,
+        a_worker_that_lost_its_lease_writes_nothing,
+        generated_inbox_migrates_in_many_batches_to_native_formats,
+        revert_restores_the_exact_prior_state,
+        a_killed_worker_process_is_taken_over_and_the_result_equals_an_uninterrupted_run,
+        conversations_arriving_during_the_migration_end_up_in_the_destination,
+        two_workers_claim_different_migrations_and_never_the_same,
+        sigterm_finishes_the_batch_and_releases_the_lease,
+        open_conversation_conflicts_are_reported,
+        a_person_twice_in_the_source_ends_as_one_contact_inbox,
+        duplicates_by_provider_message_id_are_kept_once,
+        two_worker_processes_share_the_queue_without_overlap,
+    )]
+    .concat()
+}

@@ -1,4 +1,4 @@
-//! Many nodes (SPEC 1): two `ferry serve --no-worker` and two `ferry worker` processes on one PostgreSQL and one
+//! Many nodes (README: "Running at scale"): two `ferry serve --no-worker` and two `ferry worker` processes on one PostgreSQL and one
 //! Redis, on loopback. Jobs run exactly once and finish when a worker is killed; a rotated token stops routing on
 //! the other server within a second (pub/sub) and within the cache TTL on a node without Redis; webhook traffic
 //! spread over both servers loses and duplicates nothing.
@@ -387,4 +387,10 @@ pub async fn servers_and_workers_share_work_routes_and_traffic(db: Db) {
             "{base} routes the new token"
         );
     }
+}
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_postgres!([crate::Service::Redis]; servers_and_workers_share_work_routes_and_traffic)]
+        .concat()
 }

@@ -413,3 +413,12 @@ pub async fn cli_prints_the_committed_document() {
     );
     assert!(output.stderr.is_empty(), "{output:?}");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!([]; the_document_matches_the_routes_and_the_answers),
+        without_database!("cli", []; cli_prints_the_committed_document),
+    ]
+    .concat()
+}

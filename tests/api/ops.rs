@@ -413,3 +413,18 @@ pub async fn scale_benchmarks_run_with_several_workers_and_servers(db: Db) {
         "{webhooks}"
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [];
+            metrics_count_requests_jobs_webhooks_and_takeovers,
+            config_show_redacts_secrets,
+            sigterm_stops_the_server_within_its_bound,
+            scale_benchmarks_run_with_several_workers_and_servers,
+        ),
+        on_both_databases!([crate::Service::Moto]; attachments_are_kept_in_an_s3_bucket),
+    ]
+    .concat()
+}

@@ -190,3 +190,13 @@ pub async fn a_stalled_webhook_body_times_out(db: Db) {
         2
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        idle_connections_at_the_cap_leave_health_answering,
+        a_stalled_webhook_body_times_out,
+    )]
+    .concat()
+}

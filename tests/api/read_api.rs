@@ -227,3 +227,16 @@ pub async fn health_and_readiness(db: Db) {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["database"]["status"], "unavailable");
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        conversations_page_through_every_row_once,
+        messages_come_with_their_attachments,
+        contacts_list_their_contact_inboxes_in_native_formats,
+        unknown_routes_and_methods_answer_in_the_error_shape,
+        health_and_readiness,
+    )]
+    .concat()
+}

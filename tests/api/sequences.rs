@@ -629,3 +629,17 @@ pub async fn progress_streams_share_one_poll_and_are_capped(db: Db) {
     }
     worker.stop().await;
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        reverts_out_of_order_are_refused,
+        migrating_back_ends_the_old_redirect,
+        a_revert_is_a_job_that_resumes_after_a_kill,
+        revert_after_cancel_and_continue_restores_every_run,
+        every_attempt_is_kept_and_a_failed_run_is_revertible,
+        progress_streams_share_one_poll_and_are_capped,
+    )]
+    .concat()
+}

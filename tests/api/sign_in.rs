@@ -122,3 +122,13 @@ pub async fn forwarded_for_is_ignored_unless_trusted(db: Db) {
         429
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        guessers_are_throttled_by_address_and_email,
+        forwarded_for_is_ignored_unless_trusted,
+    )]
+    .concat()
+}

@@ -176,3 +176,15 @@ pub async fn conversation_counts_are_kept_by_the_database(db: Db) {
     store.bench_script(&script).await.unwrap();
     agree("after a message moved").await;
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        email_uniqueness_is_enforced_by_the_database_under_concurrency,
+        display_ids_are_unique_under_concurrent_reservations,
+        migrations_are_idempotent,
+        conversation_counts_are_kept_by_the_database,
+    )]
+    .concat()
+}

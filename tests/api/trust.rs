@@ -262,3 +262,15 @@ pub async fn installation_admins_reveal_only_their_accounts_tokens(db: Db) {
         "the reveal is audited with its user"
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [on_both_databases!(
+        [];
+        dead_letters_keep_credential_header_names_not_values,
+        refused_webhook_tokens_are_counted_not_stored,
+        webhook_tokens_stay_out_of_logs_and_files_are_private,
+        installation_admins_reveal_only_their_accounts_tokens,
+    )]
+    .concat()
+}

@@ -1488,3 +1488,29 @@ pub async fn a_database_failure_keeps_the_delivery_as_a_dead_letter(db: Db) {
         1
     );
 }
+
+/// This module's tests, with the services they need beside the database.
+pub fn suite() -> Vec<crate::Test> {
+    [
+        on_both_databases!(
+            [];
+            evolution_webhooks_are_stored_once,
+            cloud_webhooks_are_verified_and_stored_once,
+            dialog360_webhooks_read_both_shapes,
+            twilio_webhooks_are_verified_and_stored_once,
+            dead_letters_are_listed_and_replayed,
+            concurrent_first_messages_make_one_customer,
+            legacy_route_resolves_through_legacy_tables_and_counts_hits,
+            completed_migration_redirects_source_webhooks,
+            cached_token_routes_run_no_statement,
+            edits_deletes_and_reactions_change_their_target,
+            random_bodies_get_200_or_a_dead_letter,
+            a_database_failure_keeps_the_delivery_as_a_dead_letter,
+        ),
+        on_both_databases!(
+            [crate::Service::Redis];
+            redis_shares_routes_and_invalidations_between_nodes,
+        ),
+    ]
+    .concat()
+}
