@@ -76,6 +76,7 @@ pub struct Config {
     #[arg(long, env = "FERRY_LOG", default_value = "info", global = true)]
     pub log: String,
 
+    /// Log lines as text or json
     #[arg(
         long,
         env = "FERRY_LOG_FORMAT",
@@ -247,6 +248,7 @@ pub struct S3Config {
     /// Region of the bucket
     #[arg(long = "s3-region", env = "FERRY_S3_REGION", global = true)]
     pub region: Option<String>,
+    /// The access key id of the S3 bucket (with FERRY_S3_SECRET_ACCESS_KEY)
     #[arg(
         long = "s3-access-key-id",
         env = "FERRY_S3_ACCESS_KEY_ID",
@@ -254,6 +256,7 @@ pub struct S3Config {
         hide_env_values = true
     )]
     pub access_key_id: Option<String>,
+    /// The secret access key of the S3 bucket
     #[arg(
         long = "s3-secret-access-key",
         env = "FERRY_S3_SECRET_ACCESS_KEY",
@@ -305,6 +308,7 @@ pub struct LegacyConfig {
     )]
     pub dynamodb_endpoint: Option<String>,
 
+    /// The AWS region of the legacy DynamoDB tables
     #[arg(
         long = "legacy-dynamodb-region",
         env = "FERRY_LEGACY_DYNAMODB_REGION",
@@ -313,6 +317,7 @@ pub struct LegacyConfig {
     )]
     pub dynamodb_region: String,
 
+    /// The legacy DynamoDB table of threads
     #[arg(
         long = "legacy-threads-table",
         env = "FERRY_LEGACY_THREADS_TABLE",
@@ -321,6 +326,7 @@ pub struct LegacyConfig {
     )]
     pub threads_table: String,
 
+    /// The legacy DynamoDB table of messages
     #[arg(
         long = "legacy-messages-table",
         env = "FERRY_LEGACY_MESSAGES_TABLE",

@@ -25,34 +25,40 @@ pub enum ImportCommand {
         /// Queue it for the workers and return
         #[arg(long)]
         detach: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// The import status of an account (the real one: `messages-failure` is shown as itself)
     Status {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Accounts whose history import failed (`messages-failure`)
     Failures {
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Resume failed history imports: one account, or every one with --all
     Repair {
         id: Option<i64>,
+        /// Every one of them, not only the first
         #[arg(long, conflicts_with = "id")]
         all: bool,
         /// Queue them for the workers and return
         #[arg(long)]
         detach: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Download failed imported attachments again (one account, or all)
     RetryAttachments {
         id: Option<i64>,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },

@@ -14,15 +14,19 @@ use crate::webhooks::integrations::{
 pub enum IntegrationsCommand {
     /// Connect an inbox to a provider; prints the webhook URL to paste into the provider
     Create {
+        /// The account's id
         #[arg(long)]
         account: i64,
+        /// The inbox's id
         #[arg(long)]
         inbox: i64,
         /// evolution, whatsapp_cloud, dialog360 or twilio_whatsapp
         #[arg(long)]
         provider: String,
+        /// The Evolution API instance's name
         #[arg(long)]
         instance_name: Option<String>,
+        /// The WhatsApp Cloud phone number id (Meta's id of the number)
         #[arg(long)]
         phone_number_id: Option<String>,
         /// Where media is downloaded from: the Evolution API server (required for Evolution media), or another
@@ -44,52 +48,65 @@ pub enum IntegrationsCommand {
         /// WhatsApp Cloud access token (media downloads)
         #[arg(long)]
         access_token: Option<String>,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// The integrations of an account (tokens are never listed)
     List {
+        /// The account's id
         #[arg(long)]
         account: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// A new token; the current one keeps routing for the overlap (default 24h)
     Rotate {
         id: i64,
+        /// Hours the previous token keeps routing after a rotation
         #[arg(long, default_value = "24h")]
         overlap: String,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Show the webhook URL with its token (audited)
     Reveal {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Stop routing this integration's webhooks
     Disable {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
+    /// Route webhooks for this integration again
     Enable {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cut-over: the legacy tables, what is migrated, and legacy-route traffic of the last N days
     Check {
+        /// Days without legacy-route traffic the integration must have had (the quiet window)
         #[arg(long, default_value_t = 14)]
         quiet_days: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cut-over: every integration's webhook URL (token masked unless --reveal, which is audited)
     Tokens {
+        /// Print the full webhook token (administrators only; it is a secret)
         #[arg(long)]
         reveal: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -100,6 +117,7 @@ pub enum IntegrationsCommand {
         /// The running server (default FERRY_PUBLIC_URL)
         #[arg(long)]
         url: Option<String>,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -107,38 +125,48 @@ pub enum IntegrationsCommand {
     /// base64), one at a time, restoring the previous webhook exactly and stopping at the first failure;
     /// instances whose webhook is disabled are skipped and reported unless --include-disabled
     Cutover {
+        /// The Evolution API instance's name
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
         instance: Option<String>,
+        /// Every one of them, not only the first
         #[arg(long)]
         all: bool,
+        /// Report what would be done and change nothing
         #[arg(long)]
         dry_run: bool,
         /// Also re-point instances whose webhook is disabled (or unset), which enables it
         #[arg(long)]
         include_disabled: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cut-over: back up and drop the legacy tables and retire the legacy route (410 Gone); refused while the
     /// legacy route saw traffic within the quiet window, unless --force
     Cleanup {
+        /// Days without legacy-route traffic the integration must have had (the quiet window)
         #[arg(long, default_value_t = 14)]
         quiet_days: i64,
+        /// Do it even though a safety check refuses
         #[arg(long)]
         force: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cut-over: compare the legacy rows with their integrations, key by key and field by field (exit 1 unless
     /// they agree)
     Verify {
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cut-over: every non-error legacy row becomes exactly one integration (idempotent; --dry-run writes nothing)
     Migrate {
+        /// Report what would be done and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },

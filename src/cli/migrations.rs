@@ -1,5 +1,6 @@
 //! `ferry migrate inbox` and `ferry migrations …`: capability A from the terminal.
 
+use super::print_json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::worker::Worker;
 pub enum MigrateCommand {
     /// Move every conversation, message, attachment and contact of one inbox into another
     Inbox {
+        /// The account's id
         #[arg(long)]
         account: i64,
         /// Source inbox id
@@ -41,6 +43,7 @@ pub enum MigrateCommand {
         /// Throttle in rows per second
         #[arg(long)]
         max_rows_per_second: Option<u64>,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -48,7 +51,9 @@ pub enum MigrateCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MigrationsCommand {
+    /// The account's migrations, newest first
     List {
+        /// The account's id
         #[arg(long)]
         account: i64,
         /// Only migrations with this source inbox
@@ -57,21 +62,28 @@ pub enum MigrationsCommand {
         /// Only queued and running ones
         #[arg(long)]
         active: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
+    /// One migration with its progress, attempts and result
     Show {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
+    /// Stop a queued or running migration at its next batch boundary
     Cancel {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
+    /// Continue a failed or cancelled migration from its last committed batch
     Retry {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -82,22 +94,17 @@ pub enum MigrationsCommand {
         /// Queue it and return; a worker (`ferry worker` or `ferry serve`) runs it
         #[arg(long)]
         detach: bool,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Check the migration invariants (see the README, "Inbox migration") on the migration's pair of inboxes; exit 0 only when all hold
     Verify {
         id: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
-}
-
-fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
 }
 
 fn summary(record: &Value) -> String {

@@ -12,10 +12,13 @@ use crate::webhooks::ingest::IngestOutcome;
 pub enum WebhooksCommand {
     /// Requests that could not be stored (newest first); `--replay ID` stores one now
     DeadLetters {
+        /// Replay the dead letter through the route it came by
         #[arg(long)]
         replay: Option<i64>,
+        /// At most this many, newest first
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print the result as JSON instead of text
         #[arg(long)]
         json: bool,
     },
