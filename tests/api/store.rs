@@ -177,14 +177,78 @@ pub async fn conversation_counts_are_kept_by_the_database(db: Db) {
     agree("after a message moved").await;
 }
 
+/// The two databases' migrations build the same schema: the same tables, columns and unique keys (primary keys
+/// aside). Their DDL is written apart, so a column or a unique index added to one of them only would make the
+/// same input behave differently on the other.
+pub async fn both_databases_have_the_same_tables_columns_and_unique_keys(db: Db) {
+    assert_eq!(
+        db,
+        Db::Postgres,
+        "compares a fresh PostgreSQL database with a fresh SQLite one"
+    );
+    let postgres = spawn_app(Db::Postgres).await;
+    let sqlite = spawn_app(Db::Sqlite).await;
+    let (on_postgres, on_sqlite) = (
+        schema(&postgres, POSTGRES_SCHEMA).await,
+        schema(&sqlite, SQLITE_SCHEMA).await,
+    );
+    assert!(on_sqlite.len() > 100, "{on_sqlite:?}");
+    let only = |a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>| {
+        a.difference(b).cloned().collect::<Vec<_>>()
+    };
+    assert!(
+        on_postgres == on_sqlite,
+        "only on PostgreSQL: {:#?}\nonly on SQLite: {:#?}",
+        only(&on_postgres, &on_sqlite),
+        only(&on_sqlite, &on_postgres)
+    );
+}
+
+/// Every table, `table.column` and `table unique (columns…)` of a database, as text.
+async fn schema(
+    app: &crate::helpers::TestApp,
+    queries: [&str; 3],
+) -> std::collections::BTreeSet<String> {
+    let mut all = std::collections::BTreeSet::new();
+    for sql in queries {
+        all.extend(app.texts(sql).await.into_iter().flatten());
+    }
+    all
+}
+
+const SQLITE_SCHEMA: [&str; 3] = [
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND name NOT LIKE '_sqlx%'",
+    "SELECT m.name || '.' || p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' AND m.name NOT LIKE '_sqlx%'",
+    "SELECT m.name || ' unique (' || (SELECT group_concat(name, ', ') FROM \
+     (SELECT ii.name FROM pragma_index_info(il.name) ii WHERE ii.name IS NOT NULL ORDER BY ii.name)) || ')' \
+     FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+     WHERE il.\"unique\" = 1 AND il.origin <> 'pk' AND m.type = 'table' AND m.name NOT LIKE 'sqlite%' \
+     AND m.name NOT LIKE '_sqlx%'",
+];
+
+const POSTGRES_SCHEMA: [&str; 3] = [
+    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
+     AND table_type = 'BASE TABLE' AND table_name NOT LIKE '_sqlx%'",
+    "SELECT table_name || '.' || column_name FROM information_schema.columns \
+     WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+    "SELECT t.relname || ' unique (' || (SELECT string_agg(a.attname::text, ', ' ORDER BY a.attname::text) \
+     FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = ANY(i.indkey)) || ')' \
+     FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+     WHERE n.nspname = 'public' AND i.indisunique AND NOT i.indisprimary AND t.relname NOT LIKE '_sqlx%'",
+];
+
 /// This module's tests, with the services they need beside the database.
 pub fn suite() -> Vec<crate::Test> {
-    [on_both_databases!(
-        [];
-        email_uniqueness_is_enforced_by_the_database_under_concurrency,
-        display_ids_are_unique_under_concurrent_reservations,
-        migrations_are_idempotent,
-        conversation_counts_are_kept_by_the_database,
-    )]
+    [
+        on_both_databases!(
+            [];
+            email_uniqueness_is_enforced_by_the_database_under_concurrency,
+            display_ids_are_unique_under_concurrent_reservations,
+            migrations_are_idempotent,
+            conversation_counts_are_kept_by_the_database,
+        ),
+        on_postgres!([]; both_databases_have_the_same_tables_columns_and_unique_keys),
+    ]
     .concat()
 }
