@@ -1,12 +1,18 @@
-use super::secret_token::secret_token;
+use super::secret_token::{SecretToken, TokenError, TokenKind};
 
-secret_token!(
-    /// A personal API token: `fry_` followed by 256 random bits, URL-safe base64. Only its SHA-256 is stored.
-    ApiToken,
-    ApiTokenError,
-    "fry_",
-    "an API token"
-);
+/// A personal API token: `fry_` followed by 256 random bits, URL-safe base64. Only its SHA-256 is stored.
+pub type ApiToken = SecretToken<Api>;
+pub type ApiTokenError = TokenError<Api>;
+
+/// The kind of `ApiToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {}
+
+impl TokenKind for Api {
+    const PREFIX: &'static str = "fry_";
+    const NOUN: &'static str = "an API token";
+    const NAME: &'static str = "ApiToken";
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,19 @@
-use super::secret_token::secret_token;
+use super::secret_token::{SecretToken, TokenError, TokenKind};
 
-secret_token!(
-    /// The secret in a provider's webhook URL (`/webhooks/{provider}/{token}`): `fwh_` followed by 256 random
-    /// bits, URL-safe base64. Stored as SHA-256 for routing and encrypted for the administrator to reveal.
-    WebhookToken,
-    WebhookTokenError,
-    "fwh_",
-    "a webhook token"
-);
+/// The secret in a provider's webhook URL (`/webhooks/{provider}/{token}`): `fwh_` followed by 256 random
+/// bits, URL-safe base64. Stored as SHA-256 for routing and encrypted for the administrator to reveal.
+pub type WebhookToken = SecretToken<Webhook>;
+pub type WebhookTokenError = TokenError<Webhook>;
+
+/// The kind of `WebhookToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Webhook {}
+
+impl TokenKind for Webhook {
+    const PREFIX: &'static str = "fwh_";
+    const NOUN: &'static str = "a webhook token";
+    const NAME: &'static str = "WebhookToken";
+}
 
 #[cfg(test)]
 mod tests {
