@@ -697,9 +697,8 @@ pub struct RevertView {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub error: Option<String>,
-    /// What is back in the source so far: `{runs, conversations, messages, contact_inboxes}`.
-    #[schema(value_type = Object)]
-    pub restored: Value,
+    /// What is back in the source so far.
+    pub restored: revert::Restored,
     pub requested_by: Option<i64>,
 }
 
@@ -711,10 +710,7 @@ async fn revert_view(
         return Ok(None);
     };
     let runs = revert::runs_of(m);
-    let restored = match &m.revert_result {
-        Some(result) => result.0.clone(),
-        None => revert::restored(ferry, &runs).await?,
-    };
+    let restored = revert::Restored::of(ferry, m).await?;
     Ok(Some(RevertView {
         status,
         percentage: revert_percentage(m),

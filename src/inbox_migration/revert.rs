@@ -80,14 +80,14 @@ async fn run_inner(
     let result = restored(ferry, &runs).await?;
     if !ferry
         .store
-        .finish_inbox_migration_revert(m.id, &ctx.token, &result)
+        .finish_inbox_migration_revert(m.id, &ctx.token, &json!(result))
         .await?
     {
         return Ok(Outcome::LeaseLost);
     }
     // The source's webhooks stop being redirected to the destination.
     ferry.token_routes.invalidate_all().await;
-    tracing::info!(%result, "reverted");
+    tracing::info!(?result, "reverted");
     Ok(Outcome::Completed)
 }
 
@@ -101,15 +101,39 @@ pub fn runs_of(m: &InboxMigration) -> Vec<i64> {
 }
 
 /// What reverting `runs` has put back so far, as the API, UI and CLI report it.
-pub async fn restored(ferry: &Ferry, runs: &[i64]) -> Result<serde_json::Value, StoreError> {
+pub async fn restored(ferry: &Ferry, runs: &[i64]) -> Result<Restored, StoreError> {
     let (conversations, messages, contact_inboxes) =
         ferry.store.inbox_migration_restored(runs).await?;
-    Ok(json!({
-        "runs": runs,
-        "conversations": conversations,
-        "messages": messages,
-        "contact_inboxes": contact_inboxes,
-    }))
+    Ok(Restored {
+        runs: runs.to_vec(),
+        conversations,
+        messages,
+        contact_inboxes,
+    })
+}
+
+/// What a revert put back in the source so far (kept as the revert's result once it finished).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Restored {
+    /// The runs it undoes, newest first.
+    pub runs: Vec<i64>,
+    pub conversations: i64,
+    pub messages: i64,
+    pub contact_inboxes: i64,
+}
+
+impl Restored {
+    /// The revert's stored result, or what the journals say now.
+    pub async fn of(ferry: &Ferry, m: &InboxMigration) -> Result<Self, StoreError> {
+        match m
+            .revert_result
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.0.clone()).ok())
+        {
+            Some(result) => Ok(result),
+            None => restored(ferry, &runs_of(m)).await,
+        }
+    }
 }
 
 /// The audit log keeps every end of a revert, with what it restored.
@@ -123,10 +147,7 @@ async fn audit_end(ferry: &Ferry, id: i64, outcome: &Outcome) {
     let Ok(m) = ferry.store.get_inbox_migration(id).await else {
         return;
     };
-    let restored = match &m.revert_result {
-        Some(result) => result.0.clone(),
-        None => restored(ferry, &runs_of(&m)).await.unwrap_or_default(),
-    };
+    let restored = Restored::of(ferry, &m).await.unwrap_or_default();
     ferry
         .audit(
             Some(m.account_id),

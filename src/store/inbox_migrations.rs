@@ -71,6 +71,16 @@ pub enum RevertState {
 }
 
 impl RevertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevertState::Queued => "queued",
+            RevertState::Running => "running",
+            RevertState::Reverted => "reverted",
+            RevertState::Cancelled => "cancelled",
+            RevertState::Failed => "failed",
+        }
+    }
+
     pub fn is_active(self) -> bool {
         matches!(self, RevertState::Queued | RevertState::Running)
     }

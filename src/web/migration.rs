@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::inboxes::InboxRow;
 use super::session::{AccountUser, CsrfForm, NoFields};
@@ -84,66 +83,88 @@ pub struct RevertPanel {
     pub error: Option<String>,
 }
 
-fn revert_panel(json: &Value) -> Option<RevertPanel> {
-    let r = json.get("revert").filter(|r| !r.is_null())?;
-    let state = match r["status"].as_str()? {
-        "queued" => "queued",
-        "running" => "running",
-        "reverted" => "reverted",
-        "cancelled" => "cancelled",
-        _ => "failed",
-    };
-    let n = |v: &Value| count(v.as_i64().unwrap_or(0));
-    let restored = &r["restored"];
-    let runs: Vec<String> = r["runs"]
-        .as_array()
-        .map(|runs| runs.iter().skip(1).map(|id| format!("#{id}")).collect())
-        .unwrap_or_default();
+fn revert_panel(revert: Option<&im::RevertView>) -> Option<RevertPanel> {
+    let r = revert?;
+    let state = r.status.as_str();
+    let runs: Vec<String> = r.runs.iter().skip(1).map(|id| format!("#{id}")).collect();
     Some(RevertPanel {
         state,
-        active: matches!(state, "queued" | "running"),
-        percentage: format!("{:.1}", r["percentage"].as_f64().unwrap_or(0.0)),
-        batches: format!("{} of {}", n(&r["batches_done"]), n(&r["batches_total"])),
+        active: r.status.is_active(),
+        percentage: format!("{:.1}", r.percentage),
+        batches: format!("{} of {}", count(r.batches_done), count(r.batches_total)),
         restored: format!(
             "{} conversations, {} messages and {} contacts",
-            n(&restored["conversations"]),
-            n(&restored["messages"]),
-            n(&restored["contact_inboxes"])
+            count(r.restored.conversations),
+            count(r.restored.messages),
+            count(r.restored.contact_inboxes)
         ),
         other_runs: runs.join(", "),
-        error: r["error"].as_str().map(str::to_owned),
+        error: r.error.clone(),
     })
 }
 
-fn attempt_lines(json: &Value) -> Vec<String> {
-    let Some(history) = json["history"].as_array() else {
-        return Vec::new();
-    };
+fn attempt_lines(history: &[crate::store::MigrationAttempt]) -> Vec<String> {
     history
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let started = a["started_at"].as_str().unwrap_or("?");
-            let outcome = a["outcome"].as_str().unwrap_or("running");
+            let outcome = a.outcome.as_deref().unwrap_or("running");
             let batches = format!(
                 "batches {} → {}",
-                a["batches_at_start"],
-                a["batches_at_end"]
-                    .as_i64()
-                    .map_or("…".into(), |b| b.to_string())
+                a.batches_at_start,
+                a.batches_at_end.map_or("…".into(), |b| b.to_string())
             );
-            let error = a["error"]
-                .as_str()
+            let error = a
+                .error
+                .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
             format!(
-                "{}. {} by {} from {started} · {outcome}{error} · {batches}",
+                "{}. {} by {} from {} · {outcome}{error} · {batches}",
                 i + 1,
-                a["kind"].as_str().unwrap_or("?"),
-                a["worker"].as_str().unwrap_or("?")
+                a.kind,
+                a.worker,
+                a.started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             )
         })
         .collect()
+}
+
+/// What a row of the panel shows: the newest migration has its whole record (ETA, revert, attempts), older ones
+/// their progress and duration.
+struct Shown {
+    progress: im::Progress,
+    duration_seconds: Option<f64>,
+    eta_seconds: Option<f64>,
+    revert: Option<im::RevertView>,
+    history: Vec<crate::store::MigrationAttempt>,
+}
+
+impl Shown {
+    fn of_view(v: im::MigrationView) -> Self {
+        Self {
+            progress: v.progress,
+            duration_seconds: v.timing.duration_seconds,
+            eta_seconds: v.timing.eta_seconds,
+            revert: v.revert,
+            history: v.history,
+        }
+    }
+
+    fn of_record(m: &InboxMigration) -> Self {
+        let duration_seconds = match (m.started_at, m.completed_at) {
+            (Some(s), Some(c)) => Some((c - s).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        Self {
+            progress: im::progress(m),
+            duration_seconds,
+            eta_seconds: None,
+            revert: None,
+            history: Vec::new(),
+        }
+    }
 }
 
 pub struct Bar {
@@ -165,15 +186,12 @@ pub fn status_label(status: MigrationStatus) -> (&'static str, &'static str) {
     }
 }
 
-fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> MigrationPanel {
+fn view(m: &InboxMigration, shown: &Shown, destination: String, who: String) -> MigrationPanel {
     let (status_label, badge) = status_label(m.status);
-    let progress = &json["progress"];
-    let entity = |key: &'static str, label: &'static str| {
-        let total = progress[key]["total"].as_i64().unwrap_or(0);
-        let moved = progress[key]["moved"]
-            .as_i64()
-            .unwrap_or(0)
-            .min(total.max(0));
+    let progress = &shown.progress;
+    let entity = |key: &'static str, label: &'static str, of: im::EntityProgress| {
+        let total = of.total;
+        let moved = of.moved.min(total.max(0));
         let percent = if m.status == MigrationStatus::Completed || total == 0 {
             if m.status == MigrationStatus::Completed {
                 100.0
@@ -191,8 +209,8 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
             percent: format!("{percent:.1}"),
         }
     };
-    let duration_seconds = json["timing"]["duration_seconds"].as_f64();
-    let eta = match json["timing"]["eta_seconds"].as_f64() {
+    let duration_seconds = shown.duration_seconds;
+    let eta = match shown.eta_seconds {
         Some(s) => format!("about {} left", duration(s)),
         None if m.is_active() => "estimating…".into(),
         None => String::new(),
@@ -218,12 +236,12 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
             count(m.contact_inboxes_moved),
         ),
         error: m.error_message.clone(),
-        percentage: format!("{:.1}", progress["percentage"].as_f64().unwrap_or(0.0)),
+        percentage: format!("{:.1}", progress.percentage),
         bars: vec![
-            entity("conversations", "Conversations"),
-            entity("messages", "Messages"),
-            entity("attachments", "Attachments"),
-            entity("contact_inboxes", "Contacts"),
+            entity("conversations", "Conversations", progress.conversations),
+            entity("messages", "Messages", progress.messages),
+            entity("attachments", "Attachments", progress.attachments),
+            entity("contact_inboxes", "Contacts", progress.contact_inboxes),
         ],
         eta,
         cancel_requested: m.cancel_requested,
@@ -234,8 +252,8 @@ fn view(m: &InboxMigration, json: &Value, destination: String, who: String) -> M
             && !m
                 .revert_state
                 .is_some_and(crate::store::RevertState::is_active),
-        revert: revert_panel(json),
-        attempts: attempt_lines(json),
+        revert: revert_panel(shown.revert.as_ref()),
+        attempts: attempt_lines(&shown.history),
     }
 }
 
@@ -289,16 +307,12 @@ async fn live_part(ferry: &Ferry, access: &AccountUser, inbox_id: i64) -> WebRes
             .cloned()
             .unwrap_or_else(|| "(deleted inbox)".into());
         // The newest one gets the full record (with its ETA); older ones only what the history shows.
-        let json = if history.is_empty() {
-            im::to_json(ferry, m).await?
+        let shown = if history.is_empty() {
+            Shown::of_view(im::to_view(ferry, m).await?)
         } else {
-            let duration = match (m.started_at, m.completed_at) {
-                (Some(s), Some(c)) => Some((c - s).num_milliseconds() as f64 / 1000.0),
-                _ => None,
-            };
-            serde_json::json!({"progress": im::progress(m), "timing": {"duration_seconds": duration}})
+            Shown::of_record(m)
         };
-        history.push(view(m, &json, destination, who));
+        history.push(view(m, &shown, destination, who));
     }
     // Newest first: the panel shows it while it runs, and after it completed (to offer the revert).
     // A reverted one stays while the panel tells what its revert restored.
