@@ -235,7 +235,9 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             quiet_days,
             json: _,
         } => {
-            print_json(&crate::webhooks::cutover::check(&ferry, quiet_days).await?);
+            print_json(&json!(
+                crate::webhooks::cutover::check(&ferry, quiet_days).await?
+            ));
             return Ok(());
         }
         IntegrationsCommand::Test { id, url, json: _ } => {
@@ -302,18 +304,20 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             force,
             json: _,
         } => {
-            print_json(&crate::webhooks::cutover::cleanup(&ferry, quiet_days, force, None).await?);
+            print_json(&json!(
+                crate::webhooks::cutover::cleanup(&ferry, quiet_days, force, None).await?
+            ));
             return Ok(());
         }
         IntegrationsCommand::Verify { json: _ } => {
             let report = crate::webhooks::cutover::verify(&ferry).await?;
-            print_json(&report);
-            if report["agree"] != true {
+            print_json(&json!(report));
+            if !report.agree {
                 anyhow::bail!(
                     "the legacy rows and the integrations differ: {} missing, {} extra, {} different",
-                    report["missing"].as_array().map_or(0, Vec::len),
-                    report["extra"].as_array().map_or(0, Vec::len),
-                    report["different"].as_array().map_or(0, Vec::len)
+                    report.missing.len(),
+                    report.extra.len(),
+                    report.different.len()
                 );
             }
             return Ok(());

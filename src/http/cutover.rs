@@ -14,7 +14,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, CurrentUser};
 use super::openapi::ErrorBody;
 use crate::services::Ferry;
-use crate::webhooks::cutover::{self, CutoverOptions, CutoverScope, MigrateReport};
+use crate::webhooks::cutover::{
+    self, CheckReport, CleanupReport, CutoverOptions, CutoverScope, MigrateReport, VerifyReport,
+};
 
 pub fn router() -> OpenApiRouter<Ferry> {
     OpenApiRouter::new()
@@ -54,7 +56,7 @@ struct QuietDays {
     tag = "legacy cut-over",
     params(QuietDays),
     responses(
-        (status = 200, description = "The report", body = Object),
+        (status = 200, description = "The report", body = CheckReport),
         (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
@@ -64,7 +66,7 @@ async fn check(
     State(ferry): State<Ferry>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<QuietDays>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CheckReport>> {
     installation_admin(&user)?;
     Ok(Json(
         cutover::check(&ferry, q.quiet_days.unwrap_or(14)).await?,
@@ -111,19 +113,19 @@ async fn migrate(
     operation_id = "verify_legacy_cutover",
     tag = "legacy cut-over",
     responses(
-        (status = 200, description = "They agree", body = Object),
+        (status = 200, description = "They agree", body = VerifyReport),
         (status = 409, description = "They differ (the report says where), or the legacy tables were removed by \
-            `cleanup` (an error)", body = Object),
+            `cleanup` (an error)", body = VerifyReport),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
     )
 )]
 async fn verify(
     State(ferry): State<Ferry>,
     user: CurrentUser,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<VerifyReport>)> {
     installation_admin(&user)?;
     let report = cutover::verify(&ferry).await?;
-    let status = if report["agree"] == true {
+    let status = if report.agree {
         StatusCode::OK
     } else {
         StatusCode::CONFLICT
@@ -247,7 +249,7 @@ struct LegacyCleanupBody {
     tag = "legacy cut-over",
     request_body = LegacyCleanupBody,
     responses(
-        (status = 200, description = "What was cleaned up", body = Object),
+        (status = 200, description = "What was cleaned up", body = CleanupReport),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy route saw traffic within `quiet_days` and `force` is not set, or the legacy tables are gone \
             (`conflict`)", body = ErrorBody),
@@ -257,7 +259,7 @@ async fn cleanup(
     State(ferry): State<Ferry>,
     user: CurrentUser,
     ApiJson(body): ApiJson<LegacyCleanupBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CleanupReport>> {
     installation_admin(&user)?;
     Ok(Json(
         cutover::cleanup(

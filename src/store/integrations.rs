@@ -238,7 +238,7 @@ pub struct LegacyConfigRow {
     pub account_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LegacyHits {
     pub instance_name: String,
     pub hits: i64,

@@ -212,16 +212,16 @@ fn names(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn table_facts(label: &str, t: &Value, facts: &mut Vec<(String, String)>) {
+fn table_facts(label: &str, t: &cutover::TableCheck, facts: &mut Vec<(String, String)>) {
     facts.push((
         label.to_owned(),
         format!(
             "{} rows: {} migrated, {} not yet, {} unmapped, {} in error",
-            t["total"],
-            t["migrated"],
-            t["not_migrated"].as_array().map_or(0, Vec::len),
-            t["unmapped"].as_array().map_or(0, Vec::len),
-            t["error"]
+            t.total,
+            t.migrated,
+            t.not_migrated.len(),
+            t.unmapped.len(),
+            t.error
         ),
     ));
 }
@@ -244,36 +244,39 @@ async fn cutover_step(
     let outcome: Result<(String, bool, Value), WebError> = async {
         Ok(match step.as_str() {
             "check" => {
-                let v = cutover::check(&ferry, QUIET_DAYS).await?;
-                table_facts("Evolution instances", &v["evolution_instances"], &mut facts);
+                let report = cutover::check(&ferry, QUIET_DAYS).await?;
+                let v = serde_json::to_value(&report).unwrap_or_default();
                 table_facts(
-                    "Business configs",
-                    &v["whatsapp_business_configs"],
+                    "Evolution instances",
+                    &report.evolution_instances,
                     &mut facts,
                 );
-                let route = &v["legacy_route"];
-                let hits = names(&route["hits"]);
+                table_facts(
+                    "Business configs",
+                    &report.whatsapp_business_configs,
+                    &mut facts,
+                );
+                let route = &report.legacy_route;
                 facts.push((
                     "Legacy route".into(),
                     format!(
                         "{}; {} instance(s) used it in the last {QUIET_DAYS} days",
-                        if route["enabled"] == true {
-                            "on"
-                        } else {
-                            "off"
-                        },
-                        route["hits"].as_array().map_or(0, Vec::len)
+                        if route.enabled { "on" } else { "off" },
+                        route.hits.len()
                     ),
                 ));
                 lists.push((
                     "Not migrated yet".into(),
-                    names(&v["evolution_instances"]["not_migrated"]),
+                    report.evolution_instances.not_migrated.clone(),
                 ));
                 lists.push((
                     "Unmapped (no account)".into(),
-                    names(&v["evolution_instances"]["unmapped"]),
+                    report.evolution_instances.unmapped.clone(),
                 ));
-                lists.push(("Recent legacy traffic".into(), hits));
+                lists.push((
+                    "Recent legacy traffic".into(),
+                    names(&v["legacy_route"]["hits"]),
+                ));
                 lists.push((
                     "Integrations without a usable token".into(),
                     names(&v["integrations_without_usable_token"]),
@@ -308,14 +311,15 @@ async fn cutover_step(
                 (title.to_owned(), report.errors.is_empty(), v)
             }
             "verify" => {
-                let v = cutover::verify(&ferry).await?;
-                let agree = v["agree"] == true;
+                let report = cutover::verify(&ferry).await?;
+                let agree = report.agree;
+                let v = serde_json::to_value(&report).unwrap_or_default();
                 facts.push((
                     "Agree".into(),
                     if agree { "yes".into() } else { "no".into() },
                 ));
-                facts.push(("Legacy rows".into(), v["legacy_rows"].to_string()));
-                facts.push(("Integrations".into(), v["migrated_rows"].to_string()));
+                facts.push(("Legacy rows".into(), report.legacy_rows.to_string()));
+                facts.push(("Integrations".into(), report.migrated_rows.to_string()));
                 lists.push(("Missing".into(), names(&v["missing"])));
                 lists.push(("Extra".into(), names(&v["extra"])));
                 lists.push(("Different".into(), names(&v["different"])));
@@ -333,12 +337,11 @@ async fn cutover_step(
                     ));
                 }
                 let force = form.data.force.is_some();
-                let v = cutover::cleanup(&ferry, QUIET_DAYS, force, Some(access.user().id)).await?;
-                facts.push((
-                    "Backup".into(),
-                    v["backup"].as_str().unwrap_or("").to_owned(),
-                ));
-                facts.push(("Rows backed up".into(), v["rows_backed_up"].to_string()));
+                let report =
+                    cutover::cleanup(&ferry, QUIET_DAYS, force, Some(access.user().id)).await?;
+                facts.push(("Backup".into(), report.backup.clone()));
+                facts.push(("Rows backed up".into(), report.rows_backed_up.to_string()));
+                let v = serde_json::to_value(&report).unwrap_or_default();
                 facts.push(("Legacy route".into(), "off (410 Gone)".into()));
                 facts.push(("Legacy tables".into(), "dropped".into()));
                 ("Cleanup".to_owned(), true, v)

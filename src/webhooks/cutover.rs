@@ -18,7 +18,83 @@ use crate::store::{
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
-#[derive(Debug, Serialize)]
+/// Where an installation stands (`check`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckReport {
+    pub integrations_without_usable_token: Vec<UnusableIntegration>,
+    pub evolution_instances: TableCheck,
+    pub whatsapp_business_configs: TableCheck,
+    /// Always empty: (provider, instance name / phone number id) is unique in `integrations`.
+    pub duplicate_integrations: Vec<RowKey>,
+    pub legacy_route: LegacyRouteUse,
+}
+
+/// An integration nothing routes to: it has no token (an older tool made it) or is disabled.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnusableIntegration {
+    pub integration_id: i64,
+    pub provider: String,
+    /// Its instance name or phone number id.
+    pub key: Option<String>,
+    /// `no token` or `disabled`.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LegacyRouteUse {
+    pub enabled: bool,
+    pub quiet_days: i64,
+    /// The instances that used it within `quiet_days`.
+    pub hits: Vec<crate::store::LegacyHits>,
+}
+
+/// Whether the legacy rows and the integrations agree (`verify`): key sets and mapped fields, never totals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyReport {
+    /// True only when nothing is missing, extra or different.
+    pub agree: bool,
+    pub legacy_rows: usize,
+    pub migrated_rows: usize,
+    /// Legacy rows without an integration.
+    pub missing: Vec<RowKey>,
+    /// Integrations from the legacy layout without a legacy row.
+    pub extra: Vec<RowKey>,
+    pub different: Vec<DifferentRow>,
+}
+
+/// A legacy row's identity: its provider and instance name or phone number id.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RowKey {
+    pub provider: String,
+    pub key: String,
+}
+
+/// A row in both whose mapped fields differ.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DifferentRow {
+    pub provider: String,
+    pub key: String,
+    pub integration_id: i64,
+    /// Per field (`status`, `account_id`, `api_url`): `{"legacy": …, "integration": …}`.
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
+/// What `cleanup` did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CleanupReport {
+    /// The JSON Lines backup of every legacy table, in the data directory (mode 0600).
+    pub backup: String,
+    pub rows_backed_up: usize,
+    /// Legacy traffic within the quiet window was overridden with `force`.
+    pub forced: bool,
+    /// `off`: it answers 410 Gone.
+    pub legacy_route: &'static str,
+    /// `dropped`.
+    pub legacy_tables: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TableCheck {
     pub total: usize,
     /// Rows in error (not migrated by design).
@@ -30,7 +106,7 @@ pub struct TableCheck {
 }
 
 /// Where the installation stands: per legacy table, and the legacy route's recent traffic.
-pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<Value> {
+pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<CheckReport> {
     legacy_tables(ferry).await?;
     let instances = ferry.store.legacy_instances().await?;
     let configs = ferry.store.legacy_business_configs().await?;
@@ -69,30 +145,34 @@ pub async fn check(ferry: &Ferry, quiet_days: i64) -> Result<Value> {
     let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
     let hits = ferry.store.legacy_hits_since(since).await?;
     // No token (an older tool made them) or disabled: nothing routes to them.
-    let unusable: Vec<Value> = ferry
+    let unusable: Vec<UnusableIntegration> = ferry
         .store
         .all_integrations()
         .await?
-        .iter()
+        .into_iter()
         .filter(|i| i.token_ciphertext.is_none() || !i.enabled)
-        .map(|i| {
-            json!({"integration_id": i.id, "provider": i.provider,
-                   "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
-                   "reason": if i.token_ciphertext.is_none() { "no token" } else { "disabled" }})
+        .map(|i| UnusableIntegration {
+            integration_id: i.id,
+            reason: if i.token_ciphertext.is_none() {
+                "no token"
+            } else {
+                "disabled"
+            },
+            key: i.instance_name.or(i.phone_number_id),
+            provider: i.provider,
         })
         .collect();
-    Ok(json!({
-        "integrations_without_usable_token": unusable,
-        "evolution_instances": evolution,
-        "whatsapp_business_configs": business,
-        // (provider, instance name / phone number id) is unique in `integrations`: duplicates cannot exist.
-        "duplicate_integrations": [],
-        "legacy_route": {
-            "enabled": ferry.store.legacy_route_enabled().await?,
-            "quiet_days": quiet_days,
-            "hits": hits,
+    Ok(CheckReport {
+        integrations_without_usable_token: unusable,
+        evolution_instances: evolution,
+        whatsapp_business_configs: business,
+        duplicate_integrations: Vec::new(),
+        legacy_route: LegacyRouteUse {
+            enabled: ferry.store.legacy_route_enabled().await?,
+            quiet_days,
+            hits,
         },
-    }))
+    })
 }
 
 impl TableCheck {
@@ -430,7 +510,7 @@ async fn inbox_for(
 
 /// Compares the legacy key set with the migrated one, and the mapped fields of the rows in both — never
 /// totals. `agree` is true only when nothing is missing, extra or different.
-pub async fn verify(ferry: &Ferry) -> Result<Value> {
+pub async fn verify(ferry: &Ferry) -> Result<VerifyReport> {
     use std::collections::BTreeMap;
     legacy_tables(ferry).await?;
     let mut legacy: BTreeMap<(String, String), Legacy> = BTreeMap::new();
@@ -459,13 +539,16 @@ pub async fn verify(ferry: &Ferry) -> Result<Value> {
             migrated.insert((i.provider.clone(), key), i);
         }
     }
-    let name = |(provider, key): &(String, String)| json!({"provider": provider, "key": key});
-    let missing: Vec<Value> = legacy
+    let name = |(provider, key): &(String, String)| RowKey {
+        provider: provider.clone(),
+        key: key.clone(),
+    };
+    let missing: Vec<RowKey> = legacy
         .keys()
         .filter(|k| !migrated.contains_key(*k))
         .map(name)
         .collect();
-    let extra: Vec<Value> = migrated
+    let extra: Vec<RowKey> = migrated
         .keys()
         .filter(|k| !legacy.contains_key(*k))
         .map(name)
@@ -494,20 +577,22 @@ pub async fn verify(ferry: &Ferry) -> Result<Value> {
             );
         }
         if !fields.is_empty() {
-            let mut row = name(key);
-            row["integration_id"] = json!(i.id);
-            row["fields"] = Value::Object(fields);
-            different.push(row);
+            different.push(DifferentRow {
+                provider: key.0.clone(),
+                key: key.1.clone(),
+                integration_id: i.id,
+                fields,
+            });
         }
     }
-    Ok(json!({
-        "agree": missing.is_empty() && extra.is_empty() && different.is_empty(),
-        "legacy_rows": legacy.len(),
-        "migrated_rows": migrated.len(),
-        "missing": missing,
-        "extra": extra,
-        "different": different,
-    }))
+    Ok(VerifyReport {
+        agree: missing.is_empty() && extra.is_empty() && different.is_empty(),
+        legacy_rows: legacy.len(),
+        migrated_rows: migrated.len(),
+        missing,
+        extra,
+        different,
+    })
 }
 
 async fn legacy_tables(ferry: &Ferry) -> Result<()> {
@@ -529,7 +614,7 @@ pub async fn cleanup(
     quiet_days: i64,
     force: bool,
     by: Option<i64>,
-) -> Result<Value> {
+) -> Result<CleanupReport> {
     legacy_tables(ferry).await?;
     let since = (chrono::Utc::now() - chrono::Duration::days(quiet_days.max(0))).date_naive();
     let hits = ferry.store.legacy_hits_since(since).await?;
@@ -586,13 +671,13 @@ pub async fn cleanup(
             json!({}),
         )
         .await;
-    Ok(json!({
-        "backup": path.display().to_string(),
-        "rows_backed_up": rows.len(),
-        "forced": force && !hits.is_empty(),
-        "legacy_route": "off",
-        "legacy_tables": "dropped",
-    }))
+    Ok(CleanupReport {
+        backup: path.display().to_string(),
+        rows_backed_up: rows.len(),
+        forced: force && !hits.is_empty(),
+        legacy_route: "off",
+        legacy_tables: "dropped",
+    })
 }
 
 /// One line per row, `{"table": …, "row": …}`, written to a new file only the owner can read (it holds the
