@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -105,6 +105,15 @@ async fn migrate(
     ))
 }
 
+/// The 409 of `verify`: the report of where they differ, or the error when the legacy tables are gone.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation only: the handler answers one or the other.
+enum VerifyConflict {
+    Report(VerifyReport),
+    Error(ErrorBody),
+}
+
 /// 200 when the legacy rows and the integrations agree (key sets and fields), 409 with the same report when they
 /// do not.
 #[utoipa::path(
@@ -115,7 +124,7 @@ async fn migrate(
     responses(
         (status = 200, description = "They agree", body = VerifyReport),
         (status = 409, description = "They differ (the report says where), or the legacy tables were removed by \
-            `cleanup` (an error)", body = VerifyReport),
+            `cleanup` (an error)", body = VerifyConflict),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
     )
 )]

@@ -31,13 +31,13 @@ use utoipa::{OpenApi as _, ToSchema};
 struct ApiDoc;
 
 /// Every error answer.
-#[derive(ToSchema)]
+#[derive(serde::Serialize, ToSchema)]
 #[allow(dead_code)] // Documentation of `ApiError`'s JSON, which is built by hand.
 pub struct ErrorBody {
     error: ErrorDetail,
 }
 
-#[derive(ToSchema)]
+#[derive(serde::Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorDetail {
     /// A stable snake_case code, e.g. `not_found`, `validation_failed`, `invalid_token`.
