@@ -243,13 +243,10 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
         IntegrationsCommand::Test { id, url, json: _ } => {
             let report =
                 crate::webhooks::cutover::test_delivery(&ferry, id, url.as_deref()).await?;
-            print_json(&report);
-            if report["ok"] != true {
-                anyhow::bail!(
-                    "the test message was answered {}: {}",
-                    report["status"],
-                    report["answer"]
-                );
+            print_json(&json!(report));
+            if !report.ok {
+                let status = report.status.map_or("no answer".into(), |s| s.to_string());
+                anyhow::bail!("the test message was answered {status}: {}", report.answer);
             }
             return Ok(());
         }
@@ -286,15 +283,15 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
                 by: None,
             };
             let report = cutover(&ferry, scope, options).await?;
-            print_json(&report);
-            for skipped in report["skipped"].as_array().into_iter().flatten() {
+            print_json(&json!(report));
+            for skipped in &report.skipped {
                 eprintln!("skipped {}: {}", skipped["instance"], skipped["reason"]);
             }
-            if report["ok"] != true {
+            if let Some(failed) = &report.failed {
                 anyhow::bail!(
                     "cutover stopped at {}: {}",
-                    report["failed"]["instance"],
-                    report["failed"]["reason"]
+                    failed["instance"],
+                    failed["reason"]
                 );
             }
             return Ok(());
@@ -337,7 +334,12 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
                     report.errors.len()
                 );
                 for item in report.skipped.iter().chain(&report.errors) {
-                    println!("  {} {}: {}", item["provider"], item["key"], item["reason"]);
+                    println!(
+                        "  {} {}: {}",
+                        item.provider,
+                        item.key.as_deref().unwrap_or("?"),
+                        item.reason.as_deref().unwrap_or("")
+                    );
                 }
             }
             if !report.errors.is_empty() {

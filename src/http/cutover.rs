@@ -15,7 +15,8 @@ use super::extract::{ApiJson, ApiQuery, CurrentUser};
 use super::openapi::ErrorBody;
 use crate::services::Ferry;
 use crate::webhooks::cutover::{
-    self, CheckReport, CleanupReport, CutoverOptions, CutoverScope, MigrateReport, VerifyReport,
+    self, CheckReport, CleanupReport, CutoverOptions, CutoverReport, CutoverScope, MigrateReport,
+    VerifyReport,
 };
 
 pub fn router() -> OpenApiRouter<Ferry> {
@@ -201,8 +202,8 @@ struct LegacyCutoverBody {
     tag = "legacy cut-over",
     request_body = LegacyCutoverBody,
     responses(
-        (status = 200, description = "Every instance named was re-pointed", body = Object),
-        (status = 502, description = "The Evolution API failed; the report says which instance and where it stopped", body = Object),
+        (status = 200, description = "Every instance named was re-pointed", body = CutoverReport),
+        (status = 502, description = "The Evolution API failed; the report says which instance and where it stopped", body = CutoverReport),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
         (status = 404, description = "No enabled Evolution integration of that instance (`not_found`)", body = ErrorBody),
@@ -212,7 +213,7 @@ async fn run_cutover(
     State(ferry): State<Ferry>,
     user: CurrentUser,
     ApiJson(body): ApiJson<LegacyCutoverBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CutoverReport>)> {
     installation_admin(&user)?;
     let scope = match (body.instance, body.all) {
         (Some(instance), false) => CutoverScope::Instance(instance),
@@ -230,7 +231,7 @@ async fn run_cutover(
         by: Some(user.0.id),
     };
     let report = cutover::cutover(&ferry, scope, options).await?;
-    let status = if report["ok"] == true {
+    let status = if report.ok {
         StatusCode::OK
     } else {
         StatusCode::BAD_GATEWAY

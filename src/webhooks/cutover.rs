@@ -18,6 +18,44 @@ use crate::store::{
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+/// What a cut-over did (`cutover`): the instances re-pointed and skipped, and where it stopped.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CutoverReport {
+    /// True when every instance named was re-pointed (or skipped with a reason).
+    pub ok: bool,
+    pub dry_run: bool,
+    pub include_disabled: bool,
+    /// Per instance: its webhook before and after, as Evolution read them back.
+    #[schema(value_type = Vec<Object>)]
+    pub done: Vec<Value>,
+    /// Per instance: why it was left as it was.
+    #[schema(value_type = Vec<Object>)]
+    pub skipped: Vec<Value>,
+    /// The instance where it stopped: why, and whether its previous webhook was restored.
+    #[schema(value_type = Option<Object>)]
+    pub failed: Option<Value>,
+}
+
+/// What a test delivery to an integration's own webhook URL showed (`ferry integrations test`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestReport {
+    pub integration_id: i64,
+    pub provider: String,
+    /// The webhook URL, its token masked (none for an integration without a token).
+    pub url: Option<String>,
+    /// Answered 2xx.
+    pub ok: bool,
+    /// The HTTP status, none when the request failed.
+    pub status: Option<u16>,
+    /// The answer's body, or why the request failed.
+    pub answer: String,
+    pub latency_ms: f64,
+    /// Whether the route came from the cache (the server's lookup counter did not move); none without metrics.
+    pub cache_hit: Option<bool>,
+    /// The test message and its conversation and contact, removed afterwards.
+    pub messages_removed: u64,
+}
+
 /// Where an installation stands (`check`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckReport {
@@ -191,16 +229,25 @@ impl TableCheck {
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct MigrateReport {
     pub dry_run: bool,
-    #[schema(value_type = Vec<Object>)]
-    pub migrated: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub updated: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub unchanged: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub skipped: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub errors: Vec<Value>,
+    pub migrated: Vec<MigrateItem>,
+    pub updated: Vec<MigrateItem>,
+    pub unchanged: Vec<MigrateItem>,
+    pub skipped: Vec<MigrateItem>,
+    pub errors: Vec<MigrateItem>,
+}
+
+/// One legacy row (or a token-less integration) in a `migrate` report.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MigrateItem {
+    pub provider: String,
+    /// Its instance name or phone number id.
+    pub key: Option<String>,
+    pub account_id: Option<i64>,
+    pub integration_id: Option<i64>,
+    pub inbox_id: Option<i64>,
+    pub status: IntegrationStatus,
+    /// Why it was skipped, unchanged or in error.
+    pub reason: Option<String>,
 }
 
 /// One legacy row as `migrate` sees it.
@@ -285,16 +332,16 @@ impl Legacy {
         config
     }
 
-    fn item(&self, integration: Option<&Integration>, reason: Option<String>) -> Value {
-        json!({
-            "provider": self.provider,
-            "key": self.key,
-            "account_id": self.account_id,
-            "integration_id": integration.map(|i| i.id),
-            "inbox_id": integration.and_then(|i| i.inbox_id),
-            "status": self.mapped_status(),
-            "reason": reason,
-        })
+    fn item(&self, integration: Option<&Integration>, reason: Option<String>) -> MigrateItem {
+        MigrateItem {
+            provider: self.provider.to_owned(),
+            key: Some(self.key.clone()),
+            account_id: self.account_id,
+            integration_id: integration.map(|i| i.id),
+            inbox_id: integration.and_then(|i| i.inbox_id),
+            status: self.mapped_status(),
+            reason,
+        }
     }
 }
 
@@ -346,9 +393,15 @@ pub async fn migrate(ferry: &Ferry, dry_run: bool, by: Option<i64>) -> Result<Mi
         if i.token_ciphertext.is_some() {
             continue;
         }
-        let item = json!({"provider": i.provider, "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
-                          "account_id": i.account_id, "integration_id": i.id, "inbox_id": i.inbox_id,
-                          "status": i.status, "reason": "had no token: one was issued"});
+        let item = MigrateItem {
+            key: i.instance_name.clone().or(i.phone_number_id.clone()),
+            account_id: Some(i.account_id),
+            integration_id: Some(i.id),
+            inbox_id: i.inbox_id,
+            status: i.status,
+            reason: Some("had no token: one was issued".into()),
+            provider: i.provider.clone(),
+        };
         if !dry_run {
             integrations::rotate(ferry, i.account_id, i.id, chrono::Duration::zero(), None).await?;
         }
@@ -732,7 +785,11 @@ pub struct CutoverOptions {
 /// webhook is disabled (or unset) is skipped and reported unless `include_disabled`. On any failure the previous
 /// webhook is written back exactly (enabled, URL, events, by-events, base64, headers), read back and compared,
 /// and the run stops, so at most one instance is ever in doubt. `ok` is false when it stopped.
-pub async fn cutover(ferry: &Ferry, scope: CutoverScope, options: CutoverOptions) -> Result<Value> {
+pub async fn cutover(
+    ferry: &Ferry,
+    scope: CutoverScope,
+    options: CutoverOptions,
+) -> Result<CutoverReport> {
     let mut targets: Vec<Integration> = ferry
         .store
         .all_integrations()
@@ -748,10 +805,13 @@ pub async fn cutover(ferry: &Ferry, scope: CutoverScope, options: CutoverOptions
             ));
         }
     }
-    let report = |done: &[Value], skipped: &[Value], failed: Value| {
-        json!({"ok": failed.is_null(), "dry_run": options.dry_run,
-               "include_disabled": options.include_disabled, "done": done, "skipped": skipped,
-               "failed": failed})
+    let report = |done: Vec<Value>, skipped: Vec<Value>, failed: Option<Value>| CutoverReport {
+        ok: failed.is_none(),
+        dry_run: options.dry_run,
+        include_disabled: options.include_disabled,
+        done,
+        skipped,
+        failed,
     };
     let mut done = Vec::new();
     let mut skipped = Vec::new();
@@ -772,11 +832,11 @@ pub async fn cutover(ferry: &Ferry, scope: CutoverScope, options: CutoverOptions
                 }
                 tracing::error!(instance, reason = %failure["reason"],
                                 restored = %failure["restored"], "cutover stopped");
-                return Ok(report(&done, &skipped, failure));
+                return Ok(report(done, skipped, Some(failure)));
             }
         }
     }
-    Ok(report(&done, &skipped, Value::Null))
+    Ok(report(done, skipped, None))
 }
 
 /// The fields of Evolution's `Webhook` row that the cut-over may change, so the ones a restore writes back and
@@ -1155,7 +1215,7 @@ pub const TEST_SENDER: &str = "5500000000001";
 /// Sends a correctly signed synthetic inbound message through the running server's token route (at `base`, or
 /// `FERRY_PUBLIC_URL`) and reports the answer, the latency and whether the route came from the server's cache
 /// (its `/metrics` lookups did not move); then removes the message again.
-pub async fn test_delivery(ferry: &Ferry, id: i64, base: Option<&str>) -> Result<Value> {
+pub async fn test_delivery(ferry: &Ferry, id: i64, base: Option<&str>) -> Result<TestReport> {
     let account_id = ferry.store.integration_account(id).await?;
     let integration = ferry.store.get_integration(account_id, id).await?;
     let issued = integrations::reveal(ferry, account_id, id, None).await?;
@@ -1246,15 +1306,15 @@ pub async fn test_delivery(ferry: &Ferry, id: i64, base: Option<&str>) -> Result
         .store
         .delete_test_messages(account_id, &source_id, TEST_SENDER)
         .await?;
-    Ok(json!({
-        "integration_id": id,
-        "provider": integration.provider,
-        "url": integrations::masked_webhook_url(ferry, &integration),
-        "ok": status.is_some_and(|s| (200..300).contains(&s)),
-        "status": status,
-        "answer": body,
-        "latency_ms": (latency_ms * 100.0).round() / 100.0,
-        "cache_hit": match (before, after) { (Some(b), Some(a)) => Some(a == b), _ => None },
-        "messages_removed": removed,
-    }))
+    Ok(TestReport {
+        integration_id: id,
+        url: integrations::masked_webhook_url(ferry, &integration),
+        provider: integration.provider,
+        ok: status.is_some_and(|s| (200..300).contains(&s)),
+        status,
+        answer: body,
+        latency_ms: (latency_ms * 100.0).round() / 100.0,
+        cache_hit: before.zip(after).map(|(b, a)| a == b),
+        messages_removed: removed,
+    })
 }

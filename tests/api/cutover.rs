@@ -849,9 +849,12 @@ pub async fn cutover_repoints_one_at_a_time_and_restores_on_failure(db: Db) {
         dry_run: true,
         ..Default::default()
     };
-    let plan = cutover(&app.ferry, CutoverScope::All, dry_run)
-        .await
-        .unwrap();
+    let plan = serde_json::to_value(
+        cutover(&app.ferry, CutoverScope::All, dry_run)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(plan["ok"], true, "{plan}");
     assert_eq!(plan["done"].as_array().unwrap().len(), 3);
     assert_eq!(plan["done"][0]["events"], ferry_events(), "{plan}");
