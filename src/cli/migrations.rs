@@ -107,20 +107,20 @@ pub enum MigrationsCommand {
     },
 }
 
-fn summary(record: &Value) -> String {
-    let p = &record["progress"];
+fn summary(v: &im::MigrationView) -> String {
+    let p = &v.progress;
     format!(
-        "migration {} {}: {} → {} · {}% · conversations {}/{} · messages {}/{} · contacts merged {}",
-        record["id"],
-        record["status"].as_str().unwrap_or("?"),
-        record["source_inbox"]["name"].as_str().unwrap_or("?"),
-        record["destination_inbox"]["name"].as_str().unwrap_or("?"),
-        p["percentage"],
-        p["conversations"]["moved"],
-        p["conversations"]["total"],
-        p["messages"]["moved"],
-        p["messages"]["total"],
-        p["contacts_merged"]
+        "migration {} {}: {} → {} · {:.1}% · conversations {}/{} · messages {}/{} · contacts merged {}",
+        v.id,
+        v.status,
+        v.source_inbox.name.as_deref().unwrap_or("?"),
+        v.destination_inbox.name.as_deref().unwrap_or("?"),
+        p.percentage,
+        p.conversations.moved,
+        p.conversations.total,
+        p.messages.moved,
+        p.messages.total,
+        p.contacts_merged
     )
 }
 
@@ -188,9 +188,8 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
         unreachable!("not a dry run");
     };
     if detach {
-        let record = im::to_json(&ferry, &migration).await?;
         if json {
-            print_json(&record);
+            print_json(&json!(im::to_view(&ferry, &migration).await?));
         } else {
             println!(
                 "migration {} queued; follow it with `ferry migrations show {}`",
@@ -200,11 +199,11 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
         return Ok(());
     }
     let finished = follow(&ferry, migration.id, !json).await?;
-    let record = im::to_json(&ferry, &finished).await?;
+    let view = im::to_view(&ferry, &finished).await?;
     if json {
-        print_json(&record);
+        print_json(&json!(view));
     } else {
-        println!("{}", summary(&record));
+        println!("{}", summary(&view));
     }
     match finished.status {
         MigrationStatus::Completed => Ok(()),
@@ -223,21 +222,20 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
 /// Runs the queued revert in this process, then prints what it restored; an exit status of 0 only when reverted.
 async fn revert_and_follow(ferry: &Ferry, id: i64, json: bool) -> anyhow::Result<()> {
     let finished = follow(ferry, id, !json).await?;
-    let record = im::to_json(ferry, &finished).await?;
-    let revert = &record["revert"];
+    let view = im::to_view(ferry, &finished).await?;
     if json {
-        print_json(&record);
-    } else {
-        let restored = &revert["restored"];
+        print_json(&json!(view));
+    } else if let Some(revert) = &view.revert {
+        let restored = &revert.restored;
         println!(
             "migration {} revert {}: {} conversations, {} messages and {} contact inboxes back in {} (runs {})",
             id,
-            revert["status"].as_str().unwrap_or("?"),
-            restored["conversations"],
-            restored["messages"],
-            restored["contact_inboxes"],
-            record["source_inbox"]["name"].as_str().unwrap_or("?"),
-            restored["runs"]
+            revert.status.as_str(),
+            restored.conversations,
+            restored.messages,
+            restored.contact_inboxes,
+            view.source_inbox.name.as_deref().unwrap_or("?"),
+            json!(restored.runs)
         );
     }
     match finished.revert_state {
@@ -327,15 +325,15 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
                 .list_inbox_migrations(account, inbox, active)
                 .await?
             {
-                rows.push(im::to_json(&ferry, &m).await?);
+                rows.push(im::to_view(&ferry, &m).await?);
             }
             if json {
-                print_json(&Value::Array(rows));
+                print_json(&json!(rows));
             } else if rows.is_empty() {
                 println!("no migrations");
             } else {
-                for r in rows {
-                    println!("{}", summary(&r));
+                for r in &rows {
+                    println!("{}", summary(r));
                 }
             }
             return Ok(());
@@ -409,13 +407,13 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
             return Ok(());
         }
     };
-    let value = im::to_json(&ferry, &record).await?;
+    let view = im::to_view(&ferry, &record).await?;
     if json {
-        print_json(&value);
+        print_json(&json!(view));
     } else {
-        println!("{}", summary(&value));
-        if let Some(e) = value["error"]["message"].as_str() {
-            println!("  error: {e}");
+        println!("{}", summary(&view));
+        if let Some(e) = &view.error {
+            println!("  error: {}", e.message);
         }
     }
     Ok(())

@@ -193,16 +193,31 @@ pub async fn servers_and_workers_share_work_routes_and_traffic(db: Db) {
         imported.push(id);
     }
 
-    // Two workers; one is killed (SIGKILL: no release) while the work runs.
-    let mut first = worker(&env);
-    let _second = worker(&env);
+    // Two workers; the one holding a running migration is killed (SIGKILL: no release) while the work runs.
+    let mut workers = [worker(&env), worker(&env)];
     let deadline = Instant::now() + Duration::from_secs(30);
-    while scalar(&app, "SELECT COUNT(*) FROM inbox_migrations WHERE status = 'running' AND conversations_moved > 0").await == 0 {
+    let holder = loop {
+        // A worker's id (its lease owner) carries its pid.
+        let holding = |pid: u32| {
+            format!(
+                "SELECT COUNT(*) FROM inbox_migrations WHERE status = 'running' AND conversations_moved > 0 \
+                 AND lease_owner LIKE '%:{pid}:%'"
+            )
+        };
+        let mut found = None;
+        for (i, w) in workers.iter().enumerate() {
+            if scalar(&app, holding(w.0.id())).await > 0 {
+                found = Some(i);
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
         assert!(Instant::now() < deadline, "no migration started");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    first.0.kill().unwrap();
-    first.0.wait().unwrap();
+    };
+    workers[holder].0.kill().unwrap();
+    workers[holder].0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let open = scalar(
