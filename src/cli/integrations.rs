@@ -253,16 +253,16 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
         IntegrationsCommand::Tokens { reveal, json } => {
             let all = crate::webhooks::cutover::tokens(&ferry, reveal, None).await?;
             if json {
-                print_json(&all);
+                print_json(&json!(all));
             } else {
-                for i in all.as_array().into_iter().flatten() {
+                for i in &all {
                     println!(
                         "{:>5}  {:<16} {:<24} {:<12} {}",
-                        i["id"],
-                        i["provider"].as_str().unwrap_or_default(),
-                        i["key"].as_str().unwrap_or("-"),
-                        i["cutover_state"].as_str().unwrap_or_default(),
-                        i["webhook_url"].as_str().unwrap_or("(no token)")
+                        i.id,
+                        i.provider,
+                        i.key.as_deref().unwrap_or("-"),
+                        i.cutover_state,
+                        i.webhook_url.as_deref().unwrap_or("(no token)")
                     );
                 }
             }

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +15,7 @@ use super::openapi::ErrorBody;
 use crate::services::Ferry;
 use crate::webhooks::cutover::{
     self, CheckReport, CleanupReport, CutoverOptions, CutoverReport, CutoverScope, MigrateReport,
-    VerifyReport,
+    TokenRow, VerifyReport,
 };
 
 pub fn router() -> OpenApiRouter<Ferry> {
@@ -159,7 +158,7 @@ struct Reveal {
     tag = "legacy cut-over",
     params(Reveal),
     responses(
-        (status = 200, description = "Every integration with its webhook URL, masked unless `reveal` and the caller administers its account (`revealed`)", body = Vec<Object>),
+        (status = 200, description = "Every integration with its webhook URL, masked unless `reveal` and the caller administers its account (`revealed`)", body = Vec<TokenRow>),
         (status = 400, description = "A query parameter of the wrong type or unknown (`invalid_query`)", body = ErrorBody),
         (status = 403, description = "Not an installation administrator", body = ErrorBody),
         (status = 409, description = "The legacy tables were removed by `cleanup` (`conflict`)", body = ErrorBody),
@@ -169,7 +168,7 @@ async fn tokens(
     State(ferry): State<Ferry>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<Reveal>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<TokenRow>>> {
     installation_admin(&user)?;
     Ok(Json(
         cutover::tokens(&ferry, q.reveal.unwrap_or(false), Some(user.0.id)).await?,

@@ -18,6 +18,25 @@ use crate::store::{
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+/// An integration with the webhook URL to point its provider at (`tokens`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub inbox_id: Option<i64>,
+    pub provider: String,
+    /// Its instance name or phone number id.
+    pub key: Option<String>,
+    pub status: IntegrationStatus,
+    pub enabled: bool,
+    /// `legacy`, `token` or `failed`.
+    pub cutover_state: String,
+    /// Masked unless revealed; none without a token.
+    pub webhook_url: Option<String>,
+    /// The token is in the clear (audited): asked for, and the caller administers the account.
+    pub revealed: bool,
+}
+
 /// What a cut-over did (`cutover`): the instances re-pointed and skipped, and where it stopped.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CutoverReport {
@@ -1171,7 +1190,7 @@ async fn cutover_one(
 
 /// Every integration with its webhook URL: the token masked, or in the clear with `reveal` (each reveal
 /// audited).
-pub async fn tokens(ferry: &Ferry, reveal: bool, by: Option<i64>) -> Result<Value> {
+pub async fn tokens(ferry: &Ferry, reveal: bool, by: Option<i64>) -> Result<Vec<TokenRow>> {
     let mut out = Vec::new();
     for i in ferry.store.all_integrations().await? {
         // A user sees a token in the clear only where they administer its account (the installation flag does
@@ -1193,20 +1212,20 @@ pub async fn tokens(ferry: &Ferry, reveal: bool, by: Option<i64>) -> Result<Valu
         } else {
             integrations::masked_webhook_url(ferry, &i)
         };
-        out.push(json!({
-            "id": i.id,
-            "account_id": i.account_id,
-            "inbox_id": i.inbox_id,
-            "provider": i.provider,
-            "key": i.instance_name.as_ref().or(i.phone_number_id.as_ref()),
-            "status": i.status,
-            "enabled": i.enabled,
-            "cutover_state": i.cutover_state,
-            "webhook_url": url,
-            "revealed": revealed,
-        }));
+        out.push(TokenRow {
+            id: i.id,
+            account_id: i.account_id,
+            inbox_id: i.inbox_id,
+            key: i.instance_name.or(i.phone_number_id),
+            provider: i.provider,
+            status: i.status,
+            enabled: i.enabled,
+            cutover_state: i.cutover_state,
+            webhook_url: url,
+            revealed,
+        });
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
 /// The sender of `ferry integrations test` messages: a number no customer has.
