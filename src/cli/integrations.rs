@@ -240,62 +240,15 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             ));
             return Ok(());
         }
-        IntegrationsCommand::Test { id, url, json: _ } => {
-            let report =
-                crate::webhooks::cutover::test_delivery(&ferry, id, url.as_deref()).await?;
-            print_json(&json!(report));
-            if !report.ok {
-                let status = report.status.map_or("no answer".into(), |s| s.to_string());
-                anyhow::bail!("the test message was answered {status}: {}", report.answer);
-            }
-            return Ok(());
-        }
-        IntegrationsCommand::Tokens { reveal, json } => {
-            let all = crate::webhooks::cutover::tokens(&ferry, reveal, None).await?;
-            if json {
-                print_json(&json!(all));
-            } else {
-                for i in &all {
-                    println!(
-                        "{:>5}  {:<16} {:<24} {:<12} {}",
-                        i.id,
-                        i.provider,
-                        i.key.as_deref().unwrap_or("-"),
-                        i.cutover_state,
-                        i.webhook_url.as_deref().unwrap_or("(no token)")
-                    );
-                }
-            }
-            return Ok(());
-        }
+        IntegrationsCommand::Test { id, url, json: _ } => return test(&ferry, id, url).await,
+        IntegrationsCommand::Tokens { reveal, json } => return tokens(&ferry, reveal, json).await,
         IntegrationsCommand::Cutover {
             instance,
             all: _,
             dry_run,
             include_disabled,
             json: _,
-        } => {
-            use crate::webhooks::cutover::{CutoverOptions, CutoverScope, cutover};
-            let scope = instance.map_or(CutoverScope::All, CutoverScope::Instance);
-            let options = CutoverOptions {
-                dry_run,
-                include_disabled,
-                by: None,
-            };
-            let report = cutover(&ferry, scope, options).await?;
-            print_json(&json!(report));
-            for skipped in &report.skipped {
-                eprintln!("skipped {}: {}", skipped["instance"], skipped["reason"]);
-            }
-            if let Some(failed) = &report.failed {
-                anyhow::bail!(
-                    "cutover stopped at {}: {}",
-                    failed["instance"],
-                    failed["reason"]
-                );
-            }
-            return Ok(());
-        }
+        } => return cutover(&ferry, instance, dry_run, include_disabled).await,
         IntegrationsCommand::Cleanup {
             quiet_days,
             force,
@@ -306,46 +259,9 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             ));
             return Ok(());
         }
-        IntegrationsCommand::Verify { json: _ } => {
-            let report = crate::webhooks::cutover::verify(&ferry).await?;
-            print_json(&json!(report));
-            if !report.agree {
-                anyhow::bail!(
-                    "the legacy rows and the integrations differ: {} missing, {} extra, {} different",
-                    report.missing.len(),
-                    report.extra.len(),
-                    report.different.len()
-                );
-            }
-            return Ok(());
-        }
+        IntegrationsCommand::Verify { json: _ } => return verify(&ferry).await,
         IntegrationsCommand::Migrate { dry_run, json } => {
-            let report = crate::webhooks::cutover::migrate(&ferry, dry_run, None).await?;
-            if json {
-                print_json(&json!(report));
-            } else {
-                println!(
-                    "{}migrated {}, updated {}, unchanged {}, skipped {}, errors {}",
-                    if dry_run { "dry run: would have " } else { "" },
-                    report.migrated.len(),
-                    report.updated.len(),
-                    report.unchanged.len(),
-                    report.skipped.len(),
-                    report.errors.len()
-                );
-                for item in report.skipped.iter().chain(&report.errors) {
-                    println!(
-                        "  {} {}: {}",
-                        item.provider,
-                        item.key.as_deref().unwrap_or("?"),
-                        item.reason.as_deref().unwrap_or("")
-                    );
-                }
-            }
-            if !report.errors.is_empty() {
-                anyhow::bail!("{} legacy rows could not be migrated", report.errors.len());
-            }
-            return Ok(());
+            return migrate(&ferry, dry_run, json).await;
         }
         IntegrationsCommand::List { account, json } => {
             ferry.store.get_account(account).await?;
@@ -378,6 +294,111 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             "integration {}: {}",
             issued.integration.id, issued.webhook_url
         );
+    }
+    Ok(())
+}
+
+/// Every integration with its webhook URL (`integrations tokens`).
+async fn tokens(ferry: &Ferry, reveal: bool, json: bool) -> anyhow::Result<()> {
+    let all = crate::webhooks::cutover::tokens(ferry, reveal, None).await?;
+    if json {
+        print_json(&json!(all));
+    } else {
+        for i in &all {
+            println!(
+                "{:>5}  {:<16} {:<24} {:<12} {}",
+                i.id,
+                i.provider,
+                i.key.as_deref().unwrap_or("-"),
+                i.cutover_state,
+                i.webhook_url.as_deref().unwrap_or("(no token)")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Re-points Evolution's webhooks at ferry's token URLs (`integrations cutover`).
+async fn cutover(
+    ferry: &Ferry,
+    instance: Option<String>,
+    dry_run: bool,
+    include_disabled: bool,
+) -> anyhow::Result<()> {
+    use crate::webhooks::cutover::{CutoverOptions, CutoverScope};
+    let scope = instance.map_or(CutoverScope::All, CutoverScope::Instance);
+    let options = CutoverOptions {
+        dry_run,
+        include_disabled,
+        by: None,
+    };
+    let report = crate::webhooks::cutover::cutover(ferry, scope, options).await?;
+    print_json(&json!(report));
+    for skipped in &report.skipped {
+        eprintln!("skipped {}: {}", skipped["instance"], skipped["reason"]);
+    }
+    if let Some(failed) = &report.failed {
+        anyhow::bail!(
+            "cutover stopped at {}: {}",
+            failed["instance"],
+            failed["reason"]
+        );
+    }
+    Ok(())
+}
+
+/// Turns every usable legacy row into one integration (`integrations migrate`).
+async fn migrate(ferry: &Ferry, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let report = crate::webhooks::cutover::migrate(ferry, dry_run, None).await?;
+    if json {
+        print_json(&json!(report));
+    } else {
+        println!(
+            "{}migrated {}, updated {}, unchanged {}, skipped {}, errors {}",
+            if dry_run { "dry run: would have " } else { "" },
+            report.migrated.len(),
+            report.updated.len(),
+            report.unchanged.len(),
+            report.skipped.len(),
+            report.errors.len()
+        );
+        for item in report.skipped.iter().chain(&report.errors) {
+            println!(
+                "  {} {}: {}",
+                item.provider,
+                item.key.as_deref().unwrap_or("?"),
+                item.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if !report.errors.is_empty() {
+        anyhow::bail!("{} legacy rows could not be migrated", report.errors.len());
+    }
+    Ok(())
+}
+
+/// Compares the legacy rows with the integrations (`integrations verify`): fails when they differ.
+async fn verify(ferry: &Ferry) -> anyhow::Result<()> {
+    let report = crate::webhooks::cutover::verify(ferry).await?;
+    print_json(&json!(report));
+    if !report.agree {
+        anyhow::bail!(
+            "the legacy rows and the integrations differ: {} missing, {} extra, {} different",
+            report.missing.len(),
+            report.extra.len(),
+            report.different.len()
+        );
+    }
+    Ok(())
+}
+
+/// Sends a signed test message through the integration's own webhook URL (`integrations test`).
+async fn test(ferry: &Ferry, id: i64, url: Option<String>) -> anyhow::Result<()> {
+    let report = crate::webhooks::cutover::test_delivery(ferry, id, url.as_deref()).await?;
+    print_json(&json!(report));
+    if !report.ok {
+        let status = report.status.map_or("no answer".into(), |s| s.to_string());
+        anyhow::bail!("the test message was answered {status}: {}", report.answer);
     }
     Ok(())
 }

@@ -157,17 +157,104 @@ async fn run_inner(
     m: &InboxMigration,
     ctx: &RunContext,
 ) -> Result<Outcome, StoreError> {
-    let source = ferry
+    let pair = Pair::of(ferry, m).await?;
+    if m.phase == MigrationPhase::Plan {
+        if !plan(ferry, m, ctx, &pair).await? {
+            return Ok(Outcome::LeaseLost);
+        }
+    } else {
+        tracing::info!(batch = m.cursor_id, "resuming");
+    }
+    let moved = match move_in_batches(ferry, m, ctx, &pair).await? {
+        Moved::Done(moved) => moved,
+        Moved::Stopped(outcome) => return Ok(outcome),
+    };
+    let current = ferry.store.get_inbox_migration(m.id).await?;
+    let dropped = ferry.store.inbox_migration_dropped(m.id).await?;
+    let problems = problems(ferry, &pair, &current, dropped).await?;
+    if !problems.is_empty() {
+        let detail = serde_json::to_string(&problems).unwrap_or_default();
+        let message = Some("invariant check failed");
+        ferry
+            .store
+            .stop_inbox_migration(m.id, &ctx.token, "failed", message, Some(&detail))
+            .await?;
+        return Ok(Outcome::Failed);
+    }
+    complete(ferry, ctx, &pair, &current, &moved, dropped.0).await
+}
+
+/// The two inboxes of a migration and how their contacts are matched.
+struct Pair {
+    source: crate::store::Inbox,
+    destination: crate::store::Inbox,
+    key: crate::store::MatchKey,
+}
+
+impl Pair {
+    async fn of(ferry: &Ferry, m: &InboxMigration) -> Result<Self, StoreError> {
+        let store = &ferry.store;
+        Ok(Self {
+            source: store.get_inbox(m.account_id, m.source_inbox_id).await?,
+            destination: store
+                .get_inbox(m.account_id, m.destination_inbox_id)
+                .await?,
+            key: match_key(ferry, m.account_id)
+                .await
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        })
+    }
+}
+
+/// Counts what will move and records it with the source's "before" figures; false when the lease was lost.
+async fn plan(
+    ferry: &Ferry,
+    m: &InboxMigration,
+    ctx: &RunContext,
+    pair: &Pair,
+) -> Result<bool, StoreError> {
+    let (source, destination) = (&pair.source, &pair.destination);
+    let counts = ferry
         .store
-        .get_inbox(m.account_id, m.source_inbox_id)
+        .inbox_migration_counts(source.id, destination.id, pair.key)
         .await?;
-    let destination = ferry
+    let duplicates = super::duplicates(ferry, source, destination, pair.key).await?;
+    let record = json!({"source_before": counts});
+    let planned = ferry
         .store
-        .get_inbox(m.account_id, m.destination_inbox_id)
+        .plan_inbox_migration(m.id, &ctx.token, &counts, duplicates, &record)
         .await?;
-    let key = match_key(ferry, m.account_id)
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if planned {
+        tracing::info!(
+            conversations = counts.conversations,
+            messages = counts.messages,
+            merging = counts.merging_contact_inboxes,
+            "planned"
+        );
+    }
+    Ok(planned)
+}
+
+/// How the batches went: their number and the longest.
+struct Batches {
+    last: i64,
+    longest: Duration,
+}
+
+enum Moved {
+    Done(Batches),
+    /// Cancelled, lease lost, or released at shutdown.
+    Stopped(Outcome),
+}
+
+/// Runs batches until the source is empty, stopping at a batch boundary when asked to, throttled to the
+/// configured rows per second.
+async fn move_in_batches(
+    ferry: &Ferry,
+    m: &InboxMigration,
+    ctx: &RunContext,
+    pair: &Pair,
+) -> Result<Moved, StoreError> {
     let options: MigrationOptions = serde_json::from_value(m.options.0.clone()).unwrap_or_default();
     let batch_rows = options
         .batch_rows
@@ -176,87 +263,52 @@ async fn run_inner(
     let max_rows_per_second = options
         .max_rows_per_second
         .or(ferry.config.migration_max_rows_per_second);
-
-    if m.phase == MigrationPhase::Plan {
-        let counts = ferry
-            .store
-            .inbox_migration_counts(source.id, destination.id, key)
-            .await?;
-        let duplicates = super::duplicates(ferry, &source, &destination, key).await?;
-        let record = json!({"source_before": counts});
-        if !ferry
-            .store
-            .plan_inbox_migration(m.id, &ctx.token, &counts, duplicates, &record)
-            .await?
-        {
-            return Ok(Outcome::LeaseLost);
-        }
-        tracing::info!(
-            conversations = counts.conversations,
-            messages = counts.messages,
-            merging = counts.merging_contact_inboxes,
-            "planned"
-        );
-    } else {
-        tracing::info!(batch = m.cursor_id, "resuming");
-    }
-
     let started = Instant::now();
     let mut rows_done: u64 = 0;
-    let mut batch = m.cursor_id;
-    let mut longest_batch = Duration::ZERO;
+    let mut batches = Batches {
+        last: m.cursor_id,
+        longest: Duration::ZERO,
+    };
     let mut after_contact_inbox_id = 0;
     loop {
         if let Some(stop) = at_batch_boundary(ctx, ferry, m.id).await? {
-            return Ok(stop);
+            return Ok(Moved::Stopped(stop));
         }
-        batch += 1;
+        batches.last += 1;
+        let batch = batches.last;
         let batch_ctx = BatchContext {
             migration_id: m.id,
             token: ctx.token.clone(),
-            source_inbox_id: source.id,
-            destination_inbox_id: destination.id,
-            destination_channel: destination.channel,
-            key,
+            source_inbox_id: pair.source.id,
+            destination_inbox_id: pair.destination.id,
+            destination_channel: pair.destination.channel,
+            key: pair.key,
             batch,
             // A contact_inbox brings about four rows: itself, its conversation(s) and their journal rows.
             limit: (batch_rows / 4).max(1),
             after_contact_inbox_id,
-            drop_duplicates: source.channel.shares_message_ids_with(destination.channel),
+            drop_duplicates: pair
+                .source
+                .channel
+                .shares_message_ids_with(pair.destination.channel),
         };
         let t = Instant::now();
         let Some(out) = ferry.store.run_inbox_migration_batch(&batch_ctx).await? else {
             tracing::warn!(batch, "lease lost: batch rolled back");
-            return Ok(Outcome::LeaseLost);
+            return Ok(Moved::Stopped(Outcome::LeaseLost));
         };
-        longest_batch = longest_batch.max(t.elapsed());
-        crate::metrics::batch(
-            "inbox_migration",
-            t.elapsed().as_secs_f64(),
-            &[
-                ("conversations", out.conversations),
-                ("messages", out.messages),
-                ("contact_inboxes", out.contact_inboxes),
-            ],
-        );
-        tracing::debug!(
-            batch,
-            contact_inboxes = out.contact_inboxes,
-            conversations = out.conversations,
-            messages = out.messages,
-            ms = t.elapsed().as_millis() as u64,
-            "batch committed"
-        );
+        batches.longest = batches.longest.max(t.elapsed());
+        record_batch(batch, t.elapsed(), &out);
         if out.cancel_requested {
             ferry
                 .store
                 .stop_inbox_migration(m.id, &ctx.token, "cancelled", None, None)
                 .await?;
             tracing::info!(batch, "cancelled at a batch boundary");
-            return Ok(Outcome::Cancelled);
+            return Ok(Moved::Stopped(Outcome::Cancelled));
         }
         if out.source_empty {
-            break;
+            return Ok(Moved::Done(batches));
         }
         after_contact_inbox_id = out.last_contact_inbox_id;
         if batch == 1 {
@@ -271,21 +323,42 @@ async fn run_inner(
             }
         }
     }
+}
 
+fn record_batch(batch: i64, took: Duration, out: &crate::store::BatchOutcome) {
+    crate::metrics::batch(
+        "inbox_migration",
+        took.as_secs_f64(),
+        &[
+            ("conversations", out.conversations),
+            ("messages", out.messages),
+            ("contact_inboxes", out.contact_inboxes),
+        ],
+    );
+    tracing::debug!(
+        batch,
+        contact_inboxes = out.contact_inboxes,
+        conversations = out.conversations,
+        messages = out.messages,
+        ms = took.as_millis() as u64,
+        "batch committed"
+    );
+}
+
+/// The invariants the database can check, and invariant 4 on what moved: messages are only ever dropped as
+/// reported duplicates, so every one the plan counted must have been carried by a moved conversation or dropped
+/// (late arrivals only add).
+async fn problems(
+    ferry: &Ferry,
+    pair: &Pair,
+    current: &InboxMigration,
+    (dropped_messages, dropped_attachments): (i64, i64),
+) -> Result<Vec<serde_json::Value>, StoreError> {
     let violations = ferry
         .store
-        .check_inbox_migration_invariants(source.id, destination.id, key, None)
+        .check_inbox_migration_invariants(pair.source.id, pair.destination.id, pair.key, None)
         .await?;
-    let current = ferry.store.get_inbox_migration(m.id).await?;
-    let before = current
-        .result
-        .as_ref()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
     let mut problems: Vec<serde_json::Value> = violations.iter().map(|v| json!(v)).collect();
-    let (dropped_messages, dropped_attachments) = ferry.store.inbox_migration_dropped(m.id).await?;
-    // Invariant 4 on what moved: messages are only ever dropped as reported duplicates, so every one the plan
-    // counted must have been carried by a moved conversation or dropped (late arrivals only add).
     for (what, moved, planned) in [
         (
             "conversations",
@@ -308,24 +381,27 @@ async fn run_inner(
                 "description": format!("{what} moved are fewer than planned")}));
         }
     }
-    if !problems.is_empty() {
-        let detail = serde_json::to_string(&problems).unwrap_or_default();
+    Ok(problems)
+}
+
+/// Records the result and ends the migration `completed`; the source's webhooks go to the destination from now.
+async fn complete(
+    ferry: &Ferry,
+    ctx: &RunContext,
+    pair: &Pair,
+    current: &InboxMigration,
+    batches: &Batches,
+    dropped_messages: i64,
+) -> Result<Outcome, StoreError> {
+    let before = current
+        .result
+        .as_ref()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let open_conflicts = if pair.destination.lock_to_single_conversation {
         ferry
             .store
-            .stop_inbox_migration(
-                m.id,
-                &ctx.token,
-                "failed",
-                Some("invariant check failed"),
-                Some(&detail),
-            )
-            .await?;
-        return Ok(Outcome::Failed);
-    }
-    let open_conflicts = if destination.lock_to_single_conversation {
-        ferry
-            .store
-            .contacts_with_several_open_conversations(destination.id)
+            .contacts_with_several_open_conversations(pair.destination.id)
             .await?
     } else {
         Vec::new()
@@ -336,20 +412,21 @@ async fn run_inner(
         "duplicates": current.duplicates,
         "duplicates_dropped": dropped_messages,
         "open_conversation_conflicts": open_conflicts,
-        "batches": batch,
-        "longest_batch_ms": longest_batch.as_millis() as u64,
+        "batches": batches.last,
+        "longest_batch_ms": batches.longest.as_millis() as u64,
         "invariants": "ok",
     });
+    let (source, destination) = (pair.source.id, pair.destination.id);
     if !ferry
         .store
-        .complete_inbox_migration(m.id, &ctx.token, source.id, destination.id, &result)
+        .complete_inbox_migration(current.id, &ctx.token, source, destination, &result)
         .await?
     {
         return Ok(Outcome::LeaseLost);
     }
     // Webhooks of the source's integrations now go to the destination (redirect_source).
     ferry.token_routes.invalidate_all().await;
-    tracing::info!(batches = batch, "completed");
+    tracing::info!(batches = batches.last, "completed");
     Ok(Outcome::Completed)
 }
 
