@@ -238,118 +238,15 @@ async fn cutover_step(
             "The cut-over is for installation administrators.".into(),
         ));
     }
-    let mut facts = Vec::new();
-    let mut lists = Vec::new();
-    let mut offer_migrate = false;
-    let outcome: Result<(String, bool, Value), WebError> = async {
-        Ok(match step.as_str() {
-            "check" => {
-                let report = cutover::check(&ferry, QUIET_DAYS).await?;
-                let v = serde_json::to_value(&report).unwrap_or_default();
-                table_facts(
-                    "Evolution instances",
-                    &report.evolution_instances,
-                    &mut facts,
-                );
-                table_facts(
-                    "Business configs",
-                    &report.whatsapp_business_configs,
-                    &mut facts,
-                );
-                let route = &report.legacy_route;
-                facts.push((
-                    "Legacy route".into(),
-                    format!(
-                        "{}; {} instance(s) used it in the last {QUIET_DAYS} days",
-                        if route.enabled { "on" } else { "off" },
-                        route.hits.len()
-                    ),
-                ));
-                lists.push((
-                    "Not migrated yet".into(),
-                    report.evolution_instances.not_migrated.clone(),
-                ));
-                lists.push((
-                    "Unmapped (no account)".into(),
-                    report.evolution_instances.unmapped.clone(),
-                ));
-                lists.push((
-                    "Recent legacy traffic".into(),
-                    names(&v["legacy_route"]["hits"]),
-                ));
-                lists.push((
-                    "Integrations without a usable token".into(),
-                    names(&v["integrations_without_usable_token"]),
-                ));
-                ("Check".to_owned(), true, v)
-            }
-            "dry-run" | "migrate" => {
-                let dry_run = step == "dry-run";
-                let report = cutover::migrate(&ferry, dry_run, Some(access.user().id)).await?;
-                let v = serde_json::to_value(&report).unwrap_or_default();
-                for (done, planned, key) in [
-                    ("Migrated", "Would migrate", "migrated"),
-                    ("Updated", "Would update", "updated"),
-                    ("Unchanged", "Unchanged", "unchanged"),
-                    ("Skipped", "Skipped", "skipped"),
-                    ("Errors", "Errors", "errors"),
-                ] {
-                    let n = v[key].as_array().map_or(0, Vec::len);
-                    facts.push((
-                        (if dry_run { planned } else { done }).to_owned(),
-                        n.to_string(),
-                    ));
-                }
-                lists.push(("Skipped".into(), names(&v["skipped"])));
-                lists.push(("Errors".into(), names(&v["errors"])));
-                offer_migrate = dry_run && report.errors.is_empty();
-                let title = if dry_run {
-                    "Migrate (dry run)"
-                } else {
-                    "Migrate"
-                };
-                (title.to_owned(), report.errors.is_empty(), v)
-            }
-            "verify" => {
-                let report = cutover::verify(&ferry).await?;
-                let agree = report.agree;
-                let v = serde_json::to_value(&report).unwrap_or_default();
-                facts.push((
-                    "Agree".into(),
-                    if agree { "yes".into() } else { "no".into() },
-                ));
-                facts.push(("Legacy rows".into(), report.legacy_rows.to_string()));
-                facts.push(("Integrations".into(), report.migrated_rows.to_string()));
-                lists.push(("Missing".into(), names(&v["missing"])));
-                lists.push(("Extra".into(), names(&v["extra"])));
-                lists.push(("Different".into(), names(&v["different"])));
-                ("Verify".to_owned(), agree, v)
-            }
-            "cleanup" => {
-                if !form
-                    .data
-                    .confirmation
-                    .trim()
-                    .eq_ignore_ascii_case("CLEANUP")
-                {
-                    return Err(WebError::BadRequest(
-                        "Type CLEANUP to confirm; nothing was changed.".into(),
-                    ));
-                }
-                let force = form.data.force.is_some();
-                let report =
-                    cutover::cleanup(&ferry, QUIET_DAYS, force, Some(access.user().id)).await?;
-                facts.push(("Backup".into(), report.backup.clone()));
-                facts.push(("Rows backed up".into(), report.rows_backed_up.to_string()));
-                let v = serde_json::to_value(&report).unwrap_or_default();
-                facts.push(("Legacy route".into(), "off (410 Gone)".into()));
-                facts.push(("Legacy tables".into(), "dropped".into()));
-                ("Cleanup".to_owned(), true, v)
-            }
-            _ => return Err(WebError::NotFound),
-        })
-    }
-    .await;
+    let mut shown = Shown::default();
+    let user = access.user().id;
+    let outcome = match step.as_str() {
+        "check" => check_step(&ferry, &mut shown).await,
+        "dry-run" | "migrate" => migrate_step(&ferry, step == "dry-run", user, &mut shown).await,
+        "verify" => verify_step(&ferry, &mut shown).await,
+        "cleanup" => cleanup_step(&ferry, &form.data, user, &mut shown).await,
+        _ => return Err(WebError::NotFound),
+    };
     // The cut-over's own audit lines name no user: say who ran it from here.
     if matches!(step.as_str(), "migrate" | "cleanup") {
         ferry
@@ -366,7 +263,7 @@ async fn cutover_step(
         Ok(done) => done,
         // A refusal (traffic in the quiet window, tables already gone) is shown in place, like the CLI's line.
         Err(WebError::Conflict(message)) => {
-            facts.push(("Refused".into(), message));
+            shown.facts.push(("Refused".into(), message));
             (format!("{} refused", step_title(&step)), false, Value::Null)
         }
         Err(e) => return Err(e),
@@ -375,16 +272,140 @@ async fn cutover_step(
         account_id: access.account.id,
         title,
         ok,
-        facts,
-        lists: lists.into_iter().filter(|(_, l)| !l.is_empty()).collect(),
+        facts: shown.facts,
+        lists: shown
+            .lists
+            .into_iter()
+            .filter(|(_, l)| !l.is_empty())
+            .collect(),
         raw: if raw.is_null() {
             String::new()
         } else {
             serde_json::to_string_pretty(&raw).unwrap_or_default()
         },
-        offer_migrate,
+        offer_migrate: shown.offer_migrate,
     };
     Ok(html(&part))
+}
+
+/// What a cut-over step shows besides its title: facts, lists, and whether the real migration may follow.
+#[derive(Default)]
+struct Shown {
+    facts: Vec<(String, String)>,
+    lists: Vec<(String, Vec<String>)>,
+    offer_migrate: bool,
+}
+
+type Step = Result<(String, bool, Value), WebError>;
+
+async fn check_step(ferry: &Ferry, shown: &mut Shown) -> Step {
+    let report = cutover::check(ferry, QUIET_DAYS).await?;
+    let v = serde_json::to_value(&report).unwrap_or_default();
+    table_facts(
+        "Evolution instances",
+        &report.evolution_instances,
+        &mut shown.facts,
+    );
+    table_facts(
+        "Business configs",
+        &report.whatsapp_business_configs,
+        &mut shown.facts,
+    );
+    let route = &report.legacy_route;
+    shown.facts.push((
+        "Legacy route".into(),
+        format!(
+            "{}; {} instance(s) used it in the last {QUIET_DAYS} days",
+            if route.enabled { "on" } else { "off" },
+            route.hits.len()
+        ),
+    ));
+    shown.lists.push((
+        "Not migrated yet".into(),
+        report.evolution_instances.not_migrated.clone(),
+    ));
+    shown.lists.push((
+        "Unmapped (no account)".into(),
+        report.evolution_instances.unmapped.clone(),
+    ));
+    shown.lists.push((
+        "Recent legacy traffic".into(),
+        names(&v["legacy_route"]["hits"]),
+    ));
+    shown.lists.push((
+        "Integrations without a usable token".into(),
+        names(&v["integrations_without_usable_token"]),
+    ));
+    Ok(("Check".to_owned(), true, v))
+}
+
+async fn migrate_step(ferry: &Ferry, dry_run: bool, user: i64, shown: &mut Shown) -> Step {
+    let report = cutover::migrate(ferry, dry_run, Some(user)).await?;
+    let v = serde_json::to_value(&report).unwrap_or_default();
+    for (done, planned, key) in [
+        ("Migrated", "Would migrate", "migrated"),
+        ("Updated", "Would update", "updated"),
+        ("Unchanged", "Unchanged", "unchanged"),
+        ("Skipped", "Skipped", "skipped"),
+        ("Errors", "Errors", "errors"),
+    ] {
+        let n = v[key].as_array().map_or(0, Vec::len);
+        shown.facts.push((
+            (if dry_run { planned } else { done }).to_owned(),
+            n.to_string(),
+        ));
+    }
+    shown.lists.push(("Skipped".into(), names(&v["skipped"])));
+    shown.lists.push(("Errors".into(), names(&v["errors"])));
+    shown.offer_migrate = dry_run && report.errors.is_empty();
+    let title = if dry_run {
+        "Migrate (dry run)"
+    } else {
+        "Migrate"
+    };
+    Ok((title.to_owned(), report.errors.is_empty(), v))
+}
+
+async fn verify_step(ferry: &Ferry, shown: &mut Shown) -> Step {
+    let report = cutover::verify(ferry).await?;
+    let agree = report.agree;
+    let v = serde_json::to_value(&report).unwrap_or_default();
+    shown.facts.push((
+        "Agree".into(),
+        if agree { "yes".into() } else { "no".into() },
+    ));
+    shown
+        .facts
+        .push(("Legacy rows".into(), report.legacy_rows.to_string()));
+    shown
+        .facts
+        .push(("Integrations".into(), report.migrated_rows.to_string()));
+    shown.lists.push(("Missing".into(), names(&v["missing"])));
+    shown.lists.push(("Extra".into(), names(&v["extra"])));
+    shown
+        .lists
+        .push(("Different".into(), names(&v["different"])));
+    Ok(("Verify".to_owned(), agree, v))
+}
+
+async fn cleanup_step(ferry: &Ferry, form: &CleanupForm, user: i64, shown: &mut Shown) -> Step {
+    if !form.confirmation.trim().eq_ignore_ascii_case("CLEANUP") {
+        return Err(WebError::BadRequest(
+            "Type CLEANUP to confirm; nothing was changed.".into(),
+        ));
+    }
+    let force = form.force.is_some();
+    let report = cutover::cleanup(ferry, QUIET_DAYS, force, Some(user)).await?;
+    shown.facts.push(("Backup".into(), report.backup.clone()));
+    shown
+        .facts
+        .push(("Rows backed up".into(), report.rows_backed_up.to_string()));
+    let v = serde_json::to_value(&report).unwrap_or_default();
+    shown
+        .facts
+        .push(("Legacy route".into(), "off (410 Gone)".into()));
+    shown.facts.push(("Legacy tables".into(), "dropped".into()));
+    Ok(("Cleanup".to_owned(), true, v))
 }
 
 fn step_title(step: &str) -> &'static str {
