@@ -6,6 +6,7 @@
 pub mod account_import;
 pub mod attachments;
 pub mod bench;
+pub mod chatwoot;
 pub mod cli;
 pub mod config;
 pub mod connections;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chatwoot;
 mod demo;
 mod imports;
 mod integrations;
@@ -107,6 +108,11 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Inbox migration on an existing Chatwoot database (in progress: `check`)
+    Chatwoot {
+        #[command(subcommand)]
+        command: chatwoot::ChatwootCommand,
+    },
     /// Demo data
     Demo {
         #[command(subcommand)]
@@ -153,6 +159,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::bench(cli.config.database_url.as_deref(), &command).await
         }
         Command::Openapi => openapi(),
+        // Works on Chatwoot's database, not ferry's.
+        Command::Chatwoot { command } => chatwoot::chatwoot(command).await,
         // Needs no database: it shows what a server started the same way would use.
         Command::Config {
             command: ConfigCommand::Show { json },
@@ -197,7 +205,10 @@ async fn run_on_database(ferry: Ferry, command: Command) -> anyhow::Result<()> {
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo { command } => demo::demo(ferry, command).await,
-        Command::Bench { .. } | Command::Openapi | Command::Config { .. } => {
+        Command::Bench { .. }
+        | Command::Openapi
+        | Command::Config { .. }
+        | Command::Chatwoot { .. } => {
             anyhow::bail!("this command does not open the database")
         }
     }

@@ -64,7 +64,7 @@ pub fn postgres_available() -> Result<(), String> {
     })
 }
 
-async fn fresh_postgres_database() -> String {
+pub async fn fresh_postgres_database() -> String {
     let admin = postgres_admin_url();
     let name = format!("ferry_test_{:016x}", rand::thread_rng().r#gen::<u64>());
     let pool = sqlx::postgres::PgPoolOptions::new()

@@ -109,6 +109,7 @@ macro_rules! without_database {
 
 mod auth;
 mod browser;
+mod chatwoot;
 mod cli;
 mod conformance;
 mod cutover;
@@ -156,6 +157,7 @@ fn main() {
         sequences::suite(),
         trust::suite(),
         multinode::suite(),
+        chatwoot::suite(),
         browser::suite(),
     ];
     let found: Vec<(Service, Result<(), String>)> = SERVICES
