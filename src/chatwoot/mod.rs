@@ -2,6 +2,7 @@
 //! `ferry chatwoot check`). ferry's own store is not involved: the adapter works on Chatwoot's PostgreSQL tables.
 
 pub mod guard;
+pub mod identity;
 
 use std::time::Duration;
 
