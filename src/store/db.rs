@@ -91,6 +91,8 @@ impl<'a> Executes for &'a mut Tx {
 /// The body is one statement; both databases must give it the same result type.
 macro_rules! db_run {
     ($on:expr, |$c:ident| $body:expr) => {{
+        #[allow(unused_imports)]
+        // A function generic over `Executes` has it from its bound already.
         use $crate::store::db::Executes as _;
         // Method syntax reborrows a `&mut Tx`: the transaction stays usable after the statement.
         match ($on).exec() {

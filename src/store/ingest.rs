@@ -218,16 +218,8 @@ impl IngestStore for SqlStore {
         }
         // Re-deliveries first, outside the write transaction: one statement for the whole batch, and nothing
         // else when every message is one.
-        let keys = padded(batch.iter().map(|m| m.dedupe_key.as_str()).collect());
-        let sql = ids_by_dedupe_key_sql(keys.len());
-        let known: Vec<(i64, String)> = db_run!(self.pool(), |c| {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for key in &keys {
-                q = q.bind(*key);
-            }
-            q.fetch_all(c).await
-        })?;
-        let known: HashMap<String, i64> = known.into_iter().map(|(id, key)| (key, id)).collect();
+        let keys = batch.iter().map(|m| m.dedupe_key.as_str()).collect();
+        let known = ids_by_dedupe_key(self.pool(), keys).await?;
         let pending: Vec<&IngestMessage> = batch
             .iter()
             .filter(|m| !known.contains_key(&m.dedupe_key))
@@ -451,7 +443,7 @@ async fn store_pending(
         .filter(|k| !stored.contains_key(*k))
         .collect();
     if !lost.is_empty() {
-        stored.extend(ids_by_dedupe_key(tx, lost).await?);
+        stored.extend(ids_by_dedupe_key(&mut *tx, lost).await?);
     }
 
     let new_messages: Vec<&IngestMessage> = fresh
@@ -485,14 +477,6 @@ async fn store_pending(
         .collect()
 }
 
-/// `SELECT id, dedupe_key FROM messages WHERE dedupe_key IN ($1, …, $n)`.
-fn ids_by_dedupe_key_sql(n: usize) -> String {
-    format!(
-        "SELECT id, dedupe_key FROM messages WHERE dedupe_key IN ({})",
-        placeholders(1, n)
-    )
-}
-
 /// `$from, $from+1, …` (`n` of them).
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -501,11 +485,20 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// The ids of the messages stored under these de-duplication keys.
-async fn ids_by_dedupe_key(tx: &mut Tx, keys: Vec<&str>) -> Result<HashMap<String, i64>> {
+/// The ids of the messages stored under these de-duplication keys, on the pool (outside a transaction) or in
+/// one: one statement.
+async fn ids_by_dedupe_key<'e, E>(on: E, keys: Vec<&str>) -> Result<HashMap<String, i64>>
+where
+    E: super::db::Executes,
+    E::Sqlite: sqlx::SqliteExecutor<'e>,
+    E::Postgres: sqlx::PgExecutor<'e>,
+{
     let keys = padded(keys);
-    let sql = ids_by_dedupe_key_sql(keys.len());
-    let found: Vec<(i64, String)> = db_run!(tx, |c| {
+    let sql = format!(
+        "SELECT id, dedupe_key FROM messages WHERE dedupe_key IN ({})",
+        placeholders(1, keys.len())
+    );
+    let found: Vec<(i64, String)> = db_run!(on, |c| {
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
         for key in &keys {
             q = q.bind(*key);
