@@ -64,6 +64,26 @@ impl InboxKind {
     }
 }
 
+/// The phone digits the same person may be stored under: the number itself, and its form with and without the
+/// Brazilian ninth digit (`55 DD 9NNNN NNNN` and `55 DD NNNN NNNN`). Empty for a LID or BSUID.
+pub fn phone_forms(identity: &WhatsAppIdentity) -> Vec<String> {
+    let Some(digits) = identity.phone_digits() else {
+        return Vec::new();
+    };
+    let folded = identity.match_key(true);
+    let mut forms = vec![digits.to_owned()];
+    let mobile_without_nine = folded.len() == 12
+        && folded.starts_with("55")
+        && matches!(folded.as_bytes()[4], b'6'..=b'9');
+    if mobile_without_nine {
+        forms.push(folded.clone());
+        forms.push(format!("{}9{}", &folded[..4], &folded[4..]));
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +179,22 @@ mod tests {
             .unwrap();
         assert!(with.same_person(&without, true));
         assert!(!with.same_person(&without, false));
+    }
+
+    #[test]
+    fn phone_forms_cover_both_ninth_digit_spellings() {
+        let with = WhatsAppIdentity::parse("5511988887777").unwrap();
+        let without = WhatsAppIdentity::parse("551188887777").unwrap();
+        let both = vec!["551188887777".to_owned(), "5511988887777".to_owned()];
+        assert_eq!(phone_forms(&with), both);
+        assert_eq!(phone_forms(&without), both);
+        // A landline and a number of another country have one form.
+        let landline = WhatsAppIdentity::parse("551133334444").unwrap();
+        assert_eq!(phone_forms(&landline), vec!["551133334444".to_owned()]);
+        let us = WhatsAppIdentity::parse("14155550100").unwrap();
+        assert_eq!(phone_forms(&us), vec!["14155550100".to_owned()]);
+        let lid = WhatsAppIdentity::parse("123456789012345@lid").unwrap();
+        assert!(phone_forms(&lid).is_empty());
     }
 
     proptest! {

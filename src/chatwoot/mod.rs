@@ -1,8 +1,19 @@
-//! Inbox migration on an existing Chatwoot database (work in progress: connecting, the schema guard and
-//! `ferry chatwoot check`). ferry's own store is not involved: the adapter works on Chatwoot's PostgreSQL tables.
+//! Inbox migration on an existing Chatwoot database: ferry works directly on Chatwoot's PostgreSQL tables, with
+//! its own bookkeeping (journal, leases, progress) in a schema `ferry` of that database. ferry's own store is not
+//! involved.
 
+pub mod bookkeeping;
+pub mod convert;
+pub mod generate;
 pub mod guard;
 pub mod identity;
+pub mod journal;
+pub mod matching;
+mod merge;
+pub mod mover;
+pub mod preview;
+pub mod run;
+pub mod verify;
 
 use std::time::Duration;
 
@@ -20,14 +31,39 @@ pub enum ChatwootError {
     },
     #[error("this Chatwoot database (schema {version}) is not one ferry can work on: {problems}")]
     Schema { version: String, problems: String },
-    #[error("Chatwoot database error")]
+    /// A request that cannot be done as asked; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+    #[error("migration {0} was taken over by another process (its lease expired)")]
+    LeaseLost(i64),
+    #[error("Chatwoot database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl ChatwootError {
+    /// Whether the batch may succeed when tried again: a unique conflict with a row Chatwoot created meanwhile,
+    /// a lock Chatwoot held too long, a serialization failure or deadlock, a lost connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ChatwootError::Database(sqlx::Error::Database(e)) => matches!(
+                e.code().as_deref(),
+                Some("23505" | "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+            ),
+            ChatwootError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_),
+            ) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A connection to a Chatwoot database whose schema passed the guard.
 pub struct Chatwoot {
     pool: PgPool,
     version: String,
+    /// Optional tables of some versions, written to when present.
+    has_sla_events: bool,
+    has_companies: bool,
 }
 
 /// Where a WhatsApp-like Chatwoot inbox gets its messages from, which decides where a person's identity lives.
@@ -90,7 +126,74 @@ impl Chatwoot {
                 problems: problems.join("; "),
             });
         }
-        Ok(Self { pool, version })
+        let optional: (bool, bool) = sqlx::query_as(
+            "SELECT to_regclass('sla_events') IS NOT NULL, \
+                    to_regclass('companies') IS NOT NULL AND EXISTS (SELECT 1 FROM information_schema.columns \
+                        WHERE table_schema = current_schema() AND table_name = 'contacts' \
+                          AND column_name = 'company_id')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        Ok(Self {
+            pool,
+            version,
+            has_sla_events: optional.0,
+            has_companies: optional.1,
+        })
+    }
+
+    /// Connects, and creates or updates ferry's schema `ferry` in the database (every command but `check`).
+    pub async fn open(url: &str) -> Result<Self, ChatwootError> {
+        let chatwoot = Self::connect(url).await?;
+        bookkeeping::ensure_schema(&chatwoot.pool).await?;
+        Ok(chatwoot)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A WhatsApp-like inbox of the account, or one line saying why it is not.
+    pub async fn inbox(&self, account: i64, id: i64) -> Result<InboxRow, ChatwootError> {
+        let found = self
+            .whatsapp_inboxes()
+            .await?
+            .into_iter()
+            .find(|(_, row)| row.id == id);
+        let channel: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT account_id::bigint, channel_type FROM inboxes WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match (found, channel) {
+            (_, None) => Err(ChatwootError::Refused(format!("no inbox {id} in this Chatwoot"))),
+            (_, Some((owner, _))) if owner != account => Err(ChatwootError::Refused(format!(
+                "inbox {id} is not an inbox of account {account}"
+            ))),
+            (Some((_, row)), _) => Ok(row),
+            (None, Some((_, channel))) => Err(ChatwootError::Refused(format!(
+                "inbox {id} is a {} inbox, not a WhatsApp one (Cloud, 360dialog, Twilio WhatsApp or Evolution API)",
+                channel.unwrap_or_else(|| "channel-less".into())
+            ))),
+        }
+    }
+
+    /// What the batches of a move migration work on.
+    pub async fn move_of(&self, m: &bookkeeping::Migration) -> Result<mover::Move, ChatwootError> {
+        let to = m.destination_inbox_id.ok_or_else(|| {
+            ChatwootError::Refused(format!("migration {} has no destination inbox", m.id))
+        })?;
+        let from = self.inbox(m.account_id, m.source_inbox_id).await?;
+        let to = self.inbox(m.account_id, to).await?;
+        Ok(mover::Move {
+            migration: m.id,
+            account: m.account_id,
+            from: (from.id, from.kind),
+            to: (to.id, to.kind),
+            batch_rows: m.batch_rows,
+            has_sla_events: self.has_sla_events,
+            has_companies: self.has_companies,
+        })
     }
 
     pub async fn check(&self) -> Result<CheckReport, ChatwootError> {

@@ -1,10 +1,9 @@
 //! `ferry migrate inbox` and `ferry migrations …`: capability A from the terminal.
 
 use super::print_json;
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -163,19 +162,7 @@ pub async fn migrate(ferry: Ferry, command: MigrateCommand) -> anyhow::Result<()
         return Ok(());
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("confirmation needed: run in a terminal and type MIGRATE, or pass --yes");
-        }
-        eprint!("Type MIGRATE to confirm: ");
-        std::io::stderr().flush().ok();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the confirmation")?;
-        if !line.trim().eq_ignore_ascii_case("MIGRATE") {
-            bail!("aborted: the confirmation did not match MIGRATE; nothing was changed");
-        }
+        super::confirm("MIGRATE")?;
     }
     let options = MigrationOptions {
         redirect_source: None,

@@ -238,6 +238,25 @@ fn show_config(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks for `word` to be typed before a change; refuses without a terminal (pass --yes there).
+fn confirm(word: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("confirmation needed: run in a terminal and type {word}, or pass --yes");
+    }
+    eprint!("Type {word} to confirm: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("reading the confirmation: {e}"))?;
+    if !line.trim().eq_ignore_ascii_case(word) {
+        anyhow::bail!("aborted: the confirmation did not match {word}; nothing was changed");
+    }
+    Ok(())
+}
+
 fn print_json(value: &serde_json::Value) {
     println!(
         "{}",

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::{Db, fresh_postgres_database};
 
-const SCHEMA: &str = include_str!("../fixtures/chatwoot/schema.sql");
+use ferry::chatwoot::generate::SCHEMA;
 
 /// A Chatwoot database with one account and one inbox of every kind (and a plain API inbox, which is not
 /// WhatsApp-like), one conversation in the Cloud inbox.

@@ -88,12 +88,12 @@ macro_rules! on_both_databases {
 }
 
 macro_rules! on_postgres {
-    ($needs:tt; $name:ident) => {
-        vec![crate::Test::new(
+    ($needs:tt; $($name:ident),+ $(,)?) => {
+        vec![$(crate::Test::new(
             concat!(module_path!(), "::", stringify!($name)),
             crate::Run::PostgresOnly(|db| Box::pin($name(db))),
             &$needs,
-        )]
+        )),+]
     };
 }
 
@@ -110,6 +110,7 @@ macro_rules! without_database {
 mod auth;
 mod browser;
 mod chatwoot;
+mod chatwoot_migration;
 mod cli;
 mod conformance;
 mod cutover;
@@ -158,6 +159,7 @@ fn main() {
         trust::suite(),
         multinode::suite(),
         chatwoot::suite(),
+        chatwoot_migration::suite(),
         browser::suite(),
     ];
     let found: Vec<(Service, Result<(), String>)> = SERVICES

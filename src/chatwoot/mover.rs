@@ -1,0 +1,420 @@
+//! One batch of a move on Chatwoot's tables, in one transaction: the next contact_inboxes of the source (bounded
+//! by the message rows their conversations hold), decided, moved or merged, with their conversations, messages,
+//! reporting and SLA events, CSAT responses and, on a contact merge, the contact's notes and labels; the journal
+//! and the migration's progress in the same transaction.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+use super::journal::{self, Update};
+use super::matching::{self, ContactInbox, Fate};
+use super::{ChatwootError, InboxKind};
+
+/// What a batch works on and with.
+#[derive(Debug, Clone)]
+pub struct Move {
+    pub migration: i64,
+    pub account: i64,
+    pub from: (i64, InboxKind),
+    pub to: (i64, InboxKind),
+    pub batch_rows: i64,
+    pub has_sla_events: bool,
+    pub has_companies: bool,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone)]
+pub struct Done {
+    pub cursor: i64,
+    pub contact_inboxes_moved: i64,
+    pub contact_inboxes_merged: i64,
+    pub contacts_merged: i64,
+    pub left_behind: i64,
+    pub conversations: i64,
+    pub messages: i64,
+}
+
+/// A source contact_inbox of the next batch, with the rows its move costs.
+struct Next {
+    ci: ContactInbox,
+    messages: i64,
+}
+
+/// Runs the next batch after `cursor` in `tx`; `None` when no source contact_inbox is left after it.
+pub async fn batch(tx: &mut PgConnection, m: &Move, cursor: i64) -> Result<Option<Done>, ChatwootError> {
+    let next = next_contact_inboxes(tx, m, cursor).await?;
+    let Some(last) = next.last().map(|n| n.ci.id) else {
+        return Ok(None);
+    };
+    let sources: Vec<ContactInbox> = next.iter().map(|n| n.ci.clone()).collect();
+    let candidates = matching::candidates(tx, m.account, m.from.1, m.to, &sources).await?;
+    let fates = matching::decide(m.from.1, m.to.1, &sources, &candidates);
+    if let [only] = next.as_slice()
+        && only.messages > m.batch_rows
+        && !matches!(fates[0], Fate::Stays { .. })
+    {
+        // One person's history larger than a batch: its messages go ahead in bounded steps, then the rest.
+        let messages = messages_ahead(tx, m, only.ci.id).await?;
+        return Ok(Some(Done {
+            cursor,
+            messages,
+            ..Done::default()
+        }));
+    }
+    let mut done = apply(tx, m, &sources, &fates).await?;
+    done.cursor = last;
+    Ok(Some(done))
+}
+
+/// The next source contact_inboxes after `cursor` (not already left behind), as many as fit `batch_rows`
+/// message rows, at least one.
+async fn next_contact_inboxes(
+    tx: &mut PgConnection,
+    m: &Move,
+    cursor: i64,
+) -> Result<Vec<Next>, ChatwootError> {
+    let rows: Vec<(i64, Option<i64>, String, Option<String>, Option<String>, Option<String>, i64)> =
+        sqlx::query_as(
+            "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name, \
+                 COALESCE((SELECT count(*) FROM conversations c JOIN messages mm ON mm.conversation_id = c.id \
+                           WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1 AND mm.inbox_id <> $5), 0) \
+                   + (SELECT count(*) FROM conversations c WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1) \
+             FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
+             WHERE ci.inbox_id = $1 AND ci.id > $2 \
+               AND NOT EXISTS (SELECT 1 FROM ferry.left_behind l WHERE l.migration_id = $3 AND l.contact_inbox_id = ci.id) \
+             ORDER BY ci.id LIMIT $4",
+        )
+        .bind(m.from.0)
+        .bind(cursor)
+        .bind(m.migration)
+        .bind(m.batch_rows.clamp(1, 1000))
+        .bind(m.to.0)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut next = Vec::new();
+    let mut rows_so_far = 0;
+    for (id, contact_id, source_id, identifier, phone_number, name, cost) in rows {
+        if !next.is_empty() && rows_so_far + cost + 1 > m.batch_rows {
+            break;
+        }
+        rows_so_far += cost + 1;
+        next.push(Next {
+            ci: ContactInbox {
+                id,
+                contact_id,
+                source_id,
+                identifier,
+                phone_number,
+                name,
+            },
+            messages: cost,
+        });
+    }
+    Ok(next)
+}
+
+/// Moves up to `batch_rows` messages of one contact_inbox's conversations ahead of them.
+async fn messages_ahead(tx: &mut PgConnection, m: &Move, ci: i64) -> Result<i64, ChatwootError> {
+    let (from, to, limit) = (m.from.0, m.to.0, m.batch_rows);
+    let moved = Update::new("messages", &["inbox_id"])
+        .rows(
+            "t.id IN (SELECT mm.id FROM messages mm JOIN conversations c ON c.id = mm.conversation_id \
+             WHERE c.contact_inbox_id = $2 AND c.inbox_id = $3 AND mm.inbox_id <> $4 ORDER BY mm.id LIMIT $5)",
+        )
+        .set("inbox_id = $4")
+        .binds(move |q| q.bind(ci).bind(from).bind(to).bind(limit))
+        .run(tx, m.migration)
+        .await?;
+    Ok(moved.len() as i64)
+}
+
+/// The decided batch, applied.
+async fn apply(
+    tx: &mut PgConnection,
+    m: &Move,
+    sources: &[ContactInbox],
+    fates: &[Fate],
+) -> Result<Done, ChatwootError> {
+    let mut done = Done::default();
+    let mut moving = (Vec::new(), Vec::new());
+    let mut targets = (Vec::new(), Vec::new(), Vec::new());
+    let mut merged = Vec::new();
+    let mut contact_merges: HashMap<i64, i64> = HashMap::new();
+    for (source, fate) in sources.iter().zip(fates) {
+        match fate {
+            Fate::Move { source_id } => {
+                moving.0.push(source.id);
+                moving.1.push(source_id.clone());
+                targets.0.push(source.id);
+                targets.1.push(source.id);
+                targets.2.push(source.contact_id);
+            }
+            Fate::Merge {
+                into, contact_id, ..
+            } => {
+                targets.0.push(source.id);
+                targets.1.push(*into);
+                targets.2.push(*contact_id);
+                merged.push((source, fate));
+                if let (Some(from), Some(to)) = (source.contact_id, *contact_id)
+                    && from != to
+                {
+                    contact_merges.entry(from).or_insert(to);
+                }
+            }
+            Fate::Stays { reason } => {
+                record_left_behind(tx, m.migration, source, reason).await?;
+                done.left_behind += 1;
+            }
+        }
+    }
+    done.contact_inboxes_moved = move_contact_inboxes(tx, m, &moving.0, &moving.1).await?;
+    let conversations = move_conversations(tx, m, &targets).await?;
+    done.conversations = conversations.len() as i64;
+    done.messages = move_messages(tx, m, &conversations).await?;
+    move_events(tx, m, &conversations).await?;
+    let (old, new): (Vec<i64>, Vec<i64>) = contact_merges.iter().map(|(a, b)| (*a, *b)).unzip();
+    repoint_contacts(tx, m, &conversations, &old, &new).await?;
+    done.contact_inboxes_merged = drop_merged_contact_inboxes(tx, m, &merged).await?;
+    for (from, to) in &contact_merges {
+        if super::merge::contact(tx, m, *from, *to).await? {
+            done.contacts_merged += 1;
+        }
+    }
+    Ok(done)
+}
+
+async fn record_left_behind(
+    tx: &mut PgConnection,
+    migration: i64,
+    source: &ContactInbox,
+    reason: &str,
+) -> Result<(), ChatwootError> {
+    sqlx::query(
+        "INSERT INTO ferry.left_behind (migration_id, contact_inbox_id, contact_id, name, source_id, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(migration)
+    .bind(source.id)
+    .bind(source.contact_id)
+    .bind(&source.name)
+    .bind(source.identifier.as_deref().unwrap_or(&source.source_id))
+    .bind(reason)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn move_contact_inboxes(
+    tx: &mut PgConnection,
+    m: &Move,
+    ids: &[i64],
+    source_ids: &[String],
+) -> Result<i64, ChatwootError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let (ids, source_ids, from, to) = (ids.to_vec(), source_ids.to_vec(), m.from.0, m.to.0);
+    let moved = Update::new("contact_inboxes", &["inbox_id", "source_id"])
+        .rows("t.id = ANY($2) AND t.inbox_id = $3")
+        .map(
+            "unnest($2::bigint[], $4::text[]) AS map(id, source_id)",
+            "map.id = t.id",
+        )
+        .set("inbox_id = $5, source_id = map.source_id")
+        .binds(move |q| q.bind(ids).bind(from).bind(source_ids).bind(to))
+        .run(tx, m.migration)
+        .await?;
+    Ok(moved.len() as i64)
+}
+
+/// Conversations of the batch's contact_inboxes to the destination, each on its contact_inbox there; their ids.
+async fn move_conversations(
+    tx: &mut PgConnection,
+    m: &Move,
+    targets: &(Vec<i64>, Vec<i64>, Vec<Option<i64>>),
+) -> Result<Vec<i64>, ChatwootError> {
+    if targets.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (old, new, contacts) = targets.clone();
+    let (from, to) = (m.from.0, m.to.0);
+    Update::new("conversations", &["inbox_id", "contact_inbox_id", "contact_id"])
+        .rows("t.contact_inbox_id = ANY($2) AND t.inbox_id = $5")
+        .map(
+            "unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS map(old_ci, new_ci, new_contact)",
+            "map.old_ci = t.contact_inbox_id",
+        )
+        .set("inbox_id = $6, contact_inbox_id = map.new_ci, contact_id = COALESCE(map.new_contact, t.contact_id)")
+        .binds(move |q| q.bind(old).bind(new).bind(contacts).bind(from).bind(to))
+        .run(tx, m.migration)
+        .await
+}
+
+/// Every message of the moved conversations names the destination inbox.
+async fn move_messages(tx: &mut PgConnection, m: &Move, conversations: &[i64]) -> Result<i64, ChatwootError> {
+    if conversations.is_empty() {
+        return Ok(0);
+    }
+    let (conversations, to) = (conversations.to_vec(), m.to.0);
+    let moved = Update::new("messages", &["inbox_id"])
+        .rows("t.conversation_id = ANY($2) AND t.inbox_id <> $3")
+        .set("inbox_id = $3")
+        .binds(move |q| q.bind(conversations).bind(to))
+        .run(tx, m.migration)
+        .await?;
+    Ok(moved.len() as i64)
+}
+
+/// Reporting (and SLA) events of the moved conversations follow them.
+async fn move_events(tx: &mut PgConnection, m: &Move, conversations: &[i64]) -> Result<(), ChatwootError> {
+    if conversations.is_empty() {
+        return Ok(());
+    }
+    let tables: &[&'static str] = if m.has_sla_events {
+        &["reporting_events", "sla_events"]
+    } else {
+        &["reporting_events"]
+    };
+    for table in tables {
+        let (conversations, to) = (conversations.to_vec(), m.to.0);
+        Update::new(table, &["inbox_id"])
+            .rows("t.conversation_id = ANY($2) AND t.inbox_id IS DISTINCT FROM $3")
+            .set("inbox_id = $3")
+            .binds(move |q| q.bind(conversations).bind(to))
+            .run(tx, m.migration)
+            .await?;
+    }
+    Ok(())
+}
+
+/// On a contact merge, what the moved conversations say about their contact: the sender of the messages the
+/// contact sent, and their CSAT responses.
+async fn repoint_contacts(
+    tx: &mut PgConnection,
+    m: &Move,
+    conversations: &[i64],
+    old: &[i64],
+    new: &[i64],
+) -> Result<(), ChatwootError> {
+    if old.is_empty() || conversations.is_empty() {
+        return Ok(());
+    }
+    let binds = (conversations.to_vec(), old.to_vec(), new.to_vec());
+    let (c, o, n) = binds.clone();
+    Update::new("messages", &["sender_id"])
+        .rows("t.conversation_id = ANY($2) AND t.sender_type = 'Contact' AND t.sender_id = ANY($3)")
+        .map("unnest($3::bigint[], $4::bigint[]) AS map(old, new)", "map.old = t.sender_id")
+        .set("sender_id = map.new")
+        .binds(move |q| q.bind(c).bind(o).bind(n))
+        .run(tx, m.migration)
+        .await?;
+    let (c, o, n) = binds;
+    Update::new("csat_survey_responses", &["contact_id"])
+        .rows("t.conversation_id = ANY($2) AND t.contact_id = ANY($3)")
+        .map("unnest($3::bigint[], $4::bigint[]) AS map(old, new)", "map.old = t.contact_id")
+        .set("contact_id = map.new")
+        .binds(move |q| q.bind(c).bind(o).bind(n))
+        .run(tx, m.migration)
+        .await?;
+    Ok(())
+}
+
+/// Source contact_inboxes whose conversations all went to another one are deleted (kept whole in the
+/// journal), and the merge recorded.
+async fn drop_merged_contact_inboxes(
+    tx: &mut PgConnection,
+    m: &Move,
+    merged: &[(&ContactInbox, &Fate)],
+) -> Result<i64, ChatwootError> {
+    if merged.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = merged.iter().map(|(s, _)| s.id).collect();
+    let from = m.from.0;
+    let dropped = journal::delete(
+        tx,
+        m.migration,
+        "contact_inboxes",
+        "t.id = ANY($2) AND t.inbox_id = $3 \
+         AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.contact_inbox_id = t.id)",
+        |q| q.bind(ids).bind(from),
+    )
+    .await?;
+    for (source, fate) in merged {
+        if let Fate::Merge {
+            into,
+            contact_id,
+            identity,
+            destination_identity,
+        } = fate
+        {
+            sqlx::query(
+                "INSERT INTO ferry.merges (migration_id, source_contact_inbox_id, destination_contact_inbox_id, \
+                     source_contact_id, destination_contact_id, contact_merged, name, source_identity, \
+                     destination_identity) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(m.migration)
+            .bind(source.id)
+            .bind(into)
+            .bind(source.contact_id)
+            .bind(contact_id)
+            .bind(source.contact_id != *contact_id)
+            .bind(&source.name)
+            .bind(identity)
+            .bind(destination_identity)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(dropped.len() as i64)
+}
+
+/// After the last batch: what Chatwoot wrote to the source meanwhile for what already moved (a message created
+/// from a conversation loaded before its move, a conversation opened on a moved contact_inbox) follows it, and
+/// the source's agents become members of the destination.
+pub async fn sweep(tx: &mut PgConnection, m: &Move) -> Result<Done, ChatwootError> {
+    let (from, to) = (m.from.0, m.to.0);
+    let conversations = Update::new("conversations", &["inbox_id"])
+        .rows("t.inbox_id = $2 AND t.contact_inbox_id IN (SELECT id FROM contact_inboxes WHERE inbox_id = $3)")
+        .set("inbox_id = $3")
+        .binds(move |q| q.bind(from).bind(to))
+        .run(tx, m.migration)
+        .await?;
+    let messages = Update::new("messages", &["inbox_id"])
+        .rows("t.inbox_id = $2 AND t.conversation_id IN (SELECT id FROM conversations WHERE inbox_id = $3)")
+        .set("inbox_id = $3")
+        .binds(move |q| q.bind(from).bind(to))
+        .run(tx, m.migration)
+        .await?;
+    let tables: &[&'static str] = if m.has_sla_events {
+        &["reporting_events", "sla_events"]
+    } else {
+        &["reporting_events"]
+    };
+    for table in tables {
+        Update::new(table, &["inbox_id"])
+            .rows("t.inbox_id = $2 AND t.conversation_id IN (SELECT id FROM conversations WHERE inbox_id = $3)")
+            .set("inbox_id = $3")
+            .binds(move |q| q.bind(from).bind(to))
+            .run(tx, m.migration)
+            .await?;
+    }
+    journal::insert(
+        tx,
+        m.migration,
+        "inbox_members",
+        "INSERT INTO inbox_members (user_id, inbox_id, created_at, updated_at) \
+         SELECT s.user_id, $3, now(), now() FROM inbox_members s WHERE s.inbox_id = $2 \
+         ON CONFLICT (inbox_id, user_id) DO NOTHING",
+        |q| q.bind(from).bind(to),
+    )
+    .await?;
+    Ok(Done {
+        conversations: conversations.len() as i64,
+        messages: messages.len() as i64,
+        ..Done::default()
+    })
+}
