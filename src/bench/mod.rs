@@ -8,9 +8,11 @@
 //! pattern on that schema).
 
 mod account_import;
+mod chatwoot;
 mod webhooks;
 
 pub use account_import::{AccountImportBench, LegacySourceKind, account_import};
+pub use chatwoot::{ChatwootMigrationBench, chatwoot_migration};
 pub use webhooks::{WebhooksBench, webhooks};
 
 use std::path::PathBuf;

@@ -108,7 +108,9 @@ pub async fn ensure_schema(pool: &PgPool) -> Result<(), ChatwootError> {
         .fetch_all(&mut *tx)
         .await?;
     for (version, ddl) in VERSIONS.iter().filter(|(v, _)| !applied.contains(v)) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO ferry.schema_versions (version) VALUES ($1)")
             .bind(version)
             .execute(&mut *tx)
@@ -365,8 +367,10 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Migration, ChatwootError> {
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.ok_or_else(|| ChatwootError::Refused(format!("no migration {id} in this Chatwoot database")))?
-        .try_into()
+    row.ok_or_else(|| {
+        ChatwootError::Refused(format!("no migration {id} in this Chatwoot database"))
+    })?
+    .try_into()
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Migration>, ChatwootError> {

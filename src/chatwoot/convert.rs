@@ -49,7 +49,11 @@ pub struct Converted {
 }
 
 impl Chatwoot {
-    pub async fn convert_provider(&self, c: &Conversion, opts: &RunOptions<'_>) -> Result<Converted, ChatwootError> {
+    pub async fn convert_provider(
+        &self,
+        c: &Conversion,
+        opts: &RunOptions<'_>,
+    ) -> Result<Converted, ChatwootError> {
         let (account, channel, from, config) = self.whatsapp_channel(c.inbox).await?;
         if from == c.to.as_str() {
             return Err(ChatwootError::Refused(format!(
@@ -127,7 +131,9 @@ impl Chatwoot {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            None => Err(ChatwootError::Refused(format!("no inbox {inbox} in this Chatwoot"))),
+            None => Err(ChatwootError::Refused(format!(
+                "no inbox {inbox} in this Chatwoot"
+            ))),
             Some((account, _, Some(channel), provider, config)) => Ok((
                 account,
                 channel,
@@ -144,16 +150,20 @@ impl Chatwoot {
 
 /// The provider_config Chatwoot reads for the new provider. A Cloud channel keeps the verify token it had, or
 /// gets a new one (as Chatwoot generates: 16 random bytes, hex).
-fn provider_config(c: &Conversion, old: &serde_json::Value) -> Result<serde_json::Value, ChatwootError> {
+fn provider_config(
+    c: &Conversion,
+    old: &serde_json::Value,
+) -> Result<serde_json::Value, ChatwootError> {
     if c.api_key.trim().is_empty() {
         return Err(ChatwootError::Refused("--api-key is empty".into()));
     }
     match c.to {
         Provider::Default => Ok(json!({"api_key": c.api_key})),
         Provider::WhatsappCloud => {
-            let (Some(phone_number_id), Some(business_account_id)) =
-                (c.phone_number_id.as_deref(), c.business_account_id.as_deref())
-            else {
+            let (Some(phone_number_id), Some(business_account_id)) = (
+                c.phone_number_id.as_deref(),
+                c.business_account_id.as_deref(),
+            ) else {
                 return Err(ChatwootError::Refused(
                     "--to whatsapp_cloud needs --phone-number-id and --business-account-id".into(),
                 ));
@@ -161,7 +171,12 @@ fn provider_config(c: &Conversion, old: &serde_json::Value) -> Result<serde_json
             let token = old["webhook_verify_token"]
                 .as_str()
                 .map(str::to_owned)
-                .unwrap_or_else(|| rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect());
+                .unwrap_or_else(|| {
+                    rand::random::<[u8; 16]>()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                });
             Ok(json!({
                 "api_key": c.api_key,
                 "phone_number_id": phone_number_id,

@@ -104,8 +104,44 @@ impl<'q> Update<'q> {
         )
     }
 
+    /// Runs it in one pass when `rows` guarantees the previous values: each column's value is the SQL
+    /// expression given (the journal needs no read of the rows before). The ids of the changed rows.
+    pub async fn run_known(
+        self,
+        conn: &mut PgConnection,
+        migration: i64,
+        known: &[&str],
+    ) -> Result<Vec<i64>, ChatwootError> {
+        let before: Vec<String> = self
+            .columns
+            .iter()
+            .zip(known)
+            .map(|(c, value)| format!("'{c}', {value}"))
+            .collect();
+        let sql = format!(
+            "WITH changed AS (UPDATE {table} t SET {set} WHERE {rows} RETURNING t.id) \
+             INSERT INTO ferry.journal (migration_id, table_name, op, ids, before) \
+             SELECT $1, '{table}', 'update', array_agg(id::bigint ORDER BY id), jsonb_build_object({before}) \
+             FROM changed HAVING count(*) > 0 RETURNING ids",
+            table = self.table,
+            set = self.set,
+            rows = self.rows,
+            before = before.join(", "),
+        );
+        let query = (self.binds)(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
+        let rows = query.fetch_all(conn).await?;
+        Ok(rows
+            .iter()
+            .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
+            .collect())
+    }
+
     /// Runs it; the ids of the changed rows.
-    pub async fn run(self, conn: &mut PgConnection, migration: i64) -> Result<Vec<i64>, ChatwootError> {
+    pub async fn run(
+        self,
+        conn: &mut PgConnection,
+        migration: i64,
+    ) -> Result<Vec<i64>, ChatwootError> {
         let sql = self.sql();
         let query = (self.binds)(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
         let rows = query.fetch_all(conn).await?;
@@ -132,7 +168,10 @@ pub async fn delete<'q>(
     );
     let query = binds(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
     let rows = query.fetch_all(conn).await?;
-    Ok(rows.iter().map(|r| sqlx::Row::get::<i64, _>(r, 0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| sqlx::Row::get::<i64, _>(r, 0))
+        .collect())
 }
 
 /// A journaled `INSERT … SELECT`: `insert` is the statement up to and without `RETURNING`.
@@ -192,7 +231,9 @@ pub async fn undo(conn: &mut PgConnection, entry: &Entry) -> Result<(), Chatwoot
                 .await?;
         }
         "delete" => {
-            let sql = format!("INSERT INTO {table} SELECT * FROM jsonb_populate_record(NULL::{table}, $1)");
+            let sql = format!(
+                "INSERT INTO {table} SELECT * FROM jsonb_populate_record(NULL::{table}, $1)"
+            );
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&entry.before)
                 .execute(conn)
@@ -211,7 +252,9 @@ pub async fn undo(conn: &mut PgConnection, entry: &Entry) -> Result<(), Chatwoot
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn corrupt(entry: &Entry, what: &str) -> ChatwootError {

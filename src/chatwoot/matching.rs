@@ -62,9 +62,11 @@ pub fn decide(
             by_contact.entry(contact).or_insert(c);
         }
         if let Ok(identity) = to.identity_of(c.person()) {
-            by_person
-                .entry(identity.match_key(true))
-                .or_insert((c.id, c.contact_id, identity.canonical()));
+            by_person.entry(identity.match_key(true)).or_insert((
+                c.id,
+                c.contact_id,
+                identity.canonical(),
+            ));
         }
     }
     sources
@@ -72,11 +74,19 @@ pub fn decide(
         .map(|source| {
             let identity = match from.identity_of(source.person()) {
                 Ok(identity) => identity,
-                Err(e) => return Fate::Stays { reason: e.to_string() },
+                Err(e) => {
+                    return Fate::Stays {
+                        reason: e.to_string(),
+                    };
+                }
             };
             let destination = match to.destination_of(&identity) {
                 Ok(destination) => destination,
-                Err(e) => return Fate::Stays { reason: e.to_string() },
+                Err(e) => {
+                    return Fate::Stays {
+                        reason: e.to_string(),
+                    };
+                }
             };
             let key = identity.match_key(true);
             if let Some(same) = source.contact_id.and_then(|c| by_contact.get(&c)) {
@@ -159,7 +169,10 @@ pub async fn candidates(
 }
 
 /// Every contact_inbox of an inbox (the preview decides them all at once).
-pub async fn all_of(conn: &mut PgConnection, inbox: i64) -> Result<Vec<ContactInbox>, ChatwootError> {
+pub async fn all_of(
+    conn: &mut PgConnection,
+    inbox: i64,
+) -> Result<Vec<ContactInbox>, ChatwootError> {
     Ok(sqlx::query_as(
         "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name \
          FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
@@ -174,7 +187,13 @@ pub async fn all_of(conn: &mut PgConnection, inbox: i64) -> Result<Vec<ContactIn
 mod tests {
     use super::*;
 
-    fn ci(id: i64, contact: i64, source_id: &str, identifier: Option<&str>, phone: Option<&str>) -> ContactInbox {
+    fn ci(
+        id: i64,
+        contact: i64,
+        source_id: &str,
+        identifier: Option<&str>,
+        phone: Option<&str>,
+    ) -> ContactInbox {
         ContactInbox {
             id,
             contact_id: Some(contact),
@@ -189,7 +208,13 @@ mod tests {
     fn same_contact_then_same_person_then_an_earlier_move() {
         let sources = [
             // Shared contact 1: merges into its own destination contact_inbox.
-            ci(1, 1, "u-1", Some("5511988880001@s.whatsapp.net"), Some("+5511988880001")),
+            ci(
+                1,
+                1,
+                "u-1",
+                Some("5511988880001@s.whatsapp.net"),
+                Some("+5511988880001"),
+            ),
             // Contact 2 is the destination's contact 20 without the ninth digit: a contact merge.
             ci(2, 2, "u-2", Some("5511988880002@s.whatsapp.net"), None),
             // New person: moves with the Cloud source_id.
@@ -204,11 +229,42 @@ mod tests {
             ci(10, 1, "5511988880001", None, Some("+5511988880001")),
             ci(20, 20, "551188880002", None, Some("+551188880002")),
         ];
-        let fates = decide(InboxKind::Evolution, InboxKind::WhatsappCloud, &sources, &candidates);
-        assert!(matches!(fates[0], Fate::Merge { into: 10, contact_id: Some(1), .. }));
-        assert!(matches!(fates[1], Fate::Merge { into: 20, contact_id: Some(20), .. }));
-        assert_eq!(fates[2], Fate::Move { source_id: "5511988880003".into() });
-        assert!(matches!(fates[3], Fate::Merge { into: 3, contact_id: Some(3), .. }));
+        let fates = decide(
+            InboxKind::Evolution,
+            InboxKind::WhatsappCloud,
+            &sources,
+            &candidates,
+        );
+        assert!(matches!(
+            fates[0],
+            Fate::Merge {
+                into: 10,
+                contact_id: Some(1),
+                ..
+            }
+        ));
+        assert!(matches!(
+            fates[1],
+            Fate::Merge {
+                into: 20,
+                contact_id: Some(20),
+                ..
+            }
+        ));
+        assert_eq!(
+            fates[2],
+            Fate::Move {
+                source_id: "5511988880003".into()
+            }
+        );
+        assert!(matches!(
+            fates[3],
+            Fate::Merge {
+                into: 3,
+                contact_id: Some(3),
+                ..
+            }
+        ));
         assert!(matches!(fates[4], Fate::Stays { .. }));
         assert!(matches!(fates[5], Fate::Stays { .. }));
     }
@@ -216,12 +272,29 @@ mod tests {
     #[test]
     fn an_evolution_destination_keeps_the_uuid_and_twilio_gets_its_prefix() {
         let sources = [ci(1, 1, "5511988880001", None, None)];
-        let to_evolution = decide(InboxKind::WhatsappCloud, InboxKind::Evolution, &sources, &[]);
-        assert_eq!(to_evolution[0], Fate::Move { source_id: "5511988880001".into() });
-        let to_twilio = decide(InboxKind::WhatsappCloud, InboxKind::TwilioWhatsapp, &sources, &[]);
+        let to_evolution = decide(
+            InboxKind::WhatsappCloud,
+            InboxKind::Evolution,
+            &sources,
+            &[],
+        );
+        assert_eq!(
+            to_evolution[0],
+            Fate::Move {
+                source_id: "5511988880001".into()
+            }
+        );
+        let to_twilio = decide(
+            InboxKind::WhatsappCloud,
+            InboxKind::TwilioWhatsapp,
+            &sources,
+            &[],
+        );
         assert_eq!(
             to_twilio[0],
-            Fate::Move { source_id: "whatsapp:+5511988880001".into() }
+            Fate::Move {
+                source_id: "whatsapp:+5511988880001".into()
+            }
         );
         let bsuid = [ci(2, 2, "US.13491208655302741918", None, None)];
         let fates = decide(InboxKind::WhatsappCloud, InboxKind::Dialog360, &bsuid, &[]);

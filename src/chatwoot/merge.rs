@@ -1,8 +1,11 @@
-//! A contact merge on Chatwoot's tables: when a moved person's source contact has nothing left of its own (no
+//! Contact merges on Chatwoot's tables: when a moved person's source contact has nothing left of its own (no
 //! contact_inbox, no conversation), it is folded into the destination's contact of the same person, as Chatwoot's
 //! own contact merge does (the destination contact wins, blank fields are filled from the source), and more:
 //! notes, CSAT responses and labels follow, `tags.taggings_count` and `companies.contacts_count` stay true.
-//! Every change is journaled; the deleted contact comes back whole on revert.
+//! A batch's merges are set-based, a handful of statements whatever their number; every change is journaled and
+//! the deleted contacts come back whole on revert.
+
+use std::collections::HashSet;
 
 use sqlx::PgConnection;
 
@@ -10,52 +13,122 @@ use super::ChatwootError;
 use super::journal::{self, Update};
 use super::mover::Move;
 
-/// Folds contact `from` into `to` when `from` has nothing left; whether it did.
-pub async fn contact(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Result<bool, ChatwootError> {
-    let orphan: bool = sqlx::query_scalar(
-        "SELECT NOT EXISTS (SELECT 1 FROM contact_inboxes WHERE contact_id = $1) \
-            AND NOT EXISTS (SELECT 1 FROM conversations WHERE contact_id = $1) \
-            AND EXISTS (SELECT 1 FROM contacts WHERE id = $2 AND account_id = $3)",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(m.account)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !orphan {
-        return Ok(false);
+/// Folds each source contact of `pairs` (source, destination) that has nothing left into its destination
+/// contact; how many it folded.
+pub async fn contacts(
+    tx: &mut PgConnection,
+    m: &Move,
+    pairs: &[(i64, i64)],
+) -> Result<i64, ChatwootError> {
+    let mut merged = 0;
+    for round in rounds(pairs) {
+        let (from, to) = orphans(tx, m, &round).await?;
+        if from.is_empty() {
+            continue;
+        }
+        move_belongings(tx, m, &from, &to).await?;
+        merge_labels(tx, m, &from, &to).await?;
+        if m.has_companies {
+            keep_company_counts(tx, m, &from, &to).await?;
+        }
+        let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT c.id::bigint, to_jsonb(c) FROM contacts c WHERE c.id = ANY($1) FOR UPDATE",
+        )
+        .bind(&from)
+        .fetch_all(&mut *tx)
+        .await?;
+        let gone = journal::delete(tx, m.migration, "contacts", "t.id = ANY($2)", |q| {
+            q.bind(from.clone())
+        })
+        .await?;
+        // Each destination with the row of the source it absorbs.
+        let (to, rows): (Vec<i64>, Vec<serde_json::Value>) = from
+            .iter()
+            .zip(&to)
+            .filter_map(|(f, t)| {
+                rows.iter()
+                    .find(|(id, _)| id == f)
+                    .map(|(_, row)| (*t, row.clone()))
+            })
+            .unzip();
+        fill_fields(tx, m, &to, rows).await?;
+        merged += gone.len() as i64;
     }
-    move_belongings(tx, m, from, to).await?;
-    merge_labels(tx, m, from, to).await?;
-    if m.has_companies {
-        keep_company_count(tx, m, from, to).await?;
-    }
-    let gone = journal::delete(tx, m.migration, "contacts", "t.id = $2", |q| q.bind(from)).await?;
-    if gone.is_empty() {
-        return Ok(false);
-    }
-    fill_fields(tx, m, from, to).await?;
-    Ok(true)
+    Ok(merged)
 }
 
-/// Notes and any CSAT response still naming the source contact.
-async fn move_belongings(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Result<(), ChatwootError> {
+/// Pairs split so that no destination contact appears twice in one round (two contacts merging into one are
+/// merged one after the other), and none that is itself merged away in the same call.
+fn rounds(pairs: &[(i64, i64)]) -> Vec<Vec<(i64, i64)>> {
+    let sources: HashSet<i64> = pairs.iter().map(|(from, _)| *from).collect();
+    let mut rounds: Vec<Vec<(i64, i64)>> = Vec::new();
+    for &(from, to) in pairs
+        .iter()
+        .filter(|(from, to)| from != to && !sources.contains(to))
+    {
+        match rounds.iter_mut().find(|r| r.iter().all(|(_, t)| *t != to)) {
+            Some(round) => round.push((from, to)),
+            None => rounds.push(vec![(from, to)]),
+        }
+    }
+    rounds
+}
+
+/// The pairs whose source contact has nothing left, and whose destination is a contact of the account.
+async fn orphans(
+    tx: &mut PgConnection,
+    m: &Move,
+    pairs: &[(i64, i64)],
+) -> Result<(Vec<i64>, Vec<i64>), ChatwootError> {
+    let (from, to): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT p.f, p.t FROM unnest($1::bigint[], $2::bigint[]) AS p(f, t) \
+         WHERE NOT EXISTS (SELECT 1 FROM contact_inboxes WHERE contact_id = p.f) \
+           AND NOT EXISTS (SELECT 1 FROM conversations WHERE contact_id = p.f) \
+           AND EXISTS (SELECT 1 FROM contacts WHERE id = p.t AND account_id = $3) \
+         ORDER BY p.f",
+    )
+    .bind(&from)
+    .bind(&to)
+    .bind(m.account)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().unzip())
+}
+
+/// The merge map: source contact → destination contact.
+const MAP: &str = "unnest($2::bigint[], $3::bigint[]) AS map(old, new)";
+
+/// Notes and any CSAT response still naming a source contact.
+async fn move_belongings(
+    tx: &mut PgConnection,
+    m: &Move,
+    from: &[i64],
+    to: &[i64],
+) -> Result<(), ChatwootError> {
     for table in ["notes", "csat_survey_responses"] {
+        let (f, t) = (from.to_vec(), to.to_vec());
         Update::new(table, &["contact_id"])
-            .rows("t.contact_id = $2")
-            .set("contact_id = $3")
-            .binds(move |q| q.bind(from).bind(to))
+            .rows("t.contact_id = ANY($2)")
+            .map(MAP, "map.old = t.contact_id")
+            .set("contact_id = map.new")
+            .binds(move |q| q.bind(f).bind(t))
             .run(tx, m.migration)
             .await?;
     }
     Ok(())
 }
 
-/// The source contact's labels go to the destination contact; a label both have is kept once; the counts of
+/// The source contacts' labels go to their destination contacts; a label both have is kept once; the counts of
 /// the tags involved are recounted.
-async fn merge_labels(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Result<(), ChatwootError> {
+async fn merge_labels(
+    tx: &mut PgConnection,
+    m: &Move,
+    from: &[i64],
+    to: &[i64],
+) -> Result<(), ChatwootError> {
     let tags: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT tag_id::bigint FROM taggings WHERE taggable_type = 'Contact' AND taggable_id = $1 \
+        "SELECT DISTINCT tag_id::bigint FROM taggings WHERE taggable_type = 'Contact' AND taggable_id = ANY($1) \
          AND tag_id IS NOT NULL",
     )
     .bind(from)
@@ -64,20 +137,25 @@ async fn merge_labels(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Re
     if tags.is_empty() {
         return Ok(());
     }
+    let (f, t) = (from.to_vec(), to.to_vec());
     journal::delete(
         tx,
         m.migration,
         "taggings",
-        "t.taggable_type = 'Contact' AND t.taggable_id = $2 AND EXISTS (SELECT 1 FROM taggings d \
-         WHERE d.taggable_type = 'Contact' AND d.taggable_id = $3 AND d.tag_id = t.tag_id \
-           AND d.context IS NOT DISTINCT FROM t.context)",
-        |q| q.bind(from).bind(to),
+        "t.taggable_type = 'Contact' AND t.taggable_id = ANY($2) AND EXISTS ( \
+             SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS p(old, new) JOIN taggings d \
+               ON d.taggable_type = 'Contact' AND d.taggable_id = p.new AND d.tag_id = t.tag_id \
+              AND d.context IS NOT DISTINCT FROM t.context \
+             WHERE p.old = t.taggable_id)",
+        |q| q.bind(f).bind(t),
     )
     .await?;
+    let (f, t) = (from.to_vec(), to.to_vec());
     Update::new("taggings", &["taggable_id"])
-        .rows("t.taggable_type = 'Contact' AND t.taggable_id = $2")
-        .set("taggable_id = $3")
-        .binds(move |q| q.bind(from).bind(to))
+        .rows("t.taggable_type = 'Contact' AND t.taggable_id = ANY($2)")
+        .map(MAP, "map.old = t.taggable_id")
+        .set("taggable_id = map.new")
+        .binds(move |q| q.bind(f).bind(t))
         .run(tx, m.migration)
         .await?;
     Update::new("tags", &["taggings_count"])
@@ -89,59 +167,50 @@ async fn merge_labels(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Re
     Ok(())
 }
 
-/// Chatwoot keeps `companies.contacts_count` as a counter cache: the destination contact takes the source's
-/// company when it has none (the count stays), otherwise the source's company loses one contact.
-async fn keep_company_count(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Result<(), ChatwootError> {
+/// Chatwoot keeps `companies.contacts_count` as a counter cache: a destination contact without a company takes
+/// the source's (the count stays); otherwise the source's company loses the merged contact.
+async fn keep_company_counts(
+    tx: &mut PgConnection,
+    m: &Move,
+    from: &[i64],
+    to: &[i64],
+) -> Result<(), ChatwootError> {
+    let (f, t) = (from.to_vec(), to.to_vec());
     Update::new("companies", &["contacts_count"])
-        .rows(
-            "t.id = (SELECT company_id FROM contacts WHERE id = $2) \
-             AND (SELECT company_id FROM contacts WHERE id = $3) IS NOT NULL",
+        .rows("t.id IN (SELECT company_id FROM contacts WHERE id = ANY($2))")
+        .map(
+            "(SELECT s.company_id AS id, count(*) AS n FROM unnest($2::bigint[], $3::bigint[]) AS p(old, new) \
+              JOIN contacts s ON s.id = p.old JOIN contacts d ON d.id = p.new \
+              WHERE d.company_id IS NOT NULL GROUP BY s.company_id) AS map",
+            "map.id = t.id",
         )
-        .set("contacts_count = GREATEST(COALESCE(t.contacts_count, 0) - 1, 0)")
-        .binds(move |q| q.bind(from).bind(to))
+        .set("contacts_count = GREATEST(COALESCE(t.contacts_count, 0) - map.n, 0)")
+        .binds(move |q| q.bind(f).bind(t))
         .run(tx, m.migration)
         .await?;
     Ok(())
 }
 
-/// The destination contact wins; its blank fields are filled from the source contact (just deleted, read back
-/// from the journal), without giving it a phone number another contact of the account already has.
-async fn fill_fields(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Result<(), ChatwootError> {
-    let company = if m.has_companies {
-        ", company_id = COALESCE(t.company_id, (map.s->>'company_id')::bigint)"
-    } else {
-        ""
-    };
-    let columns: &'static [&'static str] = if m.has_companies {
-        &[
-            "name",
-            "email",
-            "phone_number",
-            "identifier",
-            "additional_attributes",
-            "custom_attributes",
-            "last_activity_at",
-            "company_id",
-        ]
-    } else {
-        &[
-            "name",
-            "email",
-            "phone_number",
-            "identifier",
-            "additional_attributes",
-            "custom_attributes",
-            "last_activity_at",
-        ]
-    };
-    let migration = m.migration;
-    Update::new("contacts", columns)
-        .rows("t.id = $2")
-        .map(
-            "(SELECT before AS s FROM ferry.journal WHERE migration_id = $1 AND table_name = 'contacts' \
-              AND op = 'delete' AND ids = ARRAY[$3::bigint] ORDER BY seq DESC LIMIT 1) AS map",
-            "true",
+/// The destination contacts win; their blank fields are filled from the (just deleted) source contacts, without
+/// giving one a phone number another contact of the account already has.
+async fn fill_fields(
+    tx: &mut PgConnection,
+    m: &Move,
+    to: &[i64],
+    rows: Vec<serde_json::Value>,
+) -> Result<(), ChatwootError> {
+    let (company, columns): (&str, &'static [&'static str]) = if m.has_companies {
+        (
+            ", company_id = COALESCE(t.company_id, (map.s->>'company_id')::bigint)",
+            &FIELDS_WITH_COMPANY,
         )
+    } else {
+        ("", &FIELDS)
+    };
+    let to = to.to_vec();
+    Update::new("contacts", columns)
+        .rows("t.id = ANY($2)")
+        .map("unnest($2::bigint[], $3::jsonb[]) AS map(new, s)", "map.new = t.id")
         .set(format!(
             "name = CASE WHEN COALESCE(t.name, '') = '' THEN COALESCE(map.s->>'name', t.name) ELSE t.name END, \
              email = COALESCE(NULLIF(t.email, ''), NULLIF(map.s->>'email', '')), \
@@ -156,8 +225,40 @@ async fn fill_fields(tx: &mut PgConnection, m: &Move, from: i64, to: i64) -> Res
                  || COALESCE(t.custom_attributes, '{{}}'::jsonb), \
              last_activity_at = GREATEST(t.last_activity_at, (map.s->>'last_activity_at')::timestamp){company}"
         ))
-        .binds(move |q| q.bind(to).bind(from))
-        .run(tx, migration)
+        .binds(move |q| q.bind(to).bind(rows))
+        .run(tx, m.migration)
         .await?;
     Ok(())
+}
+
+const FIELDS: [&str; 7] = [
+    "name",
+    "email",
+    "phone_number",
+    "identifier",
+    "additional_attributes",
+    "custom_attributes",
+    "last_activity_at",
+];
+
+const FIELDS_WITH_COMPANY: [&str; 8] = [
+    "name",
+    "email",
+    "phone_number",
+    "identifier",
+    "additional_attributes",
+    "custom_attributes",
+    "last_activity_at",
+    "company_id",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_appears_once_per_round_and_chains_are_not_merged() {
+        let rounds = rounds(&[(1, 10), (2, 10), (3, 11), (4, 4), (5, 1)]);
+        assert_eq!(rounds, vec![vec![(1, 10), (3, 11)], vec![(2, 10)]]);
+    }
 }

@@ -166,7 +166,9 @@ impl Chatwoot {
                 .fetch_optional(&self.pool)
                 .await?;
         match (found, channel) {
-            (_, None) => Err(ChatwootError::Refused(format!("no inbox {id} in this Chatwoot"))),
+            (_, None) => Err(ChatwootError::Refused(format!(
+                "no inbox {id} in this Chatwoot"
+            ))),
             (_, Some((owner, _))) if owner != account => Err(ChatwootError::Refused(format!(
                 "inbox {id} is not an inbox of account {account}"
             ))),

@@ -3,7 +3,7 @@
 //! reporting and SLA events, CSAT responses and, on a contact merge, the contact's notes and labels; the journal
 //! and the migration's progress in the same transaction.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use sqlx::PgConnection;
 
@@ -42,7 +42,11 @@ struct Next {
 }
 
 /// Runs the next batch after `cursor` in `tx`; `None` when no source contact_inbox is left after it.
-pub async fn batch(tx: &mut PgConnection, m: &Move, cursor: i64) -> Result<Option<Done>, ChatwootError> {
+pub async fn batch(
+    tx: &mut PgConnection,
+    m: &Move,
+    cursor: i64,
+) -> Result<Option<Done>, ChatwootError> {
     let next = next_contact_inboxes(tx, m, cursor).await?;
     let Some(last) = next.last().map(|n| n.ci.id) else {
         return Ok(None);
@@ -56,11 +60,13 @@ pub async fn batch(tx: &mut PgConnection, m: &Move, cursor: i64) -> Result<Optio
     {
         // One person's history larger than a batch: its messages go ahead in bounded steps, then the rest.
         let messages = messages_ahead(tx, m, only.ci.id).await?;
-        return Ok(Some(Done {
-            cursor,
-            messages,
-            ..Done::default()
-        }));
+        if messages > 0 {
+            return Ok(Some(Done {
+                cursor,
+                messages,
+                ..Done::default()
+            }));
+        }
     }
     let mut done = apply(tx, m, &sources, &fates).await?;
     done.cursor = last;
@@ -78,7 +84,7 @@ async fn next_contact_inboxes(
         sqlx::query_as(
             "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name, \
                  COALESCE((SELECT count(*) FROM conversations c JOIN messages mm ON mm.conversation_id = c.id \
-                           WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1 AND mm.inbox_id <> $5), 0) \
+                           WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1), 0) \
                    + (SELECT count(*) FROM conversations c WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1) \
              FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
              WHERE ci.inbox_id = $1 AND ci.id > $2 \
@@ -89,7 +95,6 @@ async fn next_contact_inboxes(
         .bind(cursor)
         .bind(m.migration)
         .bind(m.batch_rows.clamp(1, 1000))
-        .bind(m.to.0)
         .fetch_all(&mut *tx)
         .await?;
     let mut next = Vec::new();
@@ -140,7 +145,7 @@ async fn apply(
     let mut moving = (Vec::new(), Vec::new());
     let mut targets = (Vec::new(), Vec::new(), Vec::new());
     let mut merged = Vec::new();
-    let mut contact_merges: HashMap<i64, i64> = HashMap::new();
+    let mut contact_merges: BTreeMap<i64, i64> = BTreeMap::new();
     for (source, fate) in sources.iter().zip(fates) {
         match fate {
             Fate::Move { source_id } => {
@@ -177,11 +182,8 @@ async fn apply(
     let (old, new): (Vec<i64>, Vec<i64>) = contact_merges.iter().map(|(a, b)| (*a, *b)).unzip();
     repoint_contacts(tx, m, &conversations, &old, &new).await?;
     done.contact_inboxes_merged = drop_merged_contact_inboxes(tx, m, &merged).await?;
-    for (from, to) in &contact_merges {
-        if super::merge::contact(tx, m, *from, *to).await? {
-            done.contacts_merged += 1;
-        }
-    }
+    let pairs: Vec<(i64, i64)> = contact_merges.into_iter().collect();
+    done.contacts_merged = super::merge::contacts(tx, m, &pairs).await?;
     Ok(done)
 }
 
@@ -252,23 +254,41 @@ async fn move_conversations(
         .await
 }
 
-/// Every message of the moved conversations names the destination inbox.
-async fn move_messages(tx: &mut PgConnection, m: &Move, conversations: &[i64]) -> Result<i64, ChatwootError> {
+/// Every message of the moved conversations names the destination inbox: in one pass for those that named the
+/// source (nearly all), then any that named a third inbox (Chatwoot's data is not always consistent).
+async fn move_messages(
+    tx: &mut PgConnection,
+    m: &Move,
+    conversations: &[i64],
+) -> Result<i64, ChatwootError> {
     if conversations.is_empty() {
         return Ok(0);
     }
-    let (conversations, to) = (conversations.to_vec(), m.to.0);
-    let moved = Update::new("messages", &["inbox_id"])
-        .rows("t.conversation_id = ANY($2) AND t.inbox_id <> $3")
-        .set("inbox_id = $3")
-        .binds(move |q| q.bind(conversations).bind(to))
+    let (c, from, to) = (conversations.to_vec(), m.from.0, m.to.0);
+    let mut moved = Update::new("messages", &["inbox_id"])
+        .rows("t.conversation_id = ANY($2) AND t.inbox_id = $3")
+        .set("inbox_id = $4")
+        .binds(move |q| q.bind(c).bind(from).bind(to))
+        .run_known(tx, m.migration, &["$3::bigint"])
+        .await?
+        .len();
+    let c = conversations.to_vec();
+    moved += Update::new("messages", &["inbox_id"])
+        .rows("t.conversation_id = ANY($2) AND t.inbox_id NOT IN ($3, $4)")
+        .set("inbox_id = $4")
+        .binds(move |q| q.bind(c).bind(from).bind(to))
         .run(tx, m.migration)
-        .await?;
-    Ok(moved.len() as i64)
+        .await?
+        .len();
+    Ok(moved as i64)
 }
 
 /// Reporting (and SLA) events of the moved conversations follow them.
-async fn move_events(tx: &mut PgConnection, m: &Move, conversations: &[i64]) -> Result<(), ChatwootError> {
+async fn move_events(
+    tx: &mut PgConnection,
+    m: &Move,
+    conversations: &[i64],
+) -> Result<(), ChatwootError> {
     if conversations.is_empty() {
         return Ok(());
     }
@@ -278,12 +298,12 @@ async fn move_events(tx: &mut PgConnection, m: &Move, conversations: &[i64]) -> 
         &["reporting_events"]
     };
     for table in tables {
-        let (conversations, to) = (conversations.to_vec(), m.to.0);
+        let (conversations, from, to) = (conversations.to_vec(), m.from.0, m.to.0);
         Update::new(table, &["inbox_id"])
-            .rows("t.conversation_id = ANY($2) AND t.inbox_id IS DISTINCT FROM $3")
-            .set("inbox_id = $3")
-            .binds(move |q| q.bind(conversations).bind(to))
-            .run(tx, m.migration)
+            .rows("t.conversation_id = ANY($2) AND t.inbox_id = $3")
+            .set("inbox_id = $4")
+            .binds(move |q| q.bind(conversations).bind(from).bind(to))
+            .run_known(tx, m.migration, &["$3::bigint"])
             .await?;
     }
     Ok(())
@@ -305,7 +325,10 @@ async fn repoint_contacts(
     let (c, o, n) = binds.clone();
     Update::new("messages", &["sender_id"])
         .rows("t.conversation_id = ANY($2) AND t.sender_type = 'Contact' AND t.sender_id = ANY($3)")
-        .map("unnest($3::bigint[], $4::bigint[]) AS map(old, new)", "map.old = t.sender_id")
+        .map(
+            "unnest($3::bigint[], $4::bigint[]) AS map(old, new)",
+            "map.old = t.sender_id",
+        )
         .set("sender_id = map.new")
         .binds(move |q| q.bind(c).bind(o).bind(n))
         .run(tx, m.migration)
@@ -313,7 +336,10 @@ async fn repoint_contacts(
     let (c, o, n) = binds;
     Update::new("csat_survey_responses", &["contact_id"])
         .rows("t.conversation_id = ANY($2) AND t.contact_id = ANY($3)")
-        .map("unnest($3::bigint[], $4::bigint[]) AS map(old, new)", "map.old = t.contact_id")
+        .map(
+            "unnest($3::bigint[], $4::bigint[]) AS map(old, new)",
+            "map.old = t.contact_id",
+        )
         .set("contact_id = map.new")
         .binds(move |q| q.bind(c).bind(o).bind(n))
         .run(tx, m.migration)

@@ -59,13 +59,21 @@ pub struct Warning {
 
 impl Chatwoot {
     /// Checks the pair of inboxes and decides every source contact_inbox; writes nothing.
-    pub async fn preview(&self, account: i64, from: i64, to: i64) -> Result<Preview, ChatwootError> {
+    pub async fn preview(
+        &self,
+        account: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Preview, ChatwootError> {
         if from == to {
             return Err(ChatwootError::Refused(format!(
                 "--from and --to are both inbox {from}: choose two inboxes"
             )));
         }
-        let (from, to) = (self.inbox(account, from).await?, self.inbox(account, to).await?);
+        let (from, to) = (
+            self.inbox(account, from).await?,
+            self.inbox(account, to).await?,
+        );
         let mut conn = self.pool.acquire().await?;
         let sources = matching::all_of(&mut conn, from.id).await?;
         let candidates = matching::all_of(&mut conn, to.id).await?;
@@ -155,9 +163,10 @@ async fn counts(
 fn warnings(from: &InboxRow, left_behind: usize) -> Vec<Warning> {
     let mut warnings = vec![Warning {
         code: "NO_REALTIME_EVENTS",
-        message: "Chatwoot does not see the move happen: agents must reload the page afterwards, and \
+        message:
+            "Chatwoot does not see the move happen: agents must reload the page afterwards, and \
                   conversations open in a browser show their old inbox until then"
-            .into(),
+                .into(),
     }];
     if from.kind == InboxKind::Evolution {
         warnings.push(Warning {

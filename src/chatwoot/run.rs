@@ -58,19 +58,32 @@ pub async fn lock_inbox(pool: &PgPool, inbox: i64) -> Result<InboxLock, Chatwoot
 }
 
 /// Runs a move from its cursor to the end (or a cancel, a stop, a failure); the migration as it ended.
-pub async fn run_move(cw: &Chatwoot, m: Migration, opts: &RunOptions<'_>) -> Result<Migration, ChatwootError> {
+pub async fn run_move(
+    cw: &Chatwoot,
+    m: Migration,
+    opts: &RunOptions<'_>,
+) -> Result<Migration, ChatwootError> {
     let _lock = lock_inbox(&cw.pool, m.source_inbox_id).await?;
-    let mv = cw.move_of(&m).await?;
+    let mut mv = cw.move_of(&m).await?;
     let mut cursor = m.cursor;
     let mut rescanned = false;
     loop {
         if *opts.stop.borrow() {
-            return end(cw, &m, opts, Status::Cancelled, Some("interrupted (Ctrl-C)")).await;
+            return end(
+                cw,
+                &m,
+                opts,
+                Status::Cancelled,
+                Some("interrupted (Ctrl-C)"),
+            )
+            .await;
         }
+        let started = Instant::now();
         let step = retrying(|| move_step(&cw.pool, &mv, cursor, opts)).await;
         match step {
             Ok(Step::Batch(done)) => {
                 cursor = done.cursor;
+                mv.batch_rows = next_batch_rows(mv.batch_rows, m.batch_rows, started.elapsed());
                 (opts.progress)(&bookkeeping::get(&cw.pool, m.id).await?);
             }
             Ok(Step::Cancelled) => return end(cw, &m, opts, Status::Cancelled, None).await,
@@ -91,6 +104,18 @@ pub async fn run_move(cw: &Chatwoot, m: Migration, opts: &RunOptions<'_>) -> Res
     }
 }
 
+/// Keeps batch transactions under a second whatever the rows cost on this database: halves the rows after a
+/// batch over 0.8 s, grows them back toward the configured size after one under 0.3 s.
+fn next_batch_rows(current: i64, configured: i64, took: Duration) -> i64 {
+    if took > Duration::from_millis(800) {
+        (current / 2).max(1)
+    } else if took < Duration::from_millis(300) {
+        (current * 2).min(configured)
+    } else {
+        current
+    }
+}
+
 async fn end(
     cw: &Chatwoot,
     m: &Migration,
@@ -105,7 +130,12 @@ async fn end(
 }
 
 /// One batch transaction: lease renewed, cancel honoured, the batch, its progress.
-async fn move_step(pool: &PgPool, mv: &Move, cursor: i64, opts: &RunOptions<'_>) -> Result<Step, ChatwootError> {
+async fn move_step(
+    pool: &PgPool,
+    mv: &Move,
+    cursor: i64,
+    opts: &RunOptions<'_>,
+) -> Result<Step, ChatwootError> {
     let started = Instant::now();
     let mut tx = begin_batch(pool, mv.migration, opts).await?;
     if bookkeeping::cancel_requested(&mut tx, mv.migration).await? {
@@ -135,7 +165,12 @@ async fn begin_batch(
     Ok(tx)
 }
 
-async fn record(tx: &mut PgConnection, migration: i64, done: &Done, started: Instant) -> Result<(), ChatwootError> {
+async fn record(
+    tx: &mut PgConnection,
+    migration: i64,
+    done: &Done,
+    started: Instant,
+) -> Result<(), ChatwootError> {
     sqlx::query(
         "UPDATE ferry.migrations SET cursor = $2, conversations_moved = conversations_moved + $3, \
              messages_moved = messages_moved + $4, contact_inboxes_moved = contact_inboxes_moved + $5, \
@@ -206,27 +241,58 @@ where
 
 /// Undoes a migration from its journal, newest entry first, in batches; refuses one whose rows a later,
 /// unreverted migration changed too (the revert would not be exact).
-pub async fn revert(cw: &Chatwoot, id: i64, opts: &RunOptions<'_>) -> Result<Migration, ChatwootError> {
+pub async fn revert(
+    cw: &Chatwoot,
+    id: i64,
+    opts: &RunOptions<'_>,
+) -> Result<Migration, ChatwootError> {
     if let Some(later) = later_migration(&cw.pool, id).await? {
         return Err(ChatwootError::Refused(format!(
             "migration {later} changed rows that migration {id} changed, and is not reverted: revert {later} first"
         )));
     }
-    let from = [Status::Completed, Status::Failed, Status::Cancelled, Status::Reverting];
-    let m = bookkeeping::claim(&cw.pool, id, &from, Status::Reverting, &opts.owner, opts.lease_secs).await?;
+    let from = [
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Reverting,
+    ];
+    let m = bookkeeping::claim(
+        &cw.pool,
+        id,
+        &from,
+        Status::Reverting,
+        &opts.owner,
+        opts.lease_secs,
+    )
+    .await?;
     let _lock = lock_inbox(&cw.pool, m.source_inbox_id).await?;
     start_revert(&cw.pool, id).await?;
     loop {
         if *opts.stop.borrow() {
             // Stays `reverting` with its lease released: `revert` again continues it.
-            bookkeeping::finish(&cw.pool, id, &opts.owner, Status::Reverting, Some("interrupted (Ctrl-C)")).await?;
+            bookkeeping::finish(
+                &cw.pool,
+                id,
+                &opts.owner,
+                Status::Reverting,
+                Some("interrupted (Ctrl-C)"),
+            )
+            .await?;
             return bookkeeping::get(&cw.pool, id).await;
         }
         match retrying(|| revert_step(&cw.pool, id, m.batch_rows, opts)).await {
             Ok(true) => (opts.progress)(&bookkeeping::get(&cw.pool, id).await?),
             Ok(false) => return end(cw, &m, opts, Status::Reverted, None).await,
             Err(e) => {
-                let _ = bookkeeping::finish(&cw.pool, id, &opts.owner, Status::Reverting, Some(&e.to_string())).await;
+                let _ = bookkeeping::finish(
+                    &cw.pool,
+                    id,
+                    &opts.owner,
+                    Status::Reverting,
+                    Some(&e.to_string()),
+                )
+                .await;
                 return Err(e);
             }
         }
@@ -265,7 +331,12 @@ async fn start_revert(pool: &PgPool, id: i64) -> Result<(), ChatwootError> {
 }
 
 /// One revert batch: the newest journal entries not yet undone, up to `batch_rows` rows; false when none is left.
-async fn revert_step(pool: &PgPool, id: i64, batch_rows: i64, opts: &RunOptions<'_>) -> Result<bool, ChatwootError> {
+async fn revert_step(
+    pool: &PgPool,
+    id: i64,
+    batch_rows: i64,
+    opts: &RunOptions<'_>,
+) -> Result<bool, ChatwootError> {
     let mut tx = begin_batch(pool, id, opts).await?;
     let entries: Vec<journal::Entry> = sqlx::query_as(
         "SELECT j.seq, j.table_name, j.op, j.ids, j.before FROM ferry.journal j, ferry.migrations m \
@@ -299,6 +370,25 @@ async fn revert_step(pool: &PgPool, id: i64, batch_rows: i64, opts: &RunOptions<
     Ok(true)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_batches_shrink_and_fast_ones_grow_back_to_the_configured_size() {
+        let slow = Duration::from_millis(1200);
+        let fast = Duration::from_millis(100);
+        assert_eq!(next_batch_rows(5000, 5000, slow), 2500);
+        assert_eq!(next_batch_rows(1, 5000, slow), 1);
+        assert_eq!(next_batch_rows(2500, 5000, fast), 5000);
+        assert_eq!(next_batch_rows(5000, 5000, fast), 5000);
+        assert_eq!(
+            next_batch_rows(3000, 5000, Duration::from_millis(500)),
+            3000
+        );
+    }
+}
+
 /// A new move migration of the previewed pair, running under this process's lease.
 pub async fn create_move(
     cw: &Chatwoot,
@@ -327,7 +417,11 @@ pub async fn create_move(
 }
 
 /// Continues a move that was cancelled, failed, or whose process died (once its lease expired).
-pub async fn resume(cw: &Chatwoot, id: i64, opts: &RunOptions<'_>) -> Result<Migration, ChatwootError> {
+pub async fn resume(
+    cw: &Chatwoot,
+    id: i64,
+    opts: &RunOptions<'_>,
+) -> Result<Migration, ChatwootError> {
     let m = bookkeeping::get(&cw.pool, id).await?;
     if m.kind != bookkeeping::MigrationKind::Move {
         return Err(ChatwootError::Refused(format!(
@@ -335,6 +429,14 @@ pub async fn resume(cw: &Chatwoot, id: i64, opts: &RunOptions<'_>) -> Result<Mig
         )));
     }
     let from = [Status::Running, Status::Cancelled, Status::Failed];
-    let m = bookkeeping::claim(&cw.pool, id, &from, Status::Running, &opts.owner, opts.lease_secs).await?;
+    let m = bookkeeping::claim(
+        &cw.pool,
+        id,
+        &from,
+        Status::Running,
+        &opts.owner,
+        opts.lease_secs,
+    )
+    .await?;
     run_move(cw, m, opts).await
 }

@@ -32,14 +32,20 @@ const JOURNALED: &str =
 impl Chatwoot {
     pub async fn verify(&self, id: i64) -> Result<VerifyReport, ChatwootError> {
         let m = bookkeeping::get(&self.pool, id).await?;
-        let (from, to) = (m.source_inbox_id, m.destination_inbox_id.unwrap_or(m.source_inbox_id));
+        let (from, to) = (
+            m.source_inbox_id,
+            m.destination_inbox_id.unwrap_or(m.source_inbox_id),
+        );
         let mut checks = vec![
             self.run_check(LINKS, from, to, id, None).await?,
             self.run_check(MESSAGE_INBOX, from, to, id, None).await?,
         ];
         if m.kind == MigrationKind::Move && m.status != Status::Reverted {
             let to_kind = self.inbox(m.account_id, to).await?.kind;
-            checks.push(self.run_check(FORMAT, from, to, id, source_id_pattern(to_kind)).await?);
+            checks.push(
+                self.run_check(FORMAT, from, to, id, source_id_pattern(to_kind))
+                    .await?,
+            );
             checks.push(self.nothing_portable_left(m.account_id, from, to).await?);
             checks.push(self.run_check(DUPLICATES, from, to, id, None).await?);
             checks.push(self.run_check(DELETABLE, from, to, id, None).await?);
@@ -59,21 +65,38 @@ impl Chatwoot {
         migration: i64,
         pattern: Option<&str>,
     ) -> Result<Check, ChatwootError> {
-        let sql = spec.sql.replace("{journaled_messages}", &JOURNALED.replace("{table}", "messages"));
+        let sql = spec.sql.replace(
+            "{journaled_messages}",
+            &JOURNALED.replace("{table}", "messages"),
+        );
         let sql = sql
-            .replace("{journaled_conversations}", &JOURNALED.replace("{table}", "conversations"))
-            .replace("{journaled_contact_inboxes}", &JOURNALED.replace("{table}", "contact_inboxes"))
-            .replace("{journaled_contacts}", &JOURNALED.replace("{table}", "contacts"))
-            .replace("{journaled_reporting_events}", &JOURNALED.replace("{table}", "reporting_events"));
+            .replace(
+                "{journaled_conversations}",
+                &JOURNALED.replace("{table}", "conversations"),
+            )
+            .replace(
+                "{journaled_contact_inboxes}",
+                &JOURNALED.replace("{table}", "contact_inboxes"),
+            )
+            .replace(
+                "{journaled_contacts}",
+                &JOURNALED.replace("{table}", "contacts"),
+            )
+            .replace(
+                "{journaled_reporting_events}",
+                &JOURNALED.replace("{table}", "reporting_events"),
+            );
         let ids: Vec<i64> = match (spec.name, pattern) {
             ("destination_source_id_format", None) => Vec::new(),
-            _ => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(from)
-                .bind(to)
-                .bind(migration)
-                .bind(pattern.unwrap_or(""))
-                .fetch_all(&self.pool)
-                .await?,
+            _ => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(from)
+                    .bind(to)
+                    .bind(migration)
+                    .bind(pattern.unwrap_or(""))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         Ok(Check {
             name: spec.name,
@@ -85,8 +108,16 @@ impl Chatwoot {
     }
 
     /// Decides the source's contact_inboxes again: anything that could still move is a problem.
-    async fn nothing_portable_left(&self, account: i64, from: i64, to: i64) -> Result<Check, ChatwootError> {
-        let (from, to) = (self.inbox(account, from).await?, self.inbox(account, to).await?);
+    async fn nothing_portable_left(
+        &self,
+        account: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Check, ChatwootError> {
+        let (from, to) = (
+            self.inbox(account, from).await?,
+            self.inbox(account, to).await?,
+        );
         let mut conn = self.pool.acquire().await?;
         let sources = matching::all_of(&mut conn, from.id).await?;
         let fates = matching::decide(from.kind, to.kind, &sources, &[]);

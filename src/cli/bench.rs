@@ -75,6 +75,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a generated Evolution API inbox into a Cloud inbox on Chatwoot's own tables (fresh databases of the
+    /// --database-url postgres://… server): ferry against the unbatched lower bound and the reference pattern
+    /// (per conversation, update it and its messages, one transaction each), with batch times and memory.
+    ChatwootMigration {
+        /// Conversations in the source inbox
+        #[arg(long, default_value_t = 100_000)]
+        conversations: i64,
+        /// Messages per conversation
+        #[arg(long, default_value_t = 10)]
+        messages_per_conversation: i64,
+        /// Message rows per batch
+        #[arg(long, default_value_t = 5_000)]
+        batch_rows: i64,
+        /// Time the reference pattern on this many conversations only, and extrapolate
+        #[arg(long)]
+        reference_limit: Option<i64>,
+        /// Print the result as JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow::Result<()> {
@@ -130,6 +150,21 @@ pub async fn bench(database_url: Option<&str>, command: &BenchCommand) -> anyhow
                 workers: *workers,
             };
             crate::bench::inbox_migration(database_url, &opts).await?
+        }
+        BenchCommand::ChatwootMigration {
+            conversations,
+            messages_per_conversation,
+            batch_rows,
+            reference_limit,
+            json: _,
+        } => {
+            let opts = crate::bench::ChatwootMigrationBench {
+                conversations: *conversations,
+                messages_per_conversation: *messages_per_conversation,
+                batch_rows: *batch_rows,
+                reference_limit: *reference_limit,
+            };
+            crate::bench::chatwoot_migration(database_url, &opts).await?
         }
     };
     print_json(&out);

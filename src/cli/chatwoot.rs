@@ -173,7 +173,10 @@ pub struct Pair {
 pub async fn chatwoot(command: ChatwootCommand) -> anyhow::Result<()> {
     match command {
         ChatwootCommand::Check { target, json } => {
-            let report = Chatwoot::connect(&target.chatwoot_url).await?.check().await?;
+            let report = Chatwoot::connect(&target.chatwoot_url)
+                .await?
+                .check()
+                .await?;
             if json {
                 print_json(&json!(report));
             } else {
@@ -281,7 +284,9 @@ async fn migrations(command: MigrationsCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&json!(m));
             } else if m.status == Status::Cancelled {
-                println!("migration {id} cancelled: resume it with `ferry chatwoot migrations resume {id}`");
+                println!(
+                    "migration {id} cancelled: resume it with `ferry chatwoot migrations resume {id}`"
+                );
             } else {
                 println!("migration {id} stops at its next batch boundary");
             }
@@ -318,7 +323,9 @@ async fn migrations(command: MigrationsCommand) -> anyhow::Result<()> {
                 println!("{}", summary(&ended));
             }
             if ended.status != Status::Reverted {
-                bail!("the revert of migration {id} stopped: run `ferry chatwoot migrations revert {id}` again to continue it");
+                bail!(
+                    "the revert of migration {id} stopped: run `ferry chatwoot migrations revert {id}` again to continue it"
+                );
             }
             Ok(())
         }
@@ -331,14 +338,22 @@ async fn migrations(command: MigrationsCommand) -> anyhow::Result<()> {
                 print_verify(&report);
             }
             if !report.ok {
-                bail!("migration {id}: {} check(s) failed", report.checks.iter().filter(|c| !c.ok).count());
+                bail!(
+                    "migration {id}: {} check(s) failed",
+                    report.checks.iter().filter(|c| !c.ok).count()
+                );
             }
             Ok(())
         }
     }
 }
 
-async fn convert(target: &Target, conversion: &Conversion, yes: bool, json: bool) -> anyhow::Result<()> {
+async fn convert(
+    target: &Target,
+    conversion: &Conversion,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let cw = Chatwoot::open(&target.chatwoot_url).await?;
     if !yes {
         eprintln!(
@@ -354,8 +369,11 @@ async fn convert(target: &Target, conversion: &Conversion, yes: bool, json: bool
         print_json(&json!(converted));
     } else {
         let id = converted.migration.id;
-        println!("migration {id} completed: inbox {} now uses provider {}", conversion.inbox,
-            converted.migration.params["to"].as_str().unwrap_or("?"));
+        println!(
+            "migration {id} completed: inbox {} now uses provider {}",
+            conversion.inbox,
+            converted.migration.params["to"].as_str().unwrap_or("?")
+        );
         if let Some(token) = &converted.webhook_verify_token {
             println!("webhook verify token for Meta's webhook settings: {token}");
         }
@@ -385,7 +403,9 @@ impl Runner {
         } else {
             ProgressBar::hidden()
         };
-        bar.set_style(ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").expect("template"));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").expect("template"),
+        );
         Runner { stop, bar, ctrl_c }
     }
 
@@ -447,7 +467,10 @@ fn report_run(m: Migration, json: bool) -> anyhow::Result<()> {
             "migration {} ended {}{}",
             m.id,
             other.as_str(),
-            m.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            m.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         ),
     }
 }
@@ -518,11 +541,21 @@ async fn show(cw: &Chatwoot, id: i64, json: bool) -> anyhow::Result<()> {
         println!("  error: {error}");
     }
     for (s, d, name, si, di, contact) in &merges {
-        let kind = if *contact { "contact merge" } else { "contact_inbox merge" };
-        println!("  merged {s} → {d}  {}  {si} = {di}  ({kind})", name.as_deref().unwrap_or(""));
+        let kind = if *contact {
+            "contact merge"
+        } else {
+            "contact_inbox merge"
+        };
+        println!(
+            "  merged {s} → {d}  {}  {si} = {di}  ({kind})",
+            name.as_deref().unwrap_or("")
+        );
     }
     for (ci, name, identity, reason) in &left {
-        println!("  left behind {ci}  {}  {identity}: {reason}", name.as_deref().unwrap_or(""));
+        println!(
+            "  left behind {ci}  {}  {identity}: {reason}",
+            name.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -564,7 +597,11 @@ fn print_preview(p: &Preview) {
         p.conversations_moving, p.messages_moving, p.contact_inboxes_moving, p.merges_total
     );
     for m in &p.merges {
-        let kind = if m.contact_merge { "contact merge" } else { "same contact" };
+        let kind = if m.contact_merge {
+            "contact merge"
+        } else {
+            "same contact"
+        };
         println!(
             "  merge {} → {}  {}  {} = {}  ({kind})",
             m.source_contact_inbox_id,
@@ -587,7 +624,10 @@ fn print_preview(p: &Preview) {
         );
     }
     if p.left_behind_total > p.left_behind.len() {
-        println!("  … and {} more stay", p.left_behind_total - p.left_behind.len());
+        println!(
+            "  … and {} more stay",
+            p.left_behind_total - p.left_behind.len()
+        );
     }
     for w in &p.warnings {
         println!("  warning {}: {}", w.code, w.message);

@@ -155,7 +155,10 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
     let mut args = vec!["preview".to_string()];
     args.extend(pair(&g, from, to));
     args.push("--json".into());
-    let preview = json_of(&ferry(&url, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let preview = json_of(&ferry(
+        &url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     // 240 people: every 10th merges (24, half of them by contact merge); LIDs (every 50th) and groups (every
     // 97th) stay: 50, 100, 150, 200 are LIDs but 50, 100, 150, 200 are also merge people; groups 97, 194.
     let left = preview["left_behind_total"].as_i64().unwrap();
@@ -189,7 +192,11 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
     // Without --yes and without a terminal: refused, nothing changed.
     let out = migrate(&url, &g, from, to, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("type MIGRATE, or pass --yes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("type MIGRATE, or pass --yes"),
+        "{}",
+        stderr(&out)
+    );
 
     let source_messages_staying = scalar(
         &pool,
@@ -200,7 +207,13 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
         ),
     )
     .await;
-    let m = json_of(&migrate(&url, &g, from, to, &["--yes", "--json", "--batch-rows", "200"]));
+    let m = json_of(&migrate(
+        &url,
+        &g,
+        from,
+        to,
+        &["--yes", "--json", "--batch-rows", "200"],
+    ));
     assert_eq!(m["status"], "completed", "{m}");
     assert!(m["batches"].as_i64().unwrap() > 5, "bounded batches: {m}");
     assert_eq!(m["left_behind"].as_i64().unwrap(), left);
@@ -210,7 +223,11 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
 
     // What stays is exactly the left-behind people with their messages; every message names its inbox.
     assert_eq!(
-        scalar(&pool, &format!("SELECT count(*) FROM messages WHERE inbox_id = {from}")).await,
+        scalar(
+            &pool,
+            &format!("SELECT count(*) FROM messages WHERE inbox_id = {from}")
+        )
+        .await,
         source_messages_staying
     );
     assert_eq!(
@@ -267,7 +284,11 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
         0
     );
     assert_eq!(
-        scalar(&pool, &format!("SELECT count(*) FROM inbox_members WHERE inbox_id = {to}")).await,
+        scalar(
+            &pool,
+            &format!("SELECT count(*) FROM inbox_members WHERE inbox_id = {to}")
+        )
+        .await,
         3,
         "the source's agents became members of the destination"
     );
@@ -277,18 +298,23 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
     let show = json_of(&ferry(&url, &["migrations", "show", &id, "--json"]));
     assert_eq!(show["left_behind"].as_array().unwrap().len() as i64, left);
 
-    let reverted = json_of(&ferry(&url, &["migrations", "revert", &id, "--yes", "--json"]));
+    let reverted = json_of(&ferry(
+        &url,
+        &["migrations", "revert", &id, "--yes", "--json"],
+    ));
     assert_eq!(reverted["status"], "reverted", "{reverted}");
     assert_same(&before, &snapshot(&pool).await, "revert restores every row");
 }
 
 /// Migration ids of the database, newest first.
 async fn latest_migration(pool: &PgPool) -> Option<(i64, String, i64)> {
-    sqlx::query_as("SELECT id, status, batches::bigint FROM ferry.migrations ORDER BY id DESC LIMIT 1")
-        .fetch_optional(pool)
-        .await
-        .ok()
-        .flatten()
+    sqlx::query_as(
+        "SELECT id, status, batches::bigint FROM ferry.migrations ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten()
 }
 
 async fn wait_for_batches(pool: &PgPool, at_least: i64) -> i64 {
@@ -312,7 +338,12 @@ async fn wait_for_batches(pool: &PgPool, at_least: i64) -> i64 {
 fn spawn_migrate(url: &str, g: &Generated, batch_rows: &str) -> Child {
     let mut args: Vec<String> = vec!["migrate".into()];
     args.extend(pair(g, g.evolution_inbox, g.cloud_inbox));
-    args.extend(["--yes".into(), "--json".into(), "--batch-rows".into(), batch_rows.into()]);
+    args.extend([
+        "--yes".into(),
+        "--json".into(),
+        "--batch-rows".into(),
+        batch_rows.into(),
+    ]);
     command(url, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -325,11 +356,20 @@ fn spawn_migrate(url: &str, g: &Generated, batch_rows: &str) -> Child {
 pub async fn a_killed_run_resumes_to_the_same_end_state(db: Db) {
     assert_eq!(db, Db::Postgres);
     let (url, pool, g) = chatwoot(small()).await;
-    let whole = json_of(&migrate(&url, &g, g.evolution_inbox, g.cloud_inbox, &["--yes", "--json", "--batch-rows", "40"]));
+    let whole = json_of(&migrate(
+        &url,
+        &g,
+        g.evolution_inbox,
+        g.cloud_inbox,
+        &["--yes", "--json", "--batch-rows", "40"],
+    ));
     assert_eq!(whole["status"], "completed");
     let uninterrupted = end_state(&pool).await;
     let id = whole["id"].as_i64().unwrap().to_string();
-    json_of(&ferry(&url, &["migrations", "revert", &id, "--yes", "--json"]));
+    json_of(&ferry(
+        &url,
+        &["migrations", "revert", &id, "--yes", "--json"],
+    ));
 
     let mut child = spawn_migrate(&url, &g, "40");
     let killed = wait_for_batches(&pool, 4).await;
@@ -337,15 +377,26 @@ pub async fn a_killed_run_resumes_to_the_same_end_state(db: Db) {
     child.wait().unwrap();
     let killed = killed.to_string();
     let (_, status, _) = latest_migration(&pool).await.unwrap();
-    assert_eq!(status, "running", "a killed run stays running until its lease expires");
+    assert_eq!(
+        status, "running",
+        "a killed run stays running until its lease expires"
+    );
 
     let early = ferry(&url, &["migrations", "resume", &killed]);
     assert_eq!(early.status.code(), Some(1));
-    assert!(stderr(&early).contains("in another process"), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("in another process"),
+        "{}",
+        stderr(&early)
+    );
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let resumed = json_of(&ferry(&url, &["migrations", "resume", &killed, "--json"]));
     assert_eq!(resumed["status"], "completed", "{resumed}");
-    assert_same(&uninterrupted, &end_state(&pool).await, "resumed run ends where an uninterrupted one does");
+    assert_same(
+        &uninterrupted,
+        &end_state(&pool).await,
+        "resumed run ends where an uninterrupted one does",
+    );
     let verify = json_of(&ferry(&url, &["migrations", "verify", &killed, "--json"]));
     assert_eq!(verify["ok"], true, "{verify}");
 }
@@ -359,15 +410,30 @@ pub async fn cancel_stops_at_a_batch_boundary_and_resume_finishes(db: Db) {
     let id = wait_for_batches(&pool, 2).await.to_string();
     let second = migrate(&url, &g, g.evolution_inbox, g.dialog_inbox, &["--yes"]);
     assert_eq!(second.status.code(), Some(1));
-    assert!(stderr(&second).contains("already has a running migration"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("already has a running migration"),
+        "{}",
+        stderr(&second)
+    );
     let cancelled = ferry(&url, &["migrations", "cancel", &id]);
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("migrations resume"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("migrations resume"),
+        "{}",
+        stderr(&out)
+    );
     let (_, status, _) = latest_migration(&pool).await.unwrap();
     assert_eq!(status, "cancelled");
-    let moved = scalar(&pool, &format!("SELECT count(*) FROM conversations WHERE inbox_id = {}", g.cloud_inbox)).await;
+    let moved = scalar(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM conversations WHERE inbox_id = {}",
+            g.cloud_inbox
+        ),
+    )
+    .await;
     assert!(moved > 0);
     // Even stopped mid-way, every batch committed whole: messages name their conversation's inbox.
     assert_eq!(
@@ -392,15 +458,20 @@ pub async fn chatwoot_writing_during_the_migration_is_carried(db: Db) {
     assert_eq!(db, Db::Postgres);
     let (url, pool, g) = chatwoot(small()).await;
     let (from, to) = (g.evolution_inbox, g.cloud_inbox);
-    let last_source = scalar(&pool, &format!("SELECT max(id) FROM contact_inboxes WHERE inbox_id = {from}")).await;
+    let last_source = scalar(
+        &pool,
+        &format!("SELECT max(id) FROM contact_inboxes WHERE inbox_id = {from}"),
+    )
+    .await;
     let mut child = spawn_migrate(&url, &g, "20");
     let mut writes = 0;
     let mut stale = 0;
     loop {
-        let cursor: Option<i64> = sqlx::query_scalar("SELECT cursor FROM ferry.migrations ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .unwrap_or(None);
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT cursor FROM ferry.migrations ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&pool)
+                .await
+                .unwrap_or(None);
         if cursor.is_some_and(|c| c > last_source - 60) || child.try_wait().unwrap().is_some() {
             break;
         }
@@ -422,14 +493,25 @@ pub async fn chatwoot_writing_during_the_migration_is_carried(db: Db) {
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(writes > 2 && stale > 0, "the writer ran during the migration ({writes} writes, {stale} stale)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        writes > 2 && stale > 0,
+        "the writer ran during the migration ({writes} writes, {stale} stale)"
+    );
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = m["id"].as_i64().unwrap().to_string();
     let verify = json_of(&ferry(&url, &["migrations", "verify", &id, "--json"]));
     assert_eq!(verify["ok"], true, "{verify}");
     assert_eq!(
-        scalar(&pool, &format!("SELECT count(*) FROM contacts WHERE name LIKE 'New % {from}'")).await,
+        scalar(
+            &pool,
+            &format!("SELECT count(*) FROM contacts WHERE name LIKE 'New % {from}'")
+        )
+        .await,
         writes,
         "new people were not lost"
     );
@@ -466,7 +548,10 @@ async fn chatwoot_receives(pool: &PgPool, g: &Generated, inbox: i64, n: i64) {
              sender_type, sender_id) SELECT 'hello', {a}, {inbox}, id, 0, now(), now(), 'Contact', contact_id FROM cv",
         a = g.account_id
     );
-    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(pool).await {
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(pool)
+        .await
+    {
         panic!("{e}: {sql}");
     }
 }
@@ -476,7 +561,13 @@ async fn chatwoot_receives(pool: &PgPool, g: &Generated, inbox: i64, n: i64) {
 pub async fn verify_catches_a_hand_broken_row(db: Db) {
     assert_eq!(db, Db::Postgres);
     let (url, pool, g) = chatwoot(small()).await;
-    let m = json_of(&migrate(&url, &g, g.evolution_inbox, g.cloud_inbox, &["--yes", "--json"]));
+    let m = json_of(&migrate(
+        &url,
+        &g,
+        g.evolution_inbox,
+        g.cloud_inbox,
+        &["--yes", "--json"],
+    ));
     let id = m["id"].as_i64().unwrap().to_string();
     let broken: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE messages SET inbox_id = {} WHERE id = (SELECT min(id) FROM messages WHERE inbox_id = {}) \
@@ -500,8 +591,20 @@ pub async fn reverts_out_of_order_are_refused(db: Db) {
     assert_eq!(db, Db::Postgres);
     let (url, pool, g) = chatwoot(small()).await;
     let before = snapshot(&pool).await;
-    let first = json_of(&migrate(&url, &g, g.evolution_inbox, g.cloud_inbox, &["--yes", "--json"]));
-    let second = json_of(&migrate(&url, &g, g.cloud_inbox, g.twilio_inbox, &["--yes", "--json"]));
+    let first = json_of(&migrate(
+        &url,
+        &g,
+        g.evolution_inbox,
+        g.cloud_inbox,
+        &["--yes", "--json"],
+    ));
+    let second = json_of(&migrate(
+        &url,
+        &g,
+        g.cloud_inbox,
+        g.twilio_inbox,
+        &["--yes", "--json"],
+    ));
     assert_eq!(second["status"], "completed");
     let (first, second) = (first["id"].to_string(), second["id"].to_string());
     // Twilio's format: whatsapp:+<digits>.
@@ -515,10 +618,24 @@ pub async fn reverts_out_of_order_are_refused(db: Db) {
     );
     let out = ferry(&url, &["migrations", "revert", &first, "--yes"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("revert {second} first")), "{}", stderr(&out));
-    json_of(&ferry(&url, &["migrations", "revert", &second, "--yes", "--json"]));
-    json_of(&ferry(&url, &["migrations", "revert", &first, "--yes", "--json"]));
-    assert_same(&before, &snapshot(&pool).await, "both reverts restore every row");
+    assert!(
+        stderr(&out).contains(&format!("revert {second} first")),
+        "{}",
+        stderr(&out)
+    );
+    json_of(&ferry(
+        &url,
+        &["migrations", "revert", &second, "--yes", "--json"],
+    ));
+    json_of(&ferry(
+        &url,
+        &["migrations", "revert", &first, "--yes", "--json"],
+    ));
+    assert_same(
+        &before,
+        &snapshot(&pool).await,
+        "both reverts restore every row",
+    );
 }
 
 /// A 360dialog inbox switched to Cloud in place keeps its conversations; the verify token is printed; the
@@ -528,14 +645,41 @@ pub async fn convert_provider_in_place_and_revert(db: Db) {
     let (url, pool, g) = chatwoot(small()).await;
     let before = snapshot(&pool).await;
     let inbox = g.dialog_inbox.to_string();
-    let missing = ferry(&url, &["convert-provider", "--inbox", &inbox, "--to", "whatsapp_cloud", "--api-key", "EAAG", "--yes"]);
+    let missing = ferry(
+        &url,
+        &[
+            "convert-provider",
+            "--inbox",
+            &inbox,
+            "--to",
+            "whatsapp_cloud",
+            "--api-key",
+            "EAAG",
+            "--yes",
+        ],
+    );
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("--phone-number-id"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("--phone-number-id"),
+        "{}",
+        stderr(&missing)
+    );
     let converted = json_of(&ferry(
         &url,
         &[
-            "convert-provider", "--inbox", &inbox, "--to", "whatsapp_cloud", "--api-key", "EAAG",
-            "--phone-number-id", "1234567890", "--business-account-id", "987654321", "--yes", "--json",
+            "convert-provider",
+            "--inbox",
+            &inbox,
+            "--to",
+            "whatsapp_cloud",
+            "--api-key",
+            "EAAG",
+            "--phone-number-id",
+            "1234567890",
+            "--business-account-id",
+            "987654321",
+            "--yes",
+            "--json",
         ],
     ));
     let token = converted["webhook_verify_token"].as_str().unwrap();
@@ -552,12 +696,44 @@ pub async fn convert_provider_in_place_and_revert(db: Db) {
     assert_eq!(config["phone_number_id"], "1234567890");
     assert_eq!(config["webhook_verify_token"], token);
     let check = json_of(&ferry(&url, &["check", "--json"]));
-    assert!(check.to_string().contains(&format!("\"id\":{inbox},\"kind\":\"whatsapp_cloud\"")), "{check}");
-    let again = ferry(&url, &["convert-provider", "--inbox", &inbox, "--to", "whatsapp_cloud", "--api-key", "x", "--phone-number-id", "1", "--business-account-id", "2", "--yes"]);
-    assert!(stderr(&again).contains("already uses provider whatsapp_cloud"), "{}", stderr(&again));
+    assert!(
+        check
+            .to_string()
+            .contains(&format!("\"id\":{inbox},\"kind\":\"whatsapp_cloud\"")),
+        "{check}"
+    );
+    let again = ferry(
+        &url,
+        &[
+            "convert-provider",
+            "--inbox",
+            &inbox,
+            "--to",
+            "whatsapp_cloud",
+            "--api-key",
+            "x",
+            "--phone-number-id",
+            "1",
+            "--business-account-id",
+            "2",
+            "--yes",
+        ],
+    );
+    assert!(
+        stderr(&again).contains("already uses provider whatsapp_cloud"),
+        "{}",
+        stderr(&again)
+    );
     let id = converted["migration"]["id"].to_string();
-    json_of(&ferry(&url, &["migrations", "revert", &id, "--yes", "--json"]));
-    assert_same(&before, &snapshot(&pool).await, "the conversion's revert restores the channel");
+    json_of(&ferry(
+        &url,
+        &["migrations", "revert", &id, "--yes", "--json"],
+    ));
+    assert_same(
+        &before,
+        &snapshot(&pool).await,
+        "the conversion's revert restores the channel",
+    );
 }
 
 /// This module's tests, with the services they need beside the database.
