@@ -92,6 +92,10 @@ const VERSIONS: &[(i32, &str)] = &[(
 /// Creates or updates ferry's schema in the Chatwoot database; concurrent callers wait for each other.
 pub async fn ensure_schema(pool: &PgPool) -> Result<(), ChatwootError> {
     let mut tx = pool.begin().await?;
+    // "already exists, skipping" notices would be logged on every command.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(NAMESPACE)
         .bind(SCHEMA_LOCK)

@@ -121,7 +121,7 @@ impl Chatwoot {
         &self,
         inbox: i64,
     ) -> Result<(i64, i64, String, serde_json::Value), ChatwootError> {
-        let row: Option<(i64, Option<String>, Option<i64>, Option<String>, Option<serde_json::Value>)> =
+        let row: Option<ChannelRow> =
             sqlx::query_as(
                 "SELECT i.account_id::bigint, i.channel_type, w.id::bigint, w.provider, w.provider_config \
                  FROM inboxes i LEFT JOIN channel_whatsapp w \
@@ -134,19 +134,29 @@ impl Chatwoot {
             None => Err(ChatwootError::Refused(format!(
                 "no inbox {inbox} in this Chatwoot"
             ))),
-            Some((account, _, Some(channel), provider, config)) => Ok((
+            Some(ChannelRow(account, _, Some(channel), provider, config)) => Ok((
                 account,
                 channel,
                 provider.unwrap_or_else(|| "default".into()),
                 config.unwrap_or_else(|| json!({})),
             )),
-            Some((_, channel_type, None, ..)) => Err(ChatwootError::Refused(format!(
+            Some(ChannelRow(_, channel_type, None, ..)) => Err(ChatwootError::Refused(format!(
                 "inbox {inbox} is a {} inbox: only a WhatsApp (Channel::Whatsapp) inbox changes provider in place",
                 channel_type.unwrap_or_else(|| "channel-less".into())
             ))),
         }
     }
 }
+
+/// An inbox's account and channel type, and its channel_whatsapp id, provider and provider_config if it has one.
+#[derive(sqlx::FromRow)]
+struct ChannelRow(
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<serde_json::Value>,
+);
 
 /// The provider_config Chatwoot reads for the new provider. A Cloud channel keeps the verify token it had, or
 /// gets a new one (as Chatwoot generates: 16 random bytes, hex).

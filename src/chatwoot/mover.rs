@@ -36,7 +36,9 @@ pub struct Done {
 }
 
 /// A source contact_inbox of the next batch, with the rows its move costs.
+#[derive(sqlx::FromRow)]
 struct Next {
+    #[sqlx(flatten)]
     ci: ContactInbox,
     messages: i64,
 }
@@ -80,12 +82,13 @@ async fn next_contact_inboxes(
     m: &Move,
     cursor: i64,
 ) -> Result<Vec<Next>, ChatwootError> {
-    let rows: Vec<(i64, Option<i64>, String, Option<String>, Option<String>, Option<String>, i64)> =
+    let rows: Vec<Next> =
         sqlx::query_as(
             "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name, \
                  COALESCE((SELECT count(*) FROM conversations c JOIN messages mm ON mm.conversation_id = c.id \
                            WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1), 0) \
                    + (SELECT count(*) FROM conversations c WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1) \
+                 AS messages \
              FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
              WHERE ci.inbox_id = $1 AND ci.id > $2 \
                AND NOT EXISTS (SELECT 1 FROM ferry.left_behind l WHERE l.migration_id = $3 AND l.contact_inbox_id = ci.id) \
@@ -99,22 +102,12 @@ async fn next_contact_inboxes(
         .await?;
     let mut next = Vec::new();
     let mut rows_so_far = 0;
-    for (id, contact_id, source_id, identifier, phone_number, name, cost) in rows {
-        if !next.is_empty() && rows_so_far + cost + 1 > m.batch_rows {
+    for row in rows {
+        if !next.is_empty() && rows_so_far + row.messages + 1 > m.batch_rows {
             break;
         }
-        rows_so_far += cost + 1;
-        next.push(Next {
-            ci: ContactInbox {
-                id,
-                contact_id,
-                source_id,
-                identifier,
-                phone_number,
-                name,
-            },
-            messages: cost,
-        });
+        rows_so_far += row.messages + 1;
+        next.push(row);
     }
     Ok(next)
 }

@@ -370,25 +370,6 @@ async fn revert_step(
     Ok(true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slow_batches_shrink_and_fast_ones_grow_back_to_the_configured_size() {
-        let slow = Duration::from_millis(1200);
-        let fast = Duration::from_millis(100);
-        assert_eq!(next_batch_rows(5000, 5000, slow), 2500);
-        assert_eq!(next_batch_rows(1, 5000, slow), 1);
-        assert_eq!(next_batch_rows(2500, 5000, fast), 5000);
-        assert_eq!(next_batch_rows(5000, 5000, fast), 5000);
-        assert_eq!(
-            next_batch_rows(3000, 5000, Duration::from_millis(500)),
-            3000
-        );
-    }
-}
-
 /// A new move migration of the previewed pair, running under this process's lease.
 pub async fn create_move(
     cw: &Chatwoot,
@@ -439,4 +420,23 @@ pub async fn resume(
     )
     .await?;
     run_move(cw, m, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_batches_shrink_and_fast_ones_grow_back_to_the_configured_size() {
+        let slow = Duration::from_millis(1200);
+        let fast = Duration::from_millis(100);
+        assert_eq!(next_batch_rows(5000, 5000, slow), 2500);
+        assert_eq!(next_batch_rows(1, 5000, slow), 1);
+        assert_eq!(next_batch_rows(2500, 5000, fast), 5000);
+        assert_eq!(next_batch_rows(5000, 5000, fast), 5000);
+        assert_eq!(
+            next_batch_rows(3000, 5000, Duration::from_millis(500)),
+            3000
+        );
+    }
 }

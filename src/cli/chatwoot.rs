@@ -49,7 +49,7 @@ pub enum ChatwootCommand {
         #[arg(long)]
         yes: bool,
         /// Message rows per batch transaction
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..))]
         batch_rows: i64,
         /// Print the result as JSON instead of text
         #[arg(long)]
