@@ -135,8 +135,8 @@ async fn apply(
     fates: &[Fate],
 ) -> Result<Done, ChatwootError> {
     let mut done = Done::default();
-    let mut moving = (Vec::new(), Vec::new());
-    let mut targets = (Vec::new(), Vec::new(), Vec::new());
+    let mut moving = (Vec::new(), Vec::new(), Vec::new());
+    let mut targets = Targets::default();
     let mut merged = Vec::new();
     let mut contact_merges: BTreeMap<i64, i64> = BTreeMap::new();
     for (source, fate) in sources.iter().zip(fates) {
@@ -144,16 +144,13 @@ async fn apply(
             Fate::Move { source_id } => {
                 moving.0.push(source.id);
                 moving.1.push(source_id.clone());
-                targets.0.push(source.id);
-                targets.1.push(source.id);
-                targets.2.push(source.contact_id);
+                moving.2.push(source.source_id.clone());
+                targets.push(source, source.id, source.contact_id);
             }
             Fate::Merge {
                 into, contact_id, ..
             } => {
-                targets.0.push(source.id);
-                targets.1.push(*into);
-                targets.2.push(*contact_id);
+                targets.push(source, *into, *contact_id);
                 merged.push((source, fate));
                 if let (Some(from), Some(to)) = (source.contact_id, *contact_id)
                     && from != to
@@ -167,7 +164,7 @@ async fn apply(
             }
         }
     }
-    done.contact_inboxes_moved = move_contact_inboxes(tx, m, &moving.0, &moving.1).await?;
+    done.contact_inboxes_moved = move_contact_inboxes(tx, m, &moving).await?;
     let conversations = move_conversations(tx, m, &targets).await?;
     done.conversations = conversations.len() as i64;
     done.messages = move_messages(tx, m, &conversations).await?;
@@ -201,17 +198,39 @@ async fn record_left_behind(
     Ok(())
 }
 
+/// Contact_inboxes that move, with their `source_id` in the destination's format: in one pass where the
+/// `source_id` is still the one the batch read (journaled with it), any other the general way. How many moved.
 async fn move_contact_inboxes(
     tx: &mut PgConnection,
     m: &Move,
-    ids: &[i64],
-    source_ids: &[String],
+    moving: &(Vec<i64>, Vec<String>, Vec<String>),
 ) -> Result<i64, ChatwootError> {
-    if ids.is_empty() {
+    if moving.0.is_empty() {
         return Ok(0);
     }
-    let (ids, source_ids, from, to) = (ids.to_vec(), source_ids.to_vec(), m.from.0, m.to.0);
-    let moved = Update::new("contact_inboxes", &["inbox_id", "source_id"])
+    let (ids, source_ids, old_source_ids) = moving.clone();
+    let (from, to) = (m.from.0, m.to.0);
+    let rows = sqlx::query(
+        "WITH changed AS ( \
+             UPDATE contact_inboxes t SET inbox_id = $4, source_id = map.source_id \
+             FROM unnest($2::bigint[], $5::text[], $6::text[]) AS map(id, source_id, old_source_id) \
+             WHERE t.id = map.id AND t.inbox_id = $3 AND t.source_id = map.old_source_id \
+             RETURNING t.id, map.old_source_id) \
+         INSERT INTO ferry.journal (migration_id, table_name, op, ids, before) \
+         SELECT $1, 'contact_inboxes', 'update', array_agg(id::bigint ORDER BY id), \
+             jsonb_build_object('inbox_id', $3::bigint, 'source_id', old_source_id) \
+         FROM changed GROUP BY old_source_id RETURNING cardinality(ids)::bigint",
+    )
+    .bind(m.migration)
+    .bind(&ids)
+    .bind(from)
+    .bind(to)
+    .bind(&source_ids)
+    .bind(&old_source_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let fast: i64 = rows.iter().map(|r| sqlx::Row::get::<i64, _>(r, 0)).sum();
+    let rest = Update::new("contact_inboxes", &["inbox_id", "source_id"])
         .rows("t.id = ANY($2) AND t.inbox_id = $3")
         .map(
             "unnest($2::bigint[], $4::text[]) AS map(id, source_id)",
@@ -221,21 +240,71 @@ async fn move_contact_inboxes(
         .binds(move |q| q.bind(ids).bind(from).bind(source_ids).bind(to))
         .run(tx, m.migration)
         .await?;
-    Ok(moved.len() as i64)
+    Ok(fast + rest.len() as i64)
+}
+
+/// Where the conversations of each source contact_inbox of a batch go.
+#[derive(Debug, Default)]
+struct Targets {
+    old_ci: Vec<i64>,
+    new_ci: Vec<i64>,
+    new_contact: Vec<Option<i64>>,
+    old_contact: Vec<Option<i64>>,
+}
+
+impl Targets {
+    fn push(&mut self, source: &ContactInbox, new_ci: i64, new_contact: Option<i64>) {
+        self.old_ci.push(source.id);
+        self.new_ci.push(new_ci);
+        self.new_contact.push(new_contact);
+        self.old_contact.push(source.contact_id);
+    }
 }
 
 /// Conversations of the batch's contact_inboxes to the destination, each on its contact_inbox there; their ids.
+/// Those whose contact is their contact_inbox's (all, in consistent data) in one pass, journaled with the
+/// values the map already knows; any other the general way.
 async fn move_conversations(
     tx: &mut PgConnection,
     m: &Move,
-    targets: &(Vec<i64>, Vec<i64>, Vec<Option<i64>>),
+    targets: &Targets,
 ) -> Result<Vec<i64>, ChatwootError> {
-    if targets.0.is_empty() {
+    if targets.old_ci.is_empty() {
         return Ok(Vec::new());
     }
-    let (old, new, contacts) = targets.clone();
     let (from, to) = (m.from.0, m.to.0);
-    Update::new("conversations", &["inbox_id", "contact_inbox_id", "contact_id"])
+    let rows = sqlx::query(
+        "WITH changed AS ( \
+             UPDATE conversations t SET inbox_id = $6, contact_inbox_id = map.new_ci, \
+                 contact_id = COALESCE(map.new_contact, t.contact_id) \
+             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $7::bigint[]) \
+                 AS map(old_ci, new_ci, new_contact, old_contact) \
+             WHERE t.contact_inbox_id = map.old_ci AND t.inbox_id = $5 AND t.contact_id = map.old_contact \
+             RETURNING t.id, map.old_ci, map.old_contact) \
+         INSERT INTO ferry.journal (migration_id, table_name, op, ids, before) \
+         SELECT $1, 'conversations', 'update', array_agg(id::bigint ORDER BY id), \
+             jsonb_build_object('inbox_id', $5::bigint, 'contact_inbox_id', old_ci, 'contact_id', old_contact) \
+         FROM changed GROUP BY old_ci, old_contact RETURNING ids",
+    )
+    .bind(m.migration)
+    .bind(&targets.old_ci)
+    .bind(&targets.new_ci)
+    .bind(&targets.new_contact)
+    .bind(from)
+    .bind(to)
+    .bind(&targets.old_contact)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut moved: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
+        .collect();
+    let (old, new, contacts) = (
+        targets.old_ci.clone(),
+        targets.new_ci.clone(),
+        targets.new_contact.clone(),
+    );
+    let rest = Update::new("conversations", &["inbox_id", "contact_inbox_id", "contact_id"])
         .rows("t.contact_inbox_id = ANY($2) AND t.inbox_id = $5")
         .map(
             "unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS map(old_ci, new_ci, new_contact)",
@@ -244,7 +313,9 @@ async fn move_conversations(
         .set("inbox_id = $6, contact_inbox_id = map.new_ci, contact_id = COALESCE(map.new_contact, t.contact_id)")
         .binds(move |q| q.bind(old).bind(new).bind(contacts).bind(from).bind(to))
         .run(tx, m.migration)
-        .await
+        .await?;
+    moved.extend(rest);
+    Ok(moved)
 }
 
 /// Every message of the moved conversations names the destination inbox: in one pass for those that named the
