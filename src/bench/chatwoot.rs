@@ -45,8 +45,11 @@ async fn run_all(target: &mut Target, opts: &ChatwootMigrationBench) -> anyhow::
     let ferry_url = target.copy("cw_base", "cw_ferry").await?;
     let lower_url = target.copy("cw_base", "cw_lower").await?;
     let reference_url = target.copy("cw_base", "cw_reference").await?;
+    settle(&ferry_url).await;
     let ferry = time_ferry(&ferry_url, &generated, opts).await?;
+    settle(&lower_url).await;
     let lower = time_lower_bound(&lower_url, &generated).await?;
+    settle(&reference_url).await;
     let (reference, extrapolated) = time_reference(&reference_url, &generated, opts).await?;
     let seconds = ferry["seconds"].as_f64().unwrap_or(f64::NAN);
     Ok(json!({
@@ -63,6 +66,15 @@ async fn run_all(target: &mut Target, opts: &ChatwootMigrationBench) -> anyhow::
             "reference_vs_ferry": round(reference / seconds),
         },
     }))
+}
+
+/// Each run starts without the previous one's (or the copies') dirty pages still to be written: a checkpoint
+/// (needs a superuser; without one the runs are timed as they come).
+async fn settle(url: &str) {
+    if let Ok(pool) = PgPool::connect(url).await {
+        let _ = sqlx::raw_sql("CHECKPOINT").execute(&pool).await;
+        pool.close().await;
+    }
 }
 
 /// Chatwoot's tables and the generated account, vacuumed and analysed so that every copy starts alike.
