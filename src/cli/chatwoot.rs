@@ -100,6 +100,7 @@ pub enum MigrationsCommand {
     },
     /// One migration with its progress, merges and the identities left behind
     Show {
+        /// The migration's id (`ferry chatwoot migrations list`)
         id: i64,
         #[command(flatten)]
         target: Target,
@@ -109,6 +110,7 @@ pub enum MigrationsCommand {
     },
     /// Stop a running migration at its next batch boundary
     Cancel {
+        /// The migration's id (`ferry chatwoot migrations list`)
         id: i64,
         #[command(flatten)]
         target: Target,
@@ -118,6 +120,7 @@ pub enum MigrationsCommand {
     },
     /// Continue a cancelled or failed migration, or one whose process died (once its lease expired)
     Resume {
+        /// The migration's id (`ferry chatwoot migrations list`)
         id: i64,
         #[command(flatten)]
         target: Target,
@@ -127,6 +130,7 @@ pub enum MigrationsCommand {
     },
     /// Undo a migration exactly, from its journal (continues an interrupted revert)
     Revert {
+        /// The migration's id (`ferry chatwoot migrations list`)
         id: i64,
         #[command(flatten)]
         target: Target,
@@ -139,6 +143,7 @@ pub enum MigrationsCommand {
     },
     /// Check on Chatwoot's tables what its database does not enforce; exit 0 only when every check holds
     Verify {
+        /// The migration's id (`ferry chatwoot migrations list`)
         id: i64,
         #[command(flatten)]
         target: Target,

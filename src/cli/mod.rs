@@ -108,7 +108,7 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// Inbox migration on an existing Chatwoot database (in progress: `check`)
+    /// Inbox migration on an existing Chatwoot database: check, preview, migrate, verify, revert, convert-provider
     Chatwoot {
         #[command(subcommand)]
         command: chatwoot::ChatwootCommand,
