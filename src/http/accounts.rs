@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<Ferry> {
         .routes(routes!(show))
         .routes(routes!(migrate))
         .routes(routes!(migration_status))
+        .routes(routes!(check_migration_status))
 }
 
 impl From<ImportError> for ApiError {
@@ -185,4 +186,25 @@ async fn migration_status(
     Ok(Json(
         account_import::status(&ferry, &account, query.detail).await?,
     ))
+}
+
+/// The same answer as `migration-status`, under the name the client app of the account-import design polls.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/check-migration-status",
+    operation_id = "check_account_import_status",
+    tag = "accounts",
+    params(AccountPath, StatusQuery),
+    responses(
+        (status = 200, description = "The status", body = ImportStatusView),
+        (status = 403, description = "`detail` without the administrator role", body = super::openapi::ErrorBody),
+        (status = 503, description = "The legacy system could not be asked (`legacy_unavailable`)", body = super::openapi::ErrorBody),
+    )
+)]
+async fn check_migration_status(
+    state: State<Ferry>,
+    access: AccountAccess,
+    query: ApiQuery<StatusQuery>,
+) -> ApiResult<Json<ImportStatusView>> {
+    migration_status(state, access, query).await
 }

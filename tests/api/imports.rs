@@ -118,17 +118,27 @@ async fn drain(ferry: &Ferry) -> Vec<Outcome> {
     outcomes
 }
 
+/// The import status, as `migration-status` and as `check-migration-status` (the client app's name): the same.
 async fn status(app: &TestApp, account: i64, token: &str, detail: bool) -> Value {
+    let query = if detail { "?detail=true" } else { "" };
     let (code, body) = app
         .get(
-            &format!(
-                "/api/v1/accounts/{account}/migration-status{}",
-                if detail { "?detail=true" } else { "" }
-            ),
+            &format!("/api/v1/accounts/{account}/migration-status{query}"),
             Some(token),
         )
         .await;
     assert_eq!(code, 200, "{body}");
+    let (code, alias) = app
+        .get(
+            &format!("/api/v1/accounts/{account}/check-migration-status{query}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(code, 200, "{alias}");
+    assert_eq!(
+        alias, body,
+        "check-migration-status answers as migration-status"
+    );
     body
 }
 

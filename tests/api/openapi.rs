@@ -85,6 +85,12 @@ pub async fn the_document_matches_the_routes_and_the_answers(db: Db) {
         ),
         (
             "get",
+            format!("{a}/check-migration-status"),
+            "/api/v1/accounts/{account_id}/check-migration-status",
+            None,
+        ),
+        (
+            "get",
             format!("{a}/inboxes"),
             "/api/v1/accounts/{account_id}/inboxes",
             None,
@@ -251,7 +257,7 @@ pub async fn the_document_matches_the_routes_and_the_answers(db: Db) {
         );
         checked += 1;
     }
-    assert_eq!(checked, 25);
+    assert_eq!(checked, 26);
 
     let response = app
         .client
