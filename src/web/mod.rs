@@ -33,6 +33,11 @@ pub fn router() -> Router<Ferry> {
         .merge(auth::router())
         .nest("/app", app)
         .route("/static/{*path}", get(static_file))
+        // Browsers ask for it on every site whatever the page names.
+        .route(
+            "/favicon.ico",
+            get(|| static_file(axum::extract::Path("favicon.svg".into()))),
+        )
 }
 
 /// Why a page could not be shown, as a page (or, for htmx, a message the script shows).
@@ -259,13 +264,15 @@ pub fn urlencode(s: &str) -> String {
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
 const HTMX_JS: &str = include_str!("../../static/vendor/htmx.min.js");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
 
-/// The stylesheet and scripts, compiled into the binary (one file to deploy).
+/// The stylesheet, scripts and icon, compiled into the binary (one file to deploy).
 async fn static_file(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
     let (body, content_type) = match path.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "vendor/htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
+        "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return WebError::NotFound.into_response(),
     };
     (

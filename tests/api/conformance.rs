@@ -1163,9 +1163,43 @@ pub async fn twilio_get_and_repeated_parameters(db: Db) {
 }
 
 /// This module's tests, with the services they need beside the database.
+/// Browsers ask every site for /favicon.ico; the pages name /static/favicon.svg.
+pub async fn the_pages_have_a_favicon(db: Db) {
+    let app = spawn_app(db).await;
+    for path in ["/favicon.ico", "/static/favicon.svg"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "image/svg+xml",
+            "{path}"
+        );
+        assert!(response.text().await.unwrap().starts_with("<svg"), "{path}");
+    }
+    let login = app
+        .client
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        login.contains(r#"<link rel="icon" href="/static/favicon.svg""#),
+        "{login}"
+    );
+}
+
 pub fn suite() -> Vec<crate::Test> {
     [on_both_databases!(
         [];
+        the_pages_have_a_favicon,
         values_are_routed_by_phone_number_id,
         an_integration_without_its_number_keeps_its_traffic,
         username_users_are_stored_and_linked_to_their_number,
