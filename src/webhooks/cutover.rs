@@ -698,12 +698,13 @@ pub async fn cleanup(
                     "{} ({} hits, last {})",
                     h.instance_name,
                     h.hits,
-                    h.last_hit_at.to_rfc3339()
+                    h.last_hit_at.format("%Y-%m-%d %H:%M UTC")
                 )
             })
             .collect();
         return Err(ServiceError::Conflict(format!(
-            "the legacy route was used within the last {quiet_days} days by {}; cut them over and wait, or --force",
+            "the legacy route was used within the last {quiet_days} days by {}; cut them over and wait, or force the \
+             clean-up (the page's \"even if used recently\" box, or `--force` in the CLI)",
             busy.join(", ")
         )));
     }

@@ -323,6 +323,12 @@ pub async fn cleanup_waits_for_a_quiet_window_then_backs_up_and_retires(db: Db) 
         stderr.contains(&format!("clinica-{account}-principal (1 hits")),
         "{stderr}"
     );
+    // A readable time (minutes, UTC), and the way to force it in the page and in the CLI.
+    assert!(
+        stderr.contains(" UTC)") && !stderr.contains("+00:00"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("box, or `--force` in the CLI"), "{stderr}");
     assert_eq!(
         crate::webhooks::post_raw(&app, &legacy, &message("CLN2"))
             .await
