@@ -129,11 +129,7 @@ impl<'q> Update<'q> {
             before = before.join(", "),
         );
         let query = (self.binds)(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
-        let rows = query.fetch_all(conn).await?;
-        Ok(rows
-            .iter()
-            .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
-            .collect())
+        journaled_ids(query, conn).await
     }
 
     /// Runs it; the ids of the changed rows.
@@ -144,12 +140,20 @@ impl<'q> Update<'q> {
     ) -> Result<Vec<i64>, ChatwootError> {
         let sql = self.sql();
         let query = (self.binds)(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
-        let rows = query.fetch_all(conn).await?;
-        Ok(rows
-            .iter()
-            .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
-            .collect())
+        journaled_ids(query, conn).await
     }
+}
+
+/// Runs a journaling statement that returns each journal entry's `ids`: the ids of all the rows it changed.
+pub async fn journaled_ids(
+    query: Query<'_, Postgres, PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<Vec<i64>, ChatwootError> {
+    let rows = query.fetch_all(conn).await?;
+    Ok(rows
+        .iter()
+        .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
+        .collect())
 }
 
 /// A journaled `DELETE` of the rows matching `rows` (alias `t`), each kept whole.
@@ -189,11 +193,7 @@ pub async fn insert<'q>(
          RETURNING ids"
     );
     let query = binds(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(migration));
-    let rows = query.fetch_all(conn).await?;
-    Ok(rows
-        .iter()
-        .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
-        .collect())
+    journaled_ids(query, conn).await
 }
 
 /// One journal entry, read back to be undone.

@@ -23,6 +23,17 @@ pub struct Move {
     pub has_companies: bool,
 }
 
+impl Move {
+    /// The tables of events that name a conversation's inbox: `sla_events` only where the version has it.
+    fn event_tables(&self) -> &'static [&'static str] {
+        if self.has_sla_events {
+            &["reporting_events", "sla_events"]
+        } else {
+            &["reporting_events"]
+        }
+    }
+}
+
 /// What one batch did.
 #[derive(Debug, Default, Clone)]
 pub struct Done {
@@ -273,7 +284,7 @@ async fn move_conversations(
         return Ok(Vec::new());
     }
     let (from, to) = (m.from.0, m.to.0);
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "WITH changed AS ( \
              UPDATE conversations t SET inbox_id = $6, contact_inbox_id = map.new_ci, \
                  contact_id = COALESCE(map.new_contact, t.contact_id) \
@@ -292,13 +303,8 @@ async fn move_conversations(
     .bind(&targets.new_contact)
     .bind(from)
     .bind(to)
-    .bind(&targets.old_contact)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut moved: Vec<i64> = rows
-        .iter()
-        .flat_map(|r| sqlx::Row::get::<Vec<i64>, _>(r, 0))
-        .collect();
+    .bind(&targets.old_contact);
+    let mut moved = journal::journaled_ids(query, tx).await?;
     let (old, new, contacts) = (
         targets.old_ci.clone(),
         targets.new_ci.clone(),
@@ -356,12 +362,7 @@ async fn move_events(
     if conversations.is_empty() {
         return Ok(());
     }
-    let tables: &[&'static str] = if m.has_sla_events {
-        &["reporting_events", "sla_events"]
-    } else {
-        &["reporting_events"]
-    };
-    for table in tables {
+    for table in m.event_tables() {
         let (conversations, from, to) = (conversations.to_vec(), m.from.0, m.to.0);
         Update::new(table, &["inbox_id"])
             .rows("t.conversation_id = ANY($2) AND t.inbox_id = $3")
@@ -479,12 +480,7 @@ pub async fn sweep(tx: &mut PgConnection, m: &Move) -> Result<Done, ChatwootErro
         .binds(move |q| q.bind(from).bind(to))
         .run(tx, m.migration)
         .await?;
-    let tables: &[&'static str] = if m.has_sla_events {
-        &["reporting_events", "sla_events"]
-    } else {
-        &["reporting_events"]
-    };
-    for table in tables {
+    for table in m.event_tables() {
         Update::new(table, &["inbox_id"])
             .rows("t.inbox_id = $2 AND t.conversation_id IN (SELECT id FROM conversations WHERE inbox_id = $3)")
             .set("inbox_id = $3")

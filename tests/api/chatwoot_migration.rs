@@ -136,6 +136,16 @@ fn assert_same(before: &[(String, String)], after: &[(String, String)], what: &s
     }
 }
 
+/// Messages whose `inbox_id` is not their conversation's.
+async fn messages_off_their_inbox(pool: &PgPool) -> i64 {
+    scalar(
+        pool,
+        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.inbox_id <> c.inbox_id",
+    )
+    .await
+}
+
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(pool)
@@ -230,15 +240,7 @@ pub async fn a_move_merges_verifies_and_reverts_exactly(db: Db) {
         .await,
         source_messages_staying
     );
-    assert_eq!(
-        scalar(
-            &pool,
-            "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.inbox_id <> c.inbox_id"
-        )
-        .await,
-        0
-    );
+    assert_eq!(messages_off_their_inbox(&pool).await, 0);
     // Moved contact_inboxes carry the Cloud format; reporting events followed their conversations.
     assert_eq!(
         scalar(
@@ -436,15 +438,7 @@ pub async fn cancel_stops_at_a_batch_boundary_and_resume_finishes(db: Db) {
     .await;
     assert!(moved > 0);
     // Even stopped mid-way, every batch committed whole: messages name their conversation's inbox.
-    assert_eq!(
-        scalar(
-            &pool,
-            "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.inbox_id <> c.inbox_id"
-        )
-        .await,
-        0
-    );
+    assert_eq!(messages_off_their_inbox(&pool).await, 0);
     let resumed = json_of(&ferry(&url, &["migrations", "resume", &id, "--json"]));
     assert_eq!(resumed["status"], "completed");
     let verify = json_of(&ferry(&url, &["migrations", "verify", &id, "--json"]));
