@@ -119,49 +119,49 @@ async fn move_belongings(
     Ok(())
 }
 
-/// The source contacts' labels go to their destination contacts; a label both have is kept once; the counts of
-/// the tags involved are recounted.
+/// The source contacts' labels go to their destination contacts; a label both have is kept once, and its tag
+/// counts one tagging less (`tags.taggings_count` is a counter cache, kept as Chatwoot keeps it).
 async fn merge_labels(
     tx: &mut PgConnection,
     m: &Move,
     from: &[i64],
     to: &[i64],
 ) -> Result<(), ChatwootError> {
-    let tags: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT tag_id::bigint FROM taggings WHERE taggable_type = 'Contact' AND taggable_id = ANY($1) \
-         AND tag_id IS NOT NULL",
+    let duplicates: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT t.id::bigint, t.tag_id::bigint FROM taggings t \
+         JOIN unnest($1::bigint[], $2::bigint[]) AS p(old, new) ON p.old = t.taggable_id \
+         WHERE t.taggable_type = 'Contact' AND t.tag_id IS NOT NULL AND EXISTS ( \
+             SELECT 1 FROM taggings d WHERE d.taggable_type = 'Contact' AND d.taggable_id = p.new \
+               AND d.tag_id = t.tag_id AND d.context IS NOT DISTINCT FROM t.context) \
+         FOR UPDATE OF t",
     )
     .bind(from)
+    .bind(to)
     .fetch_all(&mut *tx)
     .await?;
-    if tags.is_empty() {
-        return Ok(());
+    if !duplicates.is_empty() {
+        let (ids, tags): (Vec<i64>, Vec<i64>) = duplicates.into_iter().unzip();
+        journal::delete(tx, m.migration, "taggings", "t.id = ANY($2)", |q| {
+            q.bind(ids)
+        })
+        .await?;
+        Update::new("tags", &["taggings_count"])
+            .rows("t.id = ANY($2)")
+            .map(
+                "(SELECT tag, count(*) AS n FROM unnest($2::bigint[]) AS tag GROUP BY tag) AS map",
+                "map.tag = t.id",
+            )
+            .set("taggings_count = GREATEST(COALESCE(t.taggings_count, 0) - map.n, 0)")
+            .binds(move |q| q.bind(tags))
+            .run(tx, m.migration)
+            .await?;
     }
-    let (f, t) = (from.to_vec(), to.to_vec());
-    journal::delete(
-        tx,
-        m.migration,
-        "taggings",
-        "t.taggable_type = 'Contact' AND t.taggable_id = ANY($2) AND EXISTS ( \
-             SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS p(old, new) JOIN taggings d \
-               ON d.taggable_type = 'Contact' AND d.taggable_id = p.new AND d.tag_id = t.tag_id \
-              AND d.context IS NOT DISTINCT FROM t.context \
-             WHERE p.old = t.taggable_id)",
-        |q| q.bind(f).bind(t),
-    )
-    .await?;
     let (f, t) = (from.to_vec(), to.to_vec());
     Update::new("taggings", &["taggable_id"])
         .rows("t.taggable_type = 'Contact' AND t.taggable_id = ANY($2)")
         .map(MAP, "map.old = t.taggable_id")
         .set("taggable_id = map.new")
         .binds(move |q| q.bind(f).bind(t))
-        .run(tx, m.migration)
-        .await?;
-    Update::new("tags", &["taggings_count"])
-        .rows("t.id = ANY($2)")
-        .set("taggings_count = (SELECT count(*) FROM taggings g WHERE g.tag_id = t.id)")
-        .binds(move |q| q.bind(tags))
         .run(tx, m.migration)
         .await?;
     Ok(())

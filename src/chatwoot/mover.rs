@@ -87,40 +87,56 @@ pub async fn batch(
 }
 
 /// The next source contact_inboxes after `cursor` (not already left behind), as many as fit `batch_rows`
-/// message rows, at least one.
+/// message rows, at least one. Read in chunks of about what a batch takes, so that rows are not counted for
+/// contact_inboxes the batch will not reach.
 async fn next_contact_inboxes(
     tx: &mut PgConnection,
     m: &Move,
     cursor: i64,
 ) -> Result<Vec<Next>, ChatwootError> {
-    let rows: Vec<Next> =
-        sqlx::query_as(
-            "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name, \
-                 COALESCE((SELECT count(*) FROM conversations c JOIN messages mm ON mm.conversation_id = c.id \
-                           WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1), 0) \
-                   + (SELECT count(*) FROM conversations c WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1) \
-                 AS messages \
-             FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
-             WHERE ci.inbox_id = $1 AND ci.id > $2 \
-               AND NOT EXISTS (SELECT 1 FROM ferry.left_behind l WHERE l.migration_id = $3 AND l.contact_inbox_id = ci.id) \
-             ORDER BY ci.id LIMIT $4",
-        )
-        .bind(m.from.0)
-        .bind(cursor)
-        .bind(m.migration)
-        .bind(m.batch_rows.clamp(1, 1000))
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut next = Vec::new();
-    let mut rows_so_far = 0;
-    for row in rows {
-        if !next.is_empty() && rows_so_far + row.messages + 1 > m.batch_rows {
-            break;
+    let chunk = (m.batch_rows / 8).clamp(16, 1000);
+    let (mut next, mut rows_so_far, mut after) = (Vec::new(), 0, cursor);
+    loop {
+        let rows = count_next(tx, m, after, chunk).await?;
+        let exhausted = (rows.len() as i64) < chunk;
+        for row in rows {
+            if !next.is_empty() && rows_so_far + row.messages + 1 > m.batch_rows {
+                return Ok(next);
+            }
+            rows_so_far += row.messages + 1;
+            after = row.ci.id;
+            next.push(row);
         }
-        rows_so_far += row.messages + 1;
-        next.push(row);
+        if exhausted {
+            return Ok(next);
+        }
     }
-    Ok(next)
+}
+
+/// Up to `limit` source contact_inboxes after `after`, each with the rows its conversations hold.
+async fn count_next(
+    tx: &mut PgConnection,
+    m: &Move,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Next>, ChatwootError> {
+    Ok(sqlx::query_as(
+        "SELECT ci.id::bigint, ci.contact_id::bigint, ci.source_id, ct.identifier, ct.phone_number, ct.name, \
+             COALESCE((SELECT count(*) FROM conversations c JOIN messages mm ON mm.conversation_id = c.id \
+                       WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1), 0) \
+               + (SELECT count(*) FROM conversations c WHERE c.contact_inbox_id = ci.id AND c.inbox_id = $1) \
+             AS messages \
+         FROM contact_inboxes ci LEFT JOIN contacts ct ON ct.id = ci.contact_id \
+         WHERE ci.inbox_id = $1 AND ci.id > $2 \
+           AND NOT EXISTS (SELECT 1 FROM ferry.left_behind l WHERE l.migration_id = $3 AND l.contact_inbox_id = ci.id) \
+         ORDER BY ci.id LIMIT $4",
+    )
+    .bind(m.from.0)
+    .bind(after)
+    .bind(m.migration)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?)
 }
 
 /// Moves up to `batch_rows` messages of one contact_inbox's conversations ahead of them.
@@ -150,6 +166,7 @@ async fn apply(
     let mut targets = Targets::default();
     let mut merged = Vec::new();
     let mut contact_merges: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut staying = Vec::new();
     for (source, fate) in sources.iter().zip(fates) {
         match fate {
             Fate::Move { source_id } => {
@@ -169,12 +186,10 @@ async fn apply(
                     contact_merges.entry(from).or_insert(to);
                 }
             }
-            Fate::Stays { reason } => {
-                record_left_behind(tx, m.migration, source, reason).await?;
-                done.left_behind += 1;
-            }
+            Fate::Stays { reason } => staying.push((source, reason.as_str())),
         }
     }
+    done.left_behind = record_left_behind(tx, m.migration, &staying).await?;
     done.contact_inboxes_moved = move_contact_inboxes(tx, m, &moving).await?;
     let conversations = move_conversations(tx, m, &targets).await?;
     done.conversations = conversations.len() as i64;
@@ -188,25 +203,37 @@ async fn apply(
     Ok(done)
 }
 
+/// The batch's contact_inboxes that stay, with why: one statement.
 async fn record_left_behind(
     tx: &mut PgConnection,
     migration: i64,
-    source: &ContactInbox,
-    reason: &str,
-) -> Result<(), ChatwootError> {
+    staying: &[(&ContactInbox, &str)],
+) -> Result<i64, ChatwootError> {
+    if staying.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = staying.iter().map(|(s, _)| s.id).collect();
+    let contacts: Vec<Option<i64>> = staying.iter().map(|(s, _)| s.contact_id).collect();
+    let names: Vec<Option<String>> = staying.iter().map(|(s, _)| s.name.clone()).collect();
+    let identities: Vec<String> = staying
+        .iter()
+        .map(|(s, _)| s.identifier.clone().unwrap_or_else(|| s.source_id.clone()))
+        .collect();
+    let reasons: Vec<&str> = staying.iter().map(|(_, reason)| *reason).collect();
     sqlx::query(
         "INSERT INTO ferry.left_behind (migration_id, contact_inbox_id, contact_id, name, source_id, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[]) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(migration)
-    .bind(source.id)
-    .bind(source.contact_id)
-    .bind(&source.name)
-    .bind(source.identifier.as_deref().unwrap_or(&source.source_id))
-    .bind(reason)
+    .bind(ids)
+    .bind(contacts)
+    .bind(names)
+    .bind(identities)
+    .bind(reasons)
     .execute(tx)
     .await?;
-    Ok(())
+    Ok(staying.len() as i64)
 }
 
 /// Contact_inboxes that move, with their `source_id` in the destination's format: in one pass where the
@@ -433,6 +460,17 @@ async fn drop_merged_contact_inboxes(
         |q| q.bind(ids).bind(from),
     )
     .await?;
+    record_merges(tx, m.migration, merged).await?;
+    Ok(dropped.len() as i64)
+}
+
+/// What merged into what, for the result: one statement.
+async fn record_merges(
+    tx: &mut PgConnection,
+    migration: i64,
+    merged: &[(&ContactInbox, &Fate)],
+) -> Result<(), ChatwootError> {
+    let mut rows = MergeRows::default();
     for (source, fate) in merged {
         if let Fate::Merge {
             into,
@@ -441,26 +479,49 @@ async fn drop_merged_contact_inboxes(
             destination_identity,
         } = fate
         {
-            sqlx::query(
-                "INSERT INTO ferry.merges (migration_id, source_contact_inbox_id, destination_contact_inbox_id, \
-                     source_contact_id, destination_contact_id, contact_merged, name, source_identity, \
-                     destination_identity) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(m.migration)
-            .bind(source.id)
-            .bind(into)
-            .bind(source.contact_id)
-            .bind(contact_id)
-            .bind(source.contact_id != *contact_id)
-            .bind(&source.name)
-            .bind(identity)
-            .bind(destination_identity)
-            .execute(&mut *tx)
-            .await?;
+            rows.source.push(source.id);
+            rows.destination.push(*into);
+            rows.source_contact.push(source.contact_id);
+            rows.destination_contact.push(*contact_id);
+            rows.contact_merged.push(source.contact_id != *contact_id);
+            rows.name.push(source.name.clone());
+            rows.identity.push(identity.clone());
+            rows.destination_identity.push(destination_identity.clone());
         }
     }
-    Ok(dropped.len() as i64)
+    sqlx::query(
+        "INSERT INTO ferry.merges (migration_id, source_contact_inbox_id, destination_contact_inbox_id, \
+             source_contact_id, destination_contact_id, contact_merged, name, source_identity, \
+             destination_identity) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bool[], \
+             $7::text[], $8::text[], $9::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(migration)
+    .bind(rows.source)
+    .bind(rows.destination)
+    .bind(rows.source_contact)
+    .bind(rows.destination_contact)
+    .bind(rows.contact_merged)
+    .bind(rows.name)
+    .bind(rows.identity)
+    .bind(rows.destination_identity)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// `ferry.merges` rows as columns.
+#[derive(Default)]
+struct MergeRows {
+    source: Vec<i64>,
+    destination: Vec<i64>,
+    source_contact: Vec<Option<i64>>,
+    destination_contact: Vec<Option<i64>>,
+    contact_merged: Vec<bool>,
+    name: Vec<Option<String>>,
+    identity: Vec<String>,
+    destination_identity: Vec<String>,
 }
 
 /// After the last batch: what Chatwoot wrote to the source meanwhile for what already moved (a message created

@@ -156,9 +156,13 @@ async fn begin_batch(
     opts: &RunOptions<'_>,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ChatwootError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = '2s'")
-        .execute(&mut *tx)
-        .await?;
+    // A lock Chatwoot holds makes the batch retry rather than wait. A commit need not wait for its WAL flush:
+    // a batch lost in a server crash is lost whole, journal and progress with it, and the run redoes it.
+    sqlx::query(
+        "SELECT set_config('lock_timeout', '2s', true), set_config('synchronous_commit', 'off', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
     if !bookkeeping::renew(&mut tx, migration, &opts.owner, opts.lease_secs).await? {
         return Err(ChatwootError::LeaseLost(migration));
     }
