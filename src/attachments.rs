@@ -154,14 +154,30 @@ impl AttachmentStore {
     }
 
     pub async fn get(&self, storage_key: &str) -> std::io::Result<Vec<u8>> {
+        let got = self.open(storage_key).await?;
+        Ok(got.bytes().await.map_err(std::io::Error::other)?.to_vec())
+    }
+
+    /// The blob as a stream of chunks, for a response that need not hold it whole.
+    pub async fn stream(
+        &self,
+        storage_key: &str,
+    ) -> std::io::Result<
+        impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static,
+    > {
+        use futures::TryStreamExt;
+        let got = self.open(storage_key).await?;
+        Ok(got.into_stream().map_err(std::io::Error::other))
+    }
+
+    async fn open(&self, storage_key: &str) -> std::io::Result<object_store::GetResult> {
         if storage_key.contains("..") || storage_key.starts_with('/') {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "bad storage key",
             ));
         }
-        let got = self
-            .store
+        self.store
             .get(&self.path(storage_key))
             .await
             .map_err(|e| match e {
@@ -169,8 +185,7 @@ impl AttachmentStore {
                     std::io::Error::new(std::io::ErrorKind::NotFound, e)
                 }
                 other => std::io::Error::other(other),
-            })?;
-        Ok(got.bytes().await.map_err(std::io::Error::other)?.to_vec())
+            })
     }
 }
 

@@ -4,6 +4,7 @@
 //! `sqlite.rs`, `queries/pg/…` beside `queries/sqlite/…`). Each database owns its migrations.
 
 mod bench;
+mod browse;
 mod common;
 pub(crate) mod db;
 mod health;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use bench::BenchStore;
+pub use browse::{BrowseStore, ContactNote, ConversationSummary};
 pub use db::SqlStore;
 pub use health::WriteHealth;
 pub use imports::*;
@@ -244,6 +246,7 @@ pub trait Store:
     + JobStore
     + BenchStore
     + WebStore
+    + BrowseStore
     + Send
     + Sync
     + 'static

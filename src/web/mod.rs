@@ -3,6 +3,7 @@
 //! administrator actions are hidden from agents and refused by the server anyway.
 
 mod auth;
+mod conversations;
 mod import;
 mod inboxes;
 mod integrations;
@@ -25,6 +26,7 @@ pub fn router() -> Router<Ferry> {
     let app = Router::new()
         .merge(auth::app_router())
         .merge(inboxes::router())
+        .merge(conversations::router())
         .merge(migration::router())
         .merge(integrations::router())
         .merge(import::router())

@@ -462,6 +462,245 @@ pub async fn admin_migrates_and_reverts_an_inbox_in_the_browser(db: Db) {
     let _ = stop.send(true);
 }
 
+/// A moved conversation opens in the destination inbox with its whole thread, its contact's note and label and
+/// an image attachment shown inline; after the revert, in the source. Search finds it by phone; the attachment
+/// is served with its stored type to members of the account only.
+pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
+    let app = spawn_app(db).await;
+    let (report, token) = seeded(&app, 20, 0.3).await;
+    let account = report.account_id;
+    web_user(
+        &app,
+        account,
+        "alex@clinic.test",
+        Role::Administrator,
+        false,
+    )
+    .await;
+    let (source, destination) = (
+        inbox_of(&report, ChannelType::Evolution),
+        inbox_of(&report, ChannelType::WhatsappCloud),
+    );
+    let conversation = scalar(
+        &app,
+        format!(
+            "SELECT c.id FROM conversations c JOIN contact_inboxes ci ON ci.id = c.contact_inbox_id \
+             JOIN contacts ct ON ct.id = c.contact_id WHERE c.inbox_id = {source} \
+             AND ci.wa_identity NOT LIKE '%@%' AND ci.wa_identity NOT LIKE '%.%' AND ct.phone_number IS NOT NULL ORDER BY \
+             (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) DESC, c.id LIMIT 1"
+        ),
+    )
+    .await;
+    let messages = scalar(
+        &app,
+        format!("SELECT COUNT(*) FROM messages WHERE conversation_id = {conversation}"),
+    )
+    .await;
+    let attachment = attach_receipt(&app, account, conversation).await;
+    let contact = scalar(
+        &app,
+        format!("SELECT contact_id FROM conversations WHERE id = {conversation}"),
+    )
+    .await;
+    app.execute(format!(
+        "INSERT INTO contact_notes (account_id, contact_id, content) \
+         VALUES ({account}, {contact}, 'Prefers afternoon calls')"
+    ))
+    .await;
+    app.execute(format!(
+        "INSERT INTO contact_labels (contact_id, label) VALUES ({contact}, 'vip-customer')"
+    ))
+    .await;
+
+    let url = format!("/api/v1/accounts/{account}/inboxes/{source}/migrations");
+    let created = app
+        .post_json(
+            &url,
+            Some(&token),
+            &json!({"destination_inbox_id": destination}),
+        )
+        .await;
+    assert_eq!(created.0, 201, "{}", created.1);
+    app.drain_worker().await;
+
+    let b = Browser::open(&app, db).await;
+    b.sign_in("alex@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    let cloud_name = &report
+        .inboxes
+        .iter()
+        .find(|i| i.id == destination)
+        .unwrap()
+        .name;
+    b.wait(&format!("//a[normalize-space()='{cloud_name}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//h1[normalize-space()='Conversations']").await;
+    b.screenshot("conversations").await;
+    // Found by the phone number of its contact (merged or not, the conversation's contact now).
+    let phone = app
+        .texts(&format!(
+            "SELECT ct.phone_number FROM conversations c JOIN contacts ct ON ct.id = c.contact_id \
+             WHERE c.id = {conversation}"
+        ))
+        .await
+        .remove(0)
+        .unwrap();
+    let search = b.field("Search by contact name or phone").await;
+    search.send_keys(&phone[phone.len() - 6..]).await.unwrap();
+    b.button("Search").await.click().await.unwrap();
+    b.wait(&format!("//tr[@data-conversation='{conversation}']//a"))
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // The whole thread, in the destination inbox, with what the contact carries.
+    b.wait(&format!("//section[@data-conversation='{conversation}']"))
+        .await;
+    let shown = b
+        .client
+        .find_all(Locator::XPath("//li[@data-message]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(shown as i64, messages.min(100));
+    let text = b.text().await;
+    assert!(text.contains(cloud_name), "{text}");
+    assert!(text.contains("Prefers afternoon calls"), "{text}");
+    assert!(text.contains("vip-customer"), "{text}");
+    assert!(text.contains("Download receipt.png"), "{text}");
+    let loaded = b
+        .client
+        .execute(
+            "const i = document.querySelector('.msg-attachment img'); \
+             return i && i.complete ? i.naturalWidth : 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded.as_i64(), Some(48), "the image shows inline");
+    b.screenshot("conversation").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.screenshot("conversation-phone").await;
+    b.goto(&format!(
+        "/app/accounts/{account}/inboxes/{destination}/conversations"
+    ))
+    .await;
+    b.wait("//h1[normalize-space()='Conversations']").await;
+    b.screenshot("conversations-phone").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+
+    // The attachment: its bytes and type to the signed-in member, nothing to anyone else.
+    let session = b.cookie("ferry_session").await;
+    let path = format!("/app/accounts/{account}/attachments/{attachment}");
+    let got = no_redirects()
+        .get(format!("{}{path}", app.base))
+        .header("cookie", format!("ferry_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), RECEIPT_PNG);
+    let signed_out = no_redirects()
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_out.status().is_redirection(),
+        "{}",
+        signed_out.status()
+    );
+    let other = ferry::datagen::seed_account(
+        &app.ferry,
+        &ferry::datagen::SeedOptions {
+            conversations: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let other_conversation = scalar(
+        &app,
+        format!(
+            "SELECT MIN(id) FROM conversations WHERE account_id = {}",
+            other.account_id
+        ),
+    )
+    .await;
+    let foreign = attach_receipt(&app, other.account_id, other_conversation).await;
+    for path in [
+        format!("/app/accounts/{account}/attachments/{foreign}"),
+        format!("/app/accounts/{}/attachments/{foreign}", other.account_id),
+        format!(
+            "/app/accounts/{}/conversations/{other_conversation}",
+            other.account_id
+        ),
+        format!("/app/accounts/{account}/conversations/{other_conversation}"),
+    ] {
+        let (status, _) = get_page(&app, &session, &path).await;
+        assert!(matches!(status, 403 | 404), "{path}: {status}");
+    }
+
+    // Reverted: the same conversation is in the source again.
+    let id = created.1["id"].as_i64().unwrap();
+    let reverted = app
+        .post_json(&format!("{url}/{id}/revert"), Some(&token), &json!({}))
+        .await;
+    assert!(reverted.0.is_success(), "{}", reverted.1);
+    app.drain_worker().await;
+    b.goto(&format!(
+        "/app/accounts/{account}/conversations/{conversation}"
+    ))
+    .await;
+    let source_name = &report.inboxes.iter().find(|i| i.id == source).unwrap().name;
+    b.wait(&format!(
+        "//nav[@class='breadcrumbs']/a[normalize-space()='{source_name}']"
+    ))
+    .await;
+    let shown = b
+        .client
+        .find_all(Locator::XPath("//li[@data-message]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(shown as i64, messages.min(100));
+    b.goto(&format!(
+        "/app/accounts/{account}/inboxes/{source}/conversations?q=no-such-person"
+    ))
+    .await;
+    b.wait("//h2[contains(., 'No conversation matches')]").await;
+}
+
+const RECEIPT_PNG: &[u8] = include_bytes!("fixtures/receipt.png");
+
+/// A stored PNG on the first message of a conversation; the attachment's id.
+async fn attach_receipt(app: &TestApp, account: i64, conversation: i64) -> i64 {
+    let blob = app.ferry.attachments.put(RECEIPT_PNG).await.unwrap();
+    let message = scalar(
+        app,
+        format!("SELECT MIN(id) FROM messages WHERE conversation_id = {conversation}"),
+    )
+    .await;
+    app.execute(format!(
+        "INSERT INTO attachments (account_id, message_id, file_type, content_type, file_name, byte_size, \
+         storage_key, checksum, status) VALUES ({account}, {message}, 'image', 'image/png', 'receipt.png', \
+         {}, '{}', '{}', 'ready')",
+        blob.byte_size, blob.storage_key, blob.checksum
+    ))
+    .await;
+    scalar(
+        app,
+        format!("SELECT MAX(id) FROM attachments WHERE message_id = {message}"),
+    )
+    .await
+}
+
 /// An agent reads but cannot reach the migration form; a post without the session's CSRF token is refused;
 /// repeated failed sign-ins are throttled.
 pub async fn agents_forged_posts_and_guessers_are_refused(db: Db) {
@@ -1028,6 +1267,7 @@ pub fn suite() -> Vec<crate::Test> {
             agents_forged_posts_and_guessers_are_refused,
             integrations_reveal_rotate_and_cut_over_in_the_browser,
             import_timeline_advances_in_the_browser,
+            moved_conversations_are_read_in_the_browser,
         ),
         without_database!("sqlite", [crate::Service::Browser]; demo_newcomer_does_everything_in_the_browser),
     ]
