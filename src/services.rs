@@ -85,8 +85,9 @@ pub struct Ferry {
 pub enum OpenError {
     #[error(transparent)]
     Secrets(#[from] SecretsError),
-    #[error("cannot open the database {url}: {source}")]
-    Store { url: String, source: StoreError },
+    // The cause is in the message, not a `#[source]` a cause chain would print twice.
+    #[error("cannot open the database {url}: {cause}")]
+    Store { url: String, cause: StoreError },
     #[error(transparent)]
     Redis(#[from] crate::webhooks::routing::RedisError),
     #[error(transparent)]
@@ -102,9 +103,9 @@ impl Ferry {
         let url = config.effective_database_url();
         let store = store::connect(&url)
             .await
-            .map_err(|source| OpenError::Store {
+            .map_err(|cause| OpenError::Store {
                 url: crate::config::redact_url(&url),
-                source,
+                cause,
             })?;
         // Bounded (100k tokens ≈ tens of MB) and short-lived: without Redis, the TTL is how long a change made on
         // another node can go unseen.

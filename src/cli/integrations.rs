@@ -231,13 +231,13 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             }
             return Ok(());
         }
-        IntegrationsCommand::Check {
-            quiet_days,
-            json: _,
-        } => {
-            print_json(&json!(
-                crate::webhooks::cutover::check(&ferry, quiet_days).await?
-            ));
+        IntegrationsCommand::Check { quiet_days, json } => {
+            let report = crate::webhooks::cutover::check(&ferry, quiet_days).await?;
+            if json {
+                print_json(&json!(report));
+            } else {
+                print_check(&report);
+            }
             return Ok(());
         }
         IntegrationsCommand::Test { id, url, json: _ } => return test(&ferry, id, url).await,
@@ -247,19 +247,29 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             all: _,
             dry_run,
             include_disabled,
-            json: _,
-        } => return cutover(&ferry, instance, dry_run, include_disabled).await,
+            json,
+        } => return cutover(&ferry, instance, dry_run, include_disabled, json).await,
         IntegrationsCommand::Cleanup {
             quiet_days,
             force,
-            json: _,
+            json,
         } => {
-            print_json(&json!(
-                crate::webhooks::cutover::cleanup(&ferry, quiet_days, force, None).await?
-            ));
+            let report = crate::webhooks::cutover::cleanup(&ferry, quiet_days, force, None).await?;
+            if json {
+                print_json(&json!(report));
+            } else {
+                println!(
+                    "cleaned up{}: {} legacy rows backed up to {}; legacy route {}, legacy tables {}",
+                    if report.forced { " (forced)" } else { "" },
+                    report.rows_backed_up,
+                    report.backup,
+                    report.legacy_route,
+                    report.legacy_tables
+                );
+            }
             return Ok(());
         }
-        IntegrationsCommand::Verify { json: _ } => return verify(&ferry).await,
+        IntegrationsCommand::Verify { json } => return verify(&ferry, json).await,
         IntegrationsCommand::Migrate { dry_run, json } => {
             return migrate(&ferry, dry_run, json).await;
         }
@@ -324,6 +334,7 @@ async fn cutover(
     instance: Option<String>,
     dry_run: bool,
     include_disabled: bool,
+    json: bool,
 ) -> anyhow::Result<()> {
     use crate::webhooks::cutover::{CutoverOptions, CutoverScope};
     let scope = instance.map_or(CutoverScope::All, CutoverScope::Instance);
@@ -333,7 +344,23 @@ async fn cutover(
         by: None,
     };
     let report = crate::webhooks::cutover::cutover(ferry, scope, options).await?;
-    print_json(&json!(report));
+    if json {
+        print_json(&json!(report));
+    } else {
+        println!(
+            "{}{} instance(s) re-pointed at their token URL, {} skipped",
+            if dry_run { "dry run: would have " } else { "" },
+            report.done.len(),
+            report.skipped.len()
+        );
+        for done in &report.done {
+            println!(
+                "  {}: {}",
+                done["instance"].as_str().unwrap_or("?"),
+                done["to"].as_str().unwrap_or("")
+            );
+        }
+    }
     for skipped in &report.skipped {
         eprintln!("skipped {}: {}", skipped["instance"], skipped["reason"]);
     }
@@ -378,9 +405,38 @@ async fn migrate(ferry: &Ferry, dry_run: bool, json: bool) -> anyhow::Result<()>
 }
 
 /// Compares the legacy rows with the integrations (`integrations verify`): fails when they differ.
-async fn verify(ferry: &Ferry) -> anyhow::Result<()> {
+async fn verify(ferry: &Ferry, json: bool) -> anyhow::Result<()> {
     let report = crate::webhooks::cutover::verify(ferry).await?;
-    print_json(&json!(report));
+    if json {
+        print_json(&json!(report));
+    } else {
+        println!(
+            "legacy rows {}, integrations from them {}: {}",
+            report.legacy_rows,
+            report.migrated_rows,
+            if report.agree {
+                "they agree key by key and field by field"
+            } else {
+                "they differ"
+            }
+        );
+        for key in &report.missing {
+            println!("  missing  {} {}", key.provider, key.key);
+        }
+        for key in &report.extra {
+            println!("  extra    {} {}", key.provider, key.key);
+        }
+        for row in &report.different {
+            let fields: Vec<&str> = row.fields.keys().map(String::as_str).collect();
+            println!(
+                "  differs  {} {} (integration {}): {}",
+                row.provider,
+                row.key,
+                row.integration_id,
+                fields.join(", ")
+            );
+        }
+    }
     if !report.agree {
         anyhow::bail!(
             "the legacy rows and the integrations differ: {} missing, {} extra, {} different",
@@ -390,6 +446,53 @@ async fn verify(ferry: &Ferry) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `integrations check` for a person: what the cut-over would find.
+fn print_check(report: &crate::webhooks::cutover::CheckReport) {
+    for (name, table) in [
+        ("evolution_instances", &report.evolution_instances),
+        (
+            "whatsapp_business_configs",
+            &report.whatsapp_business_configs,
+        ),
+    ] {
+        println!(
+            "{name}: {} rows, {} migrated, {} in error, {} not migrated, {} unmapped",
+            table.total,
+            table.migrated,
+            table.error,
+            table.not_migrated.len(),
+            table.unmapped.len()
+        );
+    }
+    for i in &report.integrations_without_usable_token {
+        println!(
+            "integration {} ({} {}): {}",
+            i.integration_id,
+            i.provider,
+            i.key.as_deref().unwrap_or("-"),
+            i.reason
+        );
+    }
+    for d in &report.duplicate_integrations {
+        println!("duplicate integrations for {} {}", d.provider, d.key);
+    }
+    let route = &report.legacy_route;
+    println!(
+        "legacy route {}: {} instance(s) used it in the last {} days",
+        if route.enabled { "on" } else { "off" },
+        route.hits.len(),
+        route.quiet_days
+    );
+    for h in &route.hits {
+        println!(
+            "  {}: {} hits, last {}",
+            h.instance_name,
+            h.hits,
+            h.last_hit_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
 }
 
 /// Sends a signed test message through the integration's own webhook URL (`integrations test`).

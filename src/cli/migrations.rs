@@ -90,6 +90,9 @@ pub enum MigrationsCommand {
     /// here with a progress bar unless --detach
     Revert {
         id: i64,
+        /// Do not ask for the typed confirmation (REVERT)
+        #[arg(long)]
+        yes: bool,
         /// Queue it and return; a worker (`ferry worker` or `ferry serve`) runs it
         #[arg(long)]
         detach: bool,
@@ -337,8 +340,16 @@ pub async fn migrations(ferry: Ferry, command: MigrationsCommand) -> anyhow::Res
             let m = ferry.store.get_inbox_migration(id).await?;
             (im::retry(&ferry, m.account_id, None, id, None).await?, json)
         }
-        MigrationsCommand::Revert { id, detach, json } => {
+        MigrationsCommand::Revert {
+            id,
+            yes,
+            detach,
+            json,
+        } => {
             let m = ferry.store.get_inbox_migration(id).await?;
+            if !yes {
+                super::confirm("REVERT")?;
+            }
             let queued = im::revert(&ferry, m.account_id, None, id, None).await?;
             if detach {
                 (queued, json)

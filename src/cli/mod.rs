@@ -166,6 +166,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Show { json },
         } => show_config(&cli.config, json),
         command => {
+            let embedded = embedded_database(&cli.config);
+            if let Some(db) = &embedded
+                && !matches!(
+                    command,
+                    Command::Serve { .. } | Command::Db { .. } | Command::Demo { .. }
+                )
+            {
+                ensure_data_exists(&cli.config, db)?;
+            }
+            // Held until the server stops: the kernel drops it with the process, however it ends.
+            let _serving = match (&command, &embedded) {
+                (Command::Serve { .. }, Some(db)) => Some(lock_serving(db)?),
+                _ => None,
+            };
             if let Command::Serve { demo: true, .. } = &command
                 && cli.config.legacy.export_dir.is_none()
                 && cli.config.legacy.api_url.is_none()
@@ -177,6 +191,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_on_database(ferry, command).await
         }
     }
+}
+
+/// The SQLite file ferry's database is in, when it is one.
+fn embedded_database(config: &Config) -> Option<std::path::PathBuf> {
+    let url = config.effective_database_url();
+    let path = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// A command that reads ferry's data refuses a data directory that was never created, instead of making an
+/// empty one: a mistyped `--data-dir` would otherwise look like an installation without data.
+fn ensure_data_exists(config: &Config, db: &std::path::Path) -> anyhow::Result<()> {
+    if db.exists() {
+        return Ok(());
+    }
+    let dir = db.parent().unwrap_or(std::path::Path::new("."));
+    let near: std::collections::BTreeSet<String> =
+        [std::path::Path::new("."), dir.parent().unwrap_or(dir)]
+            .iter()
+            .filter_map(|root| std::fs::read_dir(root).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| p.join("ferry.db").is_file() && p.as_path() != dir)
+            .map(|p| p.display().to_string())
+            .collect();
+    let near: Vec<String> = near.into_iter().take(3).collect();
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!(" did you mean --data-dir {}?", near.join(" or "))
+    };
+    let what = if config
+        .database_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        format!("no ferry database at {}:", db.display())
+    } else {
+        format!("no ferry data in {}:", dir.display())
+    };
+    anyhow::bail!("{what}{hint} `ferry serve` (or `ferry db migrate`) creates it")
+}
+
+/// One `ferry serve` per SQLite database: a second one is refused with the first one's pid (an exclusive
+/// `flock` on a file beside it, released by the kernel when the holder exits, however it ends).
+fn lock_serving(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let path = std::path::PathBuf::from(format!("{}.serve.lock", db.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        anyhow::bail!(
+            "another ferry serve (pid {}) is using {}: stop it first, or give this one another --data-dir",
+            pid.trim(),
+            db.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// The commands that work on ferry's database.

@@ -106,17 +106,34 @@ pub async fn worker(ferry: Ferry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's accounts that wait in the legacy export, and how to import them.
+/// The demo's legacy accounts: waiting in the legacy export (and how to import them), being imported, or
+/// imported already (a restarted demo says so).
 async fn print_imports(ferry: &Ferry, demo_account: i64) {
     for id in demo_account + 1..=demo_account + 2 {
-        if let Ok(account) = ferry.store.get_account(id).await
-            && account.legacy_ref.is_some()
-        {
-            println!(
-                "account {id} ({}) waits in the legacy export: import it at /app/accounts/{id}/import, with \
-                 `ferry import account {id}` or POST /api/v1/accounts/{id}/migrate",
-                account.name
-            );
+        let Ok(account) = ferry.store.get_account(id).await else {
+            continue;
+        };
+        if account.legacy_ref.is_none() {
+            continue;
+        }
+        let name = &account.name;
+        let page = format!("/app/accounts/{id}/import");
+        match account.migration_status.as_deref() {
+            None | Some("not-started") => println!(
+                "account {id} ({name}) waits in the legacy export: import it at {page}, with \
+                 `ferry import account {id}` or POST /api/v1/accounts/{id}/migrate"
+            ),
+            Some("completed") => {
+                println!("account {id} ({name}) was imported from the legacy export: see {page}")
+            }
+            Some("not-needed") => {}
+            Some(failed) if failed.ends_with("failure") => println!(
+                "account {id} ({name}): its import stopped ({failed}); resume it at {page} or with \
+                 `ferry import account {id}`"
+            ),
+            Some(other) => {
+                println!("account {id} ({name}) is being imported ({other}): follow it at {page}")
+            }
         }
     }
 }

@@ -642,7 +642,7 @@ async fn later_migration(
 
 /// The completed migration whose redirect sends `inbox`'s webhooks elsewhere now (the newest redirecting one
 /// from it, unless a later one brought conversations back into it): what the route query computes.
-fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMigration> {
+pub fn active_redirect(migrations: &[InboxMigration], inbox: i64) -> Option<&InboxMigration> {
     let completed = |m: &&InboxMigration| m.status == MigrationStatus::Completed;
     let order = |m: &InboxMigration| (m.completed_at, m.id);
     let redirecting = migrations

@@ -133,8 +133,12 @@ pub enum StoreError {
     Secrets(#[from] SecretsError),
     #[error("unsupported database URL {0:?}: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
+    /// The database could not be reached or opened, said with what to do.
+    #[error("{0}")]
+    Connect(String),
+    // Not a `#[source]`: sqlx's message already holds its cause, which a cause chain would print again.
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]

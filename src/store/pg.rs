@@ -7,15 +7,50 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{ImportMessage, Result};
+use super::{ImportMessage, Result, StoreError};
 
 pub(super) async fn connect(url: &str) -> Result<PgPool> {
+    diagnose(url).await?;
     Ok(PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(15))
         .after_release(super::health::released_clean)
         .connect(url)
         .await?)
+}
+
+/// One connection first, within 5 s, so that what a person can fix is said in one line with what to do: no
+/// server answering, a database that does not exist yet, a refused user.
+async fn diagnose(url: &str) -> Result<()> {
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+    let place = format!("{}:{}", options.get_host(), options.get_port());
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    let user = options.get_username().to_owned();
+    let refused = |message: String| Err(StoreError::Connect(message));
+    match tokio::time::timeout(Duration::from_secs(5), options.connect()).await {
+        Err(_) => refused(format!(
+            "no answer from PostgreSQL at {place} within 5 s: is it running, and is that its host and port?"
+        )),
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Database(e))) => match e.code().as_deref() {
+            Some("3D000") => refused(format!(
+                "database {database} does not exist: create it with `createdb {database}`"
+            )),
+            Some("28P01" | "28000") => refused(format!(
+                "PostgreSQL at {place} refused user {user}: {}",
+                e.message()
+            )),
+            _ => Err(StoreError::Database(sqlx::Error::Database(e))),
+        },
+        Ok(Err(sqlx::Error::Io(e))) => refused(format!(
+            "cannot reach PostgreSQL at {place}: {e} (is it running, and is that its host and port?)"
+        )),
+        Ok(Err(e)) => Err(StoreError::Database(e)),
+    }
 }
 
 /// `(legacy_thread_id, conversation id)` of the account's conversations imported from these threads. One

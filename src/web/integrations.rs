@@ -285,7 +285,15 @@ async fn cutover_step(
         },
         offer_migrate: shown.offer_migrate,
     };
-    Ok(html(&part))
+    let mut response = html(&part);
+    // What changed the integrations refreshes their table on the page (it listens for this event).
+    if ok && matches!(step.as_str(), "migrate" | "cleanup") {
+        response.headers_mut().insert(
+            "hx-trigger",
+            axum::http::HeaderValue::from_static("integrations-changed"),
+        );
+    }
+    Ok(response)
 }
 
 /// What a cut-over step shows besides its title: facts, lists, and whether the real migration may follow.

@@ -521,17 +521,36 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         )
         .await;
     assert_eq!(created.0, 201, "{}", created.1);
-    app.drain_worker().await;
 
+    // The inbox list says what migrations do: queued, then migrated, and where the source's webhooks go.
     let b = Browser::open(&app, db).await;
     b.sign_in("alex@clinic.test", PASSWORD).await;
     b.wait("//h1[normalize-space()='Inboxes']").await;
-    let cloud_name = &report
-        .inboxes
-        .iter()
-        .find(|i| i.id == destination)
-        .unwrap()
-        .name;
+    let name_of = |id: i64| {
+        report
+            .inboxes
+            .iter()
+            .find(|i| i.id == id)
+            .unwrap()
+            .name
+            .clone()
+    };
+    let (cloud_name, source_name) = (&name_of(destination), &name_of(source));
+    b.wait(&format!(
+        "//a[@data-migration-note][normalize-space()='Queued to migrate to {cloud_name}']"
+    ))
+    .await;
+    app.drain_worker().await;
+    b.goto(&format!("/app/accounts/{account}/inboxes")).await;
+    b.wait(&format!(
+        "//a[@data-migration-note][starts-with(normalize-space(), 'Migrated to {cloud_name} on ')]"
+    ))
+    .await;
+    b.wait(&format!(
+        "//a[@data-migration-note][normalize-space()=\"Receives {source_name}'s webhooks (redirected)\"]"
+    ))
+    .await;
+    b.screenshot("inboxes-migrated").await;
     b.wait(&format!("//a[normalize-space()='{cloud_name}']"))
         .await
         .click()
@@ -658,7 +677,6 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         "/app/accounts/{account}/conversations/{conversation}"
     ))
     .await;
-    let source_name = &report.inboxes.iter().find(|i| i.id == source).unwrap().name;
     b.wait(&format!(
         "//nav[@class='breadcrumbs']/a[normalize-space()='{source_name}']"
     ))
@@ -675,6 +693,15 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
     ))
     .await;
     b.wait("//h2[contains(., 'No conversation matches')]").await;
+    b.goto(&format!("/app/accounts/{account}/inboxes")).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    let notes = b
+        .client
+        .find_all(Locator::XPath("//*[@data-migration-note]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(notes, 0, "a reverted migration leaves no note");
 }
 
 const RECEIPT_PNG: &[u8] = include_bytes!("fixtures/receipt.png");
@@ -1017,6 +1044,26 @@ pub async fn integrations_reveal_rotate_and_cut_over_in_the_browser(db: Db) {
     .click()
     .await
     .unwrap();
+    // The dialog fits a 1280 px window: its text wraps, nothing scrolls sideways.
+    b.client.set_window_size(1280, 900).await.unwrap();
+    let overflow = b
+        .client
+        .execute(
+            &format!(
+                "const d = document.getElementById('rotate-{id}'); \
+                 return [d.scrollWidth - d.clientWidth, \
+                         document.documentElement.scrollWidth - document.documentElement.clientWidth];"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        json!([0, 0]),
+        "sideways overflow of the rotate dialog"
+    );
+    b.screenshot("integrations-rotate-dialog").await;
     b.field("Old URL keeps working for")
         .await
         .select_by_label("No time: stop it now")
@@ -1085,6 +1132,35 @@ pub async fn integrations_reveal_rotate_and_cut_over_in_the_browser(db: Db) {
         after > before,
         "the migration created no integration ({after})"
     );
+    // The table shows the account's without a reload.
+    let after = scalar(
+        &app,
+        format!("SELECT COUNT(*) FROM integrations WHERE account_id = {account}"),
+    )
+    .await;
+    for _ in 0..100 {
+        let rows = b
+            .client
+            .find_all(Locator::XPath("//div[@id='integrations-table']//tbody/tr"))
+            .await
+            .unwrap()
+            .len() as i64;
+        if rows == after {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = b
+        .client
+        .find_all(Locator::XPath("//div[@id='integrations-table']//tbody/tr"))
+        .await
+        .unwrap()
+        .len() as i64;
+    assert_eq!(
+        rows, after,
+        "the integrations table is stale after Migrate now"
+    );
+    b.screenshot("integrations-after-migrate").await;
 }
 
 /// The import page: not-started with "Start import", the timeline advancing through the stages without a
@@ -1179,7 +1255,7 @@ pub async fn import_timeline_advances_in_the_browser(db: Db) {
 /// the integrations, and an account import, all from the browser (the server's own worker does the work).
 pub async fn demo_newcomer_does_everything_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _, output) = crate::cli::start_demo(dir.path()).await;
+    let (url, _, output, _server) = crate::cli::start_demo(dir.path()).await;
     let login = output
         .lines()
         .find_map(|l| l.trim().strip_prefix("administrator: email "))

@@ -188,7 +188,16 @@ pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
 /// `ferry serve --demo` on an empty data dir: prints a token that works; a second start keeps the data.
 pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, token, first_output) = start_demo(dir.path()).await;
+    let (url, token, first_output, mut first) = start_demo(dir.path()).await;
+    // A second server on the same data directory is refused with the first one's pid.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("FERRY_DATA_DIR", dir.path())
+        .env_remove("FERRY_DATABASE_URL")
+        .env("FERRY_LOG", "warn")
+        .output()
+        .unwrap();
+    one_line_failure(&second, "another ferry serve (pid ");
     let client = reqwest::Client::new();
     let inboxes: Value = client
         .get(format!("{url}/api/v1/accounts/1/inboxes"))
@@ -250,10 +259,19 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
     assert_eq!(view["counts"]["threads"], 400);
     assert_eq!(view["counts"]["messages"], 400 * 25);
 
-    let (url, again, second_output) = start_demo(dir.path()).await;
+    // Restarted on the same data (the first one stopped: two are refused, as above).
+    first.kill().await.unwrap();
+    let (url, again, second_output, _second) = start_demo(dir.path()).await;
     assert_eq!(again, token);
     assert!(
         second_output.contains("using the existing data"),
+        "{second_output}"
+    );
+    // The restarted demo knows account 2 was imported.
+    assert!(
+        second_output
+            .contains("account 2 (Padaria Estrela (legacy)) was imported from the legacy export")
+            && !second_output.contains("account 2 (Padaria Estrela (legacy)) waits"),
         "{second_output}"
     );
     let inboxes: Value = client
@@ -278,9 +296,11 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
     assert_eq!(none["error"]["code"], "not_found", "no other demo account");
 }
 
-/// Starts the demo server, returns its URL, the printed token and everything printed up to "listening", and
-/// leaves the process to be killed when its handle drops.
-pub(crate) async fn start_demo(data_dir: &std::path::Path) -> (String, String, String) {
+/// Starts the demo server, returns its URL, the printed token, everything printed up to "listening", and the
+/// process (killed when dropped).
+pub(crate) async fn start_demo(
+    data_dir: &std::path::Path,
+) -> (String, String, String, tokio::process::Child) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
         .env("FERRY_DATA_DIR", data_dir)
@@ -312,12 +332,9 @@ pub(crate) async fn start_demo(data_dir: &std::path::Path) -> (String, String, S
         .unwrap_or_else(|| panic!("no token in: {output}"))
         .trim()
         .to_owned();
-    // Keep the child alive for the caller's requests: leak it into a task that ends with the runtime.
-    tokio::spawn(async move {
-        let _child = child;
-        std::future::pending::<()>().await;
-    });
-    (url, token, output)
+    // Keep reading what it prints, or it would block on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (url, token, output, child)
 }
 
 pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
@@ -371,7 +388,21 @@ pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let verified = json_out(&app.cli(&["migrations", "verify", &id, "--json"]));
     assert_eq!(verified["ok"], true, "{verified}");
-    let reverted = json_out(&app.cli(&["migrations", "revert", &id, "--json"]));
+    // Revert asks for REVERT as the page does: without a terminal and --yes it changes nothing.
+    one_line_failure(
+        &app.cli(&["migrations", "revert", &id, "--json"]),
+        "type REVERT, or pass --yes",
+    );
+    assert_eq!(
+        app.ferry
+            .store
+            .get_inbox_migration(id.parse().unwrap())
+            .await
+            .unwrap()
+            .status,
+        ferry::store::MigrationStatus::Completed
+    );
+    let reverted = json_out(&app.cli(&["migrations", "revert", &id, "--yes", "--json"]));
     assert_eq!(reverted["status"], "reverted");
     assert_eq!(
         app.ferry
@@ -411,6 +442,75 @@ pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
     );
 }
 
+/// What a person can fix is said in one line with what to do: a data directory that was never created (with
+/// the one they probably meant), and nothing is created by the mistake.
+pub async fn database_mistakes_are_one_line_with_a_hint() {
+    let run = |args: &[&str], dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("FERRY_DATABASE_URL")
+            .env_remove("FERRY_DATA_DIR")
+            .env("FERRY_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let list = ["webhooks", "dead-letters"];
+    let mistyped = run(
+        &[&["--data-dir", "./ferry-dat"], &list[..]].concat(),
+        dir.path(),
+    );
+    one_line_failure(
+        &mistyped,
+        "no ferry data in ./ferry-dat: `ferry serve` (or `ferry db migrate`) creates it",
+    );
+    assert!(!dir.path().join("ferry-dat").exists(), "nothing created");
+    assert!(run(&["db", "migrate"], dir.path()).status.success());
+    let mistyped = run(
+        &[&["--data-dir", "./ferry-dat"], &list[..]].concat(),
+        dir.path(),
+    );
+    one_line_failure(&mistyped, "did you mean --data-dir ./ferry-data?");
+    assert!(
+        run(&list, dir.path()).status.success(),
+        "the default one exists now"
+    );
+}
+
+/// PostgreSQL mistakes: a database that does not exist yet, a port nothing listens on (at once, not after a
+/// 15 s pool timeout).
+pub async fn postgres_mistakes_are_one_line_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = ["migrations", "list", "--account", "1"];
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("FERRY_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let admin = crate::helpers::postgres_admin_url();
+    let missing = admin.rsplit_once('/').unwrap().0.to_owned() + "/ferry_no_such_database";
+    let out = run(&[&["--database-url", missing.as_str()], &list[..]].concat());
+    one_line_failure(
+        &out,
+        "database ferry_no_such_database does not exist: create it with `createdb ferry_no_such_database`",
+    );
+    let started = std::time::Instant::now();
+    let out = run(&[
+        &["--database-url", "postgres://postgres@127.0.0.1:1/ferry"],
+        &list[..],
+    ]
+    .concat());
+    one_line_failure(&out, "cannot reach PostgreSQL at 127.0.0.1:1");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not a 15 s pool timeout"
+    );
+}
+
 /// This module's tests, with the services they need beside the database.
 pub fn suite() -> Vec<crate::Test> {
     [
@@ -421,6 +521,8 @@ pub fn suite() -> Vec<crate::Test> {
             cli_migrates_an_inbox_and_manages_migrations,
         ),
         without_database!("sqlite", []; serve_demo_prints_a_working_token_and_keeps_data),
+        without_database!("sqlite", []; database_mistakes_are_one_line_with_a_hint),
+        without_database!("postgres", [crate::Service::Postgres]; postgres_mistakes_are_one_line_with_a_hint),
     ]
     .concat()
 }

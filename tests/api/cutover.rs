@@ -38,6 +38,16 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     let check = cli_json(&app, &["integrations", "check", "--json"]);
     assert_eq!(check["evolution_instances"]["total"], 5, "{check}");
     assert_eq!(check["evolution_instances"]["error"], 1);
+    // Without --json: the same figures for a person, one line per table.
+    let text = app.cli(&["integrations", "check"]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("evolution_instances: 5 rows, 0 migrated, 1 in error")
+            && text.contains("whatsapp_business_configs: ")
+            && text.contains("legacy route on"),
+        "{text}"
+    );
     assert_eq!(check["evolution_instances"]["migrated"], 0);
     assert_eq!(
         check["evolution_instances"]["unmapped"][0],
@@ -248,6 +258,14 @@ pub async fn migrate_turns_each_usable_legacy_row_into_one_integration(db: Db) {
     for sql in edits {
         app.execute(sql).await;
     }
+    let text = app.cli(&["integrations", "verify"]);
+    assert!(!text.status.success(), "verify must fail when they differ");
+    let printed = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        printed.contains("they differ")
+            && printed.contains(&format!("missing  evolution clinica-{account}-nova")),
+        "{printed}"
+    );
     let out = app.cli(&["integrations", "verify", "--json"]);
     assert!(!out.status.success(), "verify must fail when they differ");
     let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
