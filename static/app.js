@@ -93,7 +93,8 @@
   }
 
   function render(panel, m) {
-    var status = STATUS[m.status] || [m.status, "badge-neutral"];
+    var status = m.status === "running" && m.cancel_requested ? ["Cancelling…", "badge-warning"]
+      : (STATUS[m.status] || [m.status, "badge-neutral"]);
     var badge = panel.querySelector("[data-status]");
     if (badge) {
       badge.textContent = status[0];
@@ -128,6 +129,16 @@
       var c = li.querySelector("[data-count]");
       if (c) c.textContent = formatCount(moved) + " / " + formatCount(total);
     });
+    // The history's row of this migration says the same as the panel.
+    var row = document.querySelector("[data-history-current]");
+    if (row) {
+      var rowBadge = row.querySelector("[data-history-status]");
+      if (rowBadge) { rowBadge.textContent = status[0]; rowBadge.className = "badge " + status[1]; }
+      var summary = row.querySelector("[data-history-summary]");
+      var moved = function (k) { return formatCount((p[k] || {}).moved || 0); };
+      if (summary) summary.textContent = moved("conversations") + " conversations, " + moved("messages") +
+        " messages, " + moved("attachments") + " attachments, " + moved("contact_inboxes") + " contacts";
+    }
   }
 
   function renderRevert(panel, m) {
@@ -146,7 +157,7 @@
       else if (r.status === "reverted") text.textContent = "Reverted: " + restored + " are back in this inbox.";
       else text.textContent = "Revert " + r.status + " after " + batches + " batches: " + restored + " are back in this inbox.";
     }
-    var pct = Number(r.percentage || 0);
+    var pct = r.status === "reverted" ? 100 : Number(r.percentage || 0);
     var bar = box.querySelector("[data-revert-overall]");
     if (bar) setBar(bar, pct.toFixed(1));
     var pctText = box.querySelector("[data-revert-percentage]");

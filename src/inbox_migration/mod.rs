@@ -88,13 +88,53 @@ pub struct Preview {
     pub duplicates: i64,
     pub warnings: Vec<Warning>,
     pub estimated_seconds: f64,
+    /// The first 100 contacts that will merge, by name (`contacts_to_merge` counts them all).
+    pub merging: Vec<crate::store::MergingContact>,
+    /// When the destination allows one open conversation per contact: the people (at most 100) who would have
+    /// several, with those conversations. Resolve all but one of each, before or after.
+    pub open_conflicts: Vec<OpenConflict>,
+}
+
+/// A person who would have more than one open conversation in a destination that allows one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OpenConflict {
+    pub contact_id: i64,
+    pub name: Option<String>,
+    /// Their open conversations, in either inbox: `(conversation id, inbox id)`.
+    pub conversations: Vec<ConversationAt>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct ConversationAt {
+    pub conversation_id: i64,
+    pub inbox_id: i64,
+}
+
+/// Rows of open conversations, one conflict per person, in the order given.
+fn conflicts(rows: Vec<crate::store::OpenConversationOf>) -> Vec<OpenConflict> {
+    let mut out: Vec<OpenConflict> = Vec::new();
+    for row in rows {
+        let at = ConversationAt {
+            conversation_id: row.conversation_id,
+            inbox_id: row.inbox_id,
+        };
+        match out.last_mut() {
+            Some(last) if last.contact_id == row.contact_id => last.conversations.push(at),
+            _ => out.push(OpenConflict {
+                contact_id: row.contact_id,
+                name: row.name,
+                conversations: vec![at],
+            }),
+        }
+    }
+    out
 }
 
 /// Something an administrator should know before starting.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Warning {
     /// `LARGE_MIGRATION`, `CONTACTS_WILL_MERGE`, `UNPORTABLE_IDENTITIES`, `DIFFERENT_PHONE_NUMBERS`,
-    /// `REDIRECT_ENDS` or `REDIRECT_REPLACED`.
+    /// `OPEN_CONVERSATION_CONFLICTS`, `REDIRECT_ENDS` or `REDIRECT_REPLACED`.
     pub code: &'static str,
     pub message: String,
 }
@@ -263,6 +303,31 @@ pub async fn preview(
         });
     }
     warnings.extend(redirect_warnings(ferry, &source, &destination).await?);
+    let (merging, _) = ferry
+        .store
+        .merging_contacts(source.id, destination.id, key, 100)
+        .await?;
+    let open_conflicts = if destination.lock_to_single_conversation {
+        conflicts(
+            ferry
+                .store
+                .open_conversation_conflicts(source.id, destination.id, key, 100)
+                .await?,
+        )
+    } else {
+        Vec::new()
+    };
+    if !open_conflicts.is_empty() {
+        warnings.push(Warning {
+            code: "OPEN_CONVERSATION_CONFLICTS",
+            message: format!(
+                "{} people would have more than one open conversation in {}, which allows one per contact; \
+                 resolve all but one of each, before or after the migration",
+                open_conflicts.len(),
+                destination.name
+            ),
+        });
+    }
     let rows = counts.conversations * 2 + counts.contact_inboxes * 2;
     Ok(Preview {
         source_inbox: inbox_ref(&source),
@@ -275,6 +340,8 @@ pub async fn preview(
         duplicates: duplicate_messages,
         warnings,
         estimated_seconds: (rows as f64 / ESTIMATED_ROWS_PER_SECOND).max(1.0).round(),
+        merging,
+        open_conflicts,
     })
 }
 
@@ -868,9 +935,51 @@ fn eta_seconds(m: &InboxMigration, elapsed: Option<f64>) -> Option<f64> {
         m.conversations_count + m.messages_count + m.attachments_count + m.contact_inboxes_count;
     let moved =
         m.conversations_moved + m.messages_moved + m.attachments_moved + m.contact_inboxes_moved;
-    let elapsed = elapsed?;
-    if moved == 0 || elapsed <= 0.0 {
+    remaining_seconds(total - moved, moved, elapsed?, throttle(m))
+}
+
+/// Seconds for `remaining` rows at the rate so far (`moved` in `elapsed` seconds). A throttled run goes no faster
+/// than its throttle, whatever its first batches did.
+fn remaining_seconds(
+    remaining: i64,
+    moved: i64,
+    elapsed: f64,
+    throttle: Option<f64>,
+) -> Option<f64> {
+    if moved <= 0 || elapsed <= 0.0 {
         return None;
     }
-    Some(((total - moved).max(0) as f64 / (moved as f64 / elapsed)).round())
+    let observed = moved as f64 / elapsed;
+    let rate = throttle.map_or(observed, |limit| observed.min(limit));
+    Some((remaining.max(0) as f64 / rate).round())
+}
+
+/// The migration's throttle in rows per second, when it has one.
+fn throttle(m: &InboxMigration) -> Option<f64> {
+    m.options
+        .0
+        .get("max_rows_per_second")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|limit| *limit > 0.0)
+}
+
+#[cfg(test)]
+mod eta_tests {
+    use super::remaining_seconds;
+
+    #[test]
+    fn a_throttle_bounds_the_rate_the_estimate_assumes() {
+        // 1,000 rows in 1 s, 9,000 left: 9 s at that rate, 90 s at a 100 rows/s throttle.
+        assert_eq!(remaining_seconds(9_000, 1_000, 1.0, None), Some(9.0));
+        assert_eq!(
+            remaining_seconds(9_000, 1_000, 1.0, Some(100.0)),
+            Some(90.0)
+        );
+        // A throttle above the observed rate changes nothing.
+        assert_eq!(
+            remaining_seconds(9_000, 1_000, 1.0, Some(5_000.0)),
+            Some(9.0)
+        );
+        assert_eq!(remaining_seconds(9_000, 0, 1.0, Some(100.0)), None);
+    }
 }

@@ -186,6 +186,28 @@ pub struct PairCounts {
     pub merging_contact_inboxes: i64,
 }
 
+/// A source contact that will merge into the destination's contact of the same person.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct MergingContact {
+    pub contact_id: i64,
+    pub name: Option<String>,
+    /// Its address in the source inbox.
+    pub source_identity: String,
+    pub destination_contact_id: i64,
+    pub destination_name: Option<String>,
+    /// The same person's address in the destination inbox.
+    pub destination_identity: String,
+}
+
+/// An open conversation of a person who would have more than one open conversation in the destination.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OpenConversationOf {
+    pub contact_id: i64,
+    pub name: Option<String>,
+    pub conversation_id: i64,
+    pub inbox_id: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
     pub invariant: u8,
@@ -329,6 +351,23 @@ pub trait InboxMigrationStore: Send + Sync {
     ) -> Result<i64>;
     /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    /// The source's contacts that will merge (by name), at most `limit`, with how many there are.
+    async fn merging_contacts(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+        limit: i64,
+    ) -> Result<(Vec<MergingContact>, i64)>;
+    /// The open conversations, in either inbox, of the people who would have more than one open conversation
+    /// in the destination after the migration (of at most `limit` people).
+    async fn open_conversation_conflicts(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+        limit: i64,
+    ) -> Result<Vec<OpenConversationOf>>;
     /// Gives the planner statistics for this migration's journal rows (after its first batch): without them
     /// PostgreSQL believes a new migration id has almost no rows and plans the next batches' journal joins as
     /// nested loops, which made every migration after an installation's first about ten times slower.

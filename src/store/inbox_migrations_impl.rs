@@ -741,6 +741,78 @@ impl InboxMigrationStore for SqlStore {
         .await)?)
     }
 
+    async fn merging_contacts(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+        limit: i64,
+    ) -> Result<(Vec<MergingContact>, i64)> {
+        let k = key.column();
+        let pairs = format!(
+            "FROM contact_inboxes s JOIN contact_inboxes d ON d.inbox_id = $2 AND d.{k} = s.{k} \
+             JOIN contacts sc ON sc.id = s.contact_id JOIN contacts dc ON dc.id = d.contact_id \
+             WHERE s.inbox_id = $1"
+        );
+        let listed = format!(
+            "SELECT sc.id AS contact_id, sc.name, s.source_id AS source_identity, \
+             dc.id AS destination_contact_id, dc.name AS destination_name, d.source_id AS destination_identity \
+             {pairs} ORDER BY sc.name, s.id LIMIT $3"
+        );
+        let rows = db_run!(self.pool(), |c| sqlx::query_as(sqlx::AssertSqlSafe(
+            listed.clone()
+        ))
+        .bind(source)
+        .bind(destination)
+        .bind(limit)
+        .fetch_all(c)
+        .await)?;
+        let total = db_run!(self.pool(), |c| sqlx::query_scalar(sqlx::AssertSqlSafe(
+            format!("SELECT COUNT(*) {pairs}")
+        ))
+        .bind(source)
+        .bind(destination)
+        .fetch_one(c)
+        .await)?;
+        Ok((rows, total))
+    }
+
+    async fn open_conversation_conflicts(
+        &self,
+        source: i64,
+        destination: i64,
+        key: MatchKey,
+        limit: i64,
+    ) -> Result<Vec<OpenConversationOf>> {
+        let k = key.column();
+        // Each source contact_inbox with the destination's of the same person (if any): the person's open
+        // conversations in both inboxes end up together in the destination.
+        let sql = format!(
+            "WITH people AS ( \
+               SELECT s.id AS sid, d.id AS did, s.contact_id AS contact_id FROM contact_inboxes s \
+               LEFT JOIN contact_inboxes d ON d.inbox_id = $2 AND d.{k} = s.{k} WHERE s.inbox_id = $1), \
+             crowded AS ( \
+               SELECT p.sid, p.did, p.contact_id FROM people p \
+               WHERE (SELECT COUNT(*) FROM conversations c WHERE c.status = 'open' \
+                      AND ((c.inbox_id = $1 AND c.contact_inbox_id = p.sid) \
+                        OR (c.inbox_id = $2 AND c.contact_inbox_id = p.did))) > 1 \
+               ORDER BY p.sid LIMIT $3) \
+             SELECT w.contact_id, ct.name, c.id AS conversation_id, c.inbox_id FROM crowded w \
+             JOIN contacts ct ON ct.id = w.contact_id \
+             JOIN conversations c ON c.status = 'open' \
+               AND ((c.inbox_id = $1 AND c.contact_inbox_id = w.sid) OR (c.inbox_id = $2 AND c.contact_inbox_id = w.did)) \
+             ORDER BY ct.name, w.contact_id, c.id"
+        );
+        Ok(db_run!(self.pool(), |c| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql.clone())
+        )
+        .bind(source)
+        .bind(destination)
+        .bind(limit)
+        .fetch_all(c)
+        .await)?)
+    }
+
     async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {
         Ok(db_run!(self.pool(), |c| sqlx::query_scalar(
             "SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \

@@ -187,7 +187,11 @@ pub fn status_label(status: MigrationStatus) -> (&'static str, &'static str) {
 }
 
 fn view(m: &InboxMigration, shown: &Shown, destination: String, who: String) -> MigrationPanel {
-    let (status_label, badge) = status_label(m.status);
+    let (status_label, badge) = if m.status == MigrationStatus::Running && m.cancel_requested {
+        ("Cancelling…", "badge-warning")
+    } else {
+        status_label(m.status)
+    };
     let progress = &shown.progress;
     let entity = |key: &'static str, label: &'static str, of: im::EntityProgress| {
         let total = of.total;
@@ -428,6 +432,15 @@ struct PreviewPart {
     duplicates: String,
     warnings: Vec<String>,
     estimate: String,
+    merging: Vec<crate::store::MergingContact>,
+    /// How many merge beyond those listed.
+    more_merging: String,
+    conflicts: Vec<ConflictRow>,
+}
+
+struct ConflictRow {
+    name: String,
+    conversations: Vec<(i64, String)>,
 }
 
 #[derive(Deserialize)]
@@ -479,10 +492,38 @@ async fn preview(
             .warnings
             .iter()
             // The merge count is already said above, in the UI's own words.
-            .filter(|w| w.code != "CONTACTS_WILL_MERGE")
+            .filter(|w| {
+                !matches!(
+                    w.code,
+                    "CONTACTS_WILL_MERGE" | "OPEN_CONVERSATION_CONFLICTS"
+                )
+            })
             .map(|w| w.message.clone())
             .collect(),
         estimate: duration(p.estimated_seconds),
+        more_merging: count(p.contacts_to_merge - p.merging.len() as i64),
+        merging: p.merging,
+        conflicts: p
+            .open_conflicts
+            .into_iter()
+            .map(|c| ConflictRow {
+                name: c
+                    .name
+                    .unwrap_or_else(|| format!("Contact {}", c.contact_id)),
+                conversations: c
+                    .conversations
+                    .iter()
+                    .map(|at| {
+                        let place = if at.inbox_id == inbox_id {
+                            "here"
+                        } else {
+                            "in the destination"
+                        };
+                        (at.conversation_id, place.to_owned())
+                    })
+                    .collect(),
+            })
+            .collect(),
     };
     Ok(html(&part))
 }
@@ -548,7 +589,8 @@ async fn refused(
     inbox_id: i64,
     message: String,
 ) -> WebResult<Response> {
-    let page = render_page(ferry, access, inbox_id, Some(message)).await?;
+    let mut page = render_page(ferry, access, inbox_id, None).await?;
+    page.chrome.error = Some(message);
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
 

@@ -187,6 +187,8 @@ pub struct Chrome {
     pub accounts: Vec<AccountLink>,
     pub section: &'static str,
     pub notice: Option<String>,
+    /// A refusal or failure, shown as an error (not as a notice).
+    pub error: Option<String>,
 }
 
 pub struct AccountLink {
@@ -221,6 +223,7 @@ impl Chrome {
                 .collect(),
             section,
             notice: None,
+            error: None,
         }
     }
 

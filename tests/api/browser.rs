@@ -337,6 +337,14 @@ pub async fn admin_migrates_and_reverts_an_inbox_in_the_browser(db: Db) {
         "{preview}"
     );
     assert!(preview.contains("contacts already talk to"), "{preview}");
+    // The contacts that merge are listed, with their address in each inbox.
+    b.wait("//details[@data-merging]/summary[starts-with(normalize-space(), 'Contacts that will merge (')]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//details[@data-merging]//tbody/tr[1]/td[2][normalize-space() != '']")
+        .await;
     b.screenshot("migration-preview").await;
 
     // A wrong confirmation keeps "Migrate" disabled, and Enter does nothing.
@@ -567,9 +575,13 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         .await
         .remove(0)
         .unwrap();
+    let digits = &phone[phone.len() - 6..];
     let search = b.field("Search by contact name or phone").await;
-    search.send_keys(&phone[phone.len() - 6..]).await.unwrap();
+    search.send_keys(digits).await.unwrap();
     b.button("Search").await.click().await.unwrap();
+    // The answer page (it keeps the search in the field), not the list it replaces.
+    b.wait(&format!("//input[@id='q'][@value='{digits}']"))
+        .await;
     b.wait(&format!("//tr[@data-conversation='{conversation}']//a"))
         .await
         .click()
@@ -665,6 +677,28 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         let (status, _) = get_page(&app, &session, &path).await;
         assert!(matches!(status, 403 | 404), "{path}: {status}");
     }
+
+    // A refused action is shown as an error, not as a notice.
+    let page = format!("/app/accounts/{account}/inboxes/{source}/migration");
+    let csrf = csrf_of(&app, &session, &page).await;
+    let destination_field = destination.to_string();
+    let (status, body) = post_form(
+        &app,
+        &session,
+        &page,
+        &[
+            ("csrf_token", csrf.as_str()),
+            ("destination_inbox_id", destination_field.as_str()),
+            ("confirmation", "nope"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("data-page-error") && body.contains("Type MIGRATE to confirm"),
+        "{body}"
+    );
+    assert!(!body.contains("class=\"notice\""), "{body}");
 
     // Reverted: the same conversation is in the source again.
     let id = created.1["id"].as_i64().unwrap();

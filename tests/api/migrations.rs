@@ -1342,6 +1342,64 @@ pub async fn open_conversation_conflicts_are_reported(db: Db) {
         .update_inbox(s.account_id, s.cloud, single, None)
         .await
         .unwrap();
+    // The preview names the conflict beforehand, with Ana's open conversations in both inboxes, and lists the
+    // contacts that merge with their address in each inbox.
+    let preview = app
+        .get(
+            &format!(
+                "{}/preview?destination_inbox_id={}",
+                base(&s, s.evolution),
+                s.cloud
+            ),
+            Some(&s.token),
+        )
+        .await
+        .1;
+    // Ana's contact in the source, and the Cloud contact of her number without the ninth digit.
+    let merging = preview["merging"].as_array().unwrap();
+    let (ana, cloud_ana) = (
+        merging[0]["contact_id"].as_i64().unwrap(),
+        merging[0]["destination_contact_id"].as_i64().unwrap(),
+    );
+    let open: Vec<i64> = app
+        .texts(&format!(
+            "SELECT CAST(id AS TEXT) FROM conversations WHERE status = 'open' AND \
+             ((inbox_id = {} AND contact_id = {ana}) OR (inbox_id = {} AND contact_id = {cloud_ana})) ORDER BY id",
+            s.evolution, s.cloud
+        ))
+        .await
+        .into_iter()
+        .map(|id| id.unwrap().parse().unwrap())
+        .collect();
+    let conflicts = preview["open_conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{preview}");
+    assert_eq!(conflicts[0]["name"], "Ana");
+    let listed: Vec<i64> = conflicts[0]["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, open, "{preview}");
+    assert!(
+        preview["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "OPEN_CONVERSATION_CONFLICTS"),
+        "{preview}"
+    );
+    assert_eq!(
+        merging.len() as i64,
+        preview["contacts_to_merge"].as_i64().unwrap(),
+        "{preview}"
+    );
+    assert!(
+        merging
+            .iter()
+            .all(|m| m["source_identity"].is_string() && m["destination_identity"].is_string()),
+        "{preview}"
+    );
     let created = app
         .post_json(
             &base(&s, s.evolution),
