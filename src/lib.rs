@@ -18,6 +18,7 @@ pub mod inbox_migration;
 pub mod jobs;
 pub mod metrics;
 pub mod password;
+pub mod public_url;
 pub mod secrets;
 pub mod services;
 pub mod startup;

@@ -77,6 +77,8 @@ pub struct Ferry {
     pub webhook_bodies: crate::webhooks::body::BodyBudget,
     /// Requests to provider APIs (media downloads, Evolution calls), under `FERRY_MEDIA_ALLOWED_URLS`.
     pub outbound: Arc<crate::webhooks::outbound::Outbound>,
+    /// The URL providers reach this installation at (README: "One public URL").
+    pub public: crate::public_url::PublicUrl,
     /// Migrations' live progress, read once per interval however many streams follow them.
     pub progress: Arc<crate::inbox_migration::progress::ProgressHub>,
 }
@@ -107,6 +109,12 @@ impl Ferry {
                 url: crate::config::redact_url(&url),
                 cause,
             })?;
+        let public = crate::public_url::PublicUrl::load(&config, store.as_ref())
+            .await
+            .map_err(|cause| OpenError::Store {
+                url: crate::config::redact_url(&url),
+                cause,
+            })?;
         // Bounded (100k tokens ≈ tens of MB) and short-lived: without Redis, the TTL is how long a change made on
         // another node can go unseen.
         let ttl = std::time::Duration::from_secs(config.route_cache_seconds.max(1));
@@ -130,6 +138,7 @@ impl Ferry {
         );
         let outbound = Arc::new(crate::webhooks::outbound::Outbound::new(&config));
         Ok(Self {
+            public,
             progress: Default::default(),
             legacy,
             webhook_bodies,
@@ -141,6 +150,11 @@ impl Ferry {
             config: Arc::new(config),
             token_routes,
         })
+    }
+
+    /// The installation's public URL, without a trailing slash: every webhook address starts with it.
+    pub fn public_url(&self) -> String {
+        self.public.get()
     }
 
     pub async fn audit(

@@ -283,7 +283,7 @@ async fn connected_inbox(
 
 fn path_of(ferry: &Ferry, webhook_url: &str) -> anyhow::Result<String> {
     Ok(webhook_url
-        .strip_prefix(&ferry.config.public_url())
+        .strip_prefix(&ferry.public_url())
         .context("webhook URL outside the public URL")?
         .to_owned())
 }

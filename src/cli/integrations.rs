@@ -305,7 +305,15 @@ pub async fn integrations(ferry: Ferry, command: IntegrationsCommand) -> anyhow:
             issued.integration.id, issued.webhook_url
         );
     }
+    warn_if_unreachable(&ferry);
     Ok(())
+}
+
+/// Said on stderr after the webhook URLs a command printed, while providers cannot reach them.
+fn warn_if_unreachable(ferry: &Ferry) {
+    if let Some(warning) = crate::public_url::warning(&ferry.public_url()) {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// Every integration with its webhook URL (`integrations tokens`).
@@ -325,6 +333,7 @@ async fn tokens(ferry: &Ferry, reveal: bool, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    warn_if_unreachable(ferry);
     Ok(())
 }
 

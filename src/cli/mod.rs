@@ -128,6 +128,16 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Store an installation-wide setting in the database, for every process: `public-url https://…` is the
+    /// address providers reach ferry at, which webhook URLs are built from
+    Set {
+        #[arg(value_enum)]
+        setting: Setting,
+        value: String,
+        /// Print the result as JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +201,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_on_database(ferry, command).await
         }
     }
+}
+
+/// What `ferry config set` can store.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Setting {
+    PublicUrl,
+}
+
+async fn set_setting(
+    ferry: &Ferry,
+    setting: Setting,
+    value: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Setting::PublicUrl = setting;
+    let url = ferry
+        .public
+        .set_explicit(ferry.store.as_ref(), value)
+        .await
+        .map_err(|e| anyhow::anyhow!("public-url: {e}"))?;
+    if json {
+        print_json(&json!({"public_url": url}));
+    } else {
+        println!("public URL is now {url}; running servers use it once restarted");
+    }
+    if let Some(warning) = crate::public_url::warning(&url) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
 }
 
 /// The SQLite file ferry's database is in, when it is one.
@@ -297,6 +336,14 @@ async fn run_on_database(ferry: Ferry, command: Command) -> anyhow::Result<()> {
         Command::Migrate { command } => migrations::migrate(ferry, command).await,
         Command::Migrations { command } => migrations::migrations(ferry, command).await,
         Command::Demo { command } => demo::demo(ferry, command).await,
+        Command::Config {
+            command:
+                ConfigCommand::Set {
+                    setting,
+                    value,
+                    json,
+                },
+        } => set_setting(&ferry, setting, &value, json).await,
         Command::Bench { .. }
         | Command::Openapi
         | Command::Config { .. }

@@ -11,6 +11,17 @@ pub async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {}", ferry.config.bind))?;
     let url = format!("http://{}", app.local_addr());
+    // Every process builds webhook addresses from the stored public URL: this server's, unless set explicitly.
+    if let Err(e) = ferry
+        .public
+        .record_serving(&ferry.config, ferry.store.as_ref(), &url)
+        .await
+    {
+        tracing::warn!(error = %e, "could not store the public URL");
+    }
+    if let Some(warning) = crate::public_url::warning(&ferry.public_url()) {
+        eprintln!("warning: {warning}");
+    }
     if demo {
         match ensure_demo(&ferry).await? {
             DemoState::Created { login, report } => {
@@ -48,6 +59,7 @@ pub async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<
         ))
     };
     println!("ferry is listening on {url}");
+    println!("webhook URLs start with {}", ferry.public_url());
     tracing::info!(%url, backend = ferry.store.backend().as_str(), "listening");
     // On SIGTERM: stop accepting, let in-flight requests finish, and stop the worker at its next batch boundary
     // (it releases its lease), all at once and within FERRY_SHUTDOWN_SECONDS. Open event streams would keep

@@ -199,7 +199,7 @@ async fn twilio_inner(
     let secret = integrations::route_secret(ferry, route, "auth_token")?.unwrap_or_default();
     let url = format!(
         "{}{}",
-        ferry.config.public_url(),
+        ferry.public_url(),
         uri.path_and_query()
             .map(|p| p.as_str())
             .unwrap_or(uri.path())

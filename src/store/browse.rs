@@ -31,8 +31,29 @@ pub struct ContactNote {
     pub created_at: DateTime<Utc>,
 }
 
+/// An audit event with who did it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub action: String,
+    pub subject: String,
+    pub details: sqlx::types::Json<serde_json::Value>,
+    pub at: DateTime<Utc>,
+    pub user_name: Option<String>,
+    pub user_email: Option<String>,
+}
+
 #[async_trait]
 pub trait BrowseStore: Send + Sync {
+    /// The account's audit events, newest first; `kind` keeps those whose action starts with `kind.`.
+    async fn browse_audit(
+        &self,
+        account_id: i64,
+        kind: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<AuditRow>>;
+    /// The distinct actions of the account's audit events.
+    async fn audit_actions(&self, account_id: i64) -> Result<Vec<String>>;
     /// The inbox's conversations, most recently active first; `search` matches part of the contact's name
     /// (any case), phone number or address in the inbox. `page.before` is the last conversation of the previous
     /// page.
@@ -60,19 +81,55 @@ pub trait BrowseStore: Send + Sync {
 
 /// `%part%` for LIKE, with the user's own `%`, `_` and `\` taken literally.
 pub fn like_pattern(search: &str) -> String {
-    let mut out = String::from("%");
-    for c in search.trim().to_lowercase().chars() {
+    format!("%{}%", like_literal(&search.trim().to_lowercase()))
+}
+
+/// `text` for LIKE with `%`, `_` and `\` escaped.
+fn like_literal(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('%');
     out
 }
 
 #[async_trait]
 impl BrowseStore for SqlStore {
+    async fn browse_audit(
+        &self,
+        account_id: i64,
+        kind: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<AuditRow>> {
+        let prefix = kind.map(|k| format!("{}.%", like_literal(k)));
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "SELECT e.id, e.action, e.subject, e.details, e.at, u.name AS user_name, u.email AS user_email \
+             FROM audit_events e LEFT JOIN users u ON u.id = e.user_id \
+             WHERE e.account_id = $1 AND e.id < $2 AND ($3 IS NULL OR e.action LIKE $3 ESCAPE '\\') \
+             ORDER BY e.id DESC LIMIT $4"
+        )
+        .bind(account_id)
+        .bind(page.before_bound())
+        .bind(prefix.clone())
+        .bind(page.limit)
+        .fetch_all(c)
+        .await
+        })?)
+    }
+
+    async fn audit_actions(&self, account_id: i64) -> Result<Vec<String>> {
+        Ok(db_run!(self.pool(), |c| sqlx::query_scalar(
+            "SELECT DISTINCT action FROM audit_events WHERE account_id = $1 ORDER BY action"
+        )
+        .bind(account_id)
+        .fetch_all(c)
+        .await)?)
+    }
+
     async fn browse_conversations(
         &self,
         account_id: i64,

@@ -459,25 +459,13 @@ impl IntegrationStore for SqlStore {
     }
 
     async fn legacy_route_enabled(&self) -> Result<bool> {
-        let value: Option<String> = db_run!(self.pool(), |c| sqlx::query_scalar(
-            "SELECT value FROM settings WHERE key = 'legacy_webhook_route'"
-        )
-        .fetch_optional(c)
-        .await)?;
+        let value = super::SettingsStore::get_setting(self, "legacy_webhook_route").await?;
         Ok(value.as_deref() != Some("disabled"))
     }
 
     async fn set_legacy_route_enabled(&self, enabled: bool) -> Result<()> {
-        db_run!(self.pool(), |c| {
-            sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES ('legacy_webhook_route', $1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(if enabled { "enabled" } else { "disabled" })
-        .bind(chrono::Utc::now())
-        .execute(c).await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
+        let value = if enabled { "enabled" } else { "disabled" };
+        super::SettingsStore::set_setting(self, "legacy_webhook_route", value).await
     }
 
     async fn route_by_instance_name(&self, instance_name: &str) -> Result<Option<TokenRoute>> {

@@ -20,6 +20,7 @@ mod lease;
 mod models;
 mod pg;
 pub mod seed;
+mod settings;
 mod sqlite;
 mod states;
 mod web;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use bench::BenchStore;
-pub use browse::{BrowseStore, ContactNote, ConversationSummary};
+pub use browse::{AuditRow, BrowseStore, ContactNote, ConversationSummary};
 pub use db::SqlStore;
 pub use health::WriteHealth;
 pub use imports::*;
@@ -44,6 +45,7 @@ pub use integrations::{
 };
 pub use jobs::{FetchedFile, Job, JobStore};
 pub use models::*;
+pub use settings::SettingsStore;
 pub use states::*;
 pub use web::{AttachmentFailure, WebSession, WebStore};
 
@@ -251,6 +253,7 @@ pub trait Store:
     + BenchStore
     + WebStore
     + BrowseStore
+    + SettingsStore
     + Send
     + Sync
     + 'static

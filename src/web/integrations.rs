@@ -82,6 +82,8 @@ struct IntegrationsPage {
     rows: Vec<Row>,
     legacy_route_enabled: bool,
     new_url: Option<(String, String)>,
+    /// Why providers cannot reach the URLs below, while they cannot.
+    unreachable: Option<String>,
 }
 
 async fn render(
@@ -110,6 +112,7 @@ async fn render(
         rows,
         legacy_route_enabled: ferry.store.legacy_route_enabled().await?,
         new_url: announced,
+        unreachable: crate::public_url::warning(&ferry.public_url()),
     })
 }
 

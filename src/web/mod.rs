@@ -2,6 +2,7 @@
 //! htmx and a small script of our own, no build step. A thin adapter over the same services the API uses;
 //! administrator actions are hidden from agents and refused by the server anyway.
 
+mod audit;
 mod auth;
 mod conversations;
 mod import;
@@ -27,6 +28,7 @@ pub fn router() -> Router<Ferry> {
         .merge(auth::app_router())
         .merge(inboxes::router())
         .merge(conversations::router())
+        .merge(audit::router())
         .merge(migration::router())
         .merge(integrations::router())
         .merge(import::router())

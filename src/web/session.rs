@@ -117,7 +117,7 @@ pub fn set_cookie(
 }
 
 fn served_over_https(ferry: &Ferry, headers: &HeaderMap) -> bool {
-    ferry.config.public_url().starts_with("https://")
+    ferry.public_url().starts_with("https://")
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

@@ -1248,7 +1248,7 @@ pub async fn test_delivery(ferry: &Ferry, id: i64, base: Option<&str>) -> Result
             .to_owned()
     };
     let path = &issued.webhook_url[issued.webhook_url.find("/webhooks/").unwrap_or(0)..];
-    let public = ferry.config.public_url();
+    let public = ferry.public_url();
     let base = base.unwrap_or(&public).trim_end_matches('/');
     let message_id = format!("FERRYTEST{:016X}", rand::random::<u64>());
     let now = chrono::Utc::now().timestamp();

@@ -172,7 +172,7 @@ fn sealer<'a>(
 pub fn webhook_url(ferry: &Ferry, provider: Provider, token: &WebhookToken) -> String {
     format!(
         "{}{}",
-        ferry.config.public_url().trim_end_matches('/'),
+        ferry.public_url().trim_end_matches('/'),
         provider.webhook_path(token.expose())
     )
 }
@@ -183,7 +183,7 @@ pub fn masked_webhook_url(ferry: &Ferry, i: &Integration) -> Option<String> {
     let prefix = i.token_prefix.as_deref()?;
     Some(format!(
         "{}{}",
-        ferry.config.public_url().trim_end_matches('/'),
+        ferry.public_url().trim_end_matches('/'),
         provider.webhook_path(&format!("{prefix}…"))
     ))
 }

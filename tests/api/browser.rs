@@ -736,6 +736,39 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         .unwrap()
         .len();
     assert_eq!(notes, 0, "a reverted migration leaves no note");
+
+    // The audit log lists the migration and its revert; filtered by kind it shows only migrations.
+    b.goto(&format!("/app/accounts/{account}/audit")).await;
+    b.wait("//h1[normalize-space()='Audit log']").await;
+    for action in ["inbox_migration.created", "inbox_migration.reverted"] {
+        b.wait(&format!("//tr[@data-action='{action}']")).await;
+    }
+    b.field("Kind")
+        .await
+        .select_by_value("inbox_migration")
+        .await
+        .unwrap();
+    b.button("Filter").await.click().await.unwrap();
+    b.wait("//select[@id='kind']/option[@value='inbox_migration'][@selected]")
+        .await;
+    let actions: Vec<String> = {
+        let mut out = Vec::new();
+        for row in b
+            .client
+            .find_all(Locator::XPath("//tr[@data-action]"))
+            .await
+            .unwrap()
+        {
+            out.push(row.attr("data-action").await.unwrap().unwrap());
+        }
+        out
+    };
+    assert!(!actions.is_empty());
+    assert!(
+        actions.iter().all(|a| a.starts_with("inbox_migration.")),
+        "{actions:?}"
+    );
+    b.screenshot("audit").await;
 }
 
 const RECEIPT_PNG: &[u8] = include_bytes!("fixtures/receipt.png");

@@ -198,6 +198,29 @@ pub async fn serve_demo_prints_a_working_token_and_keeps_data() {
         .output()
         .unwrap();
     one_line_failure(&second, "another ferry serve (pid ");
+    // The server stored where it listens: the CLI prints webhook URLs on it, not on the default address.
+    let tokens = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["integrations", "tokens", "--json"])
+        .env("FERRY_DATA_DIR", dir.path())
+        .env_remove("FERRY_DATABASE_URL")
+        .env_remove("FERRY_PUBLIC_URL")
+        .env("FERRY_LOG", "warn")
+        .output()
+        .unwrap();
+    let tokens: Value = serde_json::from_slice(&tokens.stdout).unwrap();
+    let urls: Vec<&str> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["webhook_url"].as_str())
+        .collect();
+    assert!(
+        !urls.is_empty()
+            && urls
+                .iter()
+                .all(|u| u.starts_with(&format!("{url}/webhooks/"))),
+        "{url}: {urls:?}"
+    );
     let client = reqwest::Client::new();
     let inboxes: Value = client
         .get(format!("{url}/api/v1/accounts/1/inboxes"))

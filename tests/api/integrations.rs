@@ -285,6 +285,43 @@ pub async fn cli_manages_integrations(db: Db) {
             .unwrap()
             .ends_with(&format!("/webhooks/whatsapp_cloud/{token}"))
     );
+    // Nothing told ferry where providers reach it: the URL is a loopback one, and the command says so.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("warning: providers cannot reach http://127.0.0.1:3000 (a loopback address)"),
+        "{stderr}"
+    );
+    // Set once in the database, the public URL is what every later command prints.
+    let bad = app.cli(&["config", "set", "public-url", "ferry.example.com"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a URL"));
+    let set = app.cli(&["config", "set", "public-url", "https://ferry.example.com/"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let listed = app.cli(&["integrations", "tokens", "--json"]);
+    assert!(listed.status.success());
+    assert!(
+        listed.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let urls: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["webhook_url"].as_str())
+        .collect();
+    assert!(!urls.is_empty());
+    assert!(
+        urls.iter()
+            .all(|u| u.starts_with("https://ferry.example.com/webhooks/")),
+        "{urls:?}"
+    );
     let id = created["id"].to_string();
     let out = app.cli(&["integrations", "rotate", &id, "--overlap", "0s", "--json"]);
     assert!(
