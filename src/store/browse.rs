@@ -65,6 +65,7 @@ pub trait BrowseStore: Send + Sync {
         page: Page,
     ) -> Result<Vec<ConversationSummary>>;
     async fn get_contact(&self, account_id: i64, contact_id: i64) -> Result<Contact>;
+    /// The conversation's message count (the counter the database's triggers keep).
     async fn count_messages(&self, conversation_id: i64) -> Result<i64>;
     /// The contact's notes, newest first, and labels by name.
     async fn contact_notes_and_labels(
@@ -144,7 +145,7 @@ impl BrowseStore for SqlStore {
         Ok(db_run!(self.pool(), |c| {
             sqlx::query_as(
                 "SELECT c.id, c.display_id, c.status, c.contact_id, ct.name AS contact_name, ct.phone_number, \
-                 ci.source_id, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages, \
+                 ci.source_id, c.messages_count AS messages, \
                  c.last_activity_at \
                  FROM conversations c JOIN contacts ct ON ct.id = c.contact_id \
                  LEFT JOIN contact_inboxes ci ON ci.id = c.contact_inbox_id \
@@ -181,7 +182,7 @@ impl BrowseStore for SqlStore {
 
     async fn count_messages(&self, conversation_id: i64) -> Result<i64> {
         Ok(db_run!(self.pool(), |c| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE conversation_id = $1"
+            "SELECT messages_count FROM conversations WHERE id = $1"
         )
         .bind(conversation_id)
         .fetch_one(c)
