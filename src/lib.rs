@@ -16,6 +16,7 @@ pub mod domain;
 pub mod http;
 pub mod inbox_migration;
 pub mod jobs;
+pub mod members;
 pub mod metrics;
 pub mod password;
 pub mod public_url;

@@ -54,7 +54,7 @@ fn on_conflict(message: &'static str) -> impl FnOnce(StoreError) -> ServiceError
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     ServiceError::Validation {
         field,
         message: message.into(),
@@ -391,7 +391,7 @@ pub struct UpdateInbox {
     pub changed_fields: Vec<&'static str>,
 }
 
-fn required_name(field: &'static str, name: &str) -> Result<String> {
+pub(crate) fn required_name(field: &'static str, name: &str) -> Result<String> {
     let name = name.trim();
     match name.chars().count() {
         0 => Err(invalid(field, "must not be empty")),
@@ -400,7 +400,7 @@ fn required_name(field: &'static str, name: &str) -> Result<String> {
     }
 }
 
-fn looks_like_email(email: &str) -> bool {
+pub(crate) fn looks_like_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };

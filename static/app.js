@@ -38,6 +38,38 @@
     }
   });
 
+  // Copy buttons: data-copy names the element whose text is copied. The clipboard API needs a secure context
+  // (HTTPS or localhost); elsewhere the text is selected and copied the old way, or left selected to copy by hand.
+  function copied(button, ok) {
+    var label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
+    button.textContent = ok ? "Copied" : "Press Ctrl+C";
+    setTimeout(function () { button.textContent = label; }, 2000);
+  }
+  function copyBySelection(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    try { return document.execCommand("copy"); } catch (err) { return false; }
+  }
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("[data-copy]");
+    if (!button) return;
+    var el = document.getElementById(button.dataset.copy);
+    if (!el) return;
+    var text = el.textContent.trim();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(
+        function () { copied(button, true); },
+        function () { copied(button, copyBySelection(el)); }
+      );
+    } else {
+      copied(button, copyBySelection(el));
+    }
+  });
+
   // Forms that post through htmx close their dialog once sent.
   document.addEventListener("htmx:beforeRequest", function (e) {
     var form = e.target.closest && e.target.closest("form[data-close-on-submit]");

@@ -50,6 +50,22 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Invite someone to an account by email: an existing user is added with the role at once, anyone else
+    /// gets a one-time link (valid 7 days) to choose a name and password
+    Invite {
+        /// The account's id
+        #[arg(long)]
+        account: i64,
+        /// The person's email address
+        #[arg(long)]
+        email: String,
+        /// Their role in the account: administrator or agent
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Print the result as JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +177,35 @@ pub async fn users(ferry: Ferry, command: UsersCommand) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        UsersCommand::Invite {
+            account,
+            email,
+            role,
+            json,
+        } => {
+            let invited = crate::members::invite(&ferry, account, &email, role, None).await?;
+            print_invited(&invited, account, role, json);
+            Ok(())
+        }
+    }
+}
+
+fn print_invited(invited: &crate::members::Invited, account: i64, role: Role, json: bool) {
+    use crate::members::Invited;
+    match (invited, json) {
+        (Invited::Added(user), true) => print_json(&json!({"added": true, "user_id": user.id,
+            "email": user.email, "account_id": account, "role": role})),
+        (Invited::Added(user), false) => println!(
+            "{} already had a ferry user: added to account {account} as {role}",
+            user.email
+        ),
+        (Invited::Link { email, url, expires_at }, true) => print_json(&json!({"added": false,
+            "email": email, "account_id": account, "role": role, "invitation_url": url,
+            "expires_at": expires_at})),
+        (Invited::Link { email, url, expires_at }, false) => {
+            println!("invitation for {email} ({role} of account {account}); pass this link on, it works once until {}:", expires_at.format("%Y-%m-%d %H:%M UTC"));
+            println!("{url}");
         }
     }
 }

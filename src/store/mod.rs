@@ -17,6 +17,7 @@ mod ingest;
 mod integrations;
 mod jobs;
 mod lease;
+mod members;
 mod models;
 mod pg;
 pub mod seed;
@@ -44,6 +45,7 @@ pub use integrations::{
     TokenRoute,
 };
 pub use jobs::{FetchedFile, Job, JobStore};
+pub use members::{Accepted, Invitation, Member, MemberStore, NewInvitation};
 pub use models::*;
 pub use settings::SettingsStore;
 pub use states::*;
@@ -254,6 +256,7 @@ pub trait Store:
     + WebStore
     + BrowseStore
     + SettingsStore
+    + MemberStore
     + Send
     + Sync
     + 'static

@@ -213,17 +213,7 @@ async fn login(
             serde_json::json!({}),
         )
         .await;
-    let mut response = Redirect::to(&next).into_response();
-    let max_age = session::SESSION_HOURS * 3600;
-    for cookie in [
-        session::set_cookie(&ferry, &headers, SESSION_COOKIE, &token, max_age),
-        session::set_cookie(&ferry, &headers, LOGIN_CSRF_COOKIE, "", 0),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    response
+    session::redirect_signed_in(&ferry, &headers, &token, &next)
 }
 
 /// A real argon2 hash of a throwaway password: verifying against it costs what a real check costs.

@@ -8,6 +8,7 @@ mod conversations;
 mod import;
 mod inboxes;
 mod integrations;
+mod members;
 mod migration;
 pub mod session;
 
@@ -32,9 +33,11 @@ pub fn router() -> Router<Ferry> {
         .merge(migration::router())
         .merge(integrations::router())
         .merge(import::router())
+        .merge(members::router())
         .fallback(|| async { WebError::NotFound });
     Router::new()
         .merge(auth::router())
+        .merge(members::public_router())
         .nest("/app", app)
         .route("/static/{*path}", get(static_file))
         // Browsers ask for it on every site whatever the page names.

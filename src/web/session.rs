@@ -317,6 +317,22 @@ fn serde_urlencoded_from<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebError
         .map_err(|e| WebError::BadRequest(format!("The form is incomplete or invalid: {e}.")))
 }
 
+/// A redirect to `to` that hands the browser its new session cookie and drops the sign-in form's CSRF cookie.
+pub fn redirect_signed_in(ferry: &Ferry, headers: &HeaderMap, token: &str, to: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::response::Redirect::to(to).into_response();
+    let max_age = SESSION_HOURS * 3600;
+    for cookie in [
+        set_cookie(ferry, headers, SESSION_COOKIE, token, max_age),
+        set_cookie(ferry, headers, LOGIN_CSRF_COOKIE, "", 0),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(axum::http::header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
 /// Starts a session for `user`: the cookie's token and the CSRF token of its forms.
 pub async fn start(ferry: &Ferry, user: &User) -> Result<String, WebError> {
     let token = random_token();
