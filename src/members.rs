@@ -63,7 +63,10 @@ pub async fn invite(
         .audit(Some(account_id), actor, "user.invited", target, details)
         .await;
     Ok(Invited::Link {
-        url: format!("{}/invite/{token}", ferry.public_url().trim_end_matches('/')),
+        url: format!(
+            "{}/invite/{token}",
+            ferry.public_url().trim_end_matches('/')
+        ),
         email,
         expires_at,
     })
@@ -117,7 +120,13 @@ pub async fn accept(
         let details = json!({"email": a.user.email, "existing_user": a.existing_user});
         let target = format!("user:{}", a.user.id);
         ferry
-            .audit(Some(a.account_id), Some(a.user.id), "invitation.accepted", target, details)
+            .audit(
+                Some(a.account_id),
+                Some(a.user.id),
+                "invitation.accepted",
+                target,
+                details,
+            )
             .await;
     }
     Ok(accepted)
@@ -129,7 +138,13 @@ pub async fn revoke(ferry: &Ferry, account_id: i64, id: i64, actor: Option<i64>)
     }
     let target = format!("invitation:{id}");
     ferry
-        .audit(Some(account_id), actor, "invitation.revoked", target, json!({}))
+        .audit(
+            Some(account_id),
+            actor,
+            "invitation.revoked",
+            target,
+            json!({}),
+        )
         .await;
     Ok(())
 }

@@ -200,11 +200,28 @@ fn print_invited(invited: &crate::members::Invited, account: i64, role: Role, js
             "{} already had a ferry user: added to account {account} as {role}",
             user.email
         ),
-        (Invited::Link { email, url, expires_at }, true) => print_json(&json!({"added": false,
+        (
+            Invited::Link {
+                email,
+                url,
+                expires_at,
+            },
+            true,
+        ) => print_json(&json!({"added": false,
             "email": email, "account_id": account, "role": role, "invitation_url": url,
             "expires_at": expires_at})),
-        (Invited::Link { email, url, expires_at }, false) => {
-            println!("invitation for {email} ({role} of account {account}); pass this link on, it works once until {}:", expires_at.format("%Y-%m-%d %H:%M UTC"));
+        (
+            Invited::Link {
+                email,
+                url,
+                expires_at,
+            },
+            false,
+        ) => {
+            println!(
+                "invitation for {email} ({role} of account {account}); pass this link on, it works once until {}:",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
             println!("{url}");
         }
     }

@@ -179,7 +179,8 @@ impl MemberStore for SqlStore {
     }
 
     async fn put_invitation(&self, new: &NewInvitation<'_>) -> Result<()> {
-        db_run!(self.pool(), |c| sqlx::query(
+        db_run!(self.pool(), |c| {
+            sqlx::query(
             "INSERT INTO invitations (account_id, email, role, token_hash, invited_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (account_id, email) WHERE accepted_at IS NULL DO UPDATE SET \
@@ -195,7 +196,8 @@ impl MemberStore for SqlStore {
         .bind(new.expires_at)
         .execute(c)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use serde::Deserialize;
 
 use std::collections::HashMap;
 
@@ -129,9 +130,21 @@ fn migration_notes(
 struct InboxesPage {
     chrome: Chrome,
     inboxes: Vec<InboxRow>,
+    /// The inbox just created, to offer its integration.
+    created: Option<(i64, String, bool)>,
 }
 
-async fn inboxes(State(ferry): State<Ferry>, access: AccountUser) -> WebResult<Response> {
+#[derive(Deserialize)]
+struct DoneQuery {
+    created: Option<i64>,
+    updated: Option<i64>,
+}
+
+async fn inboxes(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Query(done): Query<DoneQuery>,
+) -> WebResult<Response> {
     let inboxes = ferry.store.list_inboxes(access.account.id).await?;
     let migrations = ferry
         .store
@@ -147,6 +160,21 @@ async fn inboxes(State(ferry): State<Ferry>, access: AccountUser) -> WebResult<R
                 ..InboxRow::new(i)
             })
             .collect(),
+        created: done.created.and_then(|id| {
+            inboxes
+                .iter()
+                .find(|i| i.id == id)
+                .map(|i| (i.id, i.name.clone(), i.channel.is_whatsapp_like()))
+        }),
+    };
+    let updated = done
+        .updated
+        .and_then(|id| inboxes.iter().find(|i| i.id == id));
+    let page = InboxesPage {
+        chrome: page
+            .chrome
+            .with_notice(updated.map(|i| format!("Inbox {} saved.", i.name))),
+        ..page
     };
     Ok(html(&page))
 }

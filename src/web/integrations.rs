@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -77,16 +77,20 @@ fn row(ferry: &Ferry, i: &Integration, inboxes: &HashMap<i64, String>) -> Row {
 
 #[derive(Template)]
 #[template(path = "integrations.html")]
-struct IntegrationsPage {
-    chrome: Chrome,
+pub(super) struct IntegrationsPage {
+    pub chrome: Chrome,
     rows: Vec<Row>,
     legacy_route_enabled: bool,
     new_url: Option<(String, String)>,
     /// Why providers cannot reach the URLs below, while they cannot.
     unreachable: Option<String>,
+    /// Just created (not rotated): the notice says so.
+    pub created: bool,
+    /// A WhatsApp Cloud integration's verify token, to paste into Meta beside the URL.
+    pub verify_token: Option<String>,
 }
 
-async fn render(
+pub(super) async fn render(
     ferry: &Ferry,
     access: &AccountUser,
     new_url: Option<(i64, String)>,
@@ -113,17 +117,47 @@ async fn render(
         legacy_route_enabled: ferry.store.legacy_route_enabled().await?,
         new_url: announced,
         unreachable: crate::public_url::warning(&ferry.public_url()),
+        created: false,
+        verify_token: None,
     })
 }
 
-async fn page(State(ferry): State<Ferry>, access: AccountUser) -> WebResult<Response> {
-    Ok(html(&render(&ferry, &access, None).await?))
+#[derive(Deserialize)]
+struct DoneQuery {
+    enabled: Option<i64>,
+    disabled: Option<i64>,
+}
+
+async fn page(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Query(done): Query<DoneQuery>,
+) -> WebResult<Response> {
+    let mut page = render(&ferry, &access, None).await?;
+    let named = |id: i64| {
+        page.rows
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| format!("{} · {}", r.provider, r.inbox))
+    };
+    page.chrome.notice = match (done.enabled, done.disabled) {
+        (Some(id), _) => {
+            named(id).map(|n| format!("{n} is enabled: its webhooks are routed again."))
+        }
+        (_, Some(id)) => named(id).map(|n| {
+            format!("{n} is disabled: its webhooks are refused (404) until you enable it.")
+        }),
+        _ => None,
+    };
+    Ok(html(&page))
 }
 
 #[derive(Template)]
 #[template(path = "integration_url.html")]
 struct RevealedUrl {
+    id: i64,
     url: String,
+    verify_token: Option<String>,
 }
 
 async fn reveal(
@@ -135,8 +169,19 @@ async fn reveal(
     access.authorize_post(form.token.as_deref(), "reveal webhook URLs")?;
     let issued =
         integrations::reveal(&ferry, access.account.id, id, Some(access.user().id)).await?;
+    // Meta asks for the verify token beside the URL: shown with it, from the sealed secrets.
+    let verify_token = if issued.integration.provider == "whatsapp_cloud" {
+        integrations::integration_secrets(&ferry, &issued.integration)?
+            .get("verify_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    } else {
+        None
+    };
     Ok(html(&RevealedUrl {
+        id,
         url: issued.webhook_url,
+        verify_token,
     }))
 }
 

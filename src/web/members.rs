@@ -218,7 +218,12 @@ struct InvitePage {
 }
 
 /// The invitation's page with a fresh double-submit CSRF cookie (there is no session yet, as at sign-in).
-fn invite_form(ferry: &Ferry, headers: &HeaderMap, page: InvitePage, status: StatusCode) -> Response {
+fn invite_form(
+    ferry: &Ferry,
+    headers: &HeaderMap,
+    page: InvitePage,
+    status: StatusCode,
+) -> Response {
     let mut response = (status, html(&page)).into_response();
     let cookie = session::set_cookie(ferry, headers, LOGIN_CSRF_COOKIE, &page.csrf_token, 3600);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -289,7 +294,9 @@ async fn accept(
         Some(message) => Err(message),
         None => match members::accept(&ferry, &token, &form.name, &form.password).await {
             Ok(accepted) => Ok(accepted),
-            Err(ServiceError::Validation { field, message }) => Err(format!("The {field} {message}.")),
+            Err(ServiceError::Validation { field, message }) => {
+                Err(format!("The {field} {message}."))
+            }
             Err(other) => return Err(other.into()),
         },
     };
@@ -319,5 +326,7 @@ async fn accept(
             .await;
     }
     let token = session::start(&ferry, &accepted.user).await?;
-    Ok(session::redirect_signed_in(&ferry, &headers, &token, &inboxes))
+    Ok(session::redirect_signed_in(
+        &ferry, &headers, &token, &inboxes,
+    ))
 }

@@ -6,7 +6,9 @@ mod audit;
 mod auth;
 mod conversations;
 mod import;
+mod inbox_form;
 mod inboxes;
+mod integration_form;
 mod integrations;
 mod members;
 mod migration;
@@ -28,10 +30,12 @@ pub fn router() -> Router<Ferry> {
     let app = Router::new()
         .merge(auth::app_router())
         .merge(inboxes::router())
+        .merge(inbox_form::router())
         .merge(conversations::router())
         .merge(audit::router())
         .merge(migration::router())
         .merge(integrations::router())
+        .merge(integration_form::router())
         .merge(import::router())
         .merge(members::router())
         .fallback(|| async { WebError::NotFound });

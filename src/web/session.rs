@@ -318,7 +318,12 @@ fn serde_urlencoded_from<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebError
 }
 
 /// A redirect to `to` that hands the browser its new session cookie and drops the sign-in form's CSRF cookie.
-pub fn redirect_signed_in(ferry: &Ferry, headers: &HeaderMap, token: &str, to: &str) -> axum::response::Response {
+pub fn redirect_signed_in(
+    ferry: &Ferry,
+    headers: &HeaderMap,
+    token: &str,
+    to: &str,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut response = axum::response::Redirect::to(to).into_response();
     let max_age = SESSION_HOURS * 3600;
@@ -327,7 +332,9 @@ pub fn redirect_signed_in(ferry: &Ferry, headers: &HeaderMap, token: &str, to: &
         set_cookie(ferry, headers, LOGIN_CSRF_COOKIE, "", 0),
     ] {
         if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(axum::http::header::SET_COOKIE, v);
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, v);
         }
     }
     response

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::helpers::{Db, TestApp, inbox_of, seeded, spawn_app};
 use crate::imports::{Legacy, export_app, scalar, spec};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -221,7 +221,13 @@ impl Browser {
 }
 
 /// A user who signs in with `PASSWORD`.
-async fn web_user(app: &TestApp, account: i64, email: &str, role: Role, installation_admin: bool) {
+pub async fn web_user(
+    app: &TestApp,
+    account: i64,
+    email: &str,
+    role: Role,
+    installation_admin: bool,
+) {
     app.ferry
         .create_user(CreateUser {
             account_id: account,
@@ -998,7 +1004,7 @@ pub async fn agents_forged_posts_and_guessers_are_refused(db: Db) {
 }
 
 /// The page's CSRF token (as the forms carry it).
-async fn csrf_of(app: &TestApp, session: &str, path: &str) -> String {
+pub async fn csrf_of(app: &TestApp, session: &str, path: &str) -> String {
     let (status, body) = get_page(app, session, path).await;
     assert_eq!(status, 200, "{body}");
     let pattern = "name=\"csrf_token\" value=\"";
@@ -1006,14 +1012,14 @@ async fn csrf_of(app: &TestApp, session: &str, path: &str) -> String {
     body[at..at + body[at..].find('"').unwrap()].to_owned()
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-async fn get_page(app: &TestApp, session: &str, path: &str) -> (u16, String) {
+pub async fn get_page(app: &TestApp, session: &str, path: &str) -> (u16, String) {
     let r = no_redirects()
         .get(format!("{}{path}", app.base))
         .header("cookie", format!("ferry_session={session}"))
@@ -1023,7 +1029,7 @@ async fn get_page(app: &TestApp, session: &str, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn post_form(
+pub async fn post_form(
     app: &TestApp,
     session: &str,
     path: &str,

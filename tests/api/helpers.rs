@@ -199,6 +199,12 @@ pub async fn spawn_app_with(db: Db, customize: impl FnOnce(&mut Config)) -> Test
     let ferry = Ferry::open(config).await.expect("open ferry");
     let app = Application::bind(ferry.clone()).await.expect("bind");
     let base = format!("http://{}", app.local_addr());
+    // As `serve` does: webhook and invitation URLs name the address really listened on.
+    ferry
+        .public
+        .record_serving(&ferry.config, ferry.store.as_ref(), &base)
+        .await
+        .expect("record the public URL");
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base,

@@ -107,6 +107,7 @@ macro_rules! without_database {
     };
 }
 
+mod admin_pages;
 mod auth;
 mod browser;
 mod chatwoot;
@@ -137,6 +138,7 @@ fn main() {
     let args = Arguments::from_args();
     ferry::install_tls();
     let suites = [
+        admin_pages::suite(),
         auth::suite(),
         inboxes::suite(),
         read_api::suite(),

@@ -1,0 +1,526 @@
+//! Administering an account in the browser without the CLI: creating and editing inboxes, creating an
+//! integration and receiving a webhook through the URL the page shows, switching it off and on, and inviting
+//! users (an existing user joins a second account; a new person accepts a one-time link).
+
+use fantoccini::Locator;
+use ferry::domain::Role;
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, PASSWORD, get_page, post_form, web_user};
+use crate::helpers::{Db, TestApp, spawn_app};
+use crate::imports::scalar;
+use crate::webhooks::sign;
+
+/// The page at 390 px too (a phone), then back to the desktop width.
+async fn both_widths(b: &Browser, name: &str) {
+    b.screenshot(name).await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    let overflow = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot(&format!("{name}-390")).await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+    assert_eq!(overflow, json!(false), "{name} scrolls sideways at 390 px");
+}
+
+async fn text_of(b: &Browser, xpath: &str) -> String {
+    b.wait(xpath).await.text().await.unwrap()
+}
+
+async fn type_into(b: &Browser, label: &str, text: &str) {
+    let field = b.field(label).await;
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// A Cloud webhook with one text message from `from`, signed with `secret`.
+async fn post_cloud(app: &TestApp, url: &str, secret: &[u8], id: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "551130001000", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Bruna"}, "wa_id": "5511977776666"}],
+        "messages": [{"from": "5511977776666", "id": id, "timestamp": "1767225600", "type": "text",
+                      "text": {"body": "Quero marcar uma consulta"}}]
+    }}]}]}))
+    .unwrap();
+    let resp = app
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(secret, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Create inbox (a refused phone number first), edit it keeping its secret setting, create its Cloud
+/// integration, verify with Meta's handshake and receive a message through the shown URL, disable and enable.
+pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: Db) {
+    let app = spawn_app(db).await;
+    let account = app
+        .ferry
+        .create_account("Clínica Sol", None)
+        .await
+        .unwrap()
+        .id;
+    web_user(
+        &app,
+        account,
+        "alex@clinic.test",
+        Role::Administrator,
+        false,
+    )
+    .await;
+    let b = Browser::open(&app, db).await;
+    b.sign_in("alex@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+
+    b.wait("//a[normalize-space()='Create inbox']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//h1[normalize-space()='New inbox']").await;
+    type_into(&b, "Name", "Vendas").await;
+    b.field("Channel")
+        .await
+        .select_by_value("whatsapp_cloud")
+        .await
+        .unwrap();
+    b.wait("//input[@name='phone_number']")
+        .await
+        .send_keys("not a phone")
+        .await
+        .unwrap();
+    b.field("New setting name")
+        .await
+        .send_keys("business_account_id")
+        .await
+        .unwrap();
+    b.wait("//input[@name='new_value_0']")
+        .await
+        .send_keys("WABA-102290129340398")
+        .await
+        .unwrap();
+    both_widths(&b, "inbox-new").await;
+    b.button("Create inbox").await.click().await.unwrap();
+    let error = text_of(&b, "//*[@data-page-error]").await;
+    assert!(error.contains("phone number"), "{error}");
+    assert_eq!(
+        scalar(&app, "SELECT COUNT(*) FROM inboxes").await,
+        0,
+        "nothing half-made"
+    );
+    // The form keeps what was typed, except the secret value.
+    let kept = b.field("Name").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("Vendas"));
+    let phone = b.wait("//input[@name='phone_number']").await;
+    phone.clear().await.unwrap();
+    phone.send_keys("+55 11 3000-1000").await.unwrap();
+    b.field("New setting name").await.clear().await.unwrap();
+    b.field("New setting name")
+        .await
+        .send_keys("business_account_id")
+        .await
+        .unwrap();
+    b.wait("//input[@name='new_value_0']")
+        .await
+        .send_keys("WABA-102290129340398")
+        .await
+        .unwrap();
+    b.button("Create inbox").await.click().await.unwrap();
+    let created = text_of(&b, "//*[@data-created-inbox]").await;
+    assert!(created.contains("Inbox Vendas created"), "{created}");
+    let inbox = scalar(&app, "SELECT id FROM inboxes WHERE name = 'Vendas'").await;
+    assert_eq!(
+        app.texts("SELECT channel_type || ' ' || phone_number FROM inboxes")
+            .await,
+        [Some("whatsapp_cloud +551130001000".to_owned())]
+    );
+    both_widths(&b, "inbox-created").await;
+
+    // Edit: the setting shows masked; a new name and the lock change, the secret stays as it was.
+    b.wait("//a[@aria-label='Edit Vendas']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let setting = text_of(&b, "//*[@data-setting='business_account_id']").await;
+    assert!(
+        setting.contains("****0398") && !setting.contains("WABA-1022"),
+        "{setting}"
+    );
+    both_widths(&b, "inbox-edit").await;
+    type_into(&b, "Name", "Vendas Cloud").await;
+    b.wait("//input[@name='lock_to_single_conversation']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Save inbox").await.click().await.unwrap();
+    let notice = text_of(&b, "//*[@role='status']").await;
+    assert!(notice.contains("Inbox Vendas Cloud saved"), "{notice}");
+    let stored = app.ferry.store.get_inbox(account, inbox).await.unwrap();
+    assert!(stored.lock_to_single_conversation);
+    let config = ferry::store::open_provider_config(&app.ferry.cipher, &stored).unwrap();
+    assert_eq!(
+        config,
+        Some(json!({"business_account_id": "WABA-102290129340398"}))
+    );
+
+    // Its integration, from the link the created notice offered (the inbox is chosen already).
+    b.goto(&format!(
+        "/app/accounts/{account}/integrations/new?inbox_id={inbox}"
+    ))
+    .await;
+    b.wait("//h2[contains(., 'WhatsApp Cloud API for Vendas Cloud')]")
+        .await;
+    let offered = b
+        .field("Verify token")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        offered.len() >= 32,
+        "a verify token is offered ready-made: {offered:?}"
+    );
+    b.field("Phone number ID (optional)")
+        .await
+        .send_keys("106540352242922")
+        .await
+        .unwrap();
+    b.field("App secret")
+        .await
+        .send_keys("app-s3cret")
+        .await
+        .unwrap();
+    both_widths(&b, "integration-new").await;
+    b.button("Create integration").await.click().await.unwrap();
+    let url = text_of(&b, "//code[@data-new-url]").await;
+    let verify = text_of(&b, "//code[@data-verify-token]").await;
+    assert_eq!(verify, offered);
+    assert!(
+        url.starts_with(&app.base) && url.contains("/webhooks/whatsapp_cloud/fwh_"),
+        "{url}"
+    );
+    b.wait("//button[@aria-label='Copy the webhook URL']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    // It says what happened: copied, or (no clipboard) the text is selected to copy by hand.
+    b.wait("//button[@aria-label='Copy the webhook URL'][normalize-space()='Copied' or normalize-space()='Press Ctrl+C']")
+        .await;
+    both_widths(&b, "integration-created").await;
+
+    // Meta's handshake and a signed message, through exactly what the page showed.
+    let handshake = app
+        .client
+        .get(format!(
+            "{url}?hub.mode=subscribe&hub.challenge=8812&hub.verify_token={verify}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(handshake.status(), 200);
+    assert_eq!(handshake.text().await.unwrap(), "8812");
+    let (status, stored) = post_cloud(&app, &url, b"app-s3cret", "wamid.WEB1").await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["results"][0]["status"], "stored", "{stored}");
+    let in_inbox = format!(
+        "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.inbox_id = {inbox}"
+    );
+    assert_eq!(scalar(&app, &in_inbox).await, 1);
+
+    // Disabled, the URL is refused; enabled, it routes again.
+    let id = scalar(&app, "SELECT id FROM integrations").await;
+    b.wait(&format!(
+        "//tr[@id='integration-{id}']//button[normalize-space()='Disable']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    let notice = text_of(&b, "//*[@role='status']").await;
+    assert!(notice.contains("is disabled"), "{notice}");
+    assert_eq!(
+        post_cloud(&app, &url, b"app-s3cret", "wamid.WEB2").await.0,
+        404
+    );
+    b.wait(&format!(
+        "//tr[@id='integration-{id}']//button[normalize-space()='Enable']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.wait("//*[@role='status'][contains(., 'is enabled')]")
+        .await;
+    assert_eq!(
+        post_cloud(&app, &url, b"app-s3cret", "wamid.WEB3").await.0,
+        200
+    );
+    assert_eq!(scalar(&app, &in_inbox).await, 2);
+
+    // Reveal shows the URL and, for Cloud, the verify token again.
+    b.wait(&format!(
+        "//tr[@id='integration-{id}']//button[normalize-space()='Reveal']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    let again = text_of(
+        &b,
+        &format!("//tr[@id='integration-{id}']//code[@data-verify-token]"),
+    )
+    .await;
+    assert_eq!(again, verify);
+    let actions = app
+        .texts("SELECT action FROM audit_events WHERE action LIKE 'in%' ORDER BY id")
+        .await;
+    for expected in [
+        "inbox.created",
+        "inbox.updated",
+        "integration.create",
+        "integration.disable",
+        "integration.enable",
+        "integration.reveal",
+    ] {
+        assert!(
+            actions.contains(&Some(expected.to_owned())),
+            "{expected} missing from {actions:?}"
+        );
+    }
+}
+
+/// An existing user of another account is added at once; a second try says they are a member already; a new
+/// person gets a link that works once; an agent sees no invite form and a forged invite is refused.
+pub async fn administrator_invites_users_in_the_browser(db: Db) {
+    let app = spawn_app(db).await;
+    let sol = app
+        .ferry
+        .create_account("Clínica Sol", None)
+        .await
+        .unwrap()
+        .id;
+    let lua = app
+        .ferry
+        .create_account("Clínica Lua", None)
+        .await
+        .unwrap()
+        .id;
+    web_user(&app, sol, "alex@clinic.test", Role::Administrator, false).await;
+    web_user(&app, lua, "ana@clinic.test", Role::Agent, false).await;
+    let b = Browser::open(&app, db).await;
+    b.sign_in("alex@clinic.test", PASSWORD).await;
+    b.wait("//h1[normalize-space()='Inboxes']").await;
+    b.wait("//nav[@aria-label='Settings']//a[normalize-space()='Users']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//h1[normalize-space()='Users']").await;
+
+    type_into(&b, "Email", "Ana@Clinic.test").await;
+    b.button("Invite user").await.click().await.unwrap();
+    let notice = text_of(&b, "//*[@role='status']").await;
+    assert!(
+        notice.contains("ana@clinic.test was added to Clínica Sol"),
+        "{notice}"
+    );
+    let ana_row = text_of(&b, "//tr[@data-member='ana@clinic.test']").await;
+    assert!(ana_row.contains("Agent"), "{ana_row}");
+    let roles = format!(
+        "SELECT au.role FROM account_users au JOIN users u ON u.id = au.user_id \
+         WHERE u.email = 'ana@clinic.test' AND au.account_id = {sol}"
+    );
+    assert_eq!(app.texts(&roles).await, [Some("agent".to_owned())]);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM users WHERE email = 'ana@clinic.test'"
+        )
+        .await,
+        1
+    );
+
+    type_into(&b, "Email", "ana@clinic.test").await;
+    b.field("Role")
+        .await
+        .select_by_value("administrator")
+        .await
+        .unwrap();
+    b.button("Invite user").await.click().await.unwrap();
+    let error = text_of(&b, "//*[@data-page-error]").await;
+    assert!(
+        error.contains("already a member of Clínica Sol (agent)"),
+        "{error}"
+    );
+    assert_eq!(
+        app.texts(&roles).await,
+        [Some("agent".to_owned())],
+        "the role is not changed by a second invite"
+    );
+
+    type_into(&b, "Email", "nope").await;
+    b.button("Invite user").await.click().await.unwrap();
+    // The browser's own check (type=email) or the server's: either way nothing is stored.
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM invitations").await, 0);
+
+    b.goto(&format!("/app/accounts/{sol}/users")).await;
+    type_into(&b, "Email", "bea@clinic.test").await;
+    b.field("Role")
+        .await
+        .select_by_value("administrator")
+        .await
+        .unwrap();
+    b.button("Invite user").await.click().await.unwrap();
+    let link = text_of(&b, "//*[@data-invitation-link]//code").await;
+    assert!(link.starts_with(&format!("{}/invite/", app.base)), "{link}");
+    let pending = text_of(&b, "//tr[@data-invitation='bea@clinic.test']").await;
+    assert!(
+        pending.contains("Administrator") && pending.contains("Alex Admin"),
+        "{pending}"
+    );
+    both_widths(&b, "users-invited").await;
+
+    // The agent: a member list without the form; a forged invite is refused and stores nothing.
+    let agent = Browser::open(&app, db).await;
+    agent.sign_in("ana@clinic.test", PASSWORD).await;
+    // Two accounts now: she chooses between them.
+    agent
+        .wait("//h1[normalize-space()='Choose an account']")
+        .await;
+    agent.goto(&format!("/app/accounts/{sol}/users")).await;
+    agent.wait("//tr[@data-member='alex@clinic.test']").await;
+    assert!(
+        agent
+            .client
+            .find(Locator::XPath("//button[normalize-space()='Invite user']"))
+            .await
+            .is_err()
+    );
+    assert!(
+        !agent.text().await.contains("bea@clinic.test"),
+        "agents see no pending invitations"
+    );
+    let session = agent.cookie("ferry_session").await;
+    let (_, page) = get_page(&app, &session, &format!("/app/accounts/{sol}/users")).await;
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (status, _) = post_form(
+        &app,
+        &session,
+        &format!("/app/accounts/{sol}/users/invite"),
+        &[
+            ("csrf_token", &csrf),
+            ("email", "eve@evil.test"),
+            ("role", "administrator"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM invitations WHERE email = 'eve@evil.test'"
+        )
+        .await,
+        0
+    );
+    drop(agent);
+
+    // Bea accepts in a browser of her own: passwords that differ first, then the real ones.
+    let bea = Browser::open(&app, db).await;
+    bea.client.goto(&link).await.unwrap();
+    bea.wait("//h1[normalize-space()='Join Clínica Sol']").await;
+    both_widths(&bea, "invite-accept").await;
+    type_into(&bea, "Your name", "Bea Lima").await;
+    bea.field("Password (at least 8 characters)")
+        .await
+        .send_keys("sunny days ahead")
+        .await
+        .unwrap();
+    bea.field("Password again")
+        .await
+        .send_keys("sunny days")
+        .await
+        .unwrap();
+    bea.button("Join Clínica Sol").await.click().await.unwrap();
+    let error = text_of(&bea, "//*[@role='alert']").await;
+    assert!(error.contains("differ"), "{error}");
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM users WHERE email = 'bea@clinic.test'"
+        )
+        .await,
+        0
+    );
+    bea.field("Password (at least 8 characters)")
+        .await
+        .send_keys("sunny days ahead")
+        .await
+        .unwrap();
+    bea.field("Password again")
+        .await
+        .send_keys("sunny days ahead")
+        .await
+        .unwrap();
+    bea.button("Join Clínica Sol").await.click().await.unwrap();
+    bea.wait("//h1[normalize-space()='Inboxes']").await;
+    let top = text_of(&bea, "//header").await;
+    assert!(
+        top.contains("Bea Lima") && top.contains("Administrator"),
+        "{top}"
+    );
+    // The link worked once.
+    bea.client.goto(&link).await.unwrap();
+    bea.wait("//h1[normalize-space()='This invitation link does not work']")
+        .await;
+    both_widths(&bea, "invite-used").await;
+    drop(bea);
+
+    // She signs in with her password from now on; the list shows her and no pending invitation.
+    let again = Browser::open(&app, db).await;
+    again.sign_in("bea@clinic.test", "sunny days ahead").await;
+    again.wait("//h1[normalize-space()='Inboxes']").await;
+    b.goto(&format!("/app/accounts/{sol}/users")).await;
+    b.wait("//tr[@data-member='bea@clinic.test']").await;
+    assert!(
+        b.client
+            .find(Locator::XPath("//tr[@data-invitation]"))
+            .await
+            .is_err()
+    );
+    let actions = app.texts("SELECT action FROM audit_events WHERE action IN ('user.added', 'user.invited', 'invitation.accepted') ORDER BY id").await;
+    assert_eq!(
+        actions,
+        ["user.added", "user.invited", "invitation.accepted"].map(|a| Some(a.to_owned()))
+    );
+}
+
+pub fn suite() -> Vec<crate::Test> {
+    on_both_databases!(
+        [crate::Service::Browser];
+        administrator_sets_up_an_inbox_and_integration_in_the_browser,
+        administrator_invites_users_in_the_browser,
+    )
+}
