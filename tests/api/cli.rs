@@ -92,6 +92,60 @@ pub async fn cli_creates_account_user_token_and_inbox(db: Db) {
     assert_eq!(shown["provider_config"]["api_key"], "****4321");
     let listed = json_out(&app.cli(&["inboxes", "list", "--account", &id_s, "--json"]));
     assert_eq!(listed[0]["id"], inbox_id);
+
+    // Invitations: the existing user joins a second account at once; a new email gets a link; twice is refused.
+    let second = json_out(&app.cli(&["accounts", "create", "--name", "Second Co", "--json"]))["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let invite = |email: &'static str, json: bool| {
+        let mut args = vec![
+            "users",
+            "invite",
+            "--account",
+            &second,
+            "--email",
+            email,
+            "--role",
+            "agent",
+        ];
+        if json {
+            args.push("--json");
+        }
+        app.cli(&args)
+    };
+    let added = json_out(&invite("OPS@cli.test", true));
+    assert_eq!(
+        (added["added"].clone(), added["user_id"].clone()),
+        (Value::Bool(true), user["id"].clone())
+    );
+    let (_, seen) = app
+        .get(&format!("/api/v1/accounts/{second}"), Some(&token))
+        .await;
+    assert_eq!(
+        seen["role"], "agent",
+        "the same token now opens the second account"
+    );
+    one_line_failure(
+        &invite("ops@cli.test", false),
+        "already a member of Second Co (agent)",
+    );
+    let text = invite("new@cli.test", false);
+    let printed = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let link = printed.lines().last().unwrap();
+    assert!(
+        link.starts_with(&format!("{}/invite/", app.base)),
+        "{printed}"
+    );
+    let page = app.client.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Join Second Co"));
+    one_line_failure(&invite("not-an-email", false), "email");
 }
 
 pub async fn cli_failures_are_one_line_and_write_nothing(db: Db) {
