@@ -399,19 +399,25 @@ async fn complete(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let open_conflicts = if pair.destination.lock_to_single_conversation {
-        ferry
-            .store
-            .contacts_with_several_open_conversations(pair.destination.id)
-            .await?
+        super::conflicts(
+            ferry
+                .store
+                .contacts_with_several_open_conversations(pair.destination.id, 1000)
+                .await?,
+        )
     } else {
         Vec::new()
     };
+    let conflict_ids: Vec<i64> = open_conflicts.iter().map(|c| c.contact_id).collect();
+    // The first 100 with their conversations, for the pages that link to them.
+    let conflict_details: Vec<_> = open_conflicts.into_iter().take(100).collect();
     let result = json!({
         "source_before": before["source_before"],
         "contacts_merged": current.contacts_merged,
         "duplicates": current.duplicates,
         "duplicates_dropped": dropped_messages,
-        "open_conversation_conflicts": open_conflicts,
+        "open_conversation_conflicts": conflict_ids,
+        "open_conflicts": conflict_details,
         "batches": batches.last,
         "longest_batch_ms": batches.longest.as_millis() as u64,
         "invariants": "ok",

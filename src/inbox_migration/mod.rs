@@ -111,7 +111,7 @@ pub struct ConversationAt {
 }
 
 /// Rows of open conversations, one conflict per person, in the order given.
-fn conflicts(rows: Vec<crate::store::OpenConversationOf>) -> Vec<OpenConflict> {
+pub(crate) fn conflicts(rows: Vec<crate::store::OpenConversationOf>) -> Vec<OpenConflict> {
     let mut out: Vec<OpenConflict> = Vec::new();
     for row in rows {
         let at = ConversationAt {

@@ -349,8 +349,13 @@ pub trait InboxMigrationStore: Send + Sync {
         lids: bool,
         bsuids: bool,
     ) -> Result<i64>;
-    /// Contacts with more than one open conversation in the inbox (reported when it allows only one).
-    async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>>;
+    /// The open conversations of contacts with more than one open in the inbox (reported when it allows only
+    /// one), at most `limit` contacts, by name.
+    async fn contacts_with_several_open_conversations(
+        &self,
+        inbox_id: i64,
+        limit: i64,
+    ) -> Result<Vec<OpenConversationOf>>;
     /// The source's contacts that will merge (by name), at most `limit`, with how many there are.
     async fn merging_contacts(
         &self,

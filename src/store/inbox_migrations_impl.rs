@@ -813,14 +813,26 @@ impl InboxMigrationStore for SqlStore {
         .await)?)
     }
 
-    async fn contacts_with_several_open_conversations(&self, inbox_id: i64) -> Result<Vec<i64>> {
-        Ok(db_run!(self.pool(), |c| sqlx::query_scalar(
-            "SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \
-             GROUP BY contact_id HAVING COUNT(*) > 1 ORDER BY contact_id LIMIT 1000",
+    async fn contacts_with_several_open_conversations(
+        &self,
+        inbox_id: i64,
+        limit: i64,
+    ) -> Result<Vec<OpenConversationOf>> {
+        Ok(db_run!(self.pool(), |c| {
+            sqlx::query_as(
+            "WITH crowded AS ( \
+               SELECT contact_id FROM conversations WHERE inbox_id = $1 AND status = 'open' \
+               GROUP BY contact_id HAVING COUNT(*) > 1 ORDER BY contact_id LIMIT $2) \
+             SELECT w.contact_id, ct.name, c.id AS conversation_id, c.inbox_id FROM crowded w \
+             JOIN contacts ct ON ct.id = w.contact_id \
+             JOIN conversations c ON c.inbox_id = $1 AND c.status = 'open' AND c.contact_id = w.contact_id \
+             ORDER BY ct.name, w.contact_id, c.id",
         )
         .bind(inbox_id)
+        .bind(limit)
         .fetch_all(c)
-        .await)?)
+        .await
+        })?)
     }
 
     async fn check_inbox_migration_invariants(

@@ -68,6 +68,37 @@ pub struct MigrationPanel {
     pub revert: Option<RevertPanel>,
     /// Every attempt, oldest first (`history` of the API), one line each.
     pub attempts: Vec<String>,
+    /// After completing into an inbox that allows one open conversation per contact: who has several.
+    pub conflicts: Vec<ConflictRow>,
+}
+
+/// The people with several open conversations a completed migration left, from its result.
+fn result_conflicts(m: &InboxMigration) -> Vec<ConflictRow> {
+    let Some(list) = m
+        .result
+        .as_ref()
+        .and_then(|r| r.0.get("open_conflicts"))
+        .and_then(|l| l.as_array())
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|c| ConflictRow {
+            name: c["name"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("Contact {}", c["contact_id"])),
+            conversations: c["conversations"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|at| at["conversation_id"].as_i64())
+                        .map(|id| (id, "open".to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The revert job's part of the panel.
@@ -258,6 +289,11 @@ fn view(m: &InboxMigration, shown: &Shown, destination: String, who: String) -> 
                 .is_some_and(crate::store::RevertState::is_active),
         revert: revert_panel(shown.revert.as_ref()),
         attempts: attempt_lines(&shown.history),
+        conflicts: if m.status == MigrationStatus::Completed {
+            result_conflicts(m)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -438,9 +474,9 @@ struct PreviewPart {
     conflicts: Vec<ConflictRow>,
 }
 
-struct ConflictRow {
-    name: String,
-    conversations: Vec<(i64, String)>,
+pub struct ConflictRow {
+    pub name: String,
+    pub conversations: Vec<(i64, String)>,
 }
 
 #[derive(Deserialize)]

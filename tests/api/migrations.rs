@@ -1431,6 +1431,60 @@ pub async fn open_conversation_conflicts_are_reported(db: Db) {
         .find(|c| c.name.as_deref() == Some("Ana"))
         .unwrap();
     assert_eq!(conflicts, vec![json!(ana.id)], "{shown}");
+    // With her open conversations, now all in the destination: the migration page links to each.
+    let now_open: Vec<i64> = app
+        .texts(&format!(
+            "SELECT CAST(id AS TEXT) FROM conversations WHERE status = 'open' AND inbox_id = {} \
+             AND contact_id = {} ORDER BY id",
+            s.cloud, ana.id
+        ))
+        .await
+        .into_iter()
+        .map(|id| id.unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(now_open.len(), 3, "two from Evolution and her Cloud one");
+    let details = &shown["result"]["open_conflicts"];
+    assert_eq!(details[0]["name"], "Ana", "{shown}");
+    let linked: Vec<i64> = details[0]["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(linked, now_open, "{shown}");
+    let email = app
+        .texts("SELECT email FROM users ORDER BY id LIMIT 1")
+        .await[0]
+        .clone()
+        .unwrap();
+    let user = app
+        .ferry
+        .store
+        .find_user_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap();
+    let session = ferry::web::session::start(&app.ferry, &user).await.unwrap();
+    let (status, page) = crate::browser::get_page(
+        &app,
+        &session,
+        &format!(
+            "/app/accounts/{}/inboxes/{}/migration",
+            s.account_id, s.evolution
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let box_at = page
+        .find("data-result-conflicts")
+        .expect("the result lists the conflicts");
+    for id in &now_open {
+        let link = format!("/app/accounts/{}/conversations/{id}\"", s.account_id);
+        assert!(
+            page[box_at..].contains(&link),
+            "no link to conversation {id}"
+        );
+    }
 }
 
 /// Ana's number is also on a second Evolution inbox (same id family), whose conversation with her already holds
