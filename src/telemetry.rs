@@ -62,9 +62,62 @@ impl tracing::field::Visit for Housekeeping {
     }
 }
 
+/// The progress bar a command is drawing on stderr, if any: log lines are written around it.
+static ACTIVE_BAR: std::sync::Mutex<Option<indicatif::WeakProgressBar>> =
+    std::sync::Mutex::new(None);
+
+/// A progress bar on stderr that log lines do not break: each one is written with the bar cleared, and the bar
+/// is drawn again below it. Hidden when stderr is not a terminal or `visible` is false.
+pub fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !visible || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = Some(bar.downgrade());
+    }
+    bar
+}
+
+/// Collects one log line and writes it on drop: around the active progress bar if one is drawn.
+pub struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let bar = ACTIVE_BAR
+            .lock()
+            .ok()
+            .and_then(|a| a.as_ref().and_then(indicatif::WeakProgressBar::upgrade));
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(bar) if !bar.is_finished() => bar.suspend(write),
+            _ => write(),
+        }
+    }
+}
+
+fn log_line() -> LogLine {
+    LogLine(Vec::with_capacity(256))
+}
+
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = tracing_subscriber::fmt::layer().with_writer(log_line);
     let output = match format {
         LogFormat::Json => output.json().boxed(),
         LogFormat::Text => output.boxed(),

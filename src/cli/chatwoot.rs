@@ -1,7 +1,5 @@
 //! `ferry chatwoot …`: inbox migration on an existing Chatwoot database.
 
-use std::io::IsTerminal;
-
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -403,11 +401,7 @@ impl Runner {
                 let _ = tx.send(true);
             }
         });
-        let bar = if !quiet && std::io::stderr().is_terminal() {
-            ProgressBar::new(1000)
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = crate::telemetry::progress_bar(1000, !quiet);
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").expect("template"),
         );

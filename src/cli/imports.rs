@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use serde_json::json;
 
 use super::print_json;
@@ -215,11 +215,7 @@ async fn follow(ferry: &Ferry, account_id: i64, bar: bool) -> anyhow::Result<()>
             .with_poll_interval(Duration::from_millis(100))
             .run(shutdown),
     );
-    let progress = if bar {
-        ProgressBar::new(3)
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::telemetry::progress_bar(3, bar);
     progress.set_style(
         ProgressStyle::with_template("{bar:30} stage {pos}/{len} {msg}").expect("template"),
     );

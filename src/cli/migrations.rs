@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use serde_json::{Value, json};
 
 use crate::inbox_migration::{self as im, Created, MigrationOptions};
@@ -251,11 +251,7 @@ async fn follow(ferry: &Ferry, id: i64, bar: bool) -> anyhow::Result<InboxMigrat
             .with_poll_interval(Duration::from_millis(200))
             .run(shutdown),
     );
-    let progress = if bar {
-        ProgressBar::new(1000)
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::telemetry::progress_bar(1000, bar);
     progress
         .set_style(ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").expect("template"));
     let result = loop {

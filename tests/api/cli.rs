@@ -414,6 +414,77 @@ pub(crate) async fn start_demo(
     (url, token, output, child)
 }
 
+/// Text as a terminal would show it: escape sequences dropped, each line only what follows its last carriage
+/// return (what was drawn over is gone).
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters, then one final byte in @..~.
+                for n in chars.by_ref() {
+                    if ('@'..='~').contains(&n) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    // A terminal's line end is "\r\n": the carriage return there draws over nothing.
+    plain
+        .replace("\r\n", "\n")
+        .split('\n')
+        .map(|l| l.rsplit('\r').next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A migration followed in a terminal (a pty from `script`) with debug logging: every log line starts its own
+/// line, none is glued to the bar, and the bar was drawn.
+pub async fn log_lines_do_not_break_the_progress_bar(db: Db) {
+    let app = spawn_app(db).await;
+    let s = crate::migrations::scenario(&app).await;
+    let command = format!(
+        "{} migrate inbox --account {} --from {} --to {} --yes --batch-rows 10 --max-rows-per-second 10",
+        env!("CARGO_BIN_EXE_ferry"),
+        s.account_id,
+        s.evolution,
+        s.cloud
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("FERRY_DATABASE_URL", &app.database_url)
+        .env("FERRY_DATA_DIR", app.dir.path())
+        .env("FERRY_SECRET_KEY", &app.secret_key)
+        .env("FERRY_LOG", "info,ferry=debug")
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script (util-linux)");
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{raw}");
+    let lines = screen_lines(&raw);
+    let logged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" DEBUG ") || l.contains(" INFO "))
+        .collect();
+    assert!(!logged.is_empty(), "the run logged nothing: {raw}");
+    for line in &logged {
+        let t = line.trim_start();
+        assert!(
+            t.starts_with("20") && t.as_bytes().get(4) == Some(&b'-'),
+            "a log line glued to something: {line:?}"
+        );
+    }
+    assert!(
+        raw.contains('%') && raw.contains('\r'),
+        "no progress bar was drawn: {raw}"
+    );
+    assert!(lines.iter().any(|l| l.contains("completed")), "{raw}");
+}
+
 pub async fn cli_migrates_an_inbox_and_manages_migrations(db: Db) {
     let app = spawn_app(db).await;
     let s = crate::migrations::scenario(&app).await;
@@ -596,6 +667,7 @@ pub fn suite() -> Vec<crate::Test> {
             cli_creates_account_user_token_and_inbox,
             cli_failures_are_one_line_and_write_nothing,
             cli_migrates_an_inbox_and_manages_migrations,
+            log_lines_do_not_break_the_progress_bar,
         ),
         without_database!("sqlite", []; serve_demo_prints_a_working_token_and_keeps_data),
         without_database!("sqlite", []; database_mistakes_are_one_line_with_a_hint),
