@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // Needs no database: it shows what a server started the same way would use.
         Command::Config {
             command: ConfigCommand::Show { json },
-        } => show_config(&cli.config, json),
+        } => show_config(&cli.config, json).await,
         command => {
             let embedded = embedded_database(&cli.config);
             if let Some(db) = &embedded
@@ -361,20 +361,48 @@ fn openapi() -> anyhow::Result<()> {
     write_stdout(&text)
 }
 
-fn show_config(config: &Config, json: bool) -> anyhow::Result<()> {
+async fn show_config(config: &Config, json: bool) -> anyhow::Result<()> {
     let shown = config.shown();
+    let in_use = public_url_in_use(config).await;
     if json {
-        let map: serde_json::Map<String, serde_json::Value> = shown
+        let mut map: serde_json::Map<String, serde_json::Value> = shown
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
             .collect();
+        map.insert(
+            "public_url_in_use".into(),
+            serde_json::Value::String(in_use),
+        );
         print_json(&serde_json::Value::Object(map));
     } else {
         for (name, value) in shown {
             println!("{name:<38} {value}");
         }
+        println!("{:<38} {in_use}", "webhook URLs start with");
     }
     Ok(())
+}
+
+/// The public URL every process builds webhook URLs from: this process's explicit one, else the database's
+/// (`config set public-url`, or where `serve` last listened). Shown without creating a database that is not
+/// there yet.
+async fn public_url_in_use(config: &Config) -> String {
+    if let Some(db) = embedded_database(config)
+        && !db.exists()
+    {
+        return format!("{} (no database yet)", config.public_url());
+    }
+    let url = config.effective_database_url();
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let store = crate::store::connect(&url).await?;
+        crate::public_url::PublicUrl::load(config, store.as_ref()).await
+    })
+    .await;
+    match opened {
+        Ok(Ok(public)) => public.get(),
+        Ok(Err(e)) => format!("unknown: the database could not be read ({e})"),
+        Err(_) => "unknown: the database did not answer within 5 s".into(),
+    }
 }
 
 /// Asks for `word` to be typed before a change; refuses without a terminal (pass --yes there).

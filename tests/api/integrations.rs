@@ -288,9 +288,16 @@ pub async fn cli_manages_integrations(db: Db) {
     // Nothing told ferry where providers reach it: the URL is a loopback one, and the command says so.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr
-            .contains("warning: providers cannot reach http://127.0.0.1:3000 (a loopback address)"),
+        stderr.contains(&format!(
+            "warning: providers cannot reach {} (a loopback address)",
+            app.base
+        )),
         "{stderr}"
+    );
+    let shown = app.cli(&["config", "show"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&app.base),
+        "config show names where the server listens"
     );
     // Set once in the database, the public URL is what every later command prints.
     let bad = app.cli(&["config", "set", "public-url", "ferry.example.com"]);
@@ -301,6 +308,14 @@ pub async fn cli_manages_integrations(db: Db) {
         set.status.success(),
         "{}",
         String::from_utf8_lossy(&set.stderr)
+    );
+    let shown = String::from_utf8_lossy(&app.cli(&["config", "show"]).stdout).into_owned();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("webhook URLs start with")
+                && l.ends_with("https://ferry.example.com")),
+        "{shown}"
     );
     let listed = app.cli(&["integrations", "tokens", "--json"]);
     assert!(listed.status.success());
