@@ -1117,7 +1117,7 @@ pub async fn twilio_get_and_repeated_parameters(db: Db) {
     .await;
     let query = "MessageSid=SM1&AccountSid=AC123&From=whatsapp%3A%2B5511988887777&To=whatsapp%3A%2B15550001111\
                  &Body=Ol%C3%A1+por+GET&NumMedia=0&ProfileName=Maria&WaId=5511988887777&SmsStatus=received";
-    let url = format!("{}{hook}?{query}", app.ferry.config.public_url());
+    let url = format!("{}{hook}?{query}", app.ferry.public_url());
     let signature = ferry::webhooks::twilio::sign(b"twilio-token", &url, &Vec::new());
     let resp = app
         .client
@@ -1142,7 +1142,7 @@ pub async fn twilio_get_and_repeated_parameters(db: Db) {
     assert_eq!(bad.status().as_u16(), 401);
 
     let form = "MessageSid=SM2&From=whatsapp%3A%2B5511988887777&Body=oi&NumMedia=0&ButtonPayload=A&ButtonPayload=A";
-    let url = format!("{}{hook}", app.ferry.config.public_url());
+    let url = format!("{}{hook}", app.ferry.public_url());
     let params = ferry::webhooks::twilio::form(form.as_bytes());
     let mut deduped = params.clone();
     deduped.sort();

@@ -1381,7 +1381,7 @@ pub async fn integration_test_sends_a_signed_message_and_cleans_up(db: Db) {
         ids.push(created["id"].to_string());
     }
     let (_server, base) = app.serve_process().await;
-    let public = app.ferry.config.public_url();
+    let public = app.ferry.public_url();
     let contacts = count(&app, "SELECT COUNT(*) FROM contacts").await;
     for id in &ids {
         let run = || {

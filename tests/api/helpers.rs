@@ -414,7 +414,7 @@ impl TestApp {
             .env("FERRY_DATA_DIR", self.dir.path())
             .env("FERRY_SECRET_KEY", &self.secret_key)
             .env("FERRY_BIND", format!("127.0.0.1:{port}"))
-            .env("FERRY_PUBLIC_URL", self.ferry.config.public_url())
+            .env("FERRY_PUBLIC_URL", self.ferry.public_url())
             .env("FERRY_LOG", "warn")
             .env("FERRY_MEDIA_ALLOWED_URLS", self.allowed_urls())
             .envs(env.iter().copied())

@@ -66,7 +66,7 @@ pub async fn integrations_issue_reveal_rotate_and_disable_tokens(db: Db) {
     assert_eq!(status, 201, "{created}");
     let token = created["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("fwh_") && token.len() == 47, "{token}");
-    let public = app.ferry.config.public_url();
+    let public = app.ferry.public_url();
     assert_eq!(
         created["webhook_url"],
         format!("{public}/webhooks/evolution/whatsapp/{token}")

@@ -156,9 +156,7 @@ async fn twilio_media(app: &TestApp, webhook_url: &str, sid: &str, media_url: &s
     let form: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&params)
         .finish();
-    let path = webhook_url
-        .strip_prefix(&app.ferry.config.public_url())
-        .unwrap();
+    let path = webhook_url.strip_prefix(&app.ferry.public_url()).unwrap();
     let status = app
         .client
         .post(format!("{}{path}", app.base))

@@ -22,7 +22,7 @@ fn node_env(app: &TestApp, legacy: &Legacy, redis: bool) -> Vec<(String, String)
             "FERRY_DATA_DIR".into(),
             app.dir.path().display().to_string(),
         ),
-        ("FERRY_PUBLIC_URL".into(), app.ferry.config.public_url()),
+        ("FERRY_PUBLIC_URL".into(), app.ferry.public_url()),
         ("FERRY_LOG".into(), "warn".into()),
         ("FERRY_LEASE_SECONDS".into(), "2".into()),
         // Slow enough that the kill lands in the middle of the work.
@@ -307,7 +307,7 @@ pub async fn servers_and_workers_share_work_routes_and_traffic(db: Db) {
     let path = integration["webhook_url"]
         .as_str()
         .unwrap()
-        .replace(&app.ferry.config.public_url(), "");
+        .replace(&app.ferry.public_url(), "");
     let deliveries = (0..100).flat_map(|i| {
         let body = upsert(
             &format!("MN-{i:03}"),
@@ -362,7 +362,7 @@ pub async fn servers_and_workers_share_work_routes_and_traffic(db: Db) {
     let new_path = rotated["webhook_url"]
         .as_str()
         .unwrap()
-        .replace(&app.ferry.config.public_url(), "");
+        .replace(&app.ferry.public_url(), "");
     let mut n = 0;
     let mut gone = |base: String| {
         n += 1;

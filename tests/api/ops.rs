@@ -88,7 +88,7 @@ pub async fn metrics_count_requests_jobs_webhooks_and_takeovers(db: Db) {
     let url = integration["webhook_url"]
         .as_str()
         .unwrap()
-        .replace(&app.ferry.config.public_url(), &app.base);
+        .replace(&app.ferry.public_url(), &app.base);
     let refused = app
         .client
         .post(url)

@@ -126,7 +126,7 @@ pub async fn migrating_back_ends_the_old_redirect(db: Db) {
     let hook = integration["webhook_url"]
         .as_str()
         .unwrap()
-        .replace(&app.ferry.config.public_url(), "");
+        .replace(&app.ferry.public_url(), "");
     let deliver = |id: &'static str| {
         let (app, hook) = (&app, &hook);
         async move {

@@ -73,7 +73,7 @@ pub(crate) async fn connected(
     let hook = created["webhook_url"]
         .as_str()
         .unwrap()
-        .strip_prefix(&app.ferry.config.public_url())
+        .strip_prefix(&app.ferry.public_url())
         .unwrap()
         .to_owned();
     (created, hook)
@@ -432,7 +432,7 @@ pub async fn twilio_webhooks_are_verified_and_stored_once(db: Db) {
     .await;
     let path = format!("/webhooks/twilio/{}", created["token"].as_str().unwrap());
     assert_eq!(hook, path);
-    let url = format!("{}{path}", app.ferry.config.public_url());
+    let url = format!("{}{path}", app.ferry.public_url());
     assert_eq!(created["webhook_url"], url.as_str());
     let post = |params: Vec<(&'static str, &'static str)>, signature: String| {
         let (client, target) = (app.client.clone(), format!("{}{path}", app.base));
@@ -772,7 +772,7 @@ pub async fn legacy_route_resolves_through_legacy_tables_and_counts_hits(db: Db)
         assert_eq!(status, 201, "{created}");
         let url = created["webhook_url"].as_str().unwrap().to_owned();
         let hook = url
-            .strip_prefix(&app.ferry.config.public_url())
+            .strip_prefix(&app.ferry.public_url())
             .unwrap()
             .to_owned();
         (created, hook)
@@ -1208,7 +1208,7 @@ pub async fn redis_shares_routes_and_invalidations_between_nodes(db: Db) {
     let new_hook = rotated["webhook_url"]
         .as_str()
         .unwrap()
-        .strip_prefix(&app.ferry.config.public_url())
+        .strip_prefix(&app.ferry.public_url())
         .unwrap()
         .to_owned();
     assert_eq!(
