@@ -11,23 +11,6 @@ use crate::helpers::{Db, TestApp, spawn_app};
 use crate::imports::scalar;
 use crate::webhooks::sign;
 
-/// The page at 390 px too (a phone), then back to the desktop width.
-async fn both_widths(b: &Browser, name: &str) {
-    b.screenshot(name).await;
-    b.client.set_window_size(390, 844).await.unwrap();
-    let overflow = b
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    b.screenshot(&format!("{name}-390")).await;
-    b.client.set_window_size(1280, 900).await.unwrap();
-    assert_eq!(overflow, json!(false), "{name} scrolls sideways at 390 px");
-}
-
 async fn text_of(b: &Browser, xpath: &str) -> String {
     b.wait(xpath).await.text().await.unwrap()
 }
@@ -112,7 +95,7 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
         .send_keys("WABA-102290129340398")
         .await
         .unwrap();
-    both_widths(&b, "inbox-new").await;
+    b.screenshot_both("inbox-new").await;
     b.button("Create inbox").await.click().await.unwrap();
     let error = text_of(&b, "//*[@data-page-error]").await;
     assert!(error.contains("phone number"), "{error}");
@@ -147,7 +130,7 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
             .await,
         [Some("whatsapp_cloud +551130001000".to_owned())]
     );
-    both_widths(&b, "inbox-created").await;
+    b.screenshot_both("inbox-created").await;
 
     // Edit: the setting shows masked; a new name and the lock change, the secret stays as it was.
     b.wait("//a[@aria-label='Edit Vendas']")
@@ -160,7 +143,7 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
         setting.contains("****0398") && !setting.contains("WABA-1022"),
         "{setting}"
     );
-    both_widths(&b, "inbox-edit").await;
+    b.screenshot_both("inbox-edit").await;
     type_into(&b, "Name", "Vendas Cloud").await;
     b.wait("//input[@name='lock_to_single_conversation']")
         .await
@@ -206,7 +189,7 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
         .send_keys("app-s3cret")
         .await
         .unwrap();
-    both_widths(&b, "integration-new").await;
+    b.screenshot_both("integration-new").await;
     b.button("Create integration").await.click().await.unwrap();
     let url = text_of(&b, "//code[@data-new-url]").await;
     let verify = text_of(&b, "//code[@data-verify-token]").await;
@@ -223,7 +206,7 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
     // It says what happened: copied, or (no clipboard) the text is selected to copy by hand.
     b.wait("//button[@aria-label='Copy the webhook URL'][normalize-space()='Copied' or normalize-space()='Press Ctrl+C']")
         .await;
-    both_widths(&b, "integration-created").await;
+    b.screenshot_both("integration-created").await;
 
     // Meta's handshake and a signed message, through exactly what the page showed.
     let handshake = app
@@ -395,7 +378,7 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
         pending.contains("Administrator") && pending.contains("Alex Admin"),
         "{pending}"
     );
-    both_widths(&b, "users-invited").await;
+    b.screenshot_both("users-invited").await;
 
     // The agent: a member list without the form; a forged invite is refused and stores nothing.
     let agent = Browser::open(&app, db).await;
@@ -451,7 +434,7 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
     let bea = Browser::open(&app, db).await;
     bea.client.goto(&link).await.unwrap();
     bea.wait("//h1[normalize-space()='Join Clínica Sol']").await;
-    both_widths(&bea, "invite-accept").await;
+    bea.screenshot_both("invite-accept").await;
     type_into(&bea, "Your name", "Bea Lima").await;
     bea.field("Password (at least 8 characters)")
         .await
@@ -495,7 +478,7 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
     bea.client.goto(&link).await.unwrap();
     bea.wait("//h1[normalize-space()='This invitation link does not work']")
         .await;
-    both_widths(&bea, "invite-used").await;
+    bea.screenshot_both("invite-used").await;
     drop(bea);
 
     // She signs in with her password from now on; the list shows her and no pending invitation.

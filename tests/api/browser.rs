@@ -183,6 +183,23 @@ impl Browser {
         std::fs::write(dir.join(format!("{}-{name}.png", self.prefix)), png).unwrap();
     }
 
+    /// The page at 1280 px and at 390 px (a phone), where it must not scroll sideways; back to 1280 after.
+    pub async fn screenshot_both(&self, name: &str) {
+        self.screenshot(name).await;
+        self.client.set_window_size(390, 844).await.unwrap();
+        let overflow = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        self.screenshot(&format!("{name}-390")).await;
+        self.client.set_window_size(1280, 900).await.unwrap();
+        assert_eq!(overflow, json!(false), "{name} scrolls sideways at 390 px");
+    }
+
     pub async fn sign_in(&self, email: &str, password: &str) {
         self.goto("/login").await;
         self.field("Email").await.send_keys(email).await.unwrap();
@@ -774,7 +791,7 @@ pub async fn moved_conversations_are_read_in_the_browser(db: Db) {
         actions.iter().all(|a| a.starts_with("inbox_migration.")),
         "{actions:?}"
     );
-    b.screenshot("audit").await;
+    b.screenshot_both("audit").await;
 }
 
 const RECEIPT_PNG: &[u8] = include_bytes!("fixtures/receipt.png");
