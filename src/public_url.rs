@@ -9,6 +9,8 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 
 const URL: &str = "public_url";
+/// How often a running server reads the stored URL again.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 /// `explicit` (a flag, a variable or `config set`) or `bind` (the address `serve` listened on).
 const SOURCE: &str = "public_url_source";
 
@@ -54,6 +56,21 @@ impl PublicUrl {
             return Ok(());
         }
         store_url(self, store, listening, "bind").await
+    }
+
+    /// Picks up a URL another process stored (`ferry config set public-url` while this server runs). An
+    /// explicit URL of this process stays.
+    pub async fn refresh(&self, config: &Config, store: &dyn Store) -> Result<(), StoreError> {
+        if explicit(config).is_some() {
+            return Ok(());
+        }
+        if let Some(stored) = store.get_setting(URL).await?
+            && stored != self.get()
+        {
+            tracing::info!(public_url = %stored, "the public URL changed");
+            self.set(stored);
+        }
+        Ok(())
     }
 
     /// `ferry config set public-url`: validated, stored for every process.

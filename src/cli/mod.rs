@@ -224,7 +224,7 @@ async fn set_setting(
     if json {
         print_json(&json!({"public_url": url}));
     } else {
-        println!("public URL is now {url}; running servers use it once restarted");
+        println!("public URL is now {url}; running servers pick it up within 10 seconds");
     }
     if let Some(warning) = crate::public_url::warning(&url) {
         eprintln!("warning: {warning}");

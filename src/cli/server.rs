@@ -48,6 +48,22 @@ pub async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<
             }
         }
     }
+    // `config set public-url` from another process reaches this one within a refresh period.
+    let refresher = {
+        let ferry = ferry.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::public_url::REFRESH).await;
+                if let Err(e) = ferry
+                    .public
+                    .refresh(&ferry.config, ferry.store.as_ref())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not read the public URL");
+                }
+            }
+        })
+    };
     // The background worker (migrations, imports, downloads) runs beside the server unless --no-worker.
     let (stop_worker, worker_shutdown) = tokio::sync::watch::channel(false);
     let worker = if no_worker {
@@ -84,6 +100,7 @@ pub async fn serve(ferry: Ferry, demo: bool, no_worker: bool) -> anyhow::Result<
         }
     };
     let _ = stop_worker.send(true);
+    refresher.abort();
     if let Some(worker) = worker {
         match tokio::time::timeout(grace, worker).await {
             Ok(done) => done.context("worker task failed")?,

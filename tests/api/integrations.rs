@@ -317,6 +317,14 @@ pub async fn cli_manages_integrations(db: Db) {
                 && l.ends_with("https://ferry.example.com")),
         "{shown}"
     );
+    // The running server picks the stored URL up (it re-reads it every few seconds) without a restart.
+    assert_eq!(app.ferry.public_url(), app.base);
+    app.ferry
+        .public
+        .refresh(&app.ferry.config, app.ferry.store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(app.ferry.public_url(), "https://ferry.example.com");
     let listed = app.cli(&["integrations", "tokens", "--json"]);
     assert!(listed.status.success());
     assert!(
