@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::domain::Role;
 use crate::password;
+use crate::secrets::{random_token, token_hash};
 use crate::services::{Ferry, Result, ServiceError, invalid, looks_like_email, required_name};
 use crate::store::{Accepted, NewInvitation, NewUser, User};
-use crate::web::session::{random_token, token_hash};
 
 pub const INVITATION_DAYS: i64 = 7;
 

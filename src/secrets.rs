@@ -223,6 +223,18 @@ impl Cipher {
     }
 }
 
+/// 256 random bits, URL-safe: session cookies, CSRF tokens, invitation links.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored of a random token: its SHA-256, so a copy of the database opens nothing.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

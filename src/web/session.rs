@@ -4,12 +4,8 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, Utc};
-use rand::RngCore;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
 use super::WebError;
 use crate::domain::Role;
@@ -70,15 +66,7 @@ pub fn client_address(
     }
 }
 
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
+pub use crate::secrets::{random_token, token_hash};
 
 /// Constant-time comparison of two CSRF tokens.
 fn same_token(a: &str, b: &str) -> bool {

@@ -493,17 +493,135 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
             .await
             .is_err()
     );
-    let actions = app.texts("SELECT action FROM audit_events WHERE action IN ('user.added', 'user.invited', 'invitation.accepted') ORDER BY id").await;
+
+    // A withdrawn invitation's link stops working at once.
+    type_into(&b, "Email", "cleo@clinic.test").await;
+    b.button("Invite user").await.click().await.unwrap();
+    let withdrawn = text_of(&b, "//*[@data-invitation-link]//code").await;
+    assert_eq!(
+        app.client.get(&withdrawn).send().await.unwrap().status(),
+        200
+    );
+    b.button("Withdraw the invitation of cleo@clinic.test")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//*[@role='status'][contains(., 'withdrawn')]")
+        .await;
+    assert_eq!(
+        app.client.get(&withdrawn).send().await.unwrap().status(),
+        404
+    );
+    assert!(
+        b.client
+            .find(Locator::XPath("//tr[@data-invitation]"))
+            .await
+            .is_err()
+    );
+
+    let actions = app.texts("SELECT action FROM audit_events WHERE (action LIKE 'user.%' OR action LIKE 'invitation.%') AND action <> 'user.signed_in' ORDER BY id").await;
     assert_eq!(
         actions,
-        ["user.added", "user.invited", "invitation.accepted"].map(|a| Some(a.to_owned()))
+        [
+            "user.created",
+            "user.created",
+            "user.added",
+            "user.invited",
+            "invitation.accepted",
+            "user.invited",
+            "invitation.revoked"
+        ]
+        .map(|a| Some(a.to_owned()))
+    );
+}
+
+/// Two acceptances of one link at the same moment: one user, one membership, and the other gets "does not work".
+/// Inviting again replaces the link; an expired one is refused.
+pub async fn an_invitation_link_works_once(db: Db) {
+    use ferry::members::{self, Invited};
+    let app = spawn_app(db).await;
+    let account = app
+        .ferry
+        .create_account("Clínica Sol", None)
+        .await
+        .unwrap()
+        .id;
+    let link = |invited: Invited| match invited {
+        Invited::Link { url, .. } => url.rsplit('/').next().unwrap().to_owned(),
+        other => panic!("a link, not {other:?}"),
+    };
+    let invite = || members::invite(&app.ferry, account, "dora@clinic.test", Role::Agent, None);
+    let first = link(invite().await.unwrap());
+    let token = link(invite().await.unwrap());
+    assert!(
+        members::accept(&app.ferry, &first, "Dora", "long enough pw")
+            .await
+            .unwrap()
+            .is_none(),
+        "inviting again replaces the first link"
+    );
+    let (a, b) = tokio::join!(
+        members::accept(&app.ferry, &token, "Dora A", "long enough pw"),
+        members::accept(&app.ferry, &token, "Dora B", "long enough pw"),
+    );
+    let accepted: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(accepted.len(), 1, "exactly one acceptance");
+    assert!(!accepted[0].existing_user);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM users WHERE email = 'dora@clinic.test'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM account_users WHERE role = 'agent'"
+        )
+        .await,
+        1
+    );
+
+    // A short password is refused before the link is used up; an expired link is refused.
+    let later = link(
+        members::invite(&app.ferry, account, "eli@clinic.test", Role::Agent, None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        members::accept(&app.ferry, &later, "Eli", "short")
+            .await
+            .is_err()
+    );
+    app.execute("UPDATE invitations SET expires_at = created_at WHERE email = 'eli@clinic.test'")
+        .await;
+    assert!(
+        members::accept(&app.ferry, &later, "Eli", "long enough pw")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM users WHERE email = 'eli@clinic.test'"
+        )
+        .await,
+        0
     );
 }
 
 pub fn suite() -> Vec<crate::Test> {
-    on_both_databases!(
-        [crate::Service::Browser];
-        administrator_sets_up_an_inbox_and_integration_in_the_browser,
-        administrator_invites_users_in_the_browser,
-    )
+    [
+        on_both_databases!(
+            [crate::Service::Browser];
+            administrator_sets_up_an_inbox_and_integration_in_the_browser,
+            administrator_invites_users_in_the_browser,
+        ),
+        on_both_databases!([]; an_invitation_link_works_once),
+    ]
+    .concat()
 }
