@@ -596,6 +596,9 @@ pub async fn an_invitation_link_works_once(db: Db) {
             .await
             .is_err()
     );
+    let pending =
+        "SELECT COUNT(*) FROM invitations WHERE email = 'eli@clinic.test' AND accepted_at IS NULL";
+    assert_eq!(scalar(&app, pending).await, 1, "still usable");
     app.execute("UPDATE invitations SET expires_at = created_at WHERE email = 'eli@clinic.test'")
         .await;
     assert!(
