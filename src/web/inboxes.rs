@@ -134,10 +134,11 @@ struct InboxesPage {
     created: Option<(i64, String, bool)>,
 }
 
+/// After create/edit; a mangled value is ignored, not an error page.
 #[derive(Deserialize)]
 struct DoneQuery {
-    created: Option<i64>,
-    updated: Option<i64>,
+    created: Option<String>,
+    updated: Option<String>,
 }
 
 async fn inboxes(
@@ -160,15 +161,19 @@ async fn inboxes(
                 ..InboxRow::new(i)
             })
             .collect(),
-        created: done.created.and_then(|id| {
-            inboxes
-                .iter()
-                .find(|i| i.id == id)
-                .map(|i| (i.id, i.name.clone(), i.channel.is_whatsapp_like()))
-        }),
+        created: done
+            .created
+            .and_then(|id| id.parse::<i64>().ok())
+            .and_then(|id| {
+                inboxes
+                    .iter()
+                    .find(|i| i.id == id)
+                    .map(|i| (i.id, i.name.clone(), i.channel.is_whatsapp_like()))
+            }),
     };
     let updated = done
         .updated
+        .and_then(|id| id.parse::<i64>().ok())
         .and_then(|id| inboxes.iter().find(|i| i.id == id));
     let page = InboxesPage {
         chrome: page

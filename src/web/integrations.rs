@@ -122,10 +122,11 @@ pub(super) async fn render(
     })
 }
 
+/// After disable/enable; a mangled value is ignored, not an error page.
 #[derive(Deserialize)]
 struct DoneQuery {
-    enabled: Option<i64>,
-    disabled: Option<i64>,
+    enabled: Option<String>,
+    disabled: Option<String>,
 }
 
 async fn page(
@@ -134,13 +135,13 @@ async fn page(
     Query(done): Query<DoneQuery>,
 ) -> WebResult<Response> {
     let mut page = render(&ferry, &access, None).await?;
-    let named = |id: i64| {
+    let named = |id: &String| {
         page.rows
             .iter()
-            .find(|r| r.id == id)
+            .find(|r| id.parse() == Ok(r.id))
             .map(|r| format!("{} · {}", r.provider, r.inbox))
     };
-    page.chrome.notice = match (done.enabled, done.disabled) {
+    page.chrome.notice = match (&done.enabled, &done.disabled) {
         (Some(id), _) => {
             named(id).map(|n| format!("{n} is enabled: its webhooks are routed again."))
         }

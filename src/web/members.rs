@@ -125,11 +125,16 @@ async fn page(
     let mut page = render(&ferry, &access).await?;
     page.chrome.notice = match q.done.as_deref() {
         Some("revoked") => Some("The invitation was withdrawn; its link no longer works.".into()),
-        Some(email) if email.starts_with("added:") => Some(format!(
-            "{} was added to {}. They sign in with their own password and can switch accounts at the top.",
-            &email["added:".len()..],
-            access.account.name
-        )),
+        // Only a member's address is repeated: the link cannot make the page say anything else.
+        Some(done) => done
+            .strip_prefix("added:")
+            .filter(|email| page.members.iter().any(|m| m.email == *email))
+            .map(|email| {
+                format!(
+                    "{email} was added to {}. They sign in with their own password and can switch accounts at the top.",
+                    access.account.name
+                )
+            }),
         _ => None,
     };
     Ok(html(&page))
