@@ -231,19 +231,13 @@ async fn create(
         },
     };
     let message = match integrations::create(&ferry, input, Some(access.user().id)).await {
+        // Post/redirect/get: a reload shows the page again instead of creating a second integration.
         Ok(issued) => {
-            let verify_token = (inbox.channel == ChannelType::WhatsappCloud)
-                .then(|| get("verify_token"))
-                .flatten();
-            let mut page = super::integrations::render(
-                &ferry,
-                &access,
-                Some((issued.integration.id, issued.webhook_url)),
-            )
-            .await?;
-            page.created = true;
-            page.verify_token = verify_token;
-            return Ok(html(&page));
+            let to = format!(
+                "/app/accounts/{}/integrations?created={}",
+                access.account.id, issued.integration.id
+            );
+            return Ok(Redirect::to(&to).into_response());
         }
         Err(ServiceError::Validation { field, message }) => {
             format!("{}: {message}.", field.replace('_', " "))

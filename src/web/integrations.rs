@@ -77,20 +77,20 @@ fn row(ferry: &Ferry, i: &Integration, inboxes: &HashMap<i64, String>) -> Row {
 
 #[derive(Template)]
 #[template(path = "integrations.html")]
-pub(super) struct IntegrationsPage {
-    pub chrome: Chrome,
+struct IntegrationsPage {
+    chrome: Chrome,
     rows: Vec<Row>,
     legacy_route_enabled: bool,
     new_url: Option<(String, String)>,
     /// Why providers cannot reach the URLs below, while they cannot.
     unreachable: Option<String>,
     /// Just created (not rotated): the notice says so.
-    pub created: bool,
+    created: bool,
     /// A WhatsApp Cloud integration's verify token, to paste into Meta beside the URL.
-    pub verify_token: Option<String>,
+    verify_token: Option<String>,
 }
 
-pub(super) async fn render(
+async fn render(
     ferry: &Ferry,
     access: &AccountUser,
     new_url: Option<(i64, String)>,
@@ -122,11 +122,46 @@ pub(super) async fn render(
     })
 }
 
-/// After disable/enable; a mangled value is ignored, not an error page.
+/// After create, disable or enable; a mangled value is ignored, not an error page.
 #[derive(Deserialize)]
 struct DoneQuery {
+    created: Option<String>,
     enabled: Option<String>,
     disabled: Option<String>,
+}
+
+/// How long after creating an integration its page shows the URL in full (revealing it, audited, as the
+/// Reveal button does).
+const SHOW_CREATED_MINUTES: i64 = 10;
+
+/// Right after "Create integration": the page with the new URL (and a Cloud verify token) to paste.
+async fn just_created(
+    ferry: &Ferry,
+    access: &AccountUser,
+    id: i64,
+) -> WebResult<Option<IntegrationsPage>> {
+    let integration = ferry.store.get_integration(access.account.id, id).await?;
+    let fresh = chrono::Utc::now() - integration.created_at
+        < chrono::Duration::minutes(SHOW_CREATED_MINUTES);
+    if !access.is_admin() || !fresh {
+        return Ok(None);
+    }
+    let issued = integrations::reveal(ferry, access.account.id, id, Some(access.user().id)).await?;
+    let mut page = render(ferry, access, Some((id, issued.webhook_url))).await?;
+    page.created = true;
+    page.verify_token = cloud_verify_token(ferry, &issued.integration)?;
+    Ok(Some(page))
+}
+
+/// What Meta asks for beside the URL: a WhatsApp Cloud integration's verify token, from its sealed secrets.
+fn cloud_verify_token(ferry: &Ferry, integration: &Integration) -> WebResult<Option<String>> {
+    if integration.provider != "whatsapp_cloud" {
+        return Ok(None);
+    }
+    Ok(integrations::integration_secrets(ferry, integration)?
+        .get("verify_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned))
 }
 
 async fn page(
@@ -134,6 +169,11 @@ async fn page(
     access: AccountUser,
     Query(done): Query<DoneQuery>,
 ) -> WebResult<Response> {
+    if let Some(id) = done.created.as_deref().and_then(|id| id.parse().ok())
+        && let Some(page) = just_created(&ferry, &access, id).await?
+    {
+        return Ok(html(&page));
+    }
     let mut page = render(&ferry, &access, None).await?;
     let named = |id: &String| {
         page.rows
@@ -170,15 +210,7 @@ async fn reveal(
     access.authorize_post(form.token.as_deref(), "reveal webhook URLs")?;
     let issued =
         integrations::reveal(&ferry, access.account.id, id, Some(access.user().id)).await?;
-    // Meta asks for the verify token beside the URL: shown with it, from the sealed secrets.
-    let verify_token = if issued.integration.provider == "whatsapp_cloud" {
-        integrations::integration_secrets(&ferry, &issued.integration)?
-            .get("verify_token")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    } else {
-        None
-    };
+    let verify_token = cloud_verify_token(&ferry, &issued.integration)?;
     Ok(html(&RevealedUrl {
         id,
         url: issued.webhook_url,

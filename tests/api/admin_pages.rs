@@ -194,6 +194,10 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
     let url = text_of(&b, "//code[@data-new-url]").await;
     let verify = text_of(&b, "//code[@data-verify-token]").await;
     assert_eq!(verify, offered);
+    // A reload shows the same again and creates nothing (the form's answer was a redirect).
+    b.client.refresh().await.unwrap();
+    assert_eq!(text_of(&b, "//code[@data-new-url]").await, url);
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM integrations").await, 1);
     assert!(
         url.starts_with(&app.base) && url.contains("/webhooks/whatsapp_cloud/fwh_"),
         "{url}"
