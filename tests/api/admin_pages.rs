@@ -151,8 +151,8 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
         .await
         .unwrap();
     b.button("Save inbox").await.click().await.unwrap();
-    let notice = text_of(&b, "//*[@role='status']").await;
-    assert!(notice.contains("Inbox Vendas Cloud saved"), "{notice}");
+    b.wait("//*[@role='status'][contains(., 'Inbox Vendas Cloud saved')]")
+        .await;
     let stored = app.ferry.store.get_inbox(account, inbox).await.unwrap();
     assert!(stored.lock_to_single_conversation);
     let config = ferry::store::open_provider_config(&app.ferry.cipher, &stored).unwrap();
@@ -240,8 +240,9 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
     .click()
     .await
     .unwrap();
-    let notice = text_of(&b, "//*[@role='status']").await;
-    assert!(notice.contains("is disabled"), "{notice}");
+    // The page before had a notice too: wait for this one, not that.
+    b.wait("//*[@role='status'][contains(., 'is disabled')]")
+        .await;
     assert_eq!(
         post_cloud(&app, &url, b"app-s3cret", "wamid.WEB2").await.0,
         404
