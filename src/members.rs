@@ -10,7 +10,7 @@ use crate::domain::Role;
 use crate::password;
 use crate::secrets::{random_token, token_hash};
 use crate::services::{Ferry, Result, ServiceError, invalid, looks_like_email, required_name};
-use crate::store::{Accepted, NewInvitation, NewUser, User};
+use crate::store::{Accepted, MemberChange, NewInvitation, NewUser, User};
 
 pub const INVITATION_DAYS: i64 = 7;
 
@@ -145,6 +145,37 @@ pub async fn revoke(ferry: &Ferry, account_id: i64, id: i64, actor: Option<i64>)
             target,
             json!({}),
         )
+        .await;
+    Ok(())
+}
+
+/// Gives a member another role (`Some`) or removes them from the account (`None`). The account keeps at least
+/// one administrator; a removed member's open sessions lose the account at their next request.
+pub async fn change(
+    ferry: &Ferry,
+    account_id: i64,
+    user_id: i64,
+    role: Option<Role>,
+    actor: Option<i64>,
+) -> Result<()> {
+    let account = ferry.store.get_account(account_id).await?;
+    match ferry.store.change_member(account_id, user_id, role).await? {
+        MemberChange::Done => {}
+        MemberChange::NotAMember => return Err(ServiceError::NotFound("member")),
+        MemberChange::LastAdministrator => {
+            return Err(ServiceError::Conflict(format!(
+                "{} needs at least one administrator: make someone else one first",
+                account.name
+            )));
+        }
+    }
+    let (action, details) = match role {
+        Some(role) => ("user.role_changed", json!({"role": role})),
+        None => ("user.removed", json!({})),
+    };
+    let target = format!("user:{user_id}");
+    ferry
+        .audit(Some(account_id), actor, action, target, details)
         .await;
     Ok(())
 }

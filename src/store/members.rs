@@ -77,6 +77,22 @@ pub trait MemberStore: Send + Sync {
     ) -> Result<Option<Accepted>>;
     /// Withdraws a pending invitation; false if there was none.
     async fn revoke_invitation(&self, account_id: i64, invitation_id: i64) -> Result<bool>;
+    /// Changes a member's role (`Some`) or removes them (`None`), unless that leaves the account without an
+    /// administrator.
+    async fn change_member(
+        &self,
+        account_id: i64,
+        user_id: i64,
+        role: Option<Role>,
+    ) -> Result<MemberChange>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Done,
+    NotAMember,
+    /// Refused: the account would have no administrator left.
+    LastAdministrator,
 }
 
 #[derive(sqlx::FromRow)]
@@ -291,6 +307,70 @@ impl MemberStore for SqlStore {
             account_id,
             existing_user,
         }))
+    }
+
+    async fn change_member(
+        &self,
+        account_id: i64,
+        user_id: i64,
+        role: Option<Role>,
+    ) -> Result<MemberChange> {
+        let mut tx = self.pool().begin_write().await?;
+        // Changes to one account's members queue behind this row lock (SQLite's write lock does the same), so
+        // two administrators demoting each other at once cannot both see the other one still there.
+        db_run!(&mut tx, |c| sqlx::query(
+            "UPDATE accounts SET updated_at = updated_at WHERE id = $1"
+        )
+        .bind(account_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let current: Option<String> = db_run!(&mut tx, |c| sqlx::query_scalar(
+            "SELECT role FROM account_users WHERE account_id = $1 AND user_id = $2"
+        )
+        .bind(account_id)
+        .bind(user_id)
+        .fetch_optional(c)
+        .await)?;
+        let Some(current) = current.as_deref().map(role_from_db).transpose()? else {
+            tx.rollback().await?;
+            return Ok(MemberChange::NotAMember);
+        };
+        let administrators: i64 =
+            db_run!(&mut tx, |c| {
+                sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_users WHERE account_id = $1 AND role = 'administrator'"
+        )
+        .bind(account_id)
+        .fetch_one(c)
+        .await
+            })?;
+        let stays_administrator = role == Some(Role::Administrator);
+        if current == Role::Administrator && !stays_administrator && administrators <= 1 {
+            tx.rollback().await?;
+            return Ok(MemberChange::LastAdministrator);
+        }
+        match role {
+            Some(role) => db_run!(&mut tx, |c| sqlx::query(
+                "UPDATE account_users SET role = $3 WHERE account_id = $1 AND user_id = $2"
+            )
+            .bind(account_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?,
+            None => db_run!(&mut tx, |c| sqlx::query(
+                "DELETE FROM account_users WHERE account_id = $1 AND user_id = $2"
+            )
+            .bind(account_id)
+            .bind(user_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?,
+        };
+        tx.commit().await?;
+        Ok(MemberChange::Done)
     }
 
     async fn revoke_invitation(&self, account_id: i64, invitation_id: i64) -> Result<bool> {

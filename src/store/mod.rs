@@ -45,7 +45,7 @@ pub use integrations::{
     TokenRoute,
 };
 pub use jobs::{FetchedFile, Job, JobStore};
-pub use members::{Accepted, Invitation, Member, MemberStore, NewInvitation};
+pub use members::{Accepted, Invitation, Member, MemberChange, MemberStore, NewInvitation};
 pub use models::*;
 pub use settings::SettingsStore;
 pub use states::*;

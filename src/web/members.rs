@@ -24,6 +24,14 @@ pub fn router() -> Router<Ferry> {
             "/accounts/{account_id}/invitations/{id}/revoke",
             post(revoke),
         )
+        .route(
+            "/accounts/{account_id}/users/{user_id}/role",
+            post(set_role),
+        )
+        .route(
+            "/accounts/{account_id}/users/{user_id}/remove",
+            post(remove),
+        )
 }
 
 /// Outside `/app`: the person invited has no session yet.
@@ -32,9 +40,12 @@ pub fn public_router() -> Router<Ferry> {
 }
 
 struct MemberRow {
+    user_id: i64,
     name: String,
     email: String,
     role: &'static str,
+    /// `administrator` or `agent`, for the role form.
+    role_value: &'static str,
     joined: String,
     you: bool,
 }
@@ -90,6 +101,8 @@ async fn render(ferry: &Ferry, access: &AccountUser) -> WebResult<MembersPage> {
             .into_iter()
             .map(|m| MemberRow {
                 you: m.user_id == access.user().id,
+                user_id: m.user_id,
+                role_value: m.role.as_str(),
                 name: m.name,
                 email: m.email,
                 role: role_label(m.role),
@@ -125,6 +138,11 @@ async fn page(
     let mut page = render(&ferry, &access).await?;
     page.chrome.notice = match q.done.as_deref() {
         Some("revoked") => Some("The invitation was withdrawn; its link no longer works.".into()),
+        Some("role") => Some("The role was changed.".into()),
+        Some("removed") => Some(format!(
+            "The user was removed from {}: their sessions no longer open it.",
+            access.account.name
+        )),
         // Only a member's address is repeated: the link cannot make the page say anything else.
         Some(done) => done
             .strip_prefix("added:")
@@ -334,4 +352,54 @@ async fn accept(
     Ok(session::redirect_signed_in(
         &ferry, &headers, &token, &inboxes,
     ))
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    role: String,
+}
+
+async fn set_role(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, user_id)): Path<(i64, i64)>,
+    form: CsrfForm<RoleForm>,
+) -> WebResult<Response> {
+    access.authorize_post(form.token.as_deref(), "change roles")?;
+    let role = Role::parse(&form.data.role)
+        .map_err(|_| WebError::BadRequest("Choose a role: administrator or agent.".into()))?;
+    changed(&ferry, &access, user_id, Some(role), "role").await
+}
+
+async fn remove(
+    State(ferry): State<Ferry>,
+    access: AccountUser,
+    Path((_, user_id)): Path<(i64, i64)>,
+    form: CsrfForm<NoFields>,
+) -> WebResult<Response> {
+    access.authorize_post(form.token.as_deref(), "remove users")?;
+    changed(&ferry, &access, user_id, None, "removed").await
+}
+
+/// Back to the list saying what was done, or the list with the refusal (the last administrator stays).
+async fn changed(
+    ferry: &Ferry,
+    access: &AccountUser,
+    user_id: i64,
+    role: Option<Role>,
+    done: &str,
+) -> WebResult<Response> {
+    let account_id = access.account.id;
+    match members::change(ferry, account_id, user_id, role, Some(access.user().id)).await {
+        Ok(()) => {
+            let to = format!("/app/accounts/{account_id}/users?done={done}");
+            Ok(Redirect::to(&to).into_response())
+        }
+        Err(ServiceError::Conflict(message)) => {
+            let mut page = render(ferry, access).await?;
+            page.chrome.error = Some(format!("{message}."));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
 }

@@ -499,6 +499,29 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
             .is_err()
     );
 
+    // Ana becomes an administrator, then leaves Sol; her other account stays hers.
+    b.button("Make Ana Agent an administrator")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//*[@role='status'][contains(., 'The role was changed')]")
+        .await;
+    assert_eq!(app.texts(&roles).await, [Some("administrator".to_owned())]);
+    b.button("Remove Ana Agent").await.click().await.unwrap();
+    b.wait("//dialog[@open]//button[normalize-space()='Remove']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait("//*[@role='status'][contains(., 'was removed from Clínica Sol')]")
+        .await;
+    assert!(app.texts(&roles).await.is_empty());
+    assert_eq!(
+        scalar(&app, &format!("SELECT COUNT(*) FROM account_users au JOIN users u ON u.id = au.user_id WHERE u.email = 'ana@clinic.test' AND au.account_id = {lua}")).await,
+        1
+    );
+
     // A withdrawn invitation's link stops working at once.
     type_into(&b, "Email", "cleo@clinic.test").await;
     b.button("Invite user").await.click().await.unwrap();
@@ -534,6 +557,8 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
             "user.added",
             "user.invited",
             "invitation.accepted",
+            "user.role_changed",
+            "user.removed",
             "user.invited",
             "invitation.revoked"
         ]
@@ -622,6 +647,79 @@ pub async fn an_invitation_link_works_once(db: Db) {
     );
 }
 
+/// Two administrators demoting each other at the same moment leave one administrator, not none; the last
+/// one can be neither demoted nor removed.
+pub async fn an_account_keeps_an_administrator(db: Db) {
+    use ferry::members;
+    let app = spawn_app(db).await;
+    let account = app
+        .ferry
+        .create_account("Clínica Sol", None)
+        .await
+        .unwrap()
+        .id;
+    web_user(
+        &app,
+        account,
+        "alex@clinic.test",
+        Role::Administrator,
+        false,
+    )
+    .await;
+    let bia = app
+        .ferry
+        .create_user(ferry::services::CreateUser {
+            account_id: account,
+            name: Some("Bia"),
+            email: "bia@clinic.test",
+            password: PASSWORD,
+            role: Role::Administrator,
+            installation_admin: false,
+        })
+        .await
+        .unwrap()
+        .id;
+    let alex = scalar(
+        &app,
+        "SELECT id FROM users WHERE email = 'alex@clinic.test'",
+    )
+    .await;
+    let admins = "SELECT COUNT(*) FROM account_users WHERE role = 'administrator'";
+    // Raced many times: without the guard's lock the two would sometimes both pass.
+    for round in 0..10 {
+        app.execute("UPDATE account_users SET role = 'administrator'")
+            .await;
+        let (a, b) = tokio::join!(
+            members::change(&app.ferry, account, alex, Some(Role::Agent), Some(bia)),
+            members::change(&app.ferry, account, bia, Some(Role::Agent), Some(alex)),
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {a:?} {b:?}"
+        );
+        assert_eq!(scalar(&app, admins).await, 1, "round {round}");
+    }
+    let left = scalar(
+        &app,
+        "SELECT user_id FROM account_users WHERE role = 'administrator'",
+    )
+    .await;
+    let refused = members::change(&app.ferry, account, left, None, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("needs at least one administrator"),
+        "{refused}"
+    );
+    assert_eq!(scalar(&app, admins).await, 1);
+    assert!(matches!(
+        members::change(&app.ferry, account, 9999, None, None).await,
+        Err(ferry::services::ServiceError::NotFound(_))
+    ));
+}
+
 pub fn suite() -> Vec<crate::Test> {
     [
         on_both_databases!(
@@ -629,7 +727,7 @@ pub fn suite() -> Vec<crate::Test> {
             administrator_sets_up_an_inbox_and_integration_in_the_browser,
             administrator_invites_users_in_the_browser,
         ),
-        on_both_databases!([]; an_invitation_link_works_once),
+        on_both_databases!([]; an_invitation_link_works_once, an_account_keeps_an_administrator),
     ]
     .concat()
 }
