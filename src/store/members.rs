@@ -336,15 +336,14 @@ impl MemberStore for SqlStore {
             tx.rollback().await?;
             return Ok(MemberChange::NotAMember);
         };
-        let administrators: i64 =
-            db_run!(&mut tx, |c| {
-                sqlx::query_scalar(
+        let administrators: i64 = db_run!(&mut tx, |c| {
+            sqlx::query_scalar(
             "SELECT COUNT(*) FROM account_users WHERE account_id = $1 AND role = 'administrator'"
         )
         .bind(account_id)
         .fetch_one(c)
         .await
-            })?;
+        })?;
         let stays_administrator = role == Some(Role::Administrator);
         if current == Role::Administrator && !stays_administrator && administrators <= 1 {
             tx.rollback().await?;
