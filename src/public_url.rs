@@ -167,9 +167,39 @@ pub fn warning(url: &str) -> Option<String> {
     })
 }
 
+/// For a link people open (an invitation): only a loopback address fails them, a private one may be their
+/// office network.
+pub fn person_warning(url: &str) -> Option<String> {
+    (unreachable(url) == Some("a loopback address")).then(|| {
+        format!(
+            "this link names {} (a loopback address), which opens only on the machine ferry runs on: set the \
+             public URL with `ferry config set public-url https://…` and invite again",
+            base_of(url)
+        )
+    })
+}
+
+/// `scheme://host[:port]` of a URL.
+fn base_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_links_warn_people() {
+        let w = person_warning("http://127.0.0.1:3000/invite/abc").unwrap();
+        assert!(
+            w.starts_with("this link names http://127.0.0.1:3000 (a loopback address)"),
+            "{w}"
+        );
+        assert!(person_warning("http://192.168.1.10:3000/invite/abc").is_none());
+        assert!(person_warning("https://ferry.example.com/invite/abc").is_none());
+    }
 
     #[test]
     fn only_http_base_urls_are_accepted() {

@@ -186,6 +186,11 @@ pub async fn users(ferry: Ferry, command: UsersCommand) -> anyhow::Result<()> {
         } => {
             let invited = crate::members::invite(&ferry, account, &email, role, None).await?;
             print_invited(&invited, account, role, json);
+            if let crate::members::Invited::Link { url, .. } = &invited
+                && let Some(warning) = crate::public_url::person_warning(url)
+            {
+                eprintln!("warning: {warning}");
+            }
             Ok(())
         }
     }

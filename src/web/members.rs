@@ -63,6 +63,8 @@ struct NewLink {
     email: String,
     url: String,
     expires: String,
+    /// Why people elsewhere cannot open it (a loopback public URL).
+    warning: Option<String>,
 }
 
 #[derive(Template)]
@@ -197,6 +199,7 @@ async fn invite(
             // The link is a secret shown once: answered here, never put in a redirect.
             let mut page = render(&ferry, &access).await?;
             page.new_link = Some(NewLink {
+                warning: crate::public_url::person_warning(&url),
                 email,
                 url,
                 expires: when(&expires_at),

@@ -378,6 +378,9 @@ pub async fn administrator_invites_users_in_the_browser(db: Db) {
     b.button("Invite user").await.click().await.unwrap();
     let link = text_of(&b, "//*[@data-invitation-link]//code").await;
     assert!(link.starts_with(&format!("{}/invite/", app.base)), "{link}");
+    // The test server's public URL is a loopback one: the page says who cannot open the link.
+    let careful = text_of(&b, "//*[@data-link-warning]").await;
+    assert!(careful.contains("(a loopback address)"), "{careful}");
     let pending = text_of(&b, "//tr[@data-invitation='bea@clinic.test']").await;
     assert!(
         pending.contains("Administrator") && pending.contains("Alex Admin"),

@@ -138,6 +138,14 @@ pub async fn cli_creates_account_user_token_and_inbox(db: Db) {
         String::from_utf8_lossy(&text.stderr)
     );
     let link = printed.lines().last().unwrap();
+    let warned = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        warned.starts_with(&format!(
+            "warning: this link names {} (a loopback address)",
+            app.base
+        )),
+        "{warned}"
+    );
     assert!(
         link.starts_with(&format!("{}/invite/", app.base)),
         "{printed}"
