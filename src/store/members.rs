@@ -137,6 +137,10 @@ const INVITATION_COLUMNS: &str = "SELECT i.id, i.account_id, a.name AS account_n
 
 const USER_COLUMNS: &str = "id, name, email, password_hash, installation_admin, created_at";
 
+/// A role for a user in an account, unless they have one there (which is kept).
+const ADD_MEMBER: &str = "INSERT INTO account_users (account_id, user_id, role) VALUES ($1, $2, $3) \
+     ON CONFLICT (account_id, user_id) DO NOTHING";
+
 #[async_trait]
 impl MemberStore for SqlStore {
     async fn account_members(&self, account_id: i64) -> Result<Vec<Member>> {
@@ -162,16 +166,13 @@ impl MemberStore for SqlStore {
     }
 
     async fn add_member(&self, account_id: i64, user_id: i64, role: Role) -> Result<bool> {
-        let added = db_run!(self.pool(), |c| sqlx::query(
-            "INSERT INTO account_users (account_id, user_id, role) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, user_id) DO NOTHING"
-        )
-        .bind(account_id)
-        .bind(user_id)
-        .bind(role.as_str())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let added = db_run!(self.pool(), |c| sqlx::query(ADD_MEMBER)
+            .bind(account_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(added == 1)
     }
 
@@ -283,16 +284,13 @@ impl MemberStore for SqlStore {
             }
         };
         // A role the user already has in the account is kept (an administrator invited as agent stays one).
-        db_run!(&mut tx, |c| sqlx::query(
-            "INSERT INTO account_users (account_id, user_id, role) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, user_id) DO NOTHING"
-        )
-        .bind(account_id)
-        .bind(found.id)
-        .bind(role.as_str())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        db_run!(&mut tx, |c| sqlx::query(ADD_MEMBER)
+            .bind(account_id)
+            .bind(found.id)
+            .bind(role.as_str())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         db_run!(&mut tx, |c| sqlx::query(
             "UPDATE invitations SET accepted_user_id = $2 WHERE id = $1"
         )

@@ -5,16 +5,15 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::session::{AccountUser, CsrfForm};
-use super::{Chrome, WebError, WebResult, html};
+use super::{Chrome, WebError, WebResult, html, refusal, refused_page};
 use crate::domain::ChannelType;
-use crate::services::{CreateInbox, Ferry, ServiceError, UpdateInbox, mask_values};
+use crate::services::{CreateInbox, Ferry, UpdateInbox, mask_values};
 use crate::store::{self, Inbox};
 
 pub fn router() -> Router<Ferry> {
@@ -110,7 +109,7 @@ impl InboxForm {
             self.channels = channel_options(c);
         }
         self.chrome.error = Some(message);
-        (StatusCode::UNPROCESSABLE_ENTITY, html(&self)).into_response()
+        refused_page(&self)
     }
 }
 
@@ -202,20 +201,6 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// A refusal worth showing on the form; anything else is an error page.
-fn form_message(e: ServiceError) -> Result<String, WebError> {
-    match e {
-        ServiceError::Validation { field, message } => Ok(format!(
-            "{}: {message}.",
-            field
-                .replace('_', " ")
-                .replace("provider config", "provider settings")
-        )),
-        ServiceError::Conflict(message) => Ok(format!("{message}.")),
-        other => Err(other.into()),
-    }
-}
-
 async fn new_page(access: AccountUser) -> WebResult<Response> {
     access.require_admin("create inboxes")?;
     Ok(html(&InboxForm::blank(&access)))
@@ -251,7 +236,7 @@ async fn create(
             access.account.id, inbox.id
         ))
         .into_response()),
-        Err(e) => Ok(blank.refused(&sent, form_message(e)?)),
+        Err(e) => Ok(blank.refused(&sent, refusal(e)?)),
     }
 }
 
@@ -314,6 +299,6 @@ async fn update(
         .await
     {
         Ok(_) => Ok(Redirect::to(&to).into_response()),
-        Err(e) => Ok(shown.refused(&sent, form_message(e)?)),
+        Err(e) => Ok(shown.refused(&sent, refusal(e)?)),
     }
 }

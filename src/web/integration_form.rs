@@ -5,15 +5,14 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::session::{AccountUser, CsrfForm, NoFields, random_token};
-use super::{Chrome, WebError, WebResult, html};
+use super::{Chrome, WebError, WebResult, html, refusal, refused_page};
 use crate::domain::ChannelType;
-use crate::services::{Ferry, ServiceError};
+use crate::services::Ferry;
 use crate::store::Inbox;
 use crate::webhooks::integrations::{self, CreateIntegration, Provider, ProviderSecrets};
 
@@ -239,15 +238,11 @@ async fn create(
             );
             return Ok(Redirect::to(&to).into_response());
         }
-        Err(ServiceError::Validation { field, message }) => {
-            format!("{}: {message}.", field.replace('_', " "))
-        }
-        Err(ServiceError::Conflict(message)) => format!("{message}."),
-        Err(other) => return Err(other.into()),
+        Err(e) => refusal(e)?,
     };
     let mut page = form(&ferry, &access, Some(inbox_id), Some(&data)).await?;
     page.chrome.error = Some(message);
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+    Ok(refused_page(&page))
 }
 
 async fn disable(

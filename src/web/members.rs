@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::session::{self, AccountUser, CsrfForm, LOGIN_CSRF_COOKIE, NoFields, SESSION_COOKIE};
-use super::{Chrome, WebError, WebResult, html, when};
+use super::{Chrome, WebError, WebResult, html, refusal, refused_page, when};
 use crate::domain::Role;
 use crate::members::{self, Invited};
 use crate::services::{Ferry, ServiceError};
@@ -209,14 +209,13 @@ async fn invite(
         Err(ServiceError::Validation { message, .. }) => {
             format!("The email address {message}.")
         }
-        Err(ServiceError::Conflict(message)) => format!("{message}."),
-        Err(other) => return Err(other.into()),
+        Err(e) => refusal(e)?,
     };
     let mut page = render(&ferry, &access).await?;
     page.chrome.error = Some(message);
     page.email = form.data.email.trim().to_owned();
     page.role = role.as_str();
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+    Ok(refused_page(&page))
 }
 
 async fn revoke(
@@ -398,11 +397,10 @@ async fn changed(
             let to = format!("/app/accounts/{account_id}/users?done={done}");
             Ok(Redirect::to(&to).into_response())
         }
-        Err(ServiceError::Conflict(message)) => {
+        Err(e) => {
             let mut page = render(ferry, access).await?;
-            page.chrome.error = Some(format!("{message}."));
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+            page.chrome.error = Some(refusal(e)?);
+            Ok(refused_page(&page))
         }
-        Err(other) => Err(other.into()),
     }
 }

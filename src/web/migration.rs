@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -627,7 +626,7 @@ async fn refused(
 ) -> WebResult<Response> {
     let mut page = render_page(ferry, access, inbox_id, None).await?;
     page.chrome.error = Some(message);
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
+    Ok(super::refused_page(&page))
 }
 
 /// A lifecycle action's answer: the page again saying why it was refused, or back to the page with the

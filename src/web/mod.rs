@@ -152,6 +152,26 @@ impl IntoResponse for WebError {
 
 pub type WebResult<T> = Result<T, WebError>;
 
+/// What a refused form says when its page comes back: a validation or conflict message (`field: why.`);
+/// anything else is an error page.
+pub fn refusal(e: ServiceError) -> Result<String, WebError> {
+    match e {
+        ServiceError::Validation { field, message } => Ok(format!(
+            "{}: {message}.",
+            field
+                .replace('_', " ")
+                .replace("provider config", "provider settings")
+        )),
+        ServiceError::Conflict(message) => Ok(format!("{message}.")),
+        other => Err(other.into()),
+    }
+}
+
+/// A page answered again with the reason its form or action was refused (its `chrome.error`), as 422.
+pub fn refused_page<T: Template>(page: &T) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, html(page)).into_response()
+}
+
 /// A rendered template as an HTML response; a template that fails to render is a logged 500.
 pub fn html<T: Template>(template: &T) -> Response {
     match template.render() {

@@ -11,6 +11,18 @@ use crate::helpers::{Db, TestApp, spawn_app};
 use crate::imports::scalar;
 use crate::webhooks::sign;
 
+/// Clínica Sol with its administrator Alex (alex@clinic.test, `PASSWORD`).
+async fn clinic_with_admin(app: &TestApp) -> i64 {
+    let account = app
+        .ferry
+        .create_account("Clínica Sol", None)
+        .await
+        .unwrap()
+        .id;
+    web_user(app, account, "alex@clinic.test", Role::Administrator, false).await;
+    account
+}
+
 async fn text_of(b: &Browser, xpath: &str) -> String {
     b.wait(xpath).await.text().await.unwrap()
 }
@@ -50,20 +62,7 @@ async fn post_cloud(app: &TestApp, url: &str, secret: &[u8], id: &str) -> (u16, 
 /// integration, verify with Meta's handshake and receive a message through the shown URL, disable and enable.
 pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: Db) {
     let app = spawn_app(db).await;
-    let account = app
-        .ferry
-        .create_account("Clínica Sol", None)
-        .await
-        .unwrap()
-        .id;
-    web_user(
-        &app,
-        account,
-        "alex@clinic.test",
-        Role::Administrator,
-        false,
-    )
-    .await;
+    let account = clinic_with_admin(&app).await;
     let b = Browser::open(&app, db).await;
     b.sign_in("alex@clinic.test", PASSWORD).await;
     b.wait("//h1[normalize-space()='Inboxes']").await;
@@ -298,19 +297,13 @@ pub async fn administrator_sets_up_an_inbox_and_integration_in_the_browser(db: D
 /// person gets a link that works once; an agent sees no invite form and a forged invite is refused.
 pub async fn administrator_invites_users_in_the_browser(db: Db) {
     let app = spawn_app(db).await;
-    let sol = app
-        .ferry
-        .create_account("Clínica Sol", None)
-        .await
-        .unwrap()
-        .id;
+    let sol = clinic_with_admin(&app).await;
     let lua = app
         .ferry
         .create_account("Clínica Lua", None)
         .await
         .unwrap()
         .id;
-    web_user(&app, sol, "alex@clinic.test", Role::Administrator, false).await;
     web_user(&app, lua, "ana@clinic.test", Role::Agent, false).await;
     let b = Browser::open(&app, db).await;
     b.sign_in("alex@clinic.test", PASSWORD).await;
@@ -655,20 +648,7 @@ pub async fn an_invitation_link_works_once(db: Db) {
 pub async fn an_account_keeps_an_administrator(db: Db) {
     use ferry::members;
     let app = spawn_app(db).await;
-    let account = app
-        .ferry
-        .create_account("Clínica Sol", None)
-        .await
-        .unwrap()
-        .id;
-    web_user(
-        &app,
-        account,
-        "alex@clinic.test",
-        Role::Administrator,
-        false,
-    )
-    .await;
+    let account = clinic_with_admin(&app).await;
     let bia = app
         .ferry
         .create_user(ferry::services::CreateUser {
